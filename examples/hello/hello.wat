@@ -1,0 +1,32 @@
+;; hello: the smallest Warden action. It logs its input at level info and returns it unchanged.
+(component
+  (import "warden:platform/log@0.1.0" (instance $log
+    (type $level-def (enum "debug" "info" "warn" "error"))
+    (export $level "level" (type (eq $level-def)))
+    (export "write" (func (param "level" $level) (param "message" string)))))
+  (core module $memory (memory (export "memory") 1))
+  (core instance $memory-i (instantiate $memory))
+  (core func $write (canon lower (func $log "write")
+    (memory $memory-i "memory") string-encoding=utf8))
+  (core module $main
+    (import "env" "memory" (memory 1))
+    (import "log" "write" (func $write (param i32 i32 i32)))
+    (global $bump (mut i32) (i32.const 1024))
+    (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (global.get $bump))
+      (global.set $bump (i32.add (global.get $bump) (local.get 3)))
+      (local.get $p))
+    (func (export "run") (param $ptr i32) (param $len i32) (result i32)
+      (call $write (i32.const 1) (local.get $ptr) (local.get $len))
+      (i32.store (i32.const 16) (i32.const 0))
+      (i32.store (i32.const 20) (local.get $ptr))
+      (i32.store (i32.const 24) (local.get $len))
+      (i32.const 16)))
+  (core instance $main-i (instantiate $main
+    (with "env" (instance $memory-i))
+    (with "log" (instance (export "write" (func $write))))))
+  (func (export "run") (param "input" string) (result (result string (error string)))
+    (canon lift (core func $main-i "run") (memory $memory-i "memory")
+      (realloc (func $main-i "cabi_realloc")) string-encoding=utf8))
+)

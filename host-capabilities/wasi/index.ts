@@ -1,0 +1,8 @@
+export { isWasiBaselineVersion, WASI_BASELINE, WASI_BASELINE_VERSIONS } from './descriptor.js'
+export {
+  createWasiImports,
+  GuestExit,
+  MAX_BLOCKING_WRITE,
+  MAX_RANDOM_BYTES,
+  WRITE_PERMIT,
+} from './worker.js'

@@ -1,0 +1,194 @@
+/**
+ * Warden's runtime: load a component, run it in a fresh sandboxed instance, get its output
+ * and its metering report.
+ *
+ * @example
+ * const warden = await createRuntime({ dataDir: '.warden' })
+ * const app = await warden.load(bytes)
+ * const run = await warden.invoke(app, { input: '{"name":"Ada"}', limits: { fuel: 1e7 } })
+ * console.log(run.output, run.report.fuelUsed)
+ * await warden.close()
+ */
+import { randomUUID } from 'node:crypto'
+import { DEFAULT_CAPABILITIES } from '../host-capabilities/index.js'
+import type { BrokerCapability } from '../host-capabilities/types.js'
+import { createBroker } from './broker/broker.js'
+import type { BrokerDecision, BrokerRunContext } from './broker/broker.js'
+import { WardenError } from './errors.js'
+import type { SerializedError } from './errors.js'
+import { DEFAULT_CEILINGS, PAGES_PER_MB, resolveLimits } from './limits/limits.js'
+import type { LimitCeilings, Limits } from './limits/limits.js'
+import { ComponentLoader } from './loader/load.js'
+import type { LoadedComponent } from './loader/load.js'
+import type { TranspileBudget } from './loader/transpile.js'
+import type { MeteringReport } from './report.js'
+import { SandboxPool } from './sandbox/pool.js'
+import type { LocalDecision, LogLine } from './sandbox/protocol.js'
+
+/** Options of {@link createRuntime}. */
+export interface RuntimeOptions {
+  /** Where the transpile cache (and later the stores) live. */
+  dataDir: string
+  /** Sandbox workers. Default: the number of CPUs. */
+  poolSize?: number
+  /** Ceilings no run may exceed. */
+  ceilings?: LimitCeilings
+  /** Broker-side capabilities beyond the platform's (tests add `warden:test/echo` here). */
+  brokerCapabilities?: readonly BrokerCapability[]
+  /** Budget of each transpilation. */
+  transpileBudget?: TranspileBudget
+}
+
+/** Options of one run. */
+export interface InvokeOptions {
+  /** Limits asked for; clamped to the ceilings. */
+  limits?: Limits
+  /**
+   * Interfaces this run may call, unversioned (`warden:platform/log`). The effective grant is
+   * this ∩ the component's imports. Default: none: every imported capability answers `denied`.
+   */
+  grant?: readonly string[]
+  appId?: string
+  tokenJti?: string
+}
+
+/** The outcome of one run. Never thrown: a failed run is a value with a stable code. */
+export interface Invocation {
+  ok: boolean
+  /** The export's return value (an action's `ok` string). */
+  output?: unknown
+  /** An action's `err` value: the guest's own failure, not Warden's. */
+  guestError?: unknown
+  /** Warden's failure, with a stable code. */
+  error?: SerializedError
+  report: MeteringReport
+  logs: LogLine[]
+  decisions: (LocalDecision | BrokerDecision)[]
+}
+
+/** A running Warden runtime. */
+export interface WardenRuntime {
+  /** Validate, transpile, instrument and compile a component (cached by digest). */
+  load(bytes: Uint8Array): Promise<LoadedComponent>
+  /** Run an `action` component's `run(input)` once, in a fresh instance. */
+  invoke(component: LoadedComponent, input: string, options?: InvokeOptions): Promise<Invocation>
+  /** Call any export (`run`, `handler.handle`) with jco-shaped arguments. */
+  call(
+    component: LoadedComponent,
+    exportName: string,
+    args: unknown[],
+    options?: InvokeOptions,
+  ): Promise<Invocation>
+  /** The pool, for health and tests. */
+  readonly pool: SandboxPool
+  close(): Promise<void>
+}
+
+/** Start a runtime: a loader and a warm pool of sandbox workers. */
+export async function createRuntime(options: RuntimeOptions): Promise<WardenRuntime> {
+  const ceilings = options.ceilings ?? DEFAULT_CEILINGS
+  const extra = options.brokerCapabilities ?? []
+  const loader = new ComponentLoader({
+    dataDir: options.dataDir,
+    capabilities: [...DEFAULT_CAPABILITIES, ...extra.map((c) => c.descriptor)],
+    maxMemoryPages: ceilings.maxMemoryMb * PAGES_PER_MB,
+    ...(options.transpileBudget ? { budget: options.transpileBudget } : {}),
+  })
+  const brokerInterfaces: Record<string, readonly string[]> = {}
+  for (const d of DEFAULT_CAPABILITIES) {
+    if (d.side === 'broker') {
+      brokerInterfaces[d.interface] = d.functions
+    }
+  }
+  for (const c of extra) {
+    brokerInterfaces[c.descriptor.interface] = c.descriptor.functions
+  }
+  const onHostCall = createBroker(extra)
+  const pool = new SandboxPool({
+    ...(options.poolSize ? { size: options.poolSize } : {}),
+    brokerInterfaces,
+    onHostCall: (ctx, request) => onHostCall(ctx as BrokerRunContext, request),
+  })
+
+  async function call(
+    component: LoadedComponent,
+    exportName: string,
+    args: unknown[],
+    opts: InvokeOptions = {},
+  ): Promise<Invocation> {
+    const limits = resolveLimits(opts.limits, ceilings)
+    const imported = new Set(component.imports)
+    const granted = new Set((opts.grant ?? []).filter((g) => imported.has(g)))
+    const abort = new AbortController()
+    const context: BrokerRunContext = {
+      invocationId: randomUUID(),
+      appId: opts.appId ?? component.digest,
+      digest: component.digest,
+      limits,
+      granted,
+      counters: { brokerCalls: 0, egressBytes: 0 },
+      signal: abort.signal,
+      decisions: [],
+    }
+    const startedAt = new Date()
+    const result = await pool.run({
+      component: component.sandbox,
+      exportName,
+      args,
+      limits,
+      grant: { imported: component.imports, granted: [...granted] },
+      context,
+    })
+    abort.abort()
+    const metering = result.metering
+    const report: MeteringReport = {
+      invocationId: context.invocationId,
+      appId: context.appId,
+      digest: component.digest,
+      tokenJti: opts.tokenJti ?? null,
+      startedAt: startedAt.toISOString(),
+      wallMs: Math.round(result.wallMs * 1000) / 1000,
+      fuelUsed: metering?.fuelUsed ?? null,
+      fuelLimit: limits.fuel,
+      memoryPeakBytes: metering?.memoryPeakBytes ?? null,
+      memoryLimitBytes: limits.memoryMb * 1024 * 1024,
+      hostCalls: metering?.hostCalls ?? null,
+      egressBytes: context.counters.egressBytes,
+      outcome: result.ok ? result.outcome : result.error.code,
+      ...(result.ok ? {} : { error: result.error }),
+      logsDropped: metering?.logsDropped ?? 0,
+    }
+    const decisions = [...(metering?.decisions ?? []), ...context.decisions]
+    const logs = metering?.logs ?? []
+    if (!result.ok) {
+      return { ok: false, error: result.error, report, logs, decisions }
+    }
+    return result.outcome === 'ok'
+      ? { ok: true, output: result.value, report, logs, decisions }
+      : { ok: false, guestError: result.value, report, logs, decisions }
+  }
+
+  return {
+    pool,
+    load: (bytes) => loader.load(bytes),
+    call,
+    invoke(component, input, opts) {
+      if (component.kind !== 'action') {
+        throw new WardenError('invalid_request', 'this component is not an action (it exports no run)')
+      }
+      return call(component, 'run', [input], opts)
+    },
+    async close() {
+      await Promise.all([pool.close(), loader.close()])
+    },
+  }
+}
+
+export { WardenError, WARDEN_ERROR_CODES, toWardenError } from './errors.js'
+export type { SerializedError, WardenErrorCode } from './errors.js'
+export type { Limits, ResolvedLimits } from './limits/limits.js'
+export { resolveLimits, DEFAULT_LIMITS } from './limits/limits.js'
+export type { LoadedComponent } from './loader/load.js'
+export type { MeteringReport, RunOutcome } from './report.js'
+export { resolveHostConfig } from './host-config.js'
+export type { HostConfig } from './host-config.js'

@@ -1,0 +1,767 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { describe, it, expect } from 'vitest'
+import fc from 'fast-check'
+import { parse, print } from '@bytecodealliance/jco'
+import {
+  COST_MODEL_VERSION,
+  InstrumentError,
+  METER_MODULE,
+  TRAP_FUEL,
+  TRAP_MEMORY,
+  instrumentModule,
+} from './instrument.js'
+import type { InstrumentOptions } from './instrument.js'
+
+// NB: the project's lib setting (ES2023, no DOM) has no WebAssembly types, so describe the part of
+// the JS API these tests use.
+interface WasmGlobal {
+  value: bigint | number
+}
+interface WasmMemory {
+  buffer: ArrayBuffer
+  grow(pages: number): number
+}
+interface WasmTable {
+  length: number
+  grow(n: number): number
+}
+interface WasmApi {
+  validate(bytes: Uint8Array): boolean
+  Module: new (bytes: Uint8Array) => object
+  Instance: new (module: object, imports: object) => { exports: Record<string, unknown> }
+  Global: new (desc: { value: string; mutable?: boolean }, v: unknown) => WasmGlobal
+  Memory: new (desc: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory
+  RuntimeError: new (...args: unknown[]) => Error
+}
+const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
+
+type Fn = (...args: unknown[]) => unknown
+type Meter = { fuel: WasmGlobal; trap: WasmGlobal; memory_cap: WasmGlobal }
+
+const OPTS: InstrumentOptions = { maxMemoryPages: 64, maxTableElements: 1000 }
+
+async function wat(text: string): Promise<Uint8Array> {
+  return (await parse(text)) as Uint8Array
+}
+
+function meter(fuel = 1_000_000n, cap = 16): Meter {
+  return {
+    fuel: new Wasm.Global({ value: 'i64', mutable: true }, fuel),
+    trap: new Wasm.Global({ value: 'i32', mutable: true }, 0),
+    memory_cap: new Wasm.Global({ value: 'i32', mutable: false }, cap),
+  }
+}
+
+function instantiate(bytes: Uint8Array, imports: object = {}): Record<string, unknown> {
+  return new Wasm.Instance(new Wasm.Module(bytes), imports).exports
+}
+
+/** Instruments and instantiates; returns the exports and the meter globals. */
+function metered(
+  plain: Uint8Array,
+  opts: { fuel?: bigint; cap?: number; imports?: Record<string, object> } = {},
+  options: InstrumentOptions = OPTS,
+) {
+  const out = instrumentModule(plain, options)
+  expect(Wasm.validate(out.bytes)).toBe(true)
+  const m = meter(opts.fuel, opts.cap)
+  const exports = instantiate(out.bytes, { ...opts.imports, [METER_MODULE]: m })
+  const fn = (name: string) => exports[name] as Fn
+  return { exports, fn, m, out }
+}
+
+function fuelUsed(m: Meter, start = 1_000_000n): bigint {
+  return start - (m.fuel.value as bigint)
+}
+
+/** Section ids (and custom section names) of a module, in order. */
+function sections(bytes: Uint8Array): string[] {
+  const names: string[] = []
+  const leb = (p: number): [number, number] => {
+    let v = 0
+    let shift = 0
+    for (;;) {
+      const byte = bytes[p++]
+      v |= (byte & 0x7f) << shift
+      shift += 7
+      if ((byte & 0x80) === 0) {
+        return [v >>> 0, p]
+      }
+    }
+  }
+  let p = 8
+  while (p < bytes.length) {
+    const id = bytes[p]
+    const [size, start] = leb(p + 1)
+    if (id === 0) {
+      const [len, at] = leb(start)
+      names.push('custom:' + new TextDecoder().decode(bytes.subarray(at, at + len)))
+    } else {
+      names.push(String(id))
+    }
+    p = start + size
+  }
+  return names
+}
+
+function expectInstrumentError(fn: () => unknown): InstrumentError {
+  try {
+    fn()
+  } catch (err) {
+    expect(err).toBeInstanceOf(InstrumentError)
+    return err as InstrumentError
+  }
+  throw new Error('expected an InstrumentError')
+}
+
+const HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]
+
+/** A module with one `() -> ()` function whose body (after locals) is `body` + `end`. */
+function rawModule(body: number[]): Uint8Array {
+  const fnBody = [0x00, ...body, 0x0b]
+  const sec = (id: number, content: number[]) => [id, content.length, ...content]
+  return new Uint8Array([
+    ...HEADER,
+    ...sec(1, [1, 0x60, 0, 0]),
+    ...sec(3, [1, 0]),
+    ...sec(10, [1, fnBody.length, ...fnBody]),
+  ])
+}
+
+const FUEL_WAT = `(module
+  (func (export "spin") (loop $l (br $l)))
+  (func (export "sum") (param $n i32) (result i32) (local $i i32) (local $acc i32)
+    (block $done
+      (loop $l
+        (br_if $done (i32.ge_u (local.get $i) (local.get $n)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (local.set $acc (i32.add (local.get $acc) (local.get $i)))
+        (br $l)))
+    (local.get $acc))
+  (func $fib (export "fib") (param i32) (result i32)
+    (if (result i32) (i32.lt_u (local.get 0) (i32.const 2))
+      (then (local.get 0))
+      (else (i32.add
+        (call $fib (i32.sub (local.get 0) (i32.const 1)))
+        (call $fib (i32.sub (local.get 0) (i32.const 2)))))))
+  (func $forever (export "forever") (call $forever))
+  (func $tail (export "tail") (param i32) (result i32)
+    (if (result i32) (i32.eqz (local.get 0))
+      (then (i32.const 42))
+      (else (return_call $tail (i32.sub (local.get 0) (i32.const 1))))))
+)`
+
+describe('instrumentModule: fuel', () => {
+  it('produces a module that validates and reports the cost model', async () => {
+    const out = instrumentModule(await wat(FUEL_WAT), OPTS)
+    expect(Wasm.validate(out.bytes)).toBe(true)
+    expect(out.costModelVersion).toBe(COST_MODEL_VERSION)
+    expect(out.memories).toEqual([])
+  })
+
+  it('is deterministic: same input, same bytes', async () => {
+    const plain = await wat(FUEL_WAT)
+    expect(instrumentModule(plain, OPTS).bytes).toEqual(instrumentModule(plain, OPTS).bytes)
+  })
+
+  it('traps an infinite loop with the fuel reason', async () => {
+    const { fn, m } = metered(await wat(FUEL_WAT), { fuel: 1000n })
+    expect(() => fn('spin')()).toThrow(Wasm.RuntimeError)
+    expect(m.trap.value).toBe(TRAP_FUEL)
+    expect(m.fuel.value as bigint).toBeLessThan(0n)
+  })
+
+  it('computes the same result as the plain module, for the same fuel every run', async () => {
+    const plain = await wat(FUEL_WAT)
+    const expected = (instantiate(plain).sum as Fn)(100)
+    const used: bigint[] = []
+    for (let run = 0; run < 3; run++) {
+      const { fn, m } = metered(plain)
+      expect(fn('sum')(100)).toBe(expected)
+      expect(m.trap.value).toBe(0)
+      used.push(fuelUsed(m))
+    }
+    expect(used[0]).toBeGreaterThan(0n)
+    expect(new Set(used).size).toBe(1)
+  })
+
+  it('charges fuel linearly in the iteration count', async () => {
+    const { fn, m } = metered(await wat(FUEL_WAT))
+    const costs: bigint[] = []
+    for (const n of [10, 20, 30, 40]) {
+      const before = m.fuel.value as bigint
+      fn('sum')(n)
+      costs.push(before - (m.fuel.value as bigint))
+    }
+    const step = costs[1] - costs[0]
+    expect(step).toBeGreaterThan(0n)
+    expect(costs[2] - costs[1]).toBe(step)
+    expect(costs[3] - costs[2]).toBe(step)
+  })
+
+  it('charges and checks at function entry, so unbounded recursion runs out of fuel', async () => {
+    const { fn, m } = metered(await wat(FUEL_WAT), { fuel: 500n })
+    expect(() => fn('forever')()).toThrow(Wasm.RuntimeError)
+    expect(m.trap.value).toBe(TRAP_FUEL)
+    expect(m.fuel.value as bigint).toBeLessThan(0n)
+  })
+
+  it('charges recursive calls per entry: fib costs grow with the call count', async () => {
+    const { fn, m } = metered(await wat(FUEL_WAT))
+    const cost = (n: number) => {
+      const before = m.fuel.value as bigint
+      expect(fn('fib')(n)).toBe([0, 1, 1, 2, 3, 5, 8, 13, 21, 34, 55][n])
+      return before - (m.fuel.value as bigint)
+    }
+    const calls = (n: number): number => (n < 2 ? 1 : 1 + calls(n - 1) + calls(n - 2))
+    const c1 = cost(1)
+    const c0 = cost(0)
+    expect(c0).toBe(c1)
+    // Every internal call costs the same; a leaf costs c0. fib(n) makes (calls-1)/2 internal calls.
+    const internal = cost(2) - 2n * c0 // one internal node, two leaves
+    for (const n of [3, 5, 8, 10]) {
+      const nodes = calls(n)
+      const leaves = (nodes + 1) / 2
+      expect(cost(n)).toBe(BigInt(leaves) * c0 + BigInt(nodes - leaves) * internal)
+    }
+  })
+
+  it('meters tail calls: a bounded tail loop finishes, an unbounded one runs out', async () => {
+    const { fn, m } = metered(await wat(FUEL_WAT), { fuel: 10_000n })
+    expect(fn('tail')(10)).toBe(42)
+    expect(() => fn('tail')(-1)).toThrow(Wasm.RuntimeError)
+    expect(m.trap.value).toBe(TRAP_FUEL)
+  })
+
+  it('charges exactly one fuel per instruction of a straight-line body', async () => {
+    // i32.const 7; i32.const 5; i32.add; end = 4 instructions, one basic block
+    const { fn, m } = metered(
+      await wat('(module (func (export "f") (result i32) i32.const 7 i32.const 5 i32.add))'),
+    )
+    expect(fn('f')()).toBe(12)
+    expect(fuelUsed(m)).toBe(4n)
+  })
+
+  it('does not charge dead code after a branch', async () => {
+    const { fn, m } = metered(
+      await wat(`(module (func (export "f") (result i32)
+        (block (result i32)
+          (br 0 (i32.const 1)) (drop (i32.const 9)) (drop (i32.const 9)) (i32.const 2))))`),
+    )
+    expect(fn('f')()).toBe(1)
+    // block; i32.const 1; br 0 | (dead: drops, i32.const 2, the block's end) | end (function)
+    expect(fuelUsed(m)).toBe(4n)
+  })
+
+  it('meters legacy exception handling: try/catch/throw', async () => {
+    const { fn, m } = metered(
+      await wat(`(module
+        (tag $e (param i32))
+        (func $thrower (param i32) (throw $e (local.get 0)))
+        (func (export "f") (param i32) (result i32)
+          try (result i32)
+            (call $thrower (local.get 0))
+            (i32.const 0)
+          catch $e
+            (i32.add (i32.const 1))
+          catch_all
+            (i32.const -1)
+          end))`),
+    )
+    expect(fn('f')(41)).toBe(42)
+    const a = fuelUsed(m)
+    expect(fn('f')(1)).toBe(2)
+    expect(fuelUsed(m)).toBe(2n * a)
+  })
+})
+
+const MEMORY_WAT = `(module
+  (memory (export "mem") 1)
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+  (func (export "size") (result i32) (memory.size))
+  (func (export "grow_in_expr") (param i32 i32) (result i32)
+    ;; the rewrite must leave the operand stack as it was around memory.grow
+    (i32.add (local.get 1) (memory.grow (local.get 0))))
+  (func (export "grow_locals") (param i32) (result i32) (local $a i32) (local $b i64)
+    ;; the scratch local is appended: existing locals keep their indices
+    (local.set $a (i32.const 7))
+    (local.set $b (i64.const 9))
+    (drop (memory.grow (local.get 0)))
+    (i32.add (local.get $a) (i32.wrap_i64 (local.get $b)))))`
+
+describe('instrumentModule: exnref (V8 in Node 20 cannot run it; checked by structure)', () => {
+  it('charges after try_table, not after throw_ref', async () => {
+    const plain = await wat(`(module (tag $e (param i32))
+      (func (param i32) (result i32)
+        (block $h (result i32)
+          (try_table (catch $e $h) (catch_all 0) (throw $e (local.get 0)))
+          (i32.const 0)))
+      (func (param exnref) (throw_ref (local.get 0)) (i32.const 5) (drop)))`)
+    const text = (await print(instrumentModule(plain, OPTS).bytes)) as string
+    const lines = text.split('\n')
+    const body = (n: number) => {
+      const at = lines.findIndex((l) => l.startsWith(`  (func (;${n};)`))
+      const out: string[] = []
+      for (let i = at + 1; lines[i].startsWith('    '); i++) {
+        out.push(lines[i].replace(/;;.*$/, '').trim())
+      }
+      return out
+    }
+    const charge = (cost: number) => [
+      'global.get 0',
+      `i64.const ${cost}`,
+      'i64.sub',
+      'global.set 0',
+    ]
+    const check = ['global.get 0', 'i64.const 0', 'i64.lt_s', 'if', 'i32.const 1', 'global.set 1']
+    const trap = [...check, 'unreachable', 'end']
+    expect(body(0)).toEqual([
+      ...charge(1),
+      ...trap,
+      'block (result i32)',
+      ...charge(1),
+      'try_table (catch 0 0 (;@1;)) (catch_all 0 (;@1;))',
+      ...charge(2),
+      'local.get 0',
+      'throw 0',
+      'end',
+      ...charge(2),
+      'i32.const 0',
+      'end',
+      ...charge(1),
+    ])
+    expect(body(1)).toEqual([
+      ...charge(2),
+      ...trap,
+      'local.get 0',
+      'throw_ref',
+      'i32.const 5',
+      'drop',
+    ])
+  })
+})
+
+describe('instrumentModule: memory', () => {
+  it('lets memory.grow within the cap return the old size', async () => {
+    const { fn, m } = metered(await wat(MEMORY_WAT), { cap: 4 })
+    expect(fn('grow')(2)).toBe(1)
+    expect(fn('size')()).toBe(3)
+    expect(fn('grow_in_expr')(0, 100)).toBe(103)
+    expect(fn('grow_locals')(1)).toBe(16)
+    expect(fn('grow')(0)).toBe(4)
+    expect(m.trap.value).toBe(0)
+  })
+
+  it('traps a grow past the cap with reason 2, leaving the memory as it was', async () => {
+    const { fn, m } = metered(await wat(MEMORY_WAT), { cap: 4 })
+    expect(fn('grow')(2)).toBe(1)
+    expect(() => fn('grow')(2)).toThrow(Wasm.RuntimeError)
+    expect(m.trap.value).toBe(TRAP_MEMORY)
+    expect(fn('size')()).toBe(3)
+  })
+
+  it.each([65_535, 0xffff_ffff, 0x8000_0000])(
+    'traps a single huge grow of %i pages',
+    async (pages) => {
+      const { fn, m } = metered(await wat(MEMORY_WAT), { cap: 16 })
+      expect(() => fn('grow')(pages | 0)).toThrow(Wasm.RuntimeError)
+      expect(m.trap.value).toBe(TRAP_MEMORY)
+      expect(fn('size')()).toBe(1)
+    },
+  )
+
+  it('traps when memory.grow fails under the cap (declared maximum reached)', async () => {
+    const src = MEMORY_WAT.replace('(memory (export "mem") 1)', '(memory (export "mem") 1 2)')
+    const { fn, m } = metered(await wat(src), { cap: 16 })
+    expect(fn('grow')(1)).toBe(1)
+    expect(() => fn('grow')(1)).toThrow(Wasm.RuntimeError)
+    expect(m.trap.value).toBe(TRAP_MEMORY)
+  })
+
+  it('lowers a maximum above the ceiling; exports the memory as warden:memory:0', async () => {
+    const src = MEMORY_WAT.replace('(memory (export "mem") 1)', '(memory (export "mem") 1 100)')
+    const { exports, out } = metered(
+      await wat(src),
+      {},
+      { maxMemoryPages: 4, maxTableElements: 10 },
+    )
+    expect(out.memories).toEqual([{ exportName: 'warden:memory:0', minPages: 1, maxPages: 4 }])
+    const mem = exports.mem as WasmMemory
+    expect(exports['warden:memory:0']).toBe(mem)
+    expect(mem.grow(3)).toBe(1)
+    expect(() => mem.grow(1)).toThrow(RangeError)
+  })
+
+  it('sets a maximum on a memory that had none, and keeps a lower declared one', async () => {
+    const { exports, out } = metered(
+      await wat(MEMORY_WAT),
+      {},
+      { maxMemoryPages: 3, maxTableElements: 10 },
+    )
+    expect(out.memories[0].maxPages).toBe(3)
+    expect(() => (exports.mem as WasmMemory).grow(3)).toThrow(RangeError)
+    const low = MEMORY_WAT.replace('(memory (export "mem") 1)', '(memory (export "mem") 1 2)')
+    expect(instrumentModule(await wat(low), OPTS).memories[0].maxPages).toBe(2)
+  })
+
+  it('rejects a memory minimum above the ceiling, defined or imported', async () => {
+    const defined = await wat('(module (memory 65))')
+    const err = expectInstrumentError(() => instrumentModule(defined, OPTS))
+    expect(err.message).toBe('memory minimum above the host ceiling')
+    const imported = await wat('(module (import "env" "m" (memory 65 100)))')
+    expectInstrumentError(() => instrumentModule(imported, OPTS))
+    const atCeiling = await wat('(module (memory 64))')
+    expect(() => instrumentModule(atCeiling, OPTS)).not.toThrow()
+  })
+
+  it('lowers an imported memory maximum: a larger host memory no longer links', async () => {
+    const plain = await wat(`(module (import "env" "mem" (memory 1 1000))
+      (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))`)
+    const out = instrumentModule(plain, { maxMemoryPages: 8, maxTableElements: 10 })
+    expect(out.memories).toEqual([])
+    const mod = new Wasm.Module(out.bytes)
+    const big = new Wasm.Memory({ initial: 1, maximum: 1000 })
+    expect(() => new Wasm.Instance(mod, { env: { mem: big }, [METER_MODULE]: meter() })).toThrow()
+    const ok = new Wasm.Memory({ initial: 1, maximum: 8 })
+    const exports = new Wasm.Instance(mod, { env: { mem: ok }, [METER_MODULE]: meter() }).exports
+    expect((exports.grow as Fn)(2)).toBe(1)
+  })
+
+  it('caps tables: maxima lowered, minima above the ceiling rejected', async () => {
+    const { exports } = metered(
+      await wat('(module (table (export "t") 2 funcref))'),
+      {},
+      {
+        maxMemoryPages: 1,
+        maxTableElements: 10,
+      },
+    )
+    const t = exports.t as WasmTable
+    expect(t.grow(8)).toBe(2)
+    expect(() => t.grow(1)).toThrow(RangeError)
+    const big = await wat('(module (table 11 funcref))')
+    expectInstrumentError(() => instrumentModule(big, { maxMemoryPages: 1, maxTableElements: 10 }))
+  })
+})
+
+describe('instrumentModule: index shift and pass-through', () => {
+  it('keeps imported globals, shifts defined ones (code, elem, data, init, export)', async () => {
+    const plain = await wat(`(module
+      (import "env" "base" (global $base i32))
+      (import "env" "g64" (global $g64 (mut i64)))
+      (global $a (mut i32) (i32.const 7))
+      (global $b i32 (global.get $base))
+      (global $c (export "c") (mut i32) (i32.const 100))
+      (memory (export "mem") 1)
+      (table 8 funcref)
+      (elem (global.get $base) $f $g)
+      (data (global.get $base) "hi")
+      (func $f (result i32) (global.get $a))
+      (func $g (result i32) (global.get $b))
+      (func (export "bump") (result i32)
+        (global.set $a (i32.add (global.get $a) (i32.const 1)))
+        (global.set $c (i32.add (global.get $c) (i32.const 1)))
+        (global.set $g64 (i64.add (global.get $g64) (i64.const 1)))
+        (global.get $a))
+      (func (export "call") (param i32) (result i32) (call_indirect (result i32) (local.get 0)))
+      (func (export "load") (param i32) (result i32) (i32.load8_u (local.get 0))))`)
+    const env = {
+      base: new Wasm.Global({ value: 'i32', mutable: false }, 3),
+      g64: new Wasm.Global({ value: 'i64', mutable: true }, 5n),
+    }
+    const { fn, exports, m } = metered(plain, { imports: { env } })
+    expect(fn('bump')()).toBe(8)
+    expect((exports.c as WasmGlobal).value).toBe(101)
+    expect(env.g64.value).toBe(6n)
+    expect(fn('call')(3)).toBe(8) // elem at offset 3 = $f → $a
+    expect(fn('call')(4)).toBe(3) // $g → $b = base
+    expect(fn('load')(3)).toBe('h'.charCodeAt(0))
+    expect(m.trap.value).toBe(0)
+  })
+
+  it('rewrites global.get of a defined global inside a constant expression', async () => {
+    const plain = await wat(`(module (import "env" "x" (global i32))
+      (global $k i32 (i32.const 5)) (global $j (export "j") i32 (global.get $k)))`)
+    const text = (await print(instrumentModule(plain, OPTS).bytes)) as string
+    // imports: env.x = 0, meter = 1..3; $k = 4, $j = 5
+    expect(text).toMatch(/\(global \(;5;\) i32 global\.get 4\)/)
+    expect(text).toMatch(/\(export "j" \(global 5\)\)/)
+  })
+
+  it('rewrites a table with an initializer (0x40 0x00 form): limits and expression', async () => {
+    const plain = await wat(
+      `(module (global $g funcref (ref.null func)) (table 5 20 funcref (global.get $g)))`,
+    )
+    const text = (await print(
+      instrumentModule(plain, { maxMemoryPages: 1, maxTableElements: 10 }).bytes,
+    )) as string
+    expect(text).toMatch(/\(table \(;0;\) 5 10 funcref global\.get 3\)/)
+  })
+
+  it('passes SIMD through and runs it', async () => {
+    const { fn } = metered(
+      await wat(`(module (memory 1)
+        (func (export "add") (result i32)
+          (v128.store offset=16 (i32.const 0)
+            (i32x4.add (v128.const i32x4 1 2 3 4) (v128.const i32x4 10 20 30 40)))
+          (i32x4.extract_lane 2 (v128.load offset=16 (i32.const 0))))
+        (func (export "shuffle") (result i32)
+          (i8x16.extract_lane_u 0 (i8x16.shuffle 31 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15
+            (v128.const i8x16 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0)
+            (v128.const i8x16 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 99))))
+        (func (export "lane") (result i32)
+          (i32.store (i32.const 64) (i32.const 77))
+          (i32x4.extract_lane 1 (v128.load32_lane 1 (i32.const 64) (v128.const i32x4 0 0 0 0))))
+        (func (export "splat") (result f64)
+          (f64x2.extract_lane 1
+            (f64x2.mul (f64x2.splat (f64.const 1.5)) (f64x2.splat (f64.const 2))))))`),
+    )
+    expect(fn('add')()).toBe(33)
+    expect(fn('shuffle')()).toBe(99)
+    expect(fn('lane')()).toBe(77)
+    expect(fn('splat')()).toBe(3)
+  })
+
+  it('passes bulk memory and reference types through and runs them', async () => {
+    const { fn } = metered(
+      await wat(`(module (memory 1) (table $t 4 funcref)
+        (data $d "abcdef")
+        (elem $e func $one)
+        (func $one (result i32) (i32.const 1))
+        (func (export "bulk") (result i32)
+          (memory.init $d (i32.const 100) (i32.const 0) (i32.const 6))
+          (memory.copy (i32.const 200) (i32.const 102) (i32.const 2))
+          (memory.fill (i32.const 300) (i32.const 7) (i32.const 3))
+          (data.drop $d)
+          (table.init $t $e (i32.const 0) (i32.const 0) (i32.const 1))
+          (i32.add (i32.add (i32.load8_u (i32.const 201)) (i32.load8_u (i32.const 302)))
+            (call_indirect (result i32) (i32.const 0))))
+        (func (export "refs") (result i32)
+          (i32.add (table.size $t) (ref.is_null (table.get $t (i32.const 3))))))`),
+    )
+    expect(fn('bulk')()).toBe('d'.charCodeAt(0) + 7 + 1)
+    expect(fn('refs')()).toBe(5)
+  })
+
+  it('passes atomics on a shared memory through and runs them', async () => {
+    const { fn, out } = metered(
+      await wat(`(module (memory 1 2 shared)
+        (func (export "atomic") (result i32)
+          (i32.atomic.store (i32.const 8) (i32.const 40))
+          (drop (i32.atomic.rmw.add (i32.const 8) (i32.const 2)))
+          (atomic.fence)
+          (drop (memory.atomic.notify (i32.const 8) (i32.const 1)))
+          (i32.atomic.load (i32.const 8)))
+        (func (export "grow") (result i32) (memory.grow (i32.const 1))))`),
+    )
+    expect(fn('atomic')()).toBe(42)
+    expect(fn('grow')()).toBe(1)
+    expect(out.memories).toEqual([{ exportName: 'warden:memory:0', minPages: 1, maxPages: 2 }])
+  })
+
+  it('passes multi-value blocks and functions through', async () => {
+    const { fn } = metered(
+      await wat(`(module
+        (type $pair (func (param i32) (result i32 i32)))
+        (func $two (result i32 i32) (i32.const 1) (i32.const 2))
+        (func (export "mv") (param i32) (result i32)
+          (local.get 0)
+          (block (type $pair) (i32.const 10))
+          (i32.add)
+          (call $two)
+          (i32.add)
+          (i32.add)))`),
+    )
+    expect(fn('mv')(5)).toBe(18)
+  })
+
+  it('drops the name section and keeps other custom sections', async () => {
+    const plain = await wat(`(module (@custom "keep-me" "hello") (func $named (export "f")))`)
+    expect(sections(plain)).toContain('custom:name')
+    const out = sections(instrumentModule(plain, OPTS).bytes)
+    expect(out).not.toContain('custom:name')
+    expect(out).toContain('custom:keep-me')
+  })
+
+  it('adds an import and an export section when the module had none', async () => {
+    const out = instrumentModule(await wat('(module (memory 2) (func))'), OPTS)
+    expect(sections(out.bytes)).toEqual(['1', '2', '3', '5', '7', '10'])
+    expect(out.memories).toEqual([{ exportName: 'warden:memory:0', minPages: 2, maxPages: 64 }])
+    expect(Wasm.validate(out.bytes)).toBe(true)
+  })
+
+  it('handles an empty module', () => {
+    const out = instrumentModule(new Uint8Array(HEADER), OPTS)
+    expect(Wasm.validate(out.bytes)).toBe(true)
+    expect(sections(out.bytes)).toEqual(['2'])
+  })
+})
+
+describe('instrumentModule: rejects', () => {
+  it('rejects bytes that are not WebAssembly', () => {
+    expectInstrumentError(() => instrumentModule(new Uint8Array([1, 2, 3, 4, 5, 6, 7, 8, 9]), OPTS))
+    expectInstrumentError(() => instrumentModule(new Uint8Array([0, 0x61, 0x73]), OPTS))
+  })
+
+  it('rejects a truncated module at every cut point', async () => {
+    const plain = await wat(FUEL_WAT)
+    let cuts = 0
+    for (let cut = 9; cut < plain.length; cut++) {
+      const prefix = plain.slice(0, cut)
+      if (Wasm.validate(prefix)) {
+        continue // cut right after a section: a smaller, valid module
+      }
+      expectInstrumentError(() => instrumentModule(prefix, OPTS))
+      cuts++
+    }
+    expect(cuts).toBeGreaterThan(plain.length / 2)
+  })
+
+  it('rejects an unknown opcode', () => {
+    expect(() => instrumentModule(rawModule([0x01]), OPTS)).not.toThrow()
+    const err = expectInstrumentError(() => instrumentModule(rawModule([0xff]), OPTS))
+    expect(err.message).toMatch(/unknown opcode 0xff/)
+    expectInstrumentError(() => instrumentModule(rawModule([0xfd, 0x9a, 0x01]), OPTS)) // SIMD hole
+    expectInstrumentError(() => instrumentModule(rawModule([0xfc, 0x13]), OPTS))
+    expectInstrumentError(() => instrumentModule(rawModule([0xfe, 0x04]), OPTS))
+  })
+
+  it('rejects a function with more than 50000 locals, counting the scratch local', () => {
+    const withLocals = (groups: number[][], body: number[]) => {
+      const fnBody = [groups.length, ...groups.flat(), ...body, 0x0b]
+      const size = [(fnBody.length & 0x7f) | 0x80, fnBody.length >> 7]
+      const code = [1, ...size, ...fnBody]
+      const sec = (id: number, content: number[]) => [id, content.length, ...content]
+      // type () -> (); one function; memory 1; then the code section
+      const head = [...sec(1, [1, 0x60, 0, 0]), ...sec(3, [1, 0]), ...sec(5, [1, 0, 1])]
+      return new Uint8Array([...HEADER, ...head, 10, code.length, ...code])
+    }
+    const leb = (v: number) => {
+      const out: number[] = []
+      do {
+        out.push((v & 0x7f) | (v > 0x7f ? 0x80 : 0))
+        v >>>= 7
+      } while (v)
+      return out
+    }
+    const grow = [0x41, 0x00, 0x40, 0x00, 0x1a] // drop (memory.grow (i32.const 0))
+    expect(() => instrumentModule(withLocals([[...leb(50_000), 0x7f]], []), OPTS)).not.toThrow()
+    expectInstrumentError(() => instrumentModule(withLocals([[...leb(50_001), 0x7f]], []), OPTS))
+    expectInstrumentError(() => instrumentModule(withLocals([[...leb(50_000), 0x7f]], grow), OPTS))
+    const huge = [...leb(0xffff_ffff), 0x7f]
+    expectInstrumentError(() => instrumentModule(withLocals([huge, huge], []), OPTS))
+    const ok = instrumentModule(withLocals([[...leb(49_999), 0x7f]], grow), OPTS)
+    expect(Wasm.validate(ok.bytes)).toBe(true)
+  })
+
+  it('rejects a module that imports from warden:meter itself', async () => {
+    const plain = await wat(`(module (import "${METER_MODULE}" "fuel" (global (mut i64))))`)
+    expect(expectInstrumentError(() => instrumentModule(plain, OPTS)).message).toMatch(
+      /warden:meter/,
+    )
+  })
+
+  it('rejects memory64 and a component', async () => {
+    expectInstrumentError(() =>
+      instrumentModule(new Uint8Array([...HEADER, 5, 3, 1, 0x04, 1]), OPTS),
+    )
+    expectInstrumentError(() =>
+      instrumentModule(new Uint8Array([0, 0x61, 0x73, 0x6d, 0x0d, 0, 1, 0]), OPTS),
+    )
+  })
+})
+
+describe('instrumentModule: properties', () => {
+  const OPS = ['add', 'sub', 'mul', 'xor', 'and', 'or', 'shl', 'rotl'] as const
+  const step = fc.record({ op: fc.constantFrom(...OPS), k: fc.integer({ min: -1000, max: 1000 }) })
+
+  it('straight-line code: same value as plain, fuel = instruction count', async () => {
+    await fc.assert(
+      fc.asyncProperty(fc.integer(), fc.array(step, { maxLength: 30 }), async (seed, steps) => {
+        const body = [
+          `(i32.const ${seed})`,
+          ...steps.map((s) => `(i32.const ${s.k}) (i32.${s.op})`),
+        ]
+        const plain = await wat(`(module (func (export "f") (result i32) ${body.join(' ')}))`)
+        const want = (instantiate(plain).f as Fn)()
+        const used = new Set<bigint>()
+        for (let run = 0; run < 2; run++) {
+          const { fn, m } = metered(plain)
+          expect(fn('f')()).toBe(want)
+          used.add(fuelUsed(m))
+        }
+        // i32.const, then (i32.const, op) per step, then end: one basic block
+        expect([...used]).toEqual([BigInt(2 + 2 * steps.length)])
+      }),
+      { numRuns: 40 },
+    )
+  })
+
+  it('structured code (if/else, block, br_if): same value as plain, deterministic fuel', async () => {
+    const expr = fc.letrec<{ node: string }>((tie) => ({
+      node: fc.oneof(
+        { maxDepth: 4, depthSize: 'small' },
+        fc.integer().map((n) => `(i32.const ${n})`),
+        fc
+          .tuple(fc.constantFrom('add', 'sub', 'mul', 'xor'), tie('node'), tie('node'))
+          .map(([op, a, b]) => `(i32.${op} ${a} ${b})`),
+        fc
+          .tuple(tie('node'), tie('node'), tie('node'))
+          .map(([c, a, b]) => `(if (result i32) ${c} (then ${a}) (else ${b}))`),
+        fc
+          .tuple(tie('node'), tie('node'), tie('node'))
+          .map(([v, c, b]) => `(block (result i32) (drop (br_if 0 ${v} ${c})) ${b})`),
+      ),
+    })).node
+    await fc.assert(
+      fc.asyncProperty(expr, async (body) => {
+        const plain = await wat(`(module (func (export "f") (result i32) ${body}))`)
+        const want = (instantiate(plain).f as Fn)()
+        const a = metered(plain)
+        const b = metered(plain)
+        expect(a.fn('f')()).toBe(want)
+        expect(b.fn('f')()).toBe(want)
+        expect(fuelUsed(a.m)).toBe(fuelUsed(b.m))
+        expect(fuelUsed(a.m)).toBeGreaterThan(0n)
+      }),
+      { numRuns: 60 },
+    )
+  })
+
+  it('loops: same value as plain, fuel deterministic and affine in the count', async () => {
+    const plain = await wat(FUEL_WAT)
+    const sum = instantiate(plain).sum as Fn
+    const cost = (n: number) => {
+      const { fn, m } = metered(plain)
+      expect(fn('sum')(n)).toBe(sum(n))
+      return fuelUsed(m)
+    }
+    const c0 = cost(0)
+    const step = cost(1) - c0
+    expect(step).toBeGreaterThan(0n)
+    await fc.assert(
+      fc.asyncProperty(fc.integer({ min: 0, max: 300 }), async (n) => {
+        const first = cost(n)
+        expect(cost(n)).toBe(first)
+        expect(first).toBe(c0 + BigInt(n) * step)
+      }),
+      { numRuns: 30 },
+    )
+  })
+})
+
+const STARLINGMONKEY = new URL(
+  '../../node_modules/@bytecodealliance/componentize-js/lib/starlingmonkey_embedding.wasm',
+  import.meta.url,
+)
+
+describe.skipIf(!existsSync(STARLINGMONKEY))('instrumentModule: StarlingMonkey (~10 MB)', () => {
+  it('instruments the engine in under 3 s, and the output validates', () => {
+    const plain = new Uint8Array(readFileSync(STARLINGMONKEY))
+    const started = performance.now()
+    const out = instrumentModule(plain, { maxMemoryPages: 16_384, maxTableElements: 1_000_000 })
+    expect(performance.now() - started).toBeLessThan(3000)
+    expect(Wasm.validate(out.bytes)).toBe(true)
+    expect(out.memories).toHaveLength(1)
+  }, 30_000)
+})

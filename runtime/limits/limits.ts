@@ -1,0 +1,84 @@
+/**
+ * Per-run limits. A token (issue 3) or the CLI supplies {@link Limits}; {@link resolveLimits}
+ * fills the defaults and clamps everything to the host's ceilings, once, before a run starts.
+ */
+
+/** What one run may use. Every field is optional; defaults are in {@link DEFAULT_LIMITS}. */
+export interface Limits {
+  /** Fuel units: one per instruction of straight-line code (see `instrument.ts`). Default 1e9. */
+  fuel?: number
+  /** Linear memory cap across the component, in MiB. Default 64. */
+  memoryMb?: number
+  /** Wall-clock deadline, in ms, from dispatch to answer. Default 5000. */
+  timeoutMs?: number
+  /** Host calls (every import call, allowed or denied). Default 1000. */
+  hostCalls?: number
+  /** Bytes sent and received by `http` in total. Default 10 MiB. */
+  egressBytes?: number
+  /** Log lines kept; later lines are dropped and counted. Default 1000. */
+  logLines?: number
+  /** Log bytes kept (UTF-8), across lines. Default 64 KiB. */
+  logBytes?: number
+}
+
+/** Limits with every field set. */
+export type ResolvedLimits = Readonly<Required<Limits>>
+
+/** The defaults of {@link Limits}. */
+export const DEFAULT_LIMITS: ResolvedLimits = Object.freeze({
+  fuel: 1_000_000_000,
+  memoryMb: 64,
+  timeoutMs: 5_000,
+  hostCalls: 1_000,
+  egressBytes: 10 * 1024 * 1024,
+  logLines: 1_000,
+  logBytes: 64 * 1024,
+})
+
+/** The host's ceilings: no run gets more, whatever it asks for. */
+export interface LimitCeilings {
+  /** Largest memory cap, in MiB. It is also written into every module's memory maximum. */
+  maxMemoryMb: number
+  /** Largest deadline, in ms. */
+  maxTimeoutMs: number
+  /** Largest fuel budget. */
+  maxFuel: number
+}
+
+/** Default ceilings: 1 GiB of memory, 5 minutes, 1e12 fuel. */
+export const DEFAULT_CEILINGS: Readonly<LimitCeilings> = Object.freeze({
+  maxMemoryMb: 1024,
+  maxTimeoutMs: 300_000,
+  maxFuel: 1e12,
+})
+
+/** 64 KiB WebAssembly pages per MiB. */
+export const PAGES_PER_MB = 16
+
+/**
+ * Fill defaults and clamp to ceilings. Throws TypeError on a value that is not a positive
+ * integer: that is host misuse, not a guest failure.
+ *
+ * @example
+ * resolveLimits({ fuel: 1e6 }) // { fuel: 1000000, memoryMb: 64, timeoutMs: 5000, ... }
+ */
+export function resolveLimits(
+  limits: Limits = {},
+  ceilings: LimitCeilings = DEFAULT_CEILINGS,
+): ResolvedLimits {
+  const out: Required<Limits> = { ...DEFAULT_LIMITS }
+  for (const key of Object.keys(DEFAULT_LIMITS) as (keyof Limits)[]) {
+    const value = limits[key]
+    if (value === undefined) {
+      continue
+    }
+    if (!Number.isSafeInteger(value) || value <= 0) {
+      throw new TypeError(`limit ${key} must be a positive integer, got ${String(value)}`)
+    }
+    out[key] = value
+  }
+  out.memoryMb = Math.min(out.memoryMb, ceilings.maxMemoryMb)
+  out.timeoutMs = Math.min(out.timeoutMs, ceilings.maxTimeoutMs)
+  out.fuel = Math.min(out.fuel, ceilings.maxFuel)
+  return Object.freeze(out)
+}

@@ -1,0 +1,408 @@
+/**
+ * The sandbox pool: a fixed number of `worker_threads`, one run at a time each.
+ *
+ * - Compiled core modules reach workers by `postMessage` (V8 shares the compiled code).
+ * - Host calls arrive over each worker's shared channel; the pool hands them to `onHostCall`
+ *   and writes the answer back while the guest waits in `Atomics.wait`.
+ * - A watchdog ends every run at its deadline: the worker is terminated, the run answers
+ *   `timeout` at once, and a fresh worker is started in the background.
+ * - A worker that dies mid-run ends that run with `internal`; the pool heals itself.
+ */
+import { availableParallelism } from 'node:os'
+import { deserialize, serialize } from 'node:v8'
+import { MessageChannel } from 'node:worker_threads'
+import type { MessagePort, ResourceLimits, Worker } from 'node:worker_threads'
+import type { RunContext } from '../../host-capabilities/types.js'
+import { toWardenError, WardenError } from '../errors.js'
+import { startWorker } from '../internal/worker.js'
+import type { SerializedError } from '../errors.js'
+import type { ResolvedLimits } from '../limits/limits.js'
+import { CHANNEL, DEFAULT_CHANNEL_BYTES } from './protocol.js'
+import type {
+  FromWorker,
+  HostCallRequest,
+  HostCallResponse,
+  LoadedComponentMessage,
+  ToWorker,
+  WorkerGrant,
+  WorkerMetering,
+} from './protocol.js'
+import type { SandboxWorkerData } from './worker.js'
+
+/** Options of {@link SandboxPool}. */
+export interface SandboxPoolOptions {
+  /** Number of workers. Default: `os.availableParallelism()`. */
+  size?: number
+  /** Bytes of each worker's shared channel; larger host-call payloads go by message. Default 1 MiB. */
+  channelBytes?: number
+  /** V8 heap limits of each worker. Default: 256 MiB old generation. */
+  resourceLimits?: ResourceLimits
+  /** Interface → functions answered by the broker (on the main thread). */
+  brokerInterfaces: Record<string, readonly string[]>
+  /** Answers one broker-side host call of the run `ctx`. */
+  onHostCall: (ctx: RunContext, request: HostCallRequest) => Promise<HostCallResponse>
+  /** Components kept loaded per worker before the least recently used is dropped. Default 32. */
+  componentsPerWorker?: number
+}
+
+/** One run for the pool. */
+export interface PoolJob {
+  component: LoadedComponentMessage
+  /** Export to call: `run`, or `handler.handle` for an interface export. */
+  exportName: string
+  args: unknown[]
+  limits: ResolvedLimits
+  grant: WorkerGrant
+  context: RunContext
+}
+
+/** What a run produced. `metering` is null when the worker was killed before it could report. */
+export type PoolResult =
+  | { ok: true; outcome: 'ok' | 'err'; value: unknown; metering: WorkerMetering; wallMs: number }
+  | { ok: false; error: SerializedError; metering: WorkerMetering | null; wallMs: number }
+
+interface ActiveRun {
+  id: number
+  job: PoolJob
+  startedAt: number
+  timer: NodeJS.Timeout
+  resolve: (result: PoolResult) => void
+}
+
+interface Slot {
+  worker: Worker
+  header: Int32Array
+  area: Uint8Array
+  responsePort: MessagePort
+  ready: boolean
+  dead: boolean
+  loaded: Map<string, true>
+  current?: ActiveRun
+  largeRequests: ((request: HostCallRequest) => void)[]
+  pendingLarge: HostCallRequest[]
+}
+
+
+/**
+ * A pool of sandbox workers.
+ *
+ * @example
+ * const pool = new SandboxPool({ size: 2, brokerInterfaces: {}, onHostCall: broker.call })
+ * const result = await pool.run(job)
+ * await pool.close()
+ */
+export class SandboxPool {
+  readonly size: number
+  readonly #options: SandboxPoolOptions
+  readonly #slots = new Set<Slot>()
+  readonly #queue: { job: PoolJob; resolve: (r: PoolResult) => void }[] = []
+  #nextId = 1
+  #closed = false
+  #replacements = 0
+
+  constructor(options: SandboxPoolOptions) {
+    this.#options = options
+    this.size = options.size ?? availableParallelism()
+    if (!Number.isInteger(this.size) || this.size < 1) {
+      throw new TypeError('pool size must be a positive integer')
+    }
+    for (let i = 0; i < this.size; i++) {
+      this.#spawn()
+    }
+  }
+
+  /** Workers started to replace killed or crashed ones, since the pool began. */
+  get replacements(): number {
+    return this.#replacements
+  }
+
+  /** Resolves once every worker is ready: useful before measuring. */
+  async warm(): Promise<void> {
+    while ([...this.#slots].some((s) => !s.ready)) {
+      await new Promise((r) => setTimeout(r, 5))
+    }
+  }
+
+  /** Run one job. Never rejects: every failure is a `PoolResult` with a stable code. */
+  run(job: PoolJob): Promise<PoolResult> {
+    if (this.#closed) {
+      return Promise.resolve({
+        ok: false,
+        error: { code: 'internal', message: 'the sandbox pool is closed' },
+        metering: null,
+        wallMs: 0,
+      })
+    }
+    return new Promise((resolve) => {
+      this.#queue.push({ job, resolve })
+      this.#pump()
+    })
+  }
+
+  /** Stop every worker. Queued runs end with `internal`. */
+  async close(): Promise<void> {
+    this.#closed = true
+    for (const { resolve } of this.#queue.splice(0)) {
+      resolve({ ok: false, error: { code: 'internal', message: 'pool closed' }, metering: null, wallMs: 0 })
+    }
+    const slots = [...this.#slots]
+    this.#slots.clear()
+    for (const slot of slots) {
+      this.#endRun(slot, { ok: false, error: { code: 'internal', message: 'pool closed' }, metering: null, wallMs: 0 })
+      slot.dead = true
+      slot.responsePort.close()
+    }
+    await Promise.all(slots.map((s) => s.worker.terminate()))
+  }
+
+  #spawn(): void {
+    const channel = new SharedArrayBuffer(
+      CHANNEL.HEADER_BYTES + (this.#options.channelBytes ?? DEFAULT_CHANNEL_BYTES),
+    )
+    const { port1, port2 } = new MessageChannel()
+    const workerData: SandboxWorkerData = {
+      channel,
+      responsePort: port2,
+      brokerInterfaces: this.#options.brokerInterfaces,
+    }
+    const worker = startWorker(import.meta.url, './worker', {
+      workerData,
+      transferList: [port2],
+      env: {},
+      resourceLimits: this.#options.resourceLimits ?? { maxOldGenerationSizeMb: 256 },
+    })
+    const slot: Slot = {
+      worker,
+      header: new Int32Array(channel, 0, CHANNEL.HEADER_BYTES / 4),
+      area: new Uint8Array(channel, CHANNEL.HEADER_BYTES),
+      responsePort: port1,
+      ready: false,
+      dead: false,
+      loaded: new Map(),
+      largeRequests: [],
+      pendingLarge: [],
+    }
+    this.#slots.add(slot)
+    worker.unref()
+    worker.on('message', (msg: FromWorker) => this.#onMessage(slot, msg))
+    worker.on('error', () => this.#onCrash(slot))
+    worker.on('exit', () => this.#onCrash(slot))
+    this.#arm(slot)
+  }
+
+  #onMessage(slot: Slot, msg: FromWorker): void {
+    switch (msg.type) {
+      case 'ready':
+        slot.ready = true
+        this.#pump()
+        return
+      case 'loaded':
+        return
+      case 'load-failed':
+        slot.loaded.delete(msg.key)
+        return
+      case 'host-call-large': {
+        const request = deserialize(msg.bytes) as HostCallRequest
+        const waiter = slot.largeRequests.shift()
+        if (waiter) {
+          waiter(request)
+        } else {
+          slot.pendingLarge.push(request)
+        }
+        return
+      }
+      case 'result': {
+        const run = slot.current
+        if (!run || run.id !== msg.id) {
+          return
+        }
+        const wallMs = performance.now() - run.startedAt
+        this.#endRun(
+          slot,
+          msg.ok
+            ? { ok: true, outcome: msg.outcome, value: msg.value, metering: msg.metering, wallMs }
+            : { ok: false, error: msg.error, metering: msg.metering, wallMs },
+        )
+        this.#pump()
+        return
+      }
+    }
+  }
+
+  #endRun(slot: Slot, result: PoolResult): void {
+    const run = slot.current
+    if (!run) {
+      return
+    }
+    clearTimeout(run.timer)
+    slot.current = undefined
+    run.resolve(result)
+  }
+
+  #onCrash(slot: Slot): void {
+    if (slot.dead) {
+      return
+    }
+    const run = slot.current
+    this.#retire(slot)
+    if (run) {
+      run.resolve({
+        ok: false,
+        error: { code: 'internal', message: 'the sandbox worker stopped unexpectedly' },
+        metering: null,
+        wallMs: performance.now() - run.startedAt,
+      })
+    }
+  }
+
+  #onTimeout(slot: Slot, run: ActiveRun): void {
+    if (slot.current !== run) {
+      return
+    }
+    slot.current = undefined
+    this.#retire(slot)
+    run.resolve({
+      ok: false,
+      error: { code: 'timeout', message: `the run passed its ${run.job.limits.timeoutMs} ms deadline` },
+      metering: null,
+      wallMs: performance.now() - run.startedAt,
+    })
+  }
+
+  /** Kill a worker and start its replacement in the background. */
+  #retire(slot: Slot): void {
+    slot.dead = true
+    this.#slots.delete(slot)
+    clearTimeout(slot.current?.timer)
+    slot.current = undefined
+    // Wake the waitAsync loop so it sees `dead` and stops.
+    Atomics.notify(slot.header, CHANNEL.STATE)
+    slot.responsePort.close()
+    void slot.worker.terminate()
+    if (!this.#closed) {
+      this.#replacements++
+      this.#spawn()
+    }
+  }
+
+  #pump(): void {
+    while (this.#queue.length > 0) {
+      const slot = this.#pickSlot(this.#queue[0]!.job.component.key)
+      if (!slot) {
+        return
+      }
+      const { job, resolve } = this.#queue.shift()!
+      this.#start(slot, job, resolve)
+    }
+  }
+
+  #pickSlot(key: string): Slot | undefined {
+    let fallback: Slot | undefined
+    for (const slot of this.#slots) {
+      if (slot.ready && !slot.dead && !slot.current) {
+        if (slot.loaded.has(key)) {
+          return slot
+        }
+        fallback ??= slot
+      }
+    }
+    return fallback
+  }
+
+  #start(slot: Slot, job: PoolJob, resolve: (r: PoolResult) => void): void {
+    const key = job.component.key
+    if (slot.loaded.has(key)) {
+      slot.loaded.delete(key)
+    } else {
+      this.#post(slot, { type: 'load', component: job.component })
+      const max = this.#options.componentsPerWorker ?? 32
+      if (slot.loaded.size >= max) {
+        const oldest = slot.loaded.keys().next().value!
+        slot.loaded.delete(oldest)
+        this.#post(slot, { type: 'unload', key: oldest })
+      }
+    }
+    slot.loaded.set(key, true)
+    const id = this.#nextId++
+    const run: ActiveRun = {
+      id,
+      job,
+      resolve,
+      startedAt: performance.now(),
+      timer: setTimeout(() => this.#onTimeout(slot, run), job.limits.timeoutMs),
+    }
+    slot.current = run
+    this.#post(slot, {
+      type: 'invoke',
+      id,
+      key,
+      exportName: job.exportName,
+      args: job.args,
+      limits: job.limits,
+      grant: job.grant,
+    })
+  }
+
+  #post(slot: Slot, msg: ToWorker): void {
+    slot.worker.postMessage(msg)
+  }
+
+  /** Wait, without blocking the event loop, for the worker's next host call. */
+  #arm(slot: Slot): void {
+    for (;;) {
+      if (slot.dead) {
+        return
+      }
+      const state = Atomics.load(slot.header, CHANNEL.STATE)
+      if (state === CHANNEL.REQUEST) {
+        void this.#serve(slot)
+        return
+      }
+      const wait = Atomics.waitAsync(slot.header, CHANNEL.STATE, state)
+      if (wait.async) {
+        void wait.value.then(() => this.#arm(slot))
+        return
+      }
+    }
+  }
+
+  async #serve(slot: Slot): Promise<void> {
+    const run = slot.current
+    let response: HostCallResponse
+    try {
+      const length = Atomics.load(slot.header, CHANNEL.LENGTH)
+      const request =
+        length === CHANNEL.LENGTH_ON_PORT
+          ? await this.#nextLargeRequest(slot)
+          : (deserialize(slot.area.slice(0, length)) as HostCallRequest)
+      if (!run) {
+        throw new WardenError('internal', 'host call outside of a run')
+      }
+      response = await this.#options.onHostCall(run.job.context, request)
+    } catch (error) {
+      response = { ok: false, fatal: toWardenError(error).toJSON() }
+    }
+    if (slot.dead || slot.current !== run) {
+      return
+    }
+    const bytes = serialize(response)
+    if (bytes.length <= slot.area.length) {
+      slot.area.set(bytes)
+      Atomics.store(slot.header, CHANNEL.LENGTH, bytes.length)
+      Atomics.store(slot.header, CHANNEL.STATE, CHANNEL.RESPONSE)
+    } else {
+      slot.responsePort.postMessage(response)
+      Atomics.store(slot.header, CHANNEL.STATE, CHANNEL.RESPONSE_ON_PORT)
+    }
+    Atomics.notify(slot.header, CHANNEL.STATE)
+    this.#arm(slot)
+  }
+
+  #nextLargeRequest(slot: Slot): Promise<HostCallRequest> {
+    const ready = slot.pendingLarge.shift()
+    if (ready) {
+      return Promise.resolve(ready)
+    }
+    return new Promise((resolve) => slot.largeRequests.push(resolve))
+  }
+}

@@ -1,0 +1,133 @@
+/**
+ * The typed messages between the pool (main thread) and a sandbox worker, and the layout of
+ * the shared channel that carries synchronous host calls.
+ *
+ * Control messages (load, invoke, result) travel by `postMessage`. Host calls travel through
+ * a SharedArrayBuffer: the worker writes the request and blocks in `Atomics.wait`; the main
+ * thread, woken by `Atomics.waitAsync`, answers in place. See `bridge.ts`.
+ */
+import type { SerializedError } from '../errors.js'
+import type { ResolvedLimits } from '../limits/limits.js'
+
+/** A WIT `host-error` variant as jco represents it: `{ tag: 'denied', val: 'why' }`. */
+export interface HostErrorPayload {
+  tag: 'denied' | 'limit-exceeded' | 'invalid' | 'upstream'
+  val: string
+}
+
+/** What the worker needs to instantiate one component: its glue and its compiled core modules. */
+export interface LoadedComponentMessage {
+  /** Cache key: digest + transpiler + cost model. */
+  key: string
+  /** `file:` URL of the jco glue (instantiation mode, no imports of its own). */
+  glueUrl: string
+  /** Instrumented core modules by the file name the glue asks for. */
+  modules: Record<string, WebAssembly.Module>
+  /** Minimum pages of each defined memory, to refuse a run whose cap is below them. */
+  minMemoryPages: number
+}
+
+/** The per-run view of the grant that the worker may apply without a round trip. */
+export interface WorkerGrant {
+  /** Interfaces (unversioned, as jco keys them) that this run may call. */
+  granted: readonly string[]
+  /** Interfaces the component imports; the worker provides exactly these. */
+  imported: readonly string[]
+}
+
+/** Main thread → worker. */
+export type ToWorker =
+  | { type: 'load'; component: LoadedComponentMessage }
+  | { type: 'unload'; key: string }
+  | {
+      type: 'invoke'
+      id: number
+      key: string
+      exportName: string
+      args: unknown[]
+      limits: ResolvedLimits
+      grant: WorkerGrant
+    }
+
+/** One guest log line, kept in the run's report. */
+export interface LogLine {
+  level: 'debug' | 'info' | 'warn' | 'error'
+  message: string
+}
+
+/** A host call decided in the worker (a log line, an early denial), reported with the result. */
+export interface LocalDecision {
+  capability: string
+  fn: string
+  decision: 'allow' | 'deny'
+  reason?: string
+}
+
+/** Counters the worker reports for every run, success or not. */
+export interface WorkerMetering {
+  fuelUsed: number
+  memoryPeakBytes: number
+  hostCalls: number
+  logs: LogLine[]
+  logsDropped: number
+  decisions: LocalDecision[]
+}
+
+/** Worker → main thread. */
+export type FromWorker =
+  | { type: 'ready' }
+  | { type: 'loaded'; key: string }
+  | { type: 'load-failed'; key: string; error: SerializedError }
+  | {
+      type: 'result'
+      id: number
+      ok: true
+      /** `err` when a `result<_, E>` export returned its error case; `value` is then E. */
+      outcome: 'ok' | 'err'
+      value: unknown
+      metering: WorkerMetering
+    }
+  | {
+      type: 'result'
+      id: number
+      ok: false
+      /** A Warden error code, or the guest's own `err` value for `result<_, E>` exports. */
+      error: SerializedError
+      guestError?: unknown
+      metering: WorkerMetering
+    }
+  | { type: 'host-call-large'; bytes: Uint8Array }
+
+/** A host call as it crosses the channel. */
+export interface HostCallRequest {
+  capability: string
+  fn: string
+  args: unknown[]
+}
+
+/** The broker's answer to a host call. */
+export type HostCallResponse =
+  | { ok: true; value: unknown }
+  /** An error the guest sees as the WIT `err` case; the run goes on. */
+  | { ok: false; hostError: HostErrorPayload }
+  /** An error that ends the run (budget spent, kill switch). */
+  | { ok: false; fatal: SerializedError }
+
+/**
+ * Shared channel layout: an Int32 header followed by a byte area.
+ * STATE moves IDLE → REQUEST (worker) → RESPONSE | RESPONSE_ON_PORT (main) → IDLE (worker).
+ */
+export const CHANNEL = {
+  STATE: 0,
+  LENGTH: 1,
+  HEADER_BYTES: 16,
+  IDLE: 0,
+  REQUEST: 1,
+  RESPONSE: 2,
+  RESPONSE_ON_PORT: 3,
+  /** LENGTH value meaning "the request came by postMessage (host-call-large)". */
+  LENGTH_ON_PORT: -1,
+} as const
+
+/** Default size of each worker's channel. Larger payloads fall back to message passing. */
+export const DEFAULT_CHANNEL_BYTES = 1024 * 1024

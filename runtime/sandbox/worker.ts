@@ -1,0 +1,352 @@
+/**
+ * A sandbox worker. It instantiates a fresh component per run, answers worker-side
+ * capabilities (log, WASI baseline, early denials) in place, and turns every other import
+ * call into one synchronous round trip to the broker over the shared channel.
+ *
+ * Nothing here trusts the guest: it only sees the guest through jco's glue and the
+ * instrumented core modules, whose fuel and memory counters live in `warden:meter` globals.
+ */
+import { deserialize, serialize } from 'node:v8'
+import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
+import type { MessagePort } from 'node:worker_threads'
+import { createLogImports, LOG_INTERFACE } from '../../host-capabilities/logging/index.js'
+import type { WorkerRunState } from '../../host-capabilities/types.js'
+import { createWasiImports } from '../../host-capabilities/wasi/worker.js'
+import { WardenError } from '../errors.js'
+import type { SerializedError } from '../errors.js'
+import { METER_MODULE, TRAP_FUEL, TRAP_MEMORY } from '../limits/instrument.js'
+import { PAGES_PER_MB } from '../limits/limits.js'
+import type { ResolvedLimits } from '../limits/limits.js'
+import { CHANNEL } from './protocol.js'
+import type {
+  FromWorker,
+  HostCallRequest,
+  HostCallResponse,
+  LoadedComponentMessage,
+  ToWorker,
+  WorkerGrant,
+  WorkerMetering,
+} from './protocol.js'
+
+/** What the pool hands each worker at spawn. */
+export interface SandboxWorkerData {
+  channel: SharedArrayBuffer
+  responsePort: MessagePort
+  /** Interface → function names, for the broker-side capabilities this host provides. */
+  brokerInterfaces: Record<string, readonly string[]>
+}
+
+// jco glue: `instantiate(getCoreModule, imports, instantiateCore)`; `any` is the ABI boundary.
+type Instantiate = (
+  getCoreModule: (name: string) => WebAssembly.Module,
+  imports: Record<string, object>,
+  instantiateCore: (module: WebAssembly.Module, imports: WebAssembly.Imports) => WebAssembly.Instance,
+) => Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
+
+interface ReadyComponent {
+  instantiate: Instantiate
+  modules: Record<string, WebAssembly.Module>
+  minMemoryPages: number
+}
+
+const port = parentPort!
+const data = workerData as SandboxWorkerData
+const header = new Int32Array(data.channel, 0, CHANNEL.HEADER_BYTES / 4)
+const area = new Uint8Array(data.channel, CHANNEL.HEADER_BYTES)
+const components = new Map<string, Promise<ReadyComponent>>()
+
+/** One synchronous round trip to the broker. The guest is blocked until it returns. */
+function callBroker(request: HostCallRequest): HostCallResponse {
+  const payload = serialize(request)
+  if (payload.length <= area.length) {
+    area.set(payload)
+    Atomics.store(header, CHANNEL.LENGTH, payload.length)
+  } else {
+    post({ type: 'host-call-large', bytes: payload })
+    Atomics.store(header, CHANNEL.LENGTH, CHANNEL.LENGTH_ON_PORT)
+  }
+  Atomics.store(header, CHANNEL.STATE, CHANNEL.REQUEST)
+  Atomics.notify(header, CHANNEL.STATE)
+  while (Atomics.load(header, CHANNEL.STATE) === CHANNEL.REQUEST) {
+    Atomics.wait(header, CHANNEL.STATE, CHANNEL.REQUEST)
+  }
+  let response: HostCallResponse
+  if (Atomics.load(header, CHANNEL.STATE) === CHANNEL.RESPONSE) {
+    const length = Atomics.load(header, CHANNEL.LENGTH)
+    response = deserialize(area.slice(0, length)) as HostCallResponse
+  } else {
+    const received = receiveMessageOnPort(data.responsePort)
+    response = received
+      ? (received.message as HostCallResponse)
+      : { ok: false, fatal: { code: 'internal', message: 'host call answer lost' } }
+  }
+  Atomics.store(header, CHANNEL.STATE, CHANNEL.IDLE)
+  return response
+}
+
+interface RunState extends WorkerRunState {
+  hostCalls: number
+  /** Set when the host ends the run; wins over whatever the guest does next. */
+  fatal?: WardenError
+}
+
+/** Build the import object of one run: exactly the interfaces the component imports. */
+function buildImports(grant: WorkerGrant, state: RunState): Record<string, object> {
+  const granted = new Set(grant.granted)
+  const imports: Record<string, object> = {}
+  const counted = <F extends (...args: any[]) => unknown>(fn: F): F => // eslint-disable-line @typescript-eslint/no-explicit-any
+    ((...args: unknown[]) => {
+      countHostCall(state)
+      return fn(...args)
+    }) as F
+  const wasi = createWasiImports(state)
+  for (const name of grant.imported) {
+    if (name === LOG_INTERFACE) {
+      const log = createLogImports(state, granted.has(name))
+      imports[name] = { write: counted(log.write) }
+    } else if (name in wasi) {
+      imports[name] = wasi[name]!
+    } else if (name in data.brokerInterfaces) {
+      const fns: Record<string, (...args: unknown[]) => unknown> = {}
+      for (const fn of data.brokerInterfaces[name]!) {
+        fns[fn] = (...args: unknown[]) => bridgeCall(state, granted, name, fn, args)
+      }
+      imports[name] = fns
+    } else {
+      // Types-only interfaces (and anything the loader let through) get an empty object.
+      imports[name] = {}
+    }
+  }
+  return imports
+}
+
+function countHostCall(state: RunState): void {
+  state.hostCalls++
+  if (state.fatal) {
+    throw state.fatal
+  }
+  if (state.hostCalls > state.limits.hostCalls) {
+    state.fatal = new WardenError(
+      'limit_exceeded',
+      `the run made more than ${state.limits.hostCalls} host calls`,
+    )
+    throw state.fatal
+  }
+}
+
+function bridgeCall(
+  state: RunState,
+  granted: ReadonlySet<string>,
+  capability: string,
+  fn: string,
+  args: unknown[],
+): unknown {
+  countHostCall(state)
+  if (!granted.has(capability)) {
+    // Early denial: decided here, recorded with the run, no round trip.
+    state.decisions.push({ capability, fn, decision: 'deny', reason: `${capability} is not granted` })
+    throw { payload: { tag: 'denied', val: `${capability} is not granted to this run` } }
+  }
+  const response = callBroker({ capability, fn, args })
+  if (response.ok) {
+    return response.value
+  }
+  if ('hostError' in response) {
+    throw { payload: response.hostError }
+  }
+  state.fatal = WardenError.fromJSON(response.fatal)
+  throw state.fatal
+}
+
+async function load(component: LoadedComponentMessage): Promise<ReadyComponent> {
+  const glue = (await import(component.glueUrl)) as { instantiate?: Instantiate }
+  if (typeof glue.instantiate !== 'function') {
+    throw new WardenError('internal', 'transpiled glue has no instantiate function')
+  }
+  return {
+    instantiate: glue.instantiate,
+    modules: component.modules,
+    minMemoryPages: component.minMemoryPages,
+  }
+}
+
+function classify(error: unknown, state: RunState, trap: number): SerializedError {
+  if (state.fatal) {
+    return state.fatal.toJSON()
+  }
+  if (trap === TRAP_FUEL) {
+    return { code: 'fuel_exhausted', message: `the run used its ${state.limits.fuel} units of fuel` }
+  }
+  if (trap === TRAP_MEMORY) {
+    return {
+      code: 'memory_limit',
+      message: `the guest grew its memory past the ${state.limits.memoryMb} MiB cap`,
+    }
+  }
+  if (error instanceof WardenError) {
+    return error.toJSON()
+  }
+  if (error instanceof RangeError && /call stack/i.test(error.message)) {
+    return { code: 'guest_trap', message: 'the guest overflowed its stack' }
+  }
+  if (error instanceof WebAssembly.RuntimeError) {
+    return { code: 'guest_trap', message: `the guest trapped: ${error.message}` }
+  }
+  if (error instanceof WebAssembly.LinkError || error instanceof WebAssembly.CompileError) {
+    return { code: 'internal', message: 'the component could not be linked' }
+  }
+  if (error instanceof Error && error.name === 'GuestExit') {
+    return { code: 'guest_trap', message: error.message }
+  }
+  // Errors thrown by the glue while lifting guest values are the guest's fault.
+  return { code: 'guest_trap', message: 'the guest produced an invalid value' }
+}
+
+function invoke(ready: ReadyComponent, msg: Extract<ToWorker, { type: 'invoke' }>): FromWorker {
+  const limits: ResolvedLimits = msg.limits
+  const capPages = limits.memoryMb * PAGES_PER_MB
+  const meter = {
+    fuel: new WebAssembly.Global({ value: 'i64', mutable: true }, BigInt(limits.fuel)),
+    trap: new WebAssembly.Global({ value: 'i32', mutable: true }, 0),
+    memory_cap: new WebAssembly.Global({ value: 'i32', mutable: false }, capPages),
+  }
+  const state: RunState = {
+    limits,
+    logs: [],
+    logsDropped: 0,
+    logBytes: 0,
+    decisions: [],
+    hostCalls: 0,
+  }
+  const memories = new Set<WebAssembly.Memory>()
+  const metering = (): WorkerMetering => {
+    let memoryPeakBytes = 0
+    for (const memory of memories) {
+      memoryPeakBytes += memory.buffer.byteLength
+    }
+    const left = meter.fuel.value as bigint
+    const used = BigInt(limits.fuel) - left
+    return {
+      fuelUsed: Number(used > BigInt(limits.fuel) ? BigInt(limits.fuel) : used),
+      memoryPeakBytes,
+      hostCalls: state.hostCalls,
+      logs: state.logs,
+      logsDropped: state.logsDropped,
+      decisions: state.decisions,
+    }
+  }
+  try {
+    if (ready.minMemoryPages > capPages) {
+      throw new WardenError(
+        'memory_limit',
+        `the component needs ${ready.minMemoryPages} pages at start, above the ${limits.memoryMb} MiB cap`,
+      )
+    }
+    const imports = buildImports(msg.grant, state)
+    const instance = ready.instantiate(
+      (name) => ready.modules[name]!,
+      imports,
+      (module, moduleImports) => {
+        const core = new WebAssembly.Instance(module, { ...moduleImports, [METER_MODULE]: meter })
+        for (const value of Object.values(core.exports)) {
+          if (value instanceof WebAssembly.Memory) {
+            memories.add(value)
+          }
+        }
+        return core
+      },
+    )
+    let target: unknown = instance
+    for (const part of msg.exportName.split('.')) {
+      target = (target as Record<string, unknown> | undefined)?.[part]
+    }
+    if (typeof target !== 'function') {
+      throw new WardenError('invalid_request', `the component does not export ${msg.exportName}`)
+    }
+    let value: unknown
+    let outcome: 'ok' | 'err' = 'ok'
+    try {
+      value = (target as (...args: unknown[]) => unknown)(...msg.args)
+    } catch (error) {
+      // A `result<_, E>` export returning `err` surfaces as jco's ComponentError with a payload.
+      if (!state.fatal && error instanceof Error && Object.hasOwn(error, 'payload')) {
+        value = (error as Error & { payload: unknown }).payload
+        outcome = 'err'
+      } else {
+        throw error
+      }
+    }
+    if (state.fatal) {
+      throw state.fatal
+    }
+    // Checks sit at function entries and loop headers; a run that overdrew its fuel on the
+    // way out fails too, so the budget is exact: a run succeeds iff its cost fits.
+    if ((meter.fuel.value as bigint) < 0n) {
+      meter.trap.value = TRAP_FUEL
+      throw new WebAssembly.RuntimeError('fuel exhausted')
+    }
+    return { type: 'result', id: msg.id, ok: true, outcome, value, metering: metering() }
+  } catch (error) {
+    const serialized = classify(error, state, meter.trap.value as number)
+    return { type: 'result', id: msg.id, ok: false, error: serialized, metering: metering() }
+  }
+}
+
+function post(message: FromWorker): void {
+  port.postMessage(message)
+}
+
+port.on('message', (msg: ToWorker) => {
+  switch (msg.type) {
+    case 'load': {
+      const pending = load(msg.component)
+      components.set(msg.component.key, pending)
+      pending.then(
+        () => post({ type: 'loaded', key: msg.component.key }),
+        (error: unknown) => {
+          components.delete(msg.component.key)
+          post({
+            type: 'load-failed',
+            key: msg.component.key,
+            error: { code: 'internal', message: `could not load the component: ${String(error)}` },
+          })
+        },
+      )
+      return
+    }
+    case 'unload':
+      components.delete(msg.key)
+      return
+    case 'invoke': {
+      const pending = components.get(msg.key)
+      if (!pending) {
+        post({
+          type: 'result',
+          id: msg.id,
+          ok: false,
+          error: { code: 'internal', message: 'component not loaded in this worker' },
+          metering: emptyMetering(),
+        })
+        return
+      }
+      pending.then(
+        (ready) => post(invoke(ready, msg)),
+        () =>
+          post({
+            type: 'result',
+            id: msg.id,
+            ok: false,
+            error: { code: 'internal', message: 'component failed to load in this worker' },
+            metering: emptyMetering(),
+          }),
+      )
+      return
+    }
+  }
+})
+
+function emptyMetering(): WorkerMetering {
+  return { fuelUsed: 0, memoryPeakBytes: 0, hostCalls: 0, logs: [], logsDropped: 0, decisions: [] }
+}
+
+post({ type: 'ready' })

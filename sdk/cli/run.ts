@@ -1,0 +1,81 @@
+/**
+ * `warden run`: run an `action` component once, locally, and report what it cost.
+ * The pure half of the command; `main.ts` parses flags and prints.
+ */
+import { createRuntime } from '../../runtime/index.js'
+import type { Invocation, Limits } from '../../runtime/index.js'
+import { WardenError } from '../../runtime/errors.js'
+import { readComponentFile } from './load-file.js'
+
+/** Short names accepted by `--grant`. */
+export const CAPABILITY_ALIASES: Readonly<Record<string, string>> = {
+  log: 'warden:platform/log',
+  http: 'warden:platform/http',
+  secrets: 'warden:platform/secrets',
+  data: 'warden:platform/data',
+}
+
+/** Process exit codes of `warden run`. */
+export const EXIT = { ok: 0, wardenError: 1, usage: 2, guestError: 3 } as const
+
+/** Options of {@link runApp}. */
+export interface RunAppOptions {
+  /** A `.wasm` component, or `.wat` component text. */
+  file: string
+  /** The JSON input handed to `run`. */
+  input: string
+  limits: Limits
+  /** Capabilities granted: short names (`log`) or interface names. */
+  grant: readonly string[]
+  dataDir: string
+  /** Told when a slow step starts (first transpilation of a build). */
+  onProgress?: (message: string) => void
+}
+
+/** What {@link runApp} produced. */
+export interface RunAppResult {
+  invocation: Invocation
+  exitCode: number
+  /** Whether the transpiled component came from the cache. */
+  cached: boolean
+}
+
+/**
+ * Load `file`, run it once with `input`, and return the invocation and its exit code.
+ * Throws a WardenError (with a stable code) when the component cannot be loaded at all.
+ *
+ * @example
+ * const { invocation } = await runApp({ file: 'hello.wasm', input: '{}', limits: {}, grant: ['log'], dataDir: '.warden' })
+ */
+export async function runApp(options: RunAppOptions): Promise<RunAppResult> {
+  try {
+    JSON.parse(options.input)
+  } catch {
+    throw new WardenError('invalid_request', '--input must be JSON')
+  }
+  const grant = options.grant.map((g) => {
+    const name = CAPABILITY_ALIASES[g] ?? g
+    if (!/^[a-z][\w-]*:[a-z][\w-]*\/[a-z][\w-]*$/.test(name)) {
+      throw new WardenError('invalid_request', `unknown capability ${JSON.stringify(g)}`)
+    }
+    return name
+  })
+  const bytes = await readComponentFile(options.file)
+  const warden = await createRuntime({ dataDir: options.dataDir, poolSize: 1 })
+  try {
+    const slow = setTimeout(
+      () => options.onProgress?.('transpiling and instrumenting (first run of this build; cached afterwards)…'),
+      300,
+    )
+    const app = await warden.load(bytes).finally(() => clearTimeout(slow))
+    const invocation = await warden.invoke(app, options.input, { limits: options.limits, grant })
+    const exitCode = invocation.ok
+      ? EXIT.ok
+      : invocation.error
+        ? EXIT.wardenError
+        : EXIT.guestError
+    return { invocation, exitCode, cached: app.cached }
+  } finally {
+    await warden.close()
+  }
+}

@@ -1,0 +1,12 @@
+import { defineConfig } from 'vitest/config'
+
+export default defineConfig({
+  test: {
+    include: ['runtime/**/*.test.ts', 'host-capabilities/**/*.test.ts', 'sdk/**/*.test.ts', 'test/**/*.test.ts'],
+    // Worker-heavy suites: one process per file (preview2-shim does the same).
+    pool: 'forks',
+    testTimeout: 60_000,
+    // The componentize-js guest takes ~25 s to build on a cold cache.
+    hookTimeout: 300_000,
+  },
+})

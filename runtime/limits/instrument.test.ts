@@ -697,7 +697,7 @@ describe('instrumentModule: properties', () => {
     )
   })
 
-  it('structured code (if/else, block, br_if): same value as plain, deterministic fuel', async () => {
+  it('if/else, block, br_if: same value as plain, deterministic fuel', async () => {
     const expr = fc.letrec<{ node: string }>((tie) => ({
       node: fc.oneof(
         { maxDepth: 4, depthSize: 'small' },
@@ -755,12 +755,12 @@ const STARLINGMONKEY = new URL(
   import.meta.url,
 )
 
-describe.skipIf(!existsSync(STARLINGMONKEY))('instrumentModule: StarlingMonkey (~10 MB)', () => {
-  it('instruments the engine in under 3 s, and the output validates', () => {
+// componentize-js is a dependency, so the engine is always there; its speed is measured in bench/.
+describe('instrumentModule: StarlingMonkey (~10 MB)', () => {
+  it('instruments the engine, and the output validates', () => {
+    expect(existsSync(STARLINGMONKEY)).toBe(true)
     const plain = new Uint8Array(readFileSync(STARLINGMONKEY))
-    const started = performance.now()
     const out = instrumentModule(plain, { maxMemoryPages: 16_384, maxTableElements: 1_000_000 })
-    expect(performance.now() - started).toBeLessThan(3000)
     expect(Wasm.validate(out.bytes)).toBe(true)
     expect(out.memories).toHaveLength(1)
   }, 30_000)

@@ -31,6 +31,11 @@ export interface RunContext {
   limits: ResolvedLimits
   /** Interfaces the effective grant allows. */
   granted: ReadonlySet<string>
+  /**
+   * Each granted capability's compiled grant, keyed by interface (`warden:platform/http` →
+   * `CompiledHttpGrant`). Compiled once per token, never per call.
+   */
+  grants: Readonly<Record<string, unknown>>
   /** Budgets spent so far by broker-side calls. */
   counters: { brokerCalls: number; egressBytes: number }
   /** Aborted when the run ends, for any reason. */
@@ -64,4 +69,10 @@ export interface WorkerRunState {
   logsDropped: number
   logBytes: number
   decisions: LocalDecision[]
+}
+
+/** Where the broker reads secret values. Only broker code holds one; workers never do. */
+export interface SecretSource {
+  /** The plaintext of secret `name`, or undefined when there is none. */
+  read(name: string): Promise<string | undefined>
 }

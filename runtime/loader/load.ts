@@ -6,7 +6,6 @@ import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
-import { pathToFileURL } from 'node:url'
 import type { CapabilityDescriptor } from '../../host-capabilities/types.js'
 import { WardenError } from '../errors.js'
 import { COST_MODEL_VERSION } from '../limits/instrument.js'
@@ -16,6 +15,7 @@ import type { LoadedComponentMessage } from '../sandbox/protocol.js'
 import { checkComponentBytes, componentDigest, DEFAULT_MAX_COMPONENT_BYTES } from './component-bytes.js'
 import { Transpiler } from './transpile.js'
 import type { TranspileBudget } from './transpile.js'
+import { glueFunctionBody } from './glue.js'
 import { checkImports, parseWorld } from './world.js'
 import type { ComponentWorld } from './world.js'
 
@@ -143,7 +143,8 @@ export class ComponentLoader {
       cached,
       sandbox: {
         key: `${digest}/${this.#variant}`,
-        glueUrl: pathToFileURL(entry.gluePath).href,
+        glueSource: glueFunctionBody(entry.glue),
+        glueFile: entry.gluePath,
         modules,
         minMemoryPages: entry.modules.reduce((sum, m) => sum + m.minMemoryPages, 0),
       },
@@ -158,7 +159,7 @@ export class ComponentLoader {
     })
     // Check the world before anything reaches the disk or a worker.
     checkImports(parseWorld(out.wit), this.#options.capabilities)
-    checkGlue(out.glue)
+    glueFunctionBody(out.glue)
     return writeCacheEntry(
       this.#options.dataDir,
       {
@@ -170,22 +171,6 @@ export class ComponentLoader {
       out.glue,
       out.modules,
     )
-  }
-}
-
-/**
- * The glue is generated from an untrusted component. In instantiation mode it must not load
- * anything itself: every import comes from us, every core module from `getCoreModule`.
- */
-export function checkGlue(glue: string): void {
-  const forbidden = [
-    /^\s*import\s/m,
-    /\bimport\s*\(/,
-    /\brequire\s*\(/,
-    /WebAssembly\.(compile|compileStreaming|instantiateStreaming|Module)\b/,
-  ]
-  if (forbidden.some((pattern) => pattern.test(glue))) {
-    throw new WardenError('invalid_component', 'the generated bindings would load code of their own')
   }
 }
 

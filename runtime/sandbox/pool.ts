@@ -22,8 +22,9 @@ import type {
   FromWorker,
   HostCallRequest,
   HostCallResponse,
+  InvokeJob,
   LoadedComponentMessage,
-  ToWorker,
+  ToWorkerControl,
   WorkerGrant,
   WorkerMetering,
 } from './protocol.js'
@@ -74,6 +75,7 @@ interface Slot {
   header: Int32Array
   area: Uint8Array
   responsePort: MessagePort
+  controlPort: MessagePort
   ready: boolean
   dead: boolean
   loaded: Map<string, true>
@@ -151,6 +153,7 @@ export class SandboxPool {
       this.#endRun(slot, { ok: false, error: { code: 'internal', message: 'pool closed' }, metering: null, wallMs: 0 })
       slot.dead = true
       slot.responsePort.close()
+      slot.controlPort.close()
     }
     await Promise.all(slots.map((s) => s.worker.terminate()))
   }
@@ -159,15 +162,17 @@ export class SandboxPool {
     const channel = new SharedArrayBuffer(
       CHANNEL.HEADER_BYTES + (this.#options.channelBytes ?? DEFAULT_CHANNEL_BYTES),
     )
-    const { port1, port2 } = new MessageChannel()
+    const response = new MessageChannel()
+    const control = new MessageChannel()
     const workerData: SandboxWorkerData = {
       channel,
-      responsePort: port2,
+      responsePort: response.port2,
+      controlPort: control.port2,
       brokerInterfaces: this.#options.brokerInterfaces,
     }
     const worker = startWorker(import.meta.url, './worker', {
       workerData,
-      transferList: [port2],
+      transferList: [response.port2, control.port2],
       env: {},
       resourceLimits: this.#options.resourceLimits ?? { maxOldGenerationSizeMb: 256 },
     })
@@ -175,7 +180,8 @@ export class SandboxPool {
       worker,
       header: new Int32Array(channel, 0, CHANNEL.HEADER_BYTES / 4),
       area: new Uint8Array(channel, CHANNEL.HEADER_BYTES),
-      responsePort: port1,
+      responsePort: response.port1,
+      controlPort: control.port1,
       ready: false,
       dead: false,
       loaded: new Map(),
@@ -195,11 +201,6 @@ export class SandboxPool {
       case 'ready':
         slot.ready = true
         this.#pump()
-        return
-      case 'loaded':
-        return
-      case 'load-failed':
-        slot.loaded.delete(msg.key)
         return
       case 'host-call-large': {
         const request = deserialize(msg.bytes) as HostCallRequest
@@ -278,6 +279,7 @@ export class SandboxPool {
     // Wake the waitAsync loop so it sees `dead` and stops.
     Atomics.notify(slot.header, CHANNEL.STATE)
     slot.responsePort.close()
+    slot.controlPort.close()
     void slot.worker.terminate()
     if (!this.#closed) {
       this.#replacements++
@@ -314,12 +316,12 @@ export class SandboxPool {
     if (slot.loaded.has(key)) {
       slot.loaded.delete(key)
     } else {
-      this.#post(slot, { type: 'load', component: job.component })
+      this.#control(slot, { type: 'load', component: job.component })
       const max = this.#options.componentsPerWorker ?? 32
       if (slot.loaded.size >= max) {
         const oldest = slot.loaded.keys().next().value!
         slot.loaded.delete(oldest)
-        this.#post(slot, { type: 'unload', key: oldest })
+        this.#control(slot, { type: 'unload', key: oldest })
       }
     }
     slot.loaded.set(key, true)
@@ -332,7 +334,7 @@ export class SandboxPool {
       timer: setTimeout(() => this.#onTimeout(slot, run), job.limits.timeoutMs),
     }
     slot.current = run
-    this.#post(slot, {
+    const invoke: InvokeJob = {
       type: 'invoke',
       id,
       key,
@@ -340,11 +342,21 @@ export class SandboxPool {
       args: job.args,
       limits: job.limits,
       grant: job.grant,
-    })
+    }
+    const bytes = serialize(invoke)
+    if (bytes.length <= slot.area.length) {
+      slot.area.set(bytes)
+      Atomics.store(slot.header, CHANNEL.LENGTH, bytes.length)
+    } else {
+      slot.controlPort.postMessage(invoke)
+      Atomics.store(slot.header, CHANNEL.LENGTH, CHANNEL.LENGTH_ON_PORT)
+    }
+    Atomics.store(slot.header, CHANNEL.STATE, CHANNEL.JOB)
+    Atomics.notify(slot.header, CHANNEL.STATE)
   }
 
-  #post(slot: Slot, msg: ToWorker): void {
-    slot.worker.postMessage(msg)
+  #control(slot: Slot, msg: ToWorkerControl): void {
+    slot.controlPort.postMessage(msg)
   }
 
   /** Wait, without blocking the event loop, for the worker's next host call. */
@@ -357,6 +369,13 @@ export class SandboxPool {
       if (state === CHANNEL.REQUEST) {
         void this.#serve(slot)
         return
+      }
+      if (state === CHANNEL.RESULT) {
+        const length = Atomics.load(slot.header, CHANNEL.LENGTH)
+        const message = deserialize(slot.area.slice(0, length)) as FromWorker
+        Atomics.store(slot.header, CHANNEL.STATE, CHANNEL.IDLE)
+        this.#onMessage(slot, message)
+        continue
       }
       const wait = Atomics.waitAsync(slot.header, CHANNEL.STATE, state)
       if (wait.async) {

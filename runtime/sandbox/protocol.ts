@@ -19,8 +19,12 @@ export interface HostErrorPayload {
 export interface LoadedComponentMessage {
   /** Cache key: digest + transpiler + cost model. */
   key: string
-  /** `file:` URL of the jco glue (instantiation mode, no imports of its own). */
-  glueUrl: string
+  /**
+   * The jco glue as a function body returning `instantiate` (see `loader/glue.ts`), evaluated
+   * synchronously in the worker. `glueFile` names it in stack traces.
+   */
+  glueSource: string
+  glueFile: string
   /** Instrumented core modules by the file name the glue asks for. */
   modules: Record<string, WebAssembly.Module>
   /** Minimum pages of each defined memory, to refuse a run whose cap is below them. */
@@ -35,19 +39,21 @@ export interface WorkerGrant {
   imported: readonly string[]
 }
 
-/** Main thread → worker. */
-export type ToWorker =
+/** Main thread → worker, on the control port (drained synchronously before each job). */
+export type ToWorkerControl =
   | { type: 'load'; component: LoadedComponentMessage }
   | { type: 'unload'; key: string }
-  | {
-      type: 'invoke'
-      id: number
-      key: string
-      exportName: string
-      args: unknown[]
-      limits: ResolvedLimits
-      grant: WorkerGrant
-    }
+
+/** Main thread → worker, through the shared channel (state JOB). */
+export interface InvokeJob {
+  type: 'invoke'
+  id: number
+  key: string
+  exportName: string
+  args: unknown[]
+  limits: ResolvedLimits
+  grant: WorkerGrant
+}
 
 /** One guest log line, kept in the run's report. */
 export interface LogLine {
@@ -76,8 +82,6 @@ export interface WorkerMetering {
 /** Worker → main thread. */
 export type FromWorker =
   | { type: 'ready' }
-  | { type: 'loaded'; key: string }
-  | { type: 'load-failed'; key: string; error: SerializedError }
   | {
       type: 'result'
       id: number
@@ -115,7 +119,10 @@ export type HostCallResponse =
 
 /**
  * Shared channel layout: an Int32 header followed by a byte area.
- * STATE moves IDLE → REQUEST (worker) → RESPONSE | RESPONSE_ON_PORT (main) → IDLE (worker).
+ * A run starts with IDLE → JOB (main) → IDLE (worker). During it, STATE moves IDLE → REQUEST
+ * (worker) → RESPONSE | RESPONSE_ON_PORT (main) → IDLE (worker), once per host call. At its
+ * end, IDLE → RESULT (worker) → IDLE (main). LENGTH_ON_PORT in LENGTH means the payload came
+ * by message instead of through the area.
  */
 export const CHANNEL = {
   STATE: 0,
@@ -125,7 +132,11 @@ export const CHANNEL = {
   REQUEST: 1,
   RESPONSE: 2,
   RESPONSE_ON_PORT: 3,
-  /** LENGTH value meaning "the request came by postMessage (host-call-large)". */
+  /** The worker finished a run; the serialised `result` message is in the area. */
+  RESULT: 4,
+  /** The main thread put a serialised {@link InvokeJob} in the area (or on the control port). */
+  JOB: 5,
+  /** LENGTH value meaning "the payload came by message" (host-call-large, or a large job). */
   LENGTH_ON_PORT: -1,
 } as const
 

@@ -3,10 +3,15 @@
  * capabilities (log, WASI baseline, early denials) in place, and turns every other import
  * call into one synchronous round trip to the broker over the shared channel.
  *
+ * The worker never returns to its event loop: it blocks in `Atomics.wait` for the next job,
+ * drains its control port synchronously (component loads), runs, writes the result, and
+ * waits again. A wake-up through a futex is several times cheaper than a message.
+ *
  * Nothing here trusts the guest: it only sees the guest through jco's glue and the
  * instrumented core modules, whose fuel and memory counters live in `warden:meter` globals.
  */
 import { deserialize, serialize } from 'node:v8'
+import { compileFunction } from 'node:vm'
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { createLogImports, LOG_INTERFACE } from '../../host-capabilities/logging/index.js'
@@ -22,8 +27,9 @@ import type {
   FromWorker,
   HostCallRequest,
   HostCallResponse,
+  InvokeJob,
   LoadedComponentMessage,
-  ToWorker,
+  ToWorkerControl,
   WorkerGrant,
   WorkerMetering,
 } from './protocol.js'
@@ -31,7 +37,10 @@ import type {
 /** What the pool hands each worker at spawn. */
 export interface SandboxWorkerData {
   channel: SharedArrayBuffer
+  /** Answers too large for the channel. */
   responsePort: MessagePort
+  /** Loads, unloads and jobs too large for the channel; drained before each job. */
+  controlPort: MessagePort
   /** Interface → function names, for the broker-side capabilities this host provides. */
   brokerInterfaces: Record<string, readonly string[]>
 }
@@ -53,7 +62,7 @@ const port = parentPort!
 const data = workerData as SandboxWorkerData
 const header = new Int32Array(data.channel, 0, CHANNEL.HEADER_BYTES / 4)
 const area = new Uint8Array(data.channel, CHANNEL.HEADER_BYTES)
-const components = new Map<string, Promise<ReadyComponent>>()
+const components = new Map<string, ReadyComponent | Error>()
 
 /** One synchronous round trip to the broker. The guest is blocked until it returns. */
 function callBroker(request: HostCallRequest): HostCallResponse {
@@ -99,13 +108,14 @@ function buildImports(grant: WorkerGrant, state: RunState): Record<string, objec
       countHostCall(state)
       return fn(...args)
     }) as F
-  const wasi = createWasiImports(state)
+  let wasi: Record<string, object> | undefined
   for (const name of grant.imported) {
     if (name === LOG_INTERFACE) {
       const log = createLogImports(state, granted.has(name))
       imports[name] = { write: counted(log.write) }
-    } else if (name in wasi) {
-      imports[name] = wasi[name]!
+    } else if (name.startsWith('wasi:')) {
+      wasi ??= createWasiImports(state)
+      imports[name] = wasi[name] ?? {}
     } else if (name in data.brokerInterfaces) {
       const fns: Record<string, (...args: unknown[]) => unknown> = {}
       for (const fn of data.brokerInterfaces[name]!) {
@@ -158,13 +168,16 @@ function bridgeCall(
   throw state.fatal
 }
 
-async function load(component: LoadedComponentMessage): Promise<ReadyComponent> {
-  const glue = (await import(component.glueUrl)) as { instantiate?: Instantiate }
-  if (typeof glue.instantiate !== 'function') {
+function load(component: LoadedComponentMessage): ReadyComponent {
+  // NB: a function compiled from the glue, not a dynamic import: loading stays synchronous,
+  // so the worker can stay in its Atomics.wait loop. See `loader/glue.ts` for the shape check.
+  const factory = compileFunction(component.glueSource, [], { filename: component.glueFile })
+  const instantiate = factory() as unknown
+  if (typeof instantiate !== 'function') {
     throw new WardenError('internal', 'transpiled glue has no instantiate function')
   }
   return {
-    instantiate: glue.instantiate,
+    instantiate: instantiate as Instantiate,
     modules: component.modules,
     minMemoryPages: component.minMemoryPages,
   }
@@ -202,14 +215,27 @@ function classify(error: unknown, state: RunState, trap: number): SerializedErro
   return { code: 'guest_trap', message: 'the guest produced an invalid value' }
 }
 
-function invoke(ready: ReadyComponent, msg: Extract<ToWorker, { type: 'invoke' }>): FromWorker {
+// One run at a time per worker, so the meter's globals are reset, not recreated, per run.
+const fuelGlobal = new WebAssembly.Global({ value: 'i64', mutable: true }, 0n)
+const trapGlobal = new WebAssembly.Global({ value: 'i32', mutable: true }, 0)
+const capGlobals = new Map<number, WebAssembly.Global>()
+
+function meterFor(limits: ResolvedLimits) {
+  const capPages = limits.memoryMb * PAGES_PER_MB
+  let cap = capGlobals.get(capPages)
+  if (!cap) {
+    cap = new WebAssembly.Global({ value: 'i32', mutable: false }, capPages)
+    capGlobals.set(capPages, cap)
+  }
+  fuelGlobal.value = BigInt(limits.fuel)
+  trapGlobal.value = 0
+  return { fuel: fuelGlobal, trap: trapGlobal, memory_cap: cap }
+}
+
+function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
   const limits: ResolvedLimits = msg.limits
   const capPages = limits.memoryMb * PAGES_PER_MB
-  const meter = {
-    fuel: new WebAssembly.Global({ value: 'i64', mutable: true }, BigInt(limits.fuel)),
-    trap: new WebAssembly.Global({ value: 'i32', mutable: true }, 0),
-    memory_cap: new WebAssembly.Global({ value: 'i32', mutable: false }, capPages),
-  }
+  const meter = meterFor(limits)
   const state: RunState = {
     limits,
     logs: [],
@@ -296,57 +322,85 @@ function post(message: FromWorker): void {
   port.postMessage(message)
 }
 
-port.on('message', (msg: ToWorker) => {
-  switch (msg.type) {
-    case 'load': {
-      const pending = load(msg.component)
-      components.set(msg.component.key, pending)
-      pending.then(
-        () => post({ type: 'loaded', key: msg.component.key }),
-        (error: unknown) => {
-          components.delete(msg.component.key)
-          post({
-            type: 'load-failed',
-            key: msg.component.key,
-            error: { code: 'internal', message: `could not load the component: ${String(error)}` },
-          })
-        },
-      )
-      return
-    }
-    case 'unload':
-      components.delete(msg.key)
-      return
-    case 'invoke': {
-      const pending = components.get(msg.key)
-      if (!pending) {
-        post({
-          type: 'result',
-          id: msg.id,
-          ok: false,
-          error: { code: 'internal', message: 'component not loaded in this worker' },
-          metering: emptyMetering(),
-        })
-        return
-      }
-      pending.then(
-        (ready) => post(invoke(ready, msg)),
-        () =>
-          post({
-            type: 'result',
-            id: msg.id,
-            ok: false,
-            error: { code: 'internal', message: 'component failed to load in this worker' },
-            metering: emptyMetering(),
-          }),
-      )
-      return
+/** A run's result goes through the shared channel when it fits: cheaper than a message. */
+function postResult(message: FromWorker): void {
+  const payload = serialize(message)
+  if (payload.length > area.length) {
+    post(message)
+    return
+  }
+  area.set(payload)
+  Atomics.store(header, CHANNEL.LENGTH, payload.length)
+  Atomics.store(header, CHANNEL.STATE, CHANNEL.RESULT)
+  Atomics.notify(header, CHANNEL.STATE)
+}
+
+function handleControl(msg: ToWorkerControl): void {
+  if (msg.type === 'unload') {
+    components.delete(msg.key)
+    return
+  }
+  try {
+    components.set(msg.component.key, load(msg.component))
+  } catch (error) {
+    components.set(msg.component.key, error instanceof Error ? error : new Error(String(error)))
+  }
+}
+
+function drainControl(): void {
+  for (let m = receiveMessageOnPort(data.controlPort); m; m = receiveMessageOnPort(data.controlPort)) {
+    handleControl(m.message as ToWorkerControl)
+  }
+}
+
+function readJob(): InvokeJob | undefined {
+  const length = Atomics.load(header, CHANNEL.LENGTH)
+  if (length !== CHANNEL.LENGTH_ON_PORT) {
+    return deserialize(area.slice(0, length)) as InvokeJob
+  }
+  // A job too large for the channel was queued on the control port after its loads.
+  let job: InvokeJob | undefined
+  for (let m = receiveMessageOnPort(data.controlPort); m; m = receiveMessageOnPort(data.controlPort)) {
+    const msg = m.message as ToWorkerControl | InvokeJob
+    if (msg.type === 'invoke') {
+      job = msg
+    } else {
+      handleControl(msg)
     }
   }
-})
+  return job
+}
+
+function runJob(job: InvokeJob): FromWorker {
+  const ready = components.get(job.key)
+  if (ready === undefined || ready instanceof Error) {
+    return {
+      type: 'result',
+      id: job.id,
+      ok: false,
+      error: { code: 'internal', message: 'the component could not be loaded in the sandbox' },
+      metering: emptyMetering(),
+    }
+  }
+  return invoke(ready, job)
+}
 
 function emptyMetering(): WorkerMetering {
   return { fuelUsed: 0, memoryPeakBytes: 0, hostCalls: 0, logs: [], logsDropped: 0, decisions: [] }
 }
 
 post({ type: 'ready' })
+for (;;) {
+  const state = Atomics.load(header, CHANNEL.STATE)
+  if (state !== CHANNEL.JOB) {
+    // Sleeps until the main thread changes STATE and notifies (RESULT → IDLE does not notify).
+    Atomics.wait(header, CHANNEL.STATE, state)
+    continue
+  }
+  drainControl()
+  const job = readJob()
+  Atomics.store(header, CHANNEL.STATE, CHANNEL.IDLE)
+  if (job) {
+    postResult(runJob(job))
+  }
+}

@@ -28,6 +28,7 @@ export interface CacheEntry {
   dir: string
   manifest: CacheManifest
   gluePath: string
+  glue: string
   modules: { name: string; bytes: Uint8Array<ArrayBuffer>; minMemoryPages: number }[]
 }
 
@@ -54,7 +55,8 @@ export async function readCacheEntry(
         bytes: new Uint8Array(await readFile(join(dir, safeName(m.name)))),
       })),
     )
-    return { dir, manifest, gluePath: join(dir, 'glue.mjs'), modules }
+    const glue = await readFile(join(dir, 'glue.mjs'), 'utf8')
+    return { dir, manifest, gluePath: join(dir, 'glue.mjs'), glue, modules }
   } catch {
     return undefined
   }
@@ -83,7 +85,7 @@ export async function writeCacheEntry(
     await rm(tmp, { recursive: true, force: true })
     throw error
   }
-  return { dir, manifest: full, gluePath: join(dir, 'glue.mjs'), modules }
+  return { dir, manifest: full, gluePath: join(dir, 'glue.mjs'), glue, modules }
 }
 
 function safeName(name: string): string {

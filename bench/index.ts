@@ -1,0 +1,21 @@
+/**
+ * `npm run bench`: every question in bench/, measured in one run on this machine, printed as
+ * medians and ratios against a baseline measured in the same run.
+ */
+import { arch, cpus, totalmem } from 'node:os'
+import { printRows } from './support.js'
+import type { Row } from './support.js'
+import { run as instantiate } from './instantiate.bench.js'
+
+const questions: [string, () => Promise<Row[]>][] = [['instantiate', instantiate]]
+
+const only = process.argv.slice(2)
+console.log(
+  `# Warden benchmarks — node ${process.version}, ${arch()}, ${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB`,
+)
+for (const [name, run] of questions) {
+  if (only.length > 0 && !only.includes(name)) {
+    continue
+  }
+  printRows(await run())
+}

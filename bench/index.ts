@@ -5,9 +5,19 @@
 import { arch, cpus, totalmem } from 'node:os'
 import { printRows } from './support.js'
 import type { Row } from './support.js'
+import { run as componentizeJs } from './componentize-js.bench.js'
+import { run as fuel } from './fuel.bench.js'
+import { run as hostCalls } from './host-calls.bench.js'
 import { run as instantiate } from './instantiate.bench.js'
+import { run as timeout } from './timeout.bench.js'
 
-const questions: [string, () => Promise<Row[]>][] = [['instantiate', instantiate]]
+const questions: [string, () => Promise<Row[]>][] = [
+  ['instantiate', instantiate],
+  ['host-calls', hostCalls],
+  ['fuel', fuel],
+  ['timeout', timeout],
+  ['componentize-js', componentizeJs],
+]
 
 const only = process.argv.slice(2)
 console.log(

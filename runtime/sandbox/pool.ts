@@ -261,7 +261,8 @@ export class SandboxPool {
       return
     }
     slot.current = undefined
-    this.#retire(slot)
+    // Answer first; killing and replacing the worker happens off this run's critical path.
+    this.#retire(slot, { deferred: true })
     run.resolve({
       ok: false,
       error: { code: 'timeout', message: `the run passed its ${run.job.limits.timeoutMs} ms deadline` },
@@ -270,20 +271,27 @@ export class SandboxPool {
     })
   }
 
-  /** Kill a worker and start its replacement in the background. */
-  #retire(slot: Slot): void {
+  /** Kill a worker and start its replacement, now or right after the current task. */
+  #retire(slot: Slot, options: { deferred?: boolean } = {}): void {
     slot.dead = true
     this.#slots.delete(slot)
     clearTimeout(slot.current?.timer)
     slot.current = undefined
-    // Wake the waitAsync loop so it sees `dead` and stops.
-    Atomics.notify(slot.header, CHANNEL.STATE)
-    slot.responsePort.close()
-    slot.controlPort.close()
-    void slot.worker.terminate()
-    if (!this.#closed) {
-      this.#replacements++
-      this.#spawn()
+    const replace = () => {
+      // Wake the waitAsync loop so it sees `dead` and stops.
+      Atomics.notify(slot.header, CHANNEL.STATE)
+      slot.responsePort.close()
+      slot.controlPort.close()
+      void slot.worker.terminate()
+      if (!this.#closed) {
+        this.#replacements++
+        this.#spawn()
+      }
+    }
+    if (options.deferred) {
+      setImmediate(replace)
+    } else {
+      replace()
     }
   }
 

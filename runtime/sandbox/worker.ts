@@ -97,6 +97,12 @@ interface RunState extends WorkerRunState {
   hostCalls: number
   /** Set when the host ends the run; wins over whatever the guest does next. */
   fatal?: WardenError
+  /**
+   * The denial thrown by the last host call, until the next one. A function with no
+   * `result`, or whose `err` type has no `denied` case, cannot carry it to the guest: the
+   * throw then unwinds the guest, and the run ends with `capability_denied`, not a trap.
+   */
+  denial?: { thrown: object; capability: string }
 }
 
 /** Build the import object of one run: exactly the interfaces the component imports. */
@@ -152,10 +158,13 @@ function bridgeCall(
   args: unknown[],
 ): unknown {
   countHostCall(state)
+  state.denial = undefined
   if (!granted.has(capability)) {
     // Early denial: decided here, recorded with the run, no round trip.
     state.decisions.push({ capability, fn, decision: 'deny', reason: `${capability} is not granted` })
-    throw { payload: { tag: 'denied', val: `${capability} is not granted to this run` } }
+    const thrown = { payload: { tag: 'denied', val: `${capability} is not granted to this run` } }
+    state.denial = { thrown, capability }
+    throw thrown
   }
   const response = callBroker({ capability, fn, args })
   if (response.ok) {
@@ -198,6 +207,12 @@ function classify(error: unknown, state: RunState, trap: number): SerializedErro
   }
   if (error instanceof WardenError) {
     return error.toJSON()
+  }
+  if (state.denial && (error === state.denial.thrown || error instanceof TypeError)) {
+    return {
+      code: 'capability_denied',
+      message: `${state.denial.capability} is not granted to this run`,
+    }
   }
   if (error instanceof RangeError && /call stack/i.test(error.message)) {
     return { code: 'guest_trap', message: 'the guest overflowed its stack' }

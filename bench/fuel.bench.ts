@@ -1,0 +1,97 @@
+/**
+ * Question: what does fuel metering cost? Three CPU kernels, each run as a plain core module
+ * and as the same module instrumented by Warden, in this thread, on the same input.
+ */
+import { parse } from '@bytecodealliance/jco'
+import { instrumentModule } from '../runtime/limits/instrument.js'
+import { medians } from './support.js'
+import type { Row } from './support.js'
+
+const QUESTION = 'fuel metering overhead (median slowdown vs the uninstrumented module)'
+
+/** Each kernel exports `k() -> i32` and does a few milliseconds of work. */
+const KERNELS: Record<string, string> = {
+  'loop-heavy (nested arithmetic loops)': `(module
+    (func (export "k") (result i32)
+      (local $i i32) (local $j i32) (local $acc i32)
+      (loop $outer
+        (local.set $j (i32.const 0))
+        (loop $inner
+          (local.set $acc (i32.add (i32.mul (local.get $acc) (i32.const 1103515245)) (local.get $j)))
+          (local.set $j (i32.add (local.get $j) (i32.const 1)))
+          (br_if $inner (i32.lt_u (local.get $j) (i32.const 1000))))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $outer (i32.lt_u (local.get $i) (i32.const 2000))))
+      (local.get $acc)))`,
+  'call-heavy (recursive fib 25)': `(module
+    (func $fib (param $n i32) (result i32)
+      (if (result i32) (i32.lt_u (local.get $n) (i32.const 2))
+        (then (local.get $n))
+        (else (i32.add (call $fib (i32.sub (local.get $n) (i32.const 1)))
+                       (call $fib (i32.sub (local.get $n) (i32.const 2)))))))
+    (func (export "k") (result i32) (call $fib (i32.const 25))))`,
+  'memory-heavy (checksum and copy over 1 MiB)': `(module
+    (memory 33)
+    (func (export "k") (result i32)
+      (local $p i32) (local $acc i32) (local $round i32)
+      (loop $rounds
+        (local.set $p (i32.const 0))
+        (loop $scan
+          (i32.store (i32.add (local.get $p) (i32.const 1048576))
+            (i32.add (i32.load (local.get $p)) (local.get $round)))
+          (local.set $acc (i32.xor (local.get $acc) (i32.load (i32.add (local.get $p) (i32.const 1048576)))))
+          (local.set $p (i32.add (local.get $p) (i32.const 4)))
+          (br_if $scan (i32.lt_u (local.get $p) (i32.const 1048576))))
+        (local.set $round (i32.add (local.get $round) (i32.const 1)))
+        (br_if $rounds (i32.lt_u (local.get $round) (i32.const 8))))
+      (local.get $acc)))`,
+}
+
+export async function run(): Promise<Row[]> {
+  const rows: Row[] = []
+  for (const [name, wat] of Object.entries(KERNELS)) {
+    const plainBytes = await parse(wat)
+    const metered = instrumentModule(plainBytes, { maxMemoryPages: 1024, maxTableElements: 1000 })
+    const plain = new WebAssembly.Instance(new WebAssembly.Module(plainBytes as Uint8Array<ArrayBuffer>))
+    const meter = {
+      fuel: new WebAssembly.Global({ value: 'i64', mutable: true }, 0n),
+      trap: new WebAssembly.Global({ value: 'i32', mutable: true }, 0),
+      memory_cap: new WebAssembly.Global({ value: 'i32', mutable: false }, 1024),
+    }
+    const instrumented = new WebAssembly.Instance(
+      new WebAssembly.Module(metered.bytes as Uint8Array<ArrayBuffer>),
+      { 'warden:meter': meter },
+    )
+    const k = plain.exports.k as () => number
+    const km = instrumented.exports.k as () => number
+    meter.fuel.value = 1n << 60n
+    if (k() !== km()) {
+      throw new Error(`${name}: instrumented result differs`)
+    }
+    meter.fuel.value = 1n << 60n
+    km()
+    const used = (1n << 60n) - (meter.fuel.value as bigint)
+    const m = await medians({
+      plain: () => k(),
+      metered: () => {
+        meter.fuel.value = 1n << 60n
+        km()
+      },
+    }, { time: 2000, iterations: 20 })
+    rows.push({
+      question: QUESTION,
+      name: `${name}: plain`,
+      medianUs: m.plain!,
+    })
+    rows.push({
+      question: QUESTION,
+      name: `${name}: metered`,
+      medianUs: m.metered!,
+      ratio: m.metered! / m.plain!,
+      baseline: 'plain',
+      target: '≤ ×1.15',
+      note: `${used} fuel`,
+    })
+  }
+  return rows
+}

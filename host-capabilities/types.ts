@@ -3,7 +3,7 @@
  * `grant.ts` (pure: parse and compile the grant), `broker.ts` (main thread: check, do the I/O,
  * count budgets) and, for the few that answer inside the worker, `worker.ts`.
  */
-import type { HostErrorPayload, LocalDecision, LogLine } from '../runtime/sandbox/protocol.js'
+import type { Decision, HostErrorPayload, LogLine } from '../runtime/sandbox/protocol.js'
 import type { ResolvedLimits } from '../runtime/limits/limits.js'
 
 /** Where a capability's calls are answered. */
@@ -50,6 +50,11 @@ export interface BrokerCapability {
    * case (the run goes on), or a `WardenError` to end the run.
    */
   handle(fn: string, args: unknown[], ctx: RunContext): unknown
+  /**
+   * What a call reaches, for the audit record: a URL as the guest wrote it, a secret name, a
+   * data key. Pure; must not throw on malformed arguments (return undefined).
+   */
+  target?(fn: string, args: readonly unknown[]): string | undefined
 }
 
 /** A failure the guest sees as its WIT `host-error`; the run continues. */
@@ -65,10 +70,12 @@ export class HostCallError extends Error {
 /** State a worker-side capability may touch during one run. */
 export interface WorkerRunState {
   limits: ResolvedLimits
+  /** Host calls made so far; the current call's index while a capability answers it. */
+  hostCalls: number
   logs: LogLine[]
   logsDropped: number
   logBytes: number
-  decisions: LocalDecision[]
+  decisions: Decision[]
 }
 
 /** Where the broker reads secret values. Only broker code holds one; workers never do. */

@@ -13,7 +13,7 @@ import { randomUUID } from 'node:crypto'
 import { DEFAULT_CAPABILITIES } from '../host-capabilities/index.js'
 import type { BrokerCapability } from '../host-capabilities/types.js'
 import { createBroker } from './broker/broker.js'
-import type { BrokerDecision, BrokerRunContext } from './broker/broker.js'
+import type { BrokerRunContext } from './broker/broker.js'
 import { WardenError } from './errors.js'
 import type { SerializedError } from './errors.js'
 import { DEFAULT_CEILINGS, PAGES_PER_MB, resolveLimits } from './limits/limits.js'
@@ -23,7 +23,7 @@ import type { LoadedComponent } from './loader/load.js'
 import type { TranspileBudget } from './loader/transpile.js'
 import type { MeteringReport } from './report.js'
 import { SandboxPool } from './sandbox/pool.js'
-import type { LocalDecision, LogLine } from './sandbox/protocol.js'
+import type { Decision, LogLine } from './sandbox/protocol.js'
 
 /** Options of {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -48,6 +48,8 @@ export interface InvokeOptions {
    * this ∩ the component's imports. Default: none: every imported capability answers `denied`.
    */
   grant?: readonly string[]
+  /** Compiled grants of the granted capabilities, keyed by interface (see `RunContext.grants`). */
+  grants?: Readonly<Record<string, unknown>>
   appId?: string
   tokenJti?: string
 }
@@ -63,7 +65,8 @@ export interface Invocation {
   error?: SerializedError
   report: MeteringReport
   logs: LogLine[]
-  decisions: (LocalDecision | BrokerDecision)[]
+  /** One per host call, in call order. */
+  decisions: Decision[]
 }
 
 /** A running Warden runtime. */
@@ -127,7 +130,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       digest: component.digest,
       limits,
       granted,
-      grants: {},
+      grants: opts.grants ?? {},
       counters: { brokerCalls: 0, egressBytes: 0 },
       get signal() {
         abort ??= new AbortController()
@@ -163,7 +166,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       ...(result.ok ? {} : { error: result.error }),
       logsDropped: metering?.logsDropped ?? 0,
     }
-    const decisions = [...(metering?.decisions ?? []), ...context.decisions]
+    const decisions = [...(metering?.decisions ?? []), ...context.decisions].sort((a, b) => a.call - b.call)
     const logs = metering?.logs ?? []
     if (!result.ok) {
       return { ok: false, error: result.error, report, logs, decisions }

@@ -14,28 +14,32 @@ export function createLogImports(state: WorkerRunState, granted: boolean) {
   const encoder = new TextEncoder()
   return {
     write(level: unknown, message: unknown): void {
-      if (!granted) {
-        state.logsDropped++
+      const lvl = LEVELS.includes(level as LogLine['level']) ? (level as LogLine['level']) : 'info'
+      const decide = (decision: 'allow' | 'deny', bytesOut: number, reason?: string) =>
         state.decisions.push({
+          call: state.hostCalls,
           capability: LOG_INTERFACE,
           fn: 'write',
-          decision: 'deny',
-          reason: 'log is not granted',
+          decision,
+          target: lvl,
+          bytesOut,
+          ...(reason === undefined ? {} : { reason }),
         })
+      if (!granted) {
+        state.logsDropped++
+        decide('deny', 0, 'not granted')
         return
       }
       const text = truncate(String(message), MAX_LINE_BYTES)
       const size = encoder.encode(text).length
-      if (
-        state.logs.length >= state.limits.logLines ||
-        state.logBytes + size > state.limits.logBytes
-      ) {
+      if (state.logs.length >= state.limits.logLines || state.logBytes + size > state.limits.logBytes) {
         state.logsDropped++
+        decide('deny', 0, 'log budget spent')
         return
       }
       state.logBytes += size
-      const lvl = LEVELS.includes(level as LogLine['level']) ? (level as LogLine['level']) : 'info'
       state.logs.push({ level: lvl, message: text })
+      decide('allow', size)
     },
   }
 }

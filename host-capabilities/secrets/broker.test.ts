@@ -139,11 +139,13 @@ describe('secrets broker: reveal', () => {
     const onHostCall = createBroker([createSecretsCapability({ source: source(values) })])
     const ctx = context(grant)
     const ok = await onHostCall(ctx, {
+      call: 1,
       capability: SECRETS_INTERFACE,
       fn: REVEAL_OP,
       args: ['shown'],
     })
     const no = await onHostCall(ctx, {
+      call: 2,
       capability: SECRETS_INTERFACE,
       fn: REVEAL_OP,
       args: ['hidden'],

@@ -293,6 +293,7 @@ afterAll(async () => {
 function newState(limits: Partial<ResolvedLimits> = {}): WorkerRunState {
   return {
     limits: { ...DEFAULT_LIMITS, ...limits },
+    hostCalls: 0,
     logs: [],
     logsDropped: 0,
     logBytes: 0,

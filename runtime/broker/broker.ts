@@ -6,20 +6,13 @@
 import { HostCallError } from '../../host-capabilities/types.js'
 import type { BrokerCapability, RunContext } from '../../host-capabilities/types.js'
 import { toWardenError } from '../errors.js'
-import type { HostCallRequest, HostCallResponse } from '../sandbox/protocol.js'
+import type { Decision, HostCallRequest, HostCallResponse } from '../sandbox/protocol.js'
 
-/** One decision the broker made, kept with the run (and, from issue 3 on, in the audit log). */
-export interface BrokerDecision {
-  capability: string
-  fn: string
-  decision: 'allow' | 'deny'
-  reason?: string
-  durationMs: number
-}
+const REFUSALS: ReadonlySet<string> = new Set(['denied', 'limit-exceeded', 'invalid'])
 
 /** The per-run record the broker appends to. */
 export interface BrokerRunContext extends RunContext {
-  decisions: BrokerDecision[]
+  decisions: Decision[]
 }
 
 /**
@@ -36,16 +29,28 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
     request: HostCallRequest,
   ): Promise<HostCallResponse> {
     const started = performance.now()
-    const record = (decision: 'allow' | 'deny', reason?: string) =>
+    const egressBefore = ctx.counters.egressBytes
+    const capability = byName.get(request.capability)
+    const record = (decision: 'allow' | 'deny', reason?: string) => {
+      let target: string | undefined
+      try {
+        target = capability?.target?.(request.fn, request.args)
+      } catch {
+        target = undefined
+      }
+      const egress = ctx.counters.egressBytes - egressBefore
       ctx.decisions.push({
+        call: request.call,
         capability: request.capability,
         fn: request.fn,
         decision,
         ...(reason === undefined ? {} : { reason }),
-        durationMs: performance.now() - started,
+        ...(target === undefined ? {} : { target }),
+        ...(egress > 0 ? { bytesOut: egress } : {}),
+        durationMs: Math.round((performance.now() - started) * 1000) / 1000,
       })
+    }
     ctx.counters.brokerCalls++
-    const capability = byName.get(request.capability)
     if (!capability || !ctx.granted.has(request.capability)) {
       record('deny', 'not granted')
       return { ok: false, hostError: { tag: 'denied', val: `${request.capability} is not granted to this run` } }
@@ -60,7 +65,9 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
       return { ok: true, value }
     } catch (error) {
       if (error instanceof HostCallError) {
-        record(error.payload.tag === 'denied' ? 'deny' : 'allow', error.payload.tag)
+        // Policy refusals (denied, over budget, malformed) are denials; an upstream failure or a
+        // capability's own error case answered an allowed call.
+        record(REFUSALS.has(error.payload.tag) ? 'deny' : 'allow', error.payload.tag)
         return { ok: false, hostError: error.payload }
       }
       const fatal = toWardenError(error)

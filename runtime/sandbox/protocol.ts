@@ -61,12 +61,23 @@ export interface LogLine {
   message: string
 }
 
-/** A host call decided in the worker (a log line, an early denial), reported with the result. */
-export interface LocalDecision {
+/**
+ * One host call's decision, made in the worker (a log line, an early denial) or in the broker.
+ * Every host call gets one; `call` orders them within the run. The audit log records each.
+ */
+export interface Decision {
+  /** 1-based index of the host call within the run. */
+  call: number
   capability: string
   fn: string
   decision: 'allow' | 'deny'
+  /** Why, for a denial or an error answer: a short code-like phrase, never guest data. */
   reason?: string
+  /** What was reached: a URL (before secret substitution), a secret name, a data key, a log level. */
+  target?: string
+  durationMs?: number
+  bytesOut?: number
+  bytesIn?: number
 }
 
 /** Counters the worker reports for every run, success or not. */
@@ -76,7 +87,7 @@ export interface WorkerMetering {
   hostCalls: number
   logs: LogLine[]
   logsDropped: number
-  decisions: LocalDecision[]
+  decisions: Decision[]
 }
 
 /** Worker → main thread. */
@@ -104,6 +115,8 @@ export type FromWorker =
 
 /** A host call as it crosses the channel. */
 export interface HostCallRequest {
+  /** 1-based index of the host call within the run (see {@link Decision}). */
+  call: number
   capability: string
   fn: string
   args: unknown[]

@@ -94,7 +94,6 @@ function callBroker(request: HostCallRequest): HostCallResponse {
 }
 
 interface RunState extends WorkerRunState {
-  hostCalls: number
   /** Set when the host ends the run; wins over whatever the guest does next. */
   fatal?: WardenError
   /**
@@ -161,12 +160,12 @@ function bridgeCall(
   state.denial = undefined
   if (!granted.has(capability)) {
     // Early denial: decided here, recorded with the run, no round trip.
-    state.decisions.push({ capability, fn, decision: 'deny', reason: `${capability} is not granted` })
+    state.decisions.push({ call: state.hostCalls, capability, fn, decision: 'deny', reason: 'not granted' })
     const thrown = { payload: { tag: 'denied', val: `${capability} is not granted to this run` } }
     state.denial = { thrown, capability }
     throw thrown
   }
-  const response = callBroker({ capability, fn, args })
+  const response = callBroker({ call: state.hostCalls, capability, fn, args })
   if (response.ok) {
     return response.value
   }

@@ -1,0 +1,295 @@
+/**
+ * The `http` grant: which origins, methods and paths a run may call. Pure: compile once per
+ * token with {@link compileHttpGrant}, then {@link matchRequest} once per call.
+ *
+ * Denied by default: every origin not named; the bare domain of a `*.` wildcard; an IP literal
+ * unless an entry names that exact address; every method but GET and HEAD; plain `http`;
+ * any port but the scheme's default; paths with dot-segments or encoded separators.
+ */
+import { isIP } from 'node:net'
+import { DEFAULT_PORTS, formatOrigin, normaliseHostname } from './url.js'
+import type { EgressUrl } from './url.js'
+
+/** One entry of the token's `grants.http`. */
+export interface HttpGrantEntry {
+  /** Default `https`. */
+  scheme?: 'https' | 'http'
+  /**
+   * An exact hostname (`api.github.com`), `*.example.com` for any subdomain at any depth (never
+   * the bare `example.com`), or an IP literal (`10.0.0.5`, `::1` or `[::1]`).
+   */
+  host: string
+  /** Default: the scheme's default port (443 or 80). */
+  port?: number
+  /** HTTP methods, case-insensitive. Default `['GET', 'HEAD']`. */
+  methods?: readonly string[]
+  /** Paths that start with this string (compared decoded, query excluded). Default `/`. */
+  pathPrefix?: string
+  /** Allow loopback, private, link-local and other non-public addresses. Default false. */
+  allowPrivate?: boolean
+}
+
+/** One compiled entry. */
+export interface CompiledHttpEntry {
+  readonly scheme: 'https' | 'http'
+  /** The normalised host; for a wildcard, the suffix after `*.`. IPv6 without brackets. */
+  readonly host: string
+  readonly wildcard: boolean
+  readonly isIp: boolean
+  readonly port: number
+  /** Upper-case method names. */
+  readonly methods: ReadonlySet<string>
+  /** The prefix, percent-decoded the same way as request paths. */
+  readonly pathPrefix: string
+  readonly allowPrivate: boolean
+  /** The entry as one readable pattern, for audit records: `https://*.example.com/repos/`. */
+  readonly pattern: string
+}
+
+const COMPILED: unique symbol = Symbol('warden.http.compiledGrant')
+
+/** A compiled `http` grant. Build it with {@link compileHttpGrant} only. */
+export interface CompiledHttpGrant {
+  readonly entries: readonly CompiledHttpEntry[]
+  /** Brand: only {@link compileHttpGrant} makes these. */
+  readonly [COMPILED]: {
+    readonly exact: ReadonlyMap<string, readonly number[]>
+    readonly wildcards: readonly number[]
+  }
+}
+
+/** Default methods of an entry. */
+export const DEFAULT_HTTP_METHODS: readonly string[] = Object.freeze(['GET', 'HEAD'])
+
+/** RFC 9110 `token`: method names and header names. */
+export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+
+const ENTRY_KEYS = new Set(['scheme', 'host', 'port', 'methods', 'pathPrefix', 'allowPrivate'])
+
+// Segments that some server decodes into a traversal or a separator, even though WHATWG left
+// them alone: an encoded `/` or `\`, `..;` (Tomcat path parameters), double encodings.
+const DOUBLE_ENCODED = /%(?:2e|2f|5c|00)/i
+
+/**
+ * Decode a WHATWG-normalised pathname segment by segment, refusing anything whose meaning a
+ * server could read differently: `.`/`..` segments (also `..;param` and encoded `%2e%2e`),
+ * encoded `/` `\` or NUL, malformed or double percent-encodings. Returns the decoded path, or
+ * undefined when it is unsafe.
+ *
+ * @example
+ * decodePathSafe('/%72epos/x') // '/repos/x'
+ * decodePathSafe('/repos/..%2fadmin') // undefined
+ */
+export function decodePathSafe(pathname: string): string | undefined {
+  if (!pathname.startsWith('/')) {
+    return undefined
+  }
+  const out: string[] = []
+  for (const raw of pathname.split('/')) {
+    let segment: string
+    try {
+      segment = decodeURIComponent(raw)
+    } catch {
+      return undefined
+    }
+    const bare = segment.split(';', 1)[0]!
+    if (bare === '.' || bare === '..' || /[/\\\0]/.test(segment) || DOUBLE_ENCODED.test(segment)) {
+      return undefined
+    }
+    out.push(segment)
+  }
+  return out.join('/')
+}
+
+function fail(index: number, message: string): never {
+  throw new TypeError(`http grant entry ${index}: ${message}`)
+}
+
+/** Normalise a grant's host through WHATWG URL, as the request's host will be. */
+function compileHost(
+  raw: string,
+  scheme: 'http' | 'https',
+  index: number,
+): { host: string; wildcard: boolean; isIp: boolean } {
+  let text = raw
+  const wildcard = text.startsWith('*.')
+  if (wildcard) {
+    text = text.slice(2)
+  }
+  const bracketed = text.startsWith('[') && text.endsWith(']')
+  const v6 = bracketed ? text.slice(1, -1) : text
+  if (isIP(v6) === 6 && !v6.includes('%')) {
+    if (wildcard) {
+      fail(index, 'a wildcard cannot apply to an IP address')
+    }
+    const host = new URL(`${scheme}://[${v6}]/`).hostname.slice(1, -1)
+    return { host, wildcard: false, isIp: true }
+  }
+  if (text.length === 0 || /[\s/?#@\\%:*[\]]/.test(text)) {
+    fail(index, 'host must be a hostname, `*.` and a domain, or an IP address')
+  }
+  let hostname: string
+  try {
+    hostname = new URL(`${scheme}://${text}/`).hostname
+  } catch {
+    fail(index, 'host is not a valid hostname')
+  }
+  if (isIP(hostname) === 4) {
+    if (wildcard) {
+      fail(index, 'a wildcard cannot apply to an IP address')
+    }
+    return { host: hostname, wildcard: false, isIp: true }
+  }
+  const host = normaliseHostname(hostname)
+  if (host === undefined) {
+    fail(index, 'host is not a valid hostname')
+  }
+  if (wildcard && !host.includes('.')) {
+    fail(index, 'a wildcard needs at least two labels after `*.`')
+  }
+  return { host, wildcard, isIp: false }
+}
+
+function compileEntry(value: unknown, index: number): CompiledHttpEntry {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    fail(index, 'is not an object')
+  }
+  for (const key of Object.keys(value)) {
+    if (!ENTRY_KEYS.has(key)) {
+      fail(index, `unknown field ${JSON.stringify(key)}`)
+    }
+  }
+  const entry = value as Record<string, unknown>
+  const scheme = entry.scheme ?? 'https'
+  if (scheme !== 'https' && scheme !== 'http') {
+    fail(index, 'scheme must be "https" or "http"')
+  }
+  if (typeof entry.host !== 'string') {
+    fail(index, 'host is not a string')
+  }
+  const { host, wildcard, isIp } = compileHost(entry.host, scheme, index)
+  const port = entry.port ?? DEFAULT_PORTS[scheme]
+  if (!Number.isInteger(port) || (port as number) < 1 || (port as number) > 65_535) {
+    fail(index, 'port must be an integer from 1 to 65535')
+  }
+  const methods = entry.methods ?? DEFAULT_HTTP_METHODS
+  if (
+    !Array.isArray(methods) ||
+    methods.length === 0 ||
+    !methods.every((m) => typeof m === 'string' && HTTP_TOKEN.test(m))
+  ) {
+    fail(index, 'methods must be a non-empty list of HTTP method names')
+  }
+  const rawPrefix = entry.pathPrefix ?? '/'
+  if (typeof rawPrefix !== 'string' || !rawPrefix.startsWith('/') || /[?#\s\\]/.test(rawPrefix)) {
+    fail(index, 'pathPrefix must be a path starting with `/`, without query or fragment')
+  }
+  const normalised = new URL(rawPrefix, 'http://prefix.invalid').pathname
+  const pathPrefix = decodePathSafe(normalised)
+  // Checked raw too: WHATWG would silently resolve `/a/%2e%2e/b/` into another prefix.
+  if (pathPrefix === undefined || decodePathSafe(rawPrefix) === undefined) {
+    fail(index, 'pathPrefix must not contain dot-segments or encoded separators')
+  }
+  const allowPrivate = entry.allowPrivate ?? false
+  if (typeof allowPrivate !== 'boolean') {
+    fail(index, 'allowPrivate must be a boolean')
+  }
+  const shownHost = wildcard ? `*.${host}` : host
+  return Object.freeze({
+    scheme,
+    host,
+    wildcard,
+    isIp,
+    port: port as number,
+    methods: new Set(methods.map((m: string) => m.toUpperCase())),
+    pathPrefix,
+    allowPrivate,
+    pattern: `${formatOrigin(scheme, shownHost, port as number)}${normalised}`,
+  })
+}
+
+/**
+ * Compile the `grants.http` list of a token. Throws TypeError on a malformed entry: the token
+ * schema should have refused it, so this is host misuse.
+ *
+ * @example
+ * const grant = compileHttpGrant([{ host: 'api.github.com', pathPrefix: '/repos/' }])
+ * matchRequest(grant, parseEgressUrl('https://api.github.com/repos/x'), 'GET') // the entry
+ */
+export function compileHttpGrant(entries: readonly HttpGrantEntry[]): CompiledHttpGrant {
+  if (!Array.isArray(entries)) {
+    throw new TypeError('http grant must be a list of entries')
+  }
+  const compiled = entries.map((entry, i) => compileEntry(entry, i))
+  const exact = new Map<string, number[]>()
+  const wildcards: number[] = []
+  compiled.forEach((entry, i) => {
+    if (entry.wildcard) {
+      wildcards.push(i)
+    } else {
+      exact.set(entry.host, [...(exact.get(entry.host) ?? []), i])
+    }
+  })
+  return Object.freeze({
+    entries: Object.freeze(compiled),
+    [COMPILED]: Object.freeze({ exact, wildcards: Object.freeze(wildcards) }),
+  })
+}
+
+/** True when `value` came from {@link compileHttpGrant}. */
+export function isCompiledHttpGrant(value: unknown): value is CompiledHttpGrant {
+  return typeof value === 'object' && value !== null && COMPILED in value
+}
+
+function entryMatches(
+  entry: CompiledHttpEntry,
+  url: EgressUrl,
+  method: string,
+  path: string,
+): boolean {
+  return (
+    entry.scheme === url.scheme &&
+    entry.port === url.port &&
+    entry.methods.has(method) &&
+    path.startsWith(entry.pathPrefix)
+  )
+}
+
+/**
+ * The first entry (in grant order) that allows `method` on `url`, or undefined. Scheme, host,
+ * port, method and path prefix must all match. A wildcard matches strict subdomains only and
+ * never an IP literal; an IP literal matches only an entry naming that same address. A path
+ * with dot-segments or encoded separators matches nothing.
+ */
+export function matchRequest(
+  grant: CompiledHttpGrant,
+  url: EgressUrl,
+  method: string,
+): CompiledHttpEntry | undefined {
+  if (!isCompiledHttpGrant(grant)) {
+    throw new TypeError('matchRequest needs a grant made by compileHttpGrant')
+  }
+  const path = decodePathSafe(url.pathname)
+  if (path === undefined) {
+    return undefined
+  }
+  const upper = method.toUpperCase()
+  const { exact, wildcards } = grant[COMPILED]
+  const candidates = [...(exact.get(url.host) ?? [])]
+  if (!url.isIp) {
+    for (const i of wildcards) {
+      const suffix = grant.entries[i]!.host
+      if (url.host.length > suffix.length + 1 && url.host.endsWith(`.${suffix}`)) {
+        candidates.push(i)
+      }
+    }
+  }
+  candidates.sort((a, b) => a - b)
+  for (const i of candidates) {
+    const entry = grant.entries[i]!
+    if (entry.isIp === url.isIp && entryMatches(entry, url, upper, path)) {
+      return entry
+    }
+  }
+  return undefined
+}

@@ -1,0 +1,49 @@
+/**
+ * `warden:platform/http`: egress to allowlisted origins only. `grant.ts` compiles the token's
+ * `grants.http` once; `broker.ts` checks and sends each `fetch` on the main thread; `url.ts`,
+ * `address.ts` and `redact.ts` are the pure normaliser, address classifier and redactor.
+ */
+export { httpDescriptor } from './descriptor.js'
+export {
+  compileHttpGrant,
+  decodePathSafe,
+  DEFAULT_HTTP_METHODS,
+  HTTP_TOKEN,
+  isCompiledHttpGrant,
+  matchRequest,
+} from './grant.js'
+export type { CompiledHttpEntry, CompiledHttpGrant, HttpGrantEntry } from './grant.js'
+export {
+  DEFAULT_PORTS,
+  EgressUrlError,
+  formatOrigin,
+  MAX_URL_LENGTH,
+  normaliseHostname,
+  parseEgressUrl,
+} from './url.js'
+export type { EgressUrl, EgressUrlErrorReason } from './url.js'
+export {
+  ADDRESS_CLASSES,
+  classifyAddress,
+  IPV4_RANGES,
+  IPV6_RANGES,
+  isPublicAddress,
+  parseIpBytes,
+} from './address.js'
+export type { AddressClass, AddressRange } from './address.js'
+export {
+  createHttpCapability,
+  FORBIDDEN_REQUEST_HEADERS,
+  HTTP_INTERFACE,
+  parseHttpRequest,
+  SECRETS_INTERFACE,
+} from './broker.js'
+export { redactSecretBytes, redactSecrets } from './redact.js'
+export type { SubstitutedSecret } from './redact.js'
+export type {
+  HttpCapabilityDeps,
+  HttpHeader,
+  HttpRequest,
+  HttpResponse,
+  ResolvedAddress,
+} from './broker.js'

@@ -262,6 +262,14 @@ export function createDataCapability(options: DataCapabilityOptions): BrokerCapa
 
   return {
     descriptor: dataDescriptor,
+    target(fn, args) {
+      // `collection/key`, or `collection/prefix*` for a listing.
+      const [collection, key] = args
+      if (typeof collection !== 'string' || typeof key !== 'string') {
+        return undefined
+      }
+      return `${collection.slice(0, 64)}/${key.slice(0, 512)}${fn === 'listKeys' ? '*' : ''}`
+    },
     async handle(fn: string, args: unknown[], ctx: RunContext): Promise<unknown> {
       if (!Array.isArray(args)) {
         throw invalid('arguments are not a list')

@@ -559,6 +559,13 @@ export function createHttpCapability(deps: HttpCapabilityDeps = {}): BrokerCapab
   const config = resolveDeps(deps)
   return {
     descriptor: httpDescriptor,
+    target(_fn, args) {
+      // The URL as the guest wrote it: placeholders are refused in URLs, so no secret is here.
+      const req = args[0] as { method?: unknown; url?: unknown } | undefined
+      return typeof req?.url === 'string' && typeof req.method === 'string'
+        ? `${req.method.slice(0, 16)} ${req.url.slice(0, 2048)}`
+        : undefined
+    },
     async handle(fn: string, args: unknown[], ctx: RunContext): Promise<HttpResponse> {
       if (fn !== 'fetch') {
         throw invalid('unknown function')

@@ -93,6 +93,10 @@ export function createSecretsCapability(options: SecretsCapabilityOptions): Brok
 
   return {
     descriptor: secretsDescriptor,
+    target(_fn, args) {
+      // The secret's name, never its value.
+      return typeof args[0] === 'string' ? args[0].slice(0, 128) : undefined
+    },
     async handle(fn: string, args: unknown[], ctx: RunContext): Promise<unknown> {
       if (!Array.isArray(args)) {
         throw invalid('arguments are not a list')

@@ -1,0 +1,87 @@
+import { appendFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { createFileRevocationList, createMemoryRevocationList } from './revocations.js'
+
+let dataDir: string
+
+beforeEach(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'warden-revocations-'))
+})
+
+afterEach(async () => {
+  await rm(dataDir, { recursive: true, force: true })
+})
+
+const A = '11111111-1111-4111-8111-111111111111'
+const B = '22222222-2222-4222-8222-222222222222'
+const C = '33333333-3333-4333-8333-333333333333'
+
+describe('createFileRevocationList', () => {
+  it('knows nothing before the file exists', async () => {
+    const list = createFileRevocationList(dataDir)
+    expect(await list.isRevoked(A)).toBe(false)
+  })
+
+  it('revokes durably: the line is on disk when revoke resolves', async () => {
+    const list = createFileRevocationList(dataDir)
+    await list.revoke(A)
+    expect(await list.isRevoked(A)).toBe(true)
+    expect(await list.isRevoked(B)).toBe(false)
+    expect(await readFile(list.path, 'utf8')).toBe(`${A}\n`)
+    expect((await stat(list.path)).mode & 0o777).toBe(0o600)
+  })
+
+  it('survives a restart', async () => {
+    await createFileRevocationList(dataDir).revoke(A)
+    const reopened = createFileRevocationList(dataDir)
+    expect(await reopened.isRevoked(A)).toBe(true)
+    expect(await reopened.isRevoked(B)).toBe(false)
+  })
+
+  it("sees another list's revocations on the same dir (another process)", async () => {
+    const first = createFileRevocationList(dataDir)
+    const second = createFileRevocationList(dataDir)
+    expect(await second.isRevoked(A)).toBe(false)
+    await first.revoke(A)
+    expect(await second.isRevoked(A)).toBe(true)
+  })
+
+  it('is append-only and idempotent', async () => {
+    const list = createFileRevocationList(dataDir)
+    await Promise.all([list.revoke(A), list.revoke(B), list.revoke(A), list.revoke(C)])
+    await list.revoke(B)
+    const lines = (await readFile(list.path, 'utf8')).trim().split('\n')
+    expect(lines.sort()).toEqual([A, B, C])
+  })
+
+  it('skips a torn last line and starts the next on a fresh line', async () => {
+    const list = createFileRevocationList(dataDir)
+    await list.revoke(A)
+    await appendFile(list.path, '4444')
+    const reopened = createFileRevocationList(dataDir)
+    expect(await reopened.isRevoked(A)).toBe(true)
+    await reopened.revoke(B)
+    expect(await readFile(list.path, 'utf8')).toBe(`${A}\n4444\n${B}\n`)
+    expect(await createFileRevocationList(dataDir).isRevoked(B)).toBe(true)
+  })
+
+  it('refuses a malformed token id with invalid_request', async () => {
+    const list = createFileRevocationList(dataDir)
+    for (const jti of ['', 'short', `${A}\n${B}`, 'a b c d e f g h']) {
+      const err = await list.revoke(jti).catch((e) => e)
+      expect(err.code).toBe('invalid_request')
+    }
+  })
+})
+
+describe('createMemoryRevocationList', () => {
+  it('starts from the ids given and revokes more', async () => {
+    const list = createMemoryRevocationList([A])
+    expect(await list.isRevoked(A)).toBe(true)
+    await list.revoke(B)
+    expect(await list.isRevoked(B)).toBe(true)
+    expect(await list.isRevoked(C)).toBe(false)
+  })
+})

@@ -1,0 +1,161 @@
+/**
+ * Token verification. Every failure is a WardenError with a fixed message: no message ever
+ * contains the token or anything read from it, and no cause carries its claims.
+ */
+import { decodeProtectedHeader, jwtVerify } from 'jose'
+import { WardenError } from '../errors.js'
+import { capabilityClaimsSchema, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_TYPE } from './claims.js'
+import type { CapabilityClaims } from './claims.js'
+import { TOKEN_ALGORITHM } from './keys.js'
+import type { KeyStore } from './keys.js'
+import type { RevocationList } from './revocations.js'
+
+/** Longest token accepted, in characters. Real ones are 1–3 KiB. */
+export const MAX_TOKEN_LENGTH = 16 * 1024
+
+/** Default clock leeway for `nbf` and `exp`, in seconds. */
+export const DEFAULT_LEEWAY_SECONDS = 30
+
+/** Options of {@link verifyToken}. */
+export interface VerifyOptions {
+  /** Digest (`sha256:<hex>`) of the component about to run; must equal `app.digest`. */
+  digest: string
+  /** Where revoked token ids are looked up: the token's `jti` and every `chain` member. */
+  revocations: RevocationList
+  /** The current time, in seconds since the epoch. Default: the clock. */
+  now?: number
+  /** Clock leeway for `nbf` and `exp`, in seconds. Default {@link DEFAULT_LEEWAY_SECONDS}. */
+  leewaySeconds?: number
+}
+
+/** {@link VerifyOptions} without the digest: for attenuation, where no component runs. */
+export interface VerifyClaimsOptions extends Omit<VerifyOptions, 'digest'> {
+  /** When set, must equal `app.digest`. */
+  digest?: string
+}
+
+function invalid(message: string): WardenError {
+  return new WardenError('token_invalid', message)
+}
+
+/**
+ * Verify a capability token for a run of the component with `options.digest` and return its
+ * claims. Checks, in order: shape and size; header `alg` is `EdDSA` (pinned: `none`, HMAC and
+ * the rest are refused before any key is touched), `typ` is exactly `warden-cap+jwt`, `kid`
+ * names a live key of the ring; the signature; `iss`, `aud`; `nbf` and `exp` with leeway; the
+ * claims schema (strict); the digest; then revocation of the `jti` and every ancestor.
+ *
+ * Codes: `token_expired` when `exp` has passed, and also when `nbf` is still ahead (the token
+ * is outside its validity window either way; the fix is the same); `token_revoked`; everything
+ * else `token_invalid`. A forged or malformed token is `token_invalid` even when its claims
+ * say it expired, since claims are read only after the signature checks.
+ *
+ * @example
+ * const claims = await verifyToken(keys, bearer, { digest: app.digest, revocations })
+ * const { granted, grants } = effectiveGrant(app.imports, claims)
+ */
+export async function verifyToken(
+  keys: KeyStore,
+  token: string,
+  options: VerifyOptions,
+): Promise<CapabilityClaims> {
+  if (typeof options.digest !== 'string') {
+    throw new TypeError('verifyToken needs the digest of the component about to run')
+  }
+  return verifyClaims(keys, token, options)
+}
+
+/**
+ * {@link verifyToken} with the digest check optional. For attenuation and admin tools only:
+ * a token about to run a component is always checked with {@link verifyToken}.
+ */
+export async function verifyClaims(
+  keys: KeyStore,
+  token: string,
+  options: VerifyClaimsOptions,
+): Promise<CapabilityClaims> {
+  const leeway = options.leewaySeconds ?? DEFAULT_LEEWAY_SECONDS
+  if (!Number.isSafeInteger(leeway) || leeway < 0) {
+    throw new TypeError('leewaySeconds must be a non-negative integer')
+  }
+  const now = options.now ?? Math.floor(Date.now() / 1000)
+  if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
+    throw invalid('the token is malformed')
+  }
+  let header: ReturnType<typeof decodeProtectedHeader>
+  try {
+    header = decodeProtectedHeader(token)
+  } catch {
+    throw invalid('the token is malformed')
+  }
+  if (header.alg !== TOKEN_ALGORITHM) {
+    throw invalid('the token is not signed with EdDSA')
+  }
+  if (header.typ !== TOKEN_TYPE) {
+    throw invalid('the token is not a Warden capability token')
+  }
+  if (typeof header.kid !== 'string' || header.kid === '') {
+    throw invalid('the token names no signing key')
+  }
+  const key = await keys.verificationKey(header.kid)
+  if (!key) {
+    throw invalid('the token is signed by an unknown or retired key')
+  }
+
+  let payload: unknown
+  try {
+    const verified = await jwtVerify(token, key, {
+      algorithms: [TOKEN_ALGORITHM],
+      issuer: TOKEN_ISSUER,
+      audience: TOKEN_AUDIENCE,
+      typ: TOKEN_TYPE,
+      currentDate: new Date(now * 1000),
+      clockTolerance: leeway,
+      requiredClaims: ['jti', 'sub', 'iat', 'nbf', 'exp'],
+    })
+    payload = verified.payload
+  } catch (error) {
+    throw mapJoseError(error)
+  }
+
+  const parsed = capabilityClaimsSchema.safeParse(payload)
+  if (!parsed.success) {
+    throw invalid('the token claims are malformed')
+  }
+  const claims = parsed.data
+  if (options.digest !== undefined && claims.app.digest !== options.digest) {
+    throw invalid('the token is for another app or build')
+  }
+  const checks = await Promise.all(
+    [claims.jti, ...claims.chain].map((jti) => options.revocations.isRevoked(jti)),
+  )
+  if (checks[0]) {
+    throw new WardenError('token_revoked', 'the token is revoked')
+  }
+  if (checks.some(Boolean)) {
+    throw new WardenError('token_revoked', 'a token this one was derived from is revoked')
+  }
+  return claims
+}
+
+function mapJoseError(error: unknown): WardenError {
+  const { code, claim, reason } = (error ?? {}) as {
+    code?: string
+    claim?: string
+    reason?: string
+  }
+  if (code === 'ERR_JWT_EXPIRED') {
+    return new WardenError('token_expired', 'the token has expired')
+  }
+  if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' && claim === 'nbf' && reason === 'check_failed') {
+    return new WardenError('token_expired', 'the token is not valid yet')
+  }
+  if (code === 'ERR_JWS_SIGNATURE_VERIFICATION_FAILED') {
+    return invalid('the token signature does not verify')
+  }
+  if (code === 'ERR_JWT_CLAIM_VALIDATION_FAILED' && (claim === 'iss' || claim === 'aud')) {
+    return invalid('the token is not issued by and for Warden')
+  }
+  // NB: no cause: jose errors carry the decoded claims (`payload`), which must not travel.
+  return invalid('the token is malformed')
+}

@@ -19,6 +19,13 @@ export interface HostConfig {
   port: number
   /** Ceilings no token or flag can exceed. */
   ceilings: LimitCeilings
+  /**
+   * The secrets master key, base64 of 32 bytes. `WARDEN_MASTER_KEY`; unset: the key file
+   * `<dataDir>/master.key`, created on first start (see host-capabilities/secrets/store.ts).
+   */
+  masterKey: string | undefined
+  /** Longest capability token lifetime, in seconds. `WARDEN_MAX_TOKEN_TTL_S`, default 7 days. */
+  maxTokenLifetimeSeconds: number
 }
 
 /** Resolve the host configuration from an environment (default `process.env`). */
@@ -35,6 +42,9 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
         positiveInt(env.WARDEN_MAX_TIMEOUT_MS, 'WARDEN_MAX_TIMEOUT_MS') ?? DEFAULT_CEILINGS.maxTimeoutMs,
       maxFuel: positiveInt(env.WARDEN_MAX_FUEL, 'WARDEN_MAX_FUEL') ?? DEFAULT_CEILINGS.maxFuel,
     },
+    masterKey: env.WARDEN_MASTER_KEY || undefined,
+    maxTokenLifetimeSeconds:
+      positiveInt(env.WARDEN_MAX_TOKEN_TTL_S, 'WARDEN_MAX_TOKEN_TTL_S') ?? 7 * 24 * 3600,
   })
 }
 

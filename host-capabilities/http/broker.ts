@@ -289,8 +289,21 @@ function readSecretsGrant(value: unknown): readonly SecretsGrantEntry[] {
   return ok ? (entries as SecretsGrantEntry[]) : []
 }
 
-function isBound(entries: readonly SecretsGrantEntry[], name: string, host: string): boolean {
-  return entries.some((e) => e.name === name && e.hosts.includes(host))
+function isBound(entries: readonly SecretsGrantEntry[], name: string, url: EgressUrl): boolean {
+  return entries.some((e) => e.name === name && e.hosts.some((bound) => bindsTo(bound, url)))
+}
+
+/**
+ * A secret binding is `host` (any port the http grant allows) or `host:port` (that port only);
+ * IPv6 hosts may be bracketed. Compared exactly with the request's normalised host.
+ */
+function bindsTo(bound: string, url: EgressUrl): boolean {
+  const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(bound)
+  if (!match) {
+    return false
+  }
+  const host = match[1]!.replace(/^\[(.*)\]$/, '$1')
+  return host === url.host && (match[2] === undefined || Number(match[2]) === url.port)
 }
 
 /** Reject with `reason()` when `signal` aborts first. */
@@ -628,7 +641,7 @@ async function fetchOnce(
   const names = [...new Set(wanted.flat())]
   const bindings = readSecretsGrant(ctx.grants[SECRETS_INTERFACE])
   for (const name of names) {
-    if (!isBound(bindings, name, url.host)) {
+    if (!isBound(bindings, name, url)) {
       // Same answer whether or not the secret exists.
       throw denied(`secret ${name} is not granted for ${url.host}`)
     }

@@ -119,8 +119,8 @@
       (then (call $emit_err (i32.const 4)) (return)))
     (call $emit_ok)
     (if (i32.eqz (i32.load8_u (i32.const 4)))
-      (then (call $emit (i32.const 73) (i32.const 4)) (return)))
-    (call $emit (i32.const 68) (i32.const 5))
+      (then (call $emit (i32.const 76) (i32.const 4)) (return)))
+    (call $emit (i32.const 71) (i32.const 5))
     (call $emit (i32.load (i32.const 8)) (i32.load (i32.const 12))))
 
   (func (export "run") (param $ptr i32) (param $len i32) (result i32)

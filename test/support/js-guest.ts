@@ -13,7 +13,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
-/** The world every JS guest is built against. */
+/** The default world of a JS guest (`buildJsGuest`'s second argument may name another). */
 export const JS_GUEST_WORLD = `package warden:test-guest;
 
 world guest {
@@ -41,21 +41,22 @@ const builds = new Map<string, Promise<Uint8Array>>()
  * @example
  * const app = await warden.load(await buildJsGuest('bridge'))
  */
-export function buildJsGuest(name: string): Promise<Uint8Array> {
+export function buildJsGuest(name: string, world: string = JS_GUEST_WORLD): Promise<Uint8Array> {
   if (!/^[\w-]+$/.test(name)) {
     return Promise.reject(new TypeError(`not a guest name: ${name}`))
   }
-  let build = builds.get(name)
+  const memo = `${name}\u0000${world}`
+  let build = builds.get(memo)
   if (!build) {
-    build = loadOrBuild(name)
-    builds.set(name, build)
+    build = loadOrBuild(name, world)
+    builds.set(memo, build)
     // A failed build is not memoised: the next caller retries.
-    build.catch(() => builds.delete(name))
+    build.catch(() => builds.delete(memo))
   }
   return build
 }
 
-async function loadOrBuild(name: string): Promise<Uint8Array> {
+async function loadOrBuild(name: string, world: string): Promise<Uint8Array> {
   const [source, platformWit, echoWit, pkg] = await Promise.all([
     readFile(new URL(`../guests/js/${name}.js`, import.meta.url), 'utf8'),
     readFile(PLATFORM_WIT, 'utf8'),
@@ -64,7 +65,7 @@ async function loadOrBuild(name: string): Promise<Uint8Array> {
   ])
   const version = (JSON.parse(pkg) as { version: string }).version
   const key = createHash('sha256')
-  for (const part of [source, JS_GUEST_WORLD, platformWit, echoWit, version]) {
+  for (const part of [source, world, platformWit, echoWit, version]) {
     // Length-prefixed, so moving text from one part to the next changes the key.
     key.update(`${part.length}:`).update(part)
   }
@@ -76,7 +77,7 @@ async function loadOrBuild(name: string): Promise<Uint8Array> {
       throw error
     }
   }
-  const bytes = await componentizeGuest(name, source, platformWit, echoWit)
+  const bytes = await componentizeGuest(name, source, world, platformWit, echoWit)
   await mkdir(CACHE_DIR, { recursive: true })
   const partial = `${cached}.${process.pid}.${randomUUID()}.tmp`
   await writeFile(partial, bytes)
@@ -87,6 +88,7 @@ async function loadOrBuild(name: string): Promise<Uint8Array> {
 async function componentizeGuest(
   name: string,
   source: string,
+  world: string,
   platformWit: string,
   echoWit: string,
 ): Promise<Uint8Array> {
@@ -95,7 +97,7 @@ async function componentizeGuest(
     await mkdir(join(dir, 'wit', 'deps', 'platform'), { recursive: true })
     await mkdir(join(dir, 'wit', 'deps', 'test'), { recursive: true })
     await Promise.all([
-      writeFile(join(dir, 'wit', 'world.wit'), JS_GUEST_WORLD),
+      writeFile(join(dir, 'wit', 'world.wit'), world),
       writeFile(join(dir, 'wit', 'deps', 'platform', 'platform.wit'), platformWit),
       writeFile(join(dir, 'wit', 'deps', 'test', 'echo.wit'), echoWit),
       writeFile(join(dir, `${name}.js`), source),

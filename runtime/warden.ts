@@ -1,0 +1,288 @@
+/**
+ * Warden assembled: the sandbox runtime plus everything that decides what a run may do and
+ * writes down what it did: the token key ring and revocations, the secrets and data stores,
+ * the three platform capabilities, and the audit log. The CLI and (later) the HTTP server are
+ * thin layers over {@link openWarden}.
+ *
+ * A run with a token: verify it (signature, claims, digest of this build, revocation of it and
+ * its ancestors) → effective grant = the component's imports ∩ the token's grants → compile
+ * each grant once → run → redact every secret value from what comes back → append one audit
+ * record per host call and one for the run, durably → answer.
+ */
+import { join } from 'node:path'
+import { compileDataGrant, createDataCapability, createFileDataStore, CURSOR_KEY_PURPOSE } from '../host-capabilities/data/index.js'
+import type { DataSchema, DataStore } from '../host-capabilities/data/index.js'
+import { compileHttpGrant, createHttpCapability } from '../host-capabilities/http/index.js'
+import type { HttpCapabilityDeps } from '../host-capabilities/http/index.js'
+import {
+  compileSecretsGrant,
+  createFileSecretStore,
+  createRedactor,
+  createSecretsCapability,
+  deriveSubkey,
+  resolveMasterKey,
+} from '../host-capabilities/secrets/index.js'
+import type { Redactor, SecretStore } from '../host-capabilities/secrets/index.js'
+import type { BrokerCapability } from '../host-capabilities/types.js'
+import { openAuditLog } from './audit/index.js'
+import type { AuditEntry, AuditLog } from './audit/index.js'
+import { toWardenError } from './errors.js'
+import type { HostConfig } from './host-config.js'
+import { createRuntime } from './index.js'
+import type { Invocation, WardenRuntime } from './index.js'
+import type { LoadedComponent } from './loader/load.js'
+import {
+  attenuate,
+  createFileRevocationList,
+  createKeyStore,
+  effectiveGrant,
+  GRANT_INTERFACES,
+  mintToken,
+  verifyToken,
+} from './tokens/index.js'
+import type {
+  AttenuationRequest,
+  CapabilityClaims,
+  FileRevocationList,
+  KeyStore,
+  MintedToken,
+  MintRequest,
+} from './tokens/index.js'
+
+/** Options of {@link openWarden}: the host config, plus test seams. */
+export interface WardenOptions extends Pick<HostConfig, 'dataDir' | 'ceilings' | 'masterKey' | 'maxTokenLifetimeSeconds'> {
+  poolSize?: number
+  /** Overrides for the http capability: a DNS `lookup` or extra CA roots, in tests. */
+  http?: Pick<HttpCapabilityDeps, 'lookup' | 'ca'>
+  /** Broker capabilities beyond the platform's (tests add `warden:test/echo`). */
+  extraCapabilities?: readonly BrokerCapability[]
+}
+
+/** Options of one run with a token. */
+export interface RunOptions {
+  /** The bearer capability token. Never logged, never echoed. */
+  token: string
+}
+
+/** An open Warden host. */
+export interface Warden {
+  readonly runtime: WardenRuntime
+  readonly keys: KeyStore
+  readonly audit: AuditLog
+  /** Load a component (validate, transpile, instrument; cached by digest). */
+  load(bytes: Uint8Array): Promise<LoadedComponent>
+  /** Run an action once under `token`. Token failures throw `token_*`, after an audit record. */
+  run(app: LoadedComponent, input: string, options: RunOptions): Promise<Invocation>
+  /** Mint a token (admin). */
+  grantToken(request: Omit<MintRequest, 'parent'>, actor?: string): Promise<MintedToken>
+  /** Derive a narrower child token (holder of `parentToken`). */
+  attenuateToken(parentToken: string, request: AttenuationRequest, digest?: string): Promise<MintedToken>
+  /** Revoke a token and, through `chain`, every token derived from it (admin). */
+  revokeToken(jti: string, actor?: string): Promise<void>
+  /** Write a secret; its value is never readable through this interface (admin). */
+  putSecret(name: string, value: string, actor?: string): Promise<void>
+  deleteSecret(name: string, actor?: string): Promise<boolean>
+  listSecrets(): Promise<{ name: string; updatedAt: string }[]>
+  /** Write a document apps may read through scoped grants (admin). */
+  putData(collection: string, key: string, value: unknown, actor?: string): Promise<void>
+  setDataSchema(collection: string, schema: DataSchema, actor?: string): Promise<void>
+  /** Every secret value replaced by `[redacted:NAME]`. */
+  redact(text: string): string
+  close(): Promise<void>
+}
+
+const LOCAL_ADMIN = 'admin:local'
+
+/**
+ * Open Warden on a data dir: keys, stores and the audit log are created on first use.
+ *
+ * @example
+ * const warden = await openWarden({ ...resolveHostConfig() })
+ * const app = await warden.load(bytes)
+ * const run = await warden.run(app, '{}', { token })
+ */
+export async function openWarden(options: WardenOptions): Promise<Warden> {
+  const { dataDir } = options
+  const masterKey = await resolveMasterKey({ fromEnv: options.masterKey, dataDir })
+  const keys = createKeyStore(dataDir)
+  const revocations: FileRevocationList = createFileRevocationList(dataDir)
+  const secrets: SecretStore = createFileSecretStore({ dir: join(dataDir, 'secrets'), masterKey })
+  const data: DataStore = createFileDataStore(join(dataDir, 'data'))
+
+  // One redactor over every stored secret, rebuilt on every write: log lines, errors, outputs
+  // and audit records are all cleaned with it, whatever the run was granted.
+  let redactor: Redactor = createRedactor([])
+  const rebuildRedactor = async () => {
+    const all = await secrets.list()
+    const values = await Promise.all(all.map(async ({ name }) => ({ name, value: (await secrets.read(name)) ?? '' })))
+    redactor = createRedactor(values.filter((v) => v.value !== ''))
+  }
+  await rebuildRedactor()
+  const redact = (text: string) => redactor.text(text)
+
+  const audit = await openAuditLog({ file: join(dataDir, 'audit', 'audit.jsonl'), redact })
+  const runtime = await createRuntime({
+    dataDir,
+    ...(options.poolSize ? { poolSize: options.poolSize } : {}),
+    ...(options.ceilings ? { ceilings: options.ceilings } : {}),
+    brokerCapabilities: [
+      createHttpCapability({ secrets, ...options.http }),
+      createSecretsCapability({ source: secrets }),
+      createDataCapability({ store: data, cursorKey: deriveSubkey(masterKey, CURSOR_KEY_PURPOSE) }),
+      ...(options.extraCapabilities ?? []),
+    ],
+  })
+  const policy = { maxLifetimeSeconds: options.maxTokenLifetimeSeconds }
+
+  const admin = async (entry: Omit<AuditEntry, 'kind' | 'decision'> & { decision?: 'allow' | 'deny' }) => {
+    await audit.append({ kind: 'admin', decision: 'allow', ...entry })
+  }
+
+  async function run(app: LoadedComponent, input: string, runOptions: RunOptions): Promise<Invocation> {
+    let claims: CapabilityClaims
+    try {
+      claims = await verifyToken(keys, runOptions.token, { digest: app.digest, revocations })
+    } catch (error) {
+      const refusal = toWardenError(error)
+      await audit.append({
+        kind: 'run',
+        op: 'run',
+        digest: app.digest,
+        decision: 'deny',
+        reason: refusal.code,
+      })
+      throw refusal
+    }
+    const effective = effectiveGrant(app.imports, claims)
+    const grants: Record<string, unknown> = {}
+    if (effective.grants.http) {
+      grants[GRANT_INTERFACES.http] = compileHttpGrant(effective.grants.http)
+    }
+    // Secrets bind to http hosts even when the component does not import `secrets` itself.
+    if (claims.grants.secrets.length > 0) {
+      grants[GRANT_INTERFACES.secrets] = compileSecretsGrant(claims.grants.secrets)
+    }
+    if (effective.grants.data) {
+      grants[GRANT_INTERFACES.data] = compileDataGrant(effective.grants.data)
+    }
+    const invocation = await runtime.invoke(app, input, {
+      grant: effective.granted,
+      grants,
+      limits: claims.limits,
+      appId: claims.app.id,
+      tokenJti: claims.jti,
+    })
+    const clean = redactInvocation(invocation, redact)
+    const common = {
+      invocationId: clean.report.invocationId,
+      appId: claims.app.id,
+      digest: app.digest,
+      tokenJti: claims.jti,
+      actor: `app:${claims.app.id}`,
+    }
+    // Every host call, then the run; all durable before the answer (one group commit).
+    await Promise.all([
+      ...clean.decisions.map((d) =>
+        audit.append({
+          ...common,
+          kind: 'host-call',
+          capability: d.capability,
+          op: d.fn,
+          target: d.target ?? null,
+          decision: d.decision,
+          reason: d.reason ?? null,
+          durationMs: d.durationMs ?? null,
+          bytesOut: d.bytesOut ?? null,
+          bytesIn: d.bytesIn ?? null,
+        }),
+      ),
+      audit.append({
+        ...common,
+        kind: 'run',
+        op: 'run',
+        decision: clean.error ? 'deny' : 'allow',
+        reason: clean.report.outcome,
+        durationMs: clean.report.wallMs,
+        bytesOut: clean.report.egressBytes,
+        meter: {
+          fuelUsed: clean.report.fuelUsed,
+          fuelLimit: clean.report.fuelLimit,
+          memoryPeakBytes: clean.report.memoryPeakBytes,
+          memoryLimitBytes: clean.report.memoryLimitBytes,
+          hostCalls: clean.report.hostCalls,
+          egressBytes: clean.report.egressBytes,
+        },
+      }),
+    ])
+    return clean
+  }
+
+  return {
+    runtime,
+    keys,
+    audit,
+    load: (bytes) => runtime.load(bytes),
+    run,
+    async grantToken(request, actor = LOCAL_ADMIN) {
+      const minted = await mintToken(keys, request, policy)
+      await admin({ actor, op: 'token.grant', target: minted.claims.jti, appId: request.appId, digest: request.digest, tokenJti: minted.claims.jti })
+      return minted
+    },
+    async attenuateToken(parentToken, request, digest) {
+      const minted = await attenuate(keys, parentToken, request, { revocations, ...policy, ...(digest ? { digest } : {}) })
+      await admin({
+        actor: `holder:${minted.claims.parent ?? 'unknown'}`,
+        op: 'token.attenuate',
+        target: minted.claims.jti,
+        appId: minted.claims.app.id,
+        digest: minted.claims.app.digest,
+        tokenJti: minted.claims.jti,
+      })
+      return minted
+    },
+    async revokeToken(jti, actor = LOCAL_ADMIN) {
+      await revocations.revoke(jti)
+      await admin({ actor, op: 'token.revoke', target: jti, tokenJti: jti })
+    },
+    async putSecret(name, value, actor = LOCAL_ADMIN) {
+      await secrets.put(name, value)
+      await rebuildRedactor()
+      await admin({ actor, op: 'secret.put', target: name })
+    },
+    async deleteSecret(name, actor = LOCAL_ADMIN) {
+      const existed = await secrets.delete(name)
+      await rebuildRedactor()
+      await admin({ actor, op: 'secret.delete', target: name })
+      return existed
+    },
+    listSecrets: () => secrets.list(),
+    async putData(collection, key, value, actor = LOCAL_ADMIN) {
+      await data.put(collection, key, value)
+      await admin({ actor, op: 'data.put', target: `${collection}/${key}` })
+    },
+    async setDataSchema(collection, schema, actor = LOCAL_ADMIN) {
+      await data.setSchema(collection, schema)
+      await admin({ actor, op: 'data.schema', target: collection })
+    },
+    redact,
+    async close() {
+      await runtime.close()
+      await audit.close()
+    },
+  }
+}
+
+/** The invocation with every secret value replaced in everything that leaves the host. */
+function redactInvocation(invocation: Invocation, redact: (text: string) => string): Invocation {
+  const text = (value: unknown) => (typeof value === 'string' ? redact(value) : value)
+  return {
+    ...invocation,
+    ...(invocation.output === undefined ? {} : { output: text(invocation.output) }),
+    ...(invocation.guestError === undefined ? {} : { guestError: text(invocation.guestError) }),
+    ...(invocation.error ? { error: { ...invocation.error, message: redact(invocation.error.message) } } : {}),
+    ...(invocation.report.error
+      ? { report: { ...invocation.report, error: { ...invocation.report.error, message: redact(invocation.report.error.message) } } }
+      : {}),
+    logs: invocation.logs.map((line) => ({ ...line, message: redact(line.message) })),
+  }
+}

@@ -284,9 +284,11 @@ export class SandboxPool {
       slot.controlPort.close()
       void slot.worker.terminate()
       if (!this.#closed) {
-        this.#replacements++
         this.#spawn()
       }
+    }
+    if (!this.#closed) {
+      this.#replacements++
     }
     if (options.deferred) {
       setImmediate(replace)

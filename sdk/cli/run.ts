@@ -1,11 +1,14 @@
 /**
- * `warden run`: run an `action` component once, locally, and report what it cost.
- * The pure half of the command; `main.ts` parses flags and prints.
+ * `warden run`: run an `action` component once and report what it cost: either as a local dev
+ * run with the grants and limits given as flags ({@link runApp}), or under a capability token
+ * through the assembled Warden host ({@link runWithToken}). The pure half of the command;
+ * `program.ts` parses flags and prints.
  */
 import { createRuntime } from '../../runtime/index.js'
 import type { Invocation, Limits } from '../../runtime/index.js'
 import { WardenError } from '../../runtime/errors.js'
-import { readComponentFile } from './load-file.js'
+import type { Warden } from '../../runtime/warden.js'
+import { loadComponentFile, readComponentFile } from './load-file.js'
 
 /** Short names accepted by `--grant`. */
 export const CAPABILITY_ALIASES: Readonly<Record<string, string>> = {
@@ -48,11 +51,7 @@ export interface RunAppResult {
  * const { invocation } = await runApp({ file: 'hello.wasm', input: '{}', limits: {}, grant: ['log'], dataDir: '.warden' })
  */
 export async function runApp(options: RunAppOptions): Promise<RunAppResult> {
-  try {
-    JSON.parse(options.input)
-  } catch {
-    throw new WardenError('invalid_request', '--input must be JSON')
-  }
+  checkInput(options.input)
   const grant = options.grant.map((g) => {
     const name = CAPABILITY_ALIASES[g] ?? g
     if (!/^[a-z][\w-]*:[a-z][\w-]*\/[a-z][\w-]*$/.test(name)) {
@@ -69,13 +68,53 @@ export async function runApp(options: RunAppOptions): Promise<RunAppResult> {
     )
     const app = await warden.load(bytes).finally(() => clearTimeout(slow))
     const invocation = await warden.invoke(app, options.input, { limits: options.limits, grant })
-    const exitCode = invocation.ok
-      ? EXIT.ok
-      : invocation.error
-        ? EXIT.wardenError
-        : EXIT.guestError
-    return { invocation, exitCode, cached: app.cached }
+    return { invocation, exitCode: exitCodeOf(invocation), cached: app.cached }
   } finally {
     await warden.close()
+  }
+}
+
+/** Options of {@link runWithToken}. */
+export interface RunWithTokenOptions {
+  /** A `.wasm` component, or `.wat` component text. */
+  file: string
+  /** The JSON input handed to `run`. */
+  input: string
+  /** The capability token: grants and limits come from it alone. Never printed. */
+  token: string
+  /** Told when a slow step starts (first transpilation of a build). */
+  onProgress?: (message: string) => void
+}
+
+/**
+ * Load `file` and run it once under `token` through the Warden host: the token is verified
+ * (signature, expiry, this build's digest, revocation), the effective grant is the component's
+ * imports ∩ the token's grants, the limits are the token's, and the run is audited.
+ * Throws `token_invalid`, `token_expired` or `token_revoked` for a token that does not allow
+ * the run, and what loading throws; a run that fails is a value, as for {@link runApp}.
+ *
+ * @example
+ * const { invocation } = await runWithToken(warden, { file: 'hello.wasm', input: '{}', token })
+ */
+export async function runWithToken(
+  warden: Warden,
+  options: RunWithTokenOptions,
+): Promise<RunAppResult> {
+  checkInput(options.input)
+  const app = await loadComponentFile(warden, options.file, options.onProgress)
+  const invocation = await warden.run(app, options.input, { token: options.token.trim() })
+  return { invocation, exitCode: exitCodeOf(invocation), cached: app.cached }
+}
+
+/** The exit code of a finished run: ok, a Warden error, or the guest's own `err`. */
+export function exitCodeOf(invocation: Invocation): number {
+  return invocation.ok ? EXIT.ok : invocation.error ? EXIT.wardenError : EXIT.guestError
+}
+
+function checkInput(input: string): void {
+  try {
+    JSON.parse(input)
+  } catch {
+    throw new WardenError('invalid_request', '--input must be JSON')
   }
 }

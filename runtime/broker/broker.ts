@@ -24,46 +24,43 @@ export interface BrokerRunContext extends RunContext {
  */
 export function createBroker(capabilities: readonly BrokerCapability[]) {
   const byName = new Map(capabilities.map((c) => [c.descriptor.interface, c]))
-  return async function onHostCall(
+  /**
+   * Answer one call. Synchronous when the capability answers synchronously: no promise, no
+   * microtask between the guest's request and its answer (the bridge's hot path).
+   */
+  return function onHostCall(
     ctx: BrokerRunContext,
     request: HostCallRequest,
-  ): Promise<HostCallResponse> {
+  ): HostCallResponse | Promise<HostCallResponse> {
     const started = performance.now()
     const egressBefore = ctx.counters.egressBytes
     const capability = byName.get(request.capability)
-    const record = (decision: 'allow' | 'deny', reason?: string) => {
-      let target: string | undefined
-      try {
-        target = capability?.target?.(request.fn, request.args)
-      } catch {
-        target = undefined
-      }
-      const egress = ctx.counters.egressBytes - egressBefore
-      ctx.decisions.push({
+    const record = (decision: 'allow' | 'deny', reason: string | undefined) => {
+      const entry: Decision = {
         call: request.call,
         capability: request.capability,
         fn: request.fn,
         decision,
-        ...(reason === undefined ? {} : { reason }),
-        ...(target === undefined ? {} : { target }),
-        ...(egress > 0 ? { bytesOut: egress } : {}),
         durationMs: Math.round((performance.now() - started) * 1000) / 1000,
-      })
+      }
+      if (reason !== undefined) {
+        entry.reason = reason
+      }
+      try {
+        const target = capability?.target?.(request.fn, request.args)
+        if (target !== undefined) {
+          entry.target = target
+        }
+      } catch {
+        // An audit target is best effort; the decision is recorded regardless.
+      }
+      const egress = ctx.counters.egressBytes - egressBefore
+      if (egress > 0) {
+        entry.bytesOut = egress
+      }
+      ctx.decisions.push(entry)
     }
-    ctx.counters.brokerCalls++
-    if (!capability || !ctx.granted.has(request.capability)) {
-      record('deny', 'not granted')
-      return { ok: false, hostError: { tag: 'denied', val: `${request.capability} is not granted to this run` } }
-    }
-    if (!capability.descriptor.functions.includes(request.fn) || !Array.isArray(request.args)) {
-      record('deny', 'unknown function')
-      return { ok: false, hostError: { tag: 'invalid', val: `unknown function ${request.fn}` } }
-    }
-    try {
-      const value = await capability.handle(request.fn, request.args, ctx)
-      record('allow')
-      return { ok: true, value }
-    } catch (error) {
+    const fail = (error: unknown): HostCallResponse => {
       if (error instanceof HostCallError) {
         // Policy refusals (denied, over budget, malformed) are denials; an upstream failure or a
         // capability's own error case answered an allowed call.
@@ -74,5 +71,31 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
       record('deny', fatal.code)
       return { ok: false, fatal: fatal.toJSON() }
     }
+    ctx.counters.brokerCalls++
+    if (!capability || !ctx.granted.has(request.capability)) {
+      record('deny', 'not granted')
+      return { ok: false, hostError: { tag: 'denied', val: `${request.capability} is not granted to this run` } }
+    }
+    if (!capability.descriptor.functions.includes(request.fn) || !Array.isArray(request.args)) {
+      record('deny', 'unknown function')
+      return { ok: false, hostError: { tag: 'invalid', val: `unknown function ${request.fn}` } }
+    }
+    let value: unknown
+    try {
+      value = capability.handle(request.fn, request.args, ctx)
+    } catch (error) {
+      return fail(error)
+    }
+    if (value instanceof Promise) {
+      return value.then(
+        (resolved: unknown): HostCallResponse => {
+          record('allow', undefined)
+          return { ok: true, value: resolved }
+        },
+        fail,
+      )
+    }
+    record('allow', undefined)
+    return { ok: true, value }
   }
 }

@@ -40,8 +40,11 @@ export interface SandboxPoolOptions {
   resourceLimits?: ResourceLimits
   /** Interface → functions answered by the broker (on the main thread). */
   brokerInterfaces: Record<string, readonly string[]>
-  /** Answers one broker-side host call of the run `ctx`. */
-  onHostCall: (ctx: RunContext, request: HostCallRequest) => Promise<HostCallResponse>
+  /** Answers one broker-side host call of the run `ctx` (synchronously when it can). */
+  onHostCall: (
+    ctx: RunContext,
+    request: HostCallRequest,
+  ) => HostCallResponse | Promise<HostCallResponse>
   /** Components kept loaded per worker before the least recently used is dropped. Default 32. */
   componentsPerWorker?: number
 }
@@ -377,7 +380,7 @@ export class SandboxPool {
       }
       const state = Atomics.load(slot.header, CHANNEL.STATE)
       if (state === CHANNEL.REQUEST) {
-        void this.#serve(slot)
+        this.#serve(slot)
         return
       }
       if (state === CHANNEL.RESULT) {
@@ -395,22 +398,37 @@ export class SandboxPool {
     }
   }
 
-  async #serve(slot: Slot): Promise<void> {
+  #serve(slot: Slot): void {
     const run = slot.current
-    let response: HostCallResponse
+    const length = Atomics.load(slot.header, CHANNEL.LENGTH)
+    if (length === CHANNEL.LENGTH_ON_PORT) {
+      void this.#nextLargeRequest(slot).then((request) => this.#answer(slot, run, request))
+      return
+    }
+    this.#answer(slot, run, deserialize(slot.area.slice(0, length)) as HostCallRequest)
+  }
+
+  #answer(slot: Slot, run: ActiveRun | undefined, request: HostCallRequest): void {
+    let response: HostCallResponse | Promise<HostCallResponse>
     try {
-      const length = Atomics.load(slot.header, CHANNEL.LENGTH)
-      const request =
-        length === CHANNEL.LENGTH_ON_PORT
-          ? await this.#nextLargeRequest(slot)
-          : (deserialize(slot.area.slice(0, length)) as HostCallRequest)
       if (!run) {
         throw new WardenError('internal', 'host call outside of a run')
       }
-      response = await this.#options.onHostCall(run.job.context, request)
+      response = this.#options.onHostCall(run.job.context, request)
     } catch (error) {
       response = { ok: false, fatal: toWardenError(error).toJSON() }
     }
+    if (response instanceof Promise) {
+      void response.then(
+        (answer) => this.#reply(slot, run, answer),
+        (error: unknown) => this.#reply(slot, run, { ok: false, fatal: toWardenError(error).toJSON() }),
+      )
+    } else {
+      this.#reply(slot, run, response)
+    }
+  }
+
+  #reply(slot: Slot, run: ActiveRun | undefined, response: HostCallResponse): void {
     if (slot.dead || slot.current !== run) {
       return
     }

@@ -108,16 +108,16 @@ interface RunState extends WorkerRunState {
 function buildImports(grant: WorkerGrant, state: RunState): Record<string, object> {
   const granted = new Set(grant.granted)
   const imports: Record<string, object> = {}
-  const counted = <F extends (...args: any[]) => unknown>(fn: F): F => // eslint-disable-line @typescript-eslint/no-explicit-any
-    ((...args: unknown[]) => {
-      countHostCall(state)
-      return fn(...args)
-    }) as F
   let wasi: Record<string, object> | undefined
   for (const name of grant.imported) {
     if (name === LOG_INTERFACE) {
       const log = createLogImports(state, granted.has(name))
-      imports[name] = { write: counted(log.write) }
+      imports[name] = {
+        write(level: unknown, message: unknown) {
+          countHostCall(state)
+          log.write(level, message)
+        },
+      }
     } else if (name.startsWith('wasi:')) {
       wasi ??= createWasiImports(state)
       imports[name] = wasi[name] ?? {}

@@ -4,21 +4,20 @@
  * componentize-js app. Egress goes to real HTTP servers on loopback, granted explicitly.
  */
 import { createHmac } from 'node:crypto'
-import { readFile, mkdtemp, rm } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { createServer } from 'node:http'
 import type { Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { WardenError } from '../runtime/errors.js'
 import type { LoadedComponent } from '../runtime/index.js'
-import { DEFAULT_CEILINGS } from '../runtime/limits/limits.js'
 import type { GrantsInput } from '../runtime/tokens/index.js'
-import { openWarden } from '../runtime/warden.js'
 import type { Warden } from '../runtime/warden.js'
 import { buildJsGuest } from './support/js-guest.js'
 import { platformCaller } from './support/platform-guest.js'
+import { openTestWarden } from './support/warden.js'
+import type { TestWarden } from './support/warden.js'
 
 const SECRET = 'sk-live-0123456789abcdef'
 const HTTP = 'warden:platform/http'
@@ -27,6 +26,7 @@ const DATA = 'warden:platform/data'
 
 let dataDir: string
 let warden: Warden
+let host: TestWarden
 let server: Server
 let port: number
 /** What the upstream received, per request. */
@@ -54,7 +54,6 @@ async function call(input: string, grants: GrantsInput) {
 }
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'warden-caps-'))
   server = createServer((req, res) => {
     received.push({ url: req.url ?? '', authorization: req.headers.authorization })
     res.setHeader('content-type', 'text/plain')
@@ -63,13 +62,8 @@ beforeAll(async () => {
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   port = (server.address() as AddressInfo).port
-  warden = await openWarden({
-    dataDir,
-    ceilings: DEFAULT_CEILINGS,
-    masterKey: undefined,
-    maxTokenLifetimeSeconds: 3600,
-    poolSize: 2,
-  })
+  host = await openTestWarden({ poolSize: 2 })
+  ;({ warden, dataDir } = host)
   await warden.putSecret('api_key', SECRET)
   await warden.putSecret('other_key', 'another-secret-value')
   await warden.putData('crm', 'contacts/alice', { name: 'Alice', email: 'alice@example.com' })
@@ -80,9 +74,8 @@ beforeAll(async () => {
 })
 
 afterAll(async () => {
-  await warden?.close()
+  await host?.close()
   await new Promise((resolve) => server?.close(resolve))
-  await rm(dataDir, { recursive: true, force: true })
 })
 
 describe('http', () => {

@@ -11,10 +11,10 @@
  * Keys are ordered by JavaScript string comparison (UTF-16 code units); `list` pages in that
  * order.
  */
-import { open, readdir } from 'node:fs/promises'
+import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WardenError } from '../../runtime/errors.js'
-import { ensurePrivateDir, writeFileAtomic } from '../internal/fs-atomic.js'
+import { isErrno, readdirOrEmpty, ensurePrivateDir, writeFileAtomic } from '../internal/fs-atomic.js'
 import { assertCollection, assertKey, assertPrefix, isValidCollection, isValidKey } from './keys.js'
 
 /** Largest document, as serialised JSON: 1 MiB. */
@@ -156,10 +156,6 @@ export function parseDataSchema(schema: unknown): DataSchema {
     }
   }
   return { piiFields: [...new Set(fields as string[])] }
-}
-
-function isErrno(error: unknown, code: string): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === code
 }
 
 /**
@@ -352,15 +348,7 @@ export function createFileDataStore(dir: string): DataStore {
     },
 
     async listCollections() {
-      let files: string[]
-      try {
-        files = await readdir(dir)
-      } catch (error) {
-        if (isErrno(error, 'ENOENT')) {
-          return []
-        }
-        throw error
-      }
+      const files = await readdirOrEmpty(dir)
       return files
         .filter((f) => f.endsWith('.json') && isValidCollection(f.slice(0, -5)))
         .map((f) => f.slice(0, -5))

@@ -5,7 +5,7 @@
  * Shared by the file-backed stores (secrets, data).
  */
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, open, rename, unlink } from 'node:fs/promises'
+import { chmod, mkdir, open, readdir, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 
 /** Create `dir` (and parents) if needed, and set its mode to 0o700. */
@@ -50,5 +50,22 @@ export async function syncDir(dir: string): Promise<void> {
     }
   } catch {
     // Windows cannot open a directory; durability there is the OS's business.
+  }
+}
+
+/** True when `error` is a Node system error with this `code` (`ENOENT`, `EEXIST`, …). */
+export function isErrno(error: unknown, code: string): boolean {
+  return (error as NodeJS.ErrnoException | undefined)?.code === code
+}
+
+/** The names in `dir`, or none when it does not exist yet. */
+export async function readdirOrEmpty(dir: string): Promise<string[]> {
+  try {
+    return await readdir(dir)
+  } catch (error) {
+    if (isErrno(error, 'ENOENT')) {
+      return []
+    }
+    throw error
   }
 }

@@ -24,11 +24,11 @@
  * read the process environment (same user, `/proc/<pid>/environ`, child processes).
  */
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
-import { link, mkdir, readdir, readFile, stat, unlink } from 'node:fs/promises'
+import { link, mkdir, readFile, stat, unlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { WardenError } from '../../runtime/errors.js'
 import type { SecretSource } from '../types.js'
-import { ensurePrivateDir, syncDir, tempPathFor, writeFileAtomic } from '../internal/fs-atomic.js'
+import { isErrno, readdirOrEmpty, ensurePrivateDir, syncDir, tempPathFor, writeFileAtomic } from '../internal/fs-atomic.js'
 import { assertSecretName, isSecretName } from './names.js'
 
 /** Bytes in a master key (AES-256). */
@@ -96,10 +96,6 @@ function assertSecretValue(value: unknown): asserts value is string {
   if (bytes === 0 || bytes > MAX_SECRET_BYTES) {
     throw new TypeError(`secret value must be 1 to ${MAX_SECRET_BYTES} bytes`)
   }
-}
-
-function isErrno(error: unknown, code: string): boolean {
-  return (error as NodeJS.ErrnoException | undefined)?.code === code
 }
 
 function parseSecretFile(text: string): SecretFile | undefined {
@@ -215,15 +211,7 @@ export function createFileSecretStore(options: FileSecretStoreOptions): SecretSt
     },
 
     async list() {
-      let files: string[]
-      try {
-        files = await readdir(dir)
-      } catch (error) {
-        if (isErrno(error, 'ENOENT')) {
-          return []
-        }
-        throw error
-      }
+      const files = await readdirOrEmpty(dir)
       const out: SecretMeta[] = []
       for (const file of files) {
         if (!file.endsWith(FILE_SUFFIX)) {

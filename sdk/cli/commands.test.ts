@@ -1,9 +1,8 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DEFAULT_CEILINGS } from '../../runtime/limits/limits.js'
-import { openWarden } from '../../runtime/warden.js'
+import { openTestWarden } from '../../test/support/warden.js'
+import type { TestWarden } from '../../test/support/warden.js'
 import type { Warden } from '../../runtime/warden.js'
 import { auditLogFile, formatVerifyResult, tailAudit, verifyAudit } from './audit.js'
 import { parsePiiFields, putData, setDataSchema } from './data.js'
@@ -19,21 +18,15 @@ const runaway = join(root, 'examples/runaway/runaway.wat')
 
 let dataDir: string
 let warden: Warden
+let host: TestWarden
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'warden-cli-'))
-  warden = await openWarden({
-    dataDir,
-    ceilings: DEFAULT_CEILINGS,
-    masterKey: undefined,
-    maxTokenLifetimeSeconds: 3600,
-    poolSize: 1,
-  })
+  host = await openTestWarden()
+  ;({ warden, dataDir } = host)
 })
 
 afterAll(async () => {
-  await warden?.close()
-  await rm(dataDir, { recursive: true, force: true })
+  await host?.close()
 })
 
 /** The stable code of what `promise` rejects with. */

@@ -1,11 +1,10 @@
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { CommanderError } from 'commander'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { resolveHostConfig } from '../../runtime/host-config.js'
-import { DEFAULT_CEILINGS } from '../../runtime/limits/limits.js'
-import { openWarden } from '../../runtime/warden.js'
+import { openTestWarden } from '../../test/support/warden.js'
+import type { TestWarden } from '../../test/support/warden.js'
 import type { Warden } from '../../runtime/warden.js'
 import { auditLogFile } from './audit.js'
 import type { CliIo } from './io.js'
@@ -16,21 +15,15 @@ const hello = join(packageRoot(), 'examples/hello/hello.wat')
 
 let dataDir: string
 let warden: Warden
+let host: TestWarden
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'warden-cli-program-'))
-  warden = await openWarden({
-    dataDir,
-    ceilings: DEFAULT_CEILINGS,
-    masterKey: undefined,
-    maxTokenLifetimeSeconds: 3600,
-    poolSize: 1,
-  })
+  host = await openTestWarden()
+  ;({ warden, dataDir } = host)
 })
 
 afterAll(async () => {
-  await warden?.close()
-  await rm(dataDir, { recursive: true, force: true })
+  await host?.close()
 })
 
 interface Captured {

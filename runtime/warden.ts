@@ -93,6 +93,11 @@ export interface Warden {
 
 const LOCAL_ADMIN = 'admin:local'
 
+/** Where a data dir keeps its audit log. */
+export function auditLogPath(dataDir: string): string {
+  return join(dataDir, 'audit', 'audit.jsonl')
+}
+
 /**
  * Open Warden on a data dir: keys, stores and the audit log are created on first use.
  *
@@ -120,7 +125,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
   await rebuildRedactor()
   const redact = (text: string) => redactor.text(text)
 
-  const audit = await openAuditLog({ file: join(dataDir, 'audit', 'audit.jsonl'), redact })
+  const audit = await openAuditLog({ file: auditLogPath(dataDir), redact })
   const runtime = await createRuntime({
     dataDir,
     ...(options.poolSize ? { poolSize: options.poolSize } : {}),

@@ -1,7 +1,7 @@
 /**
  * `warden audit verify|tail`: check the audit log's hash chain, and read its last records.
  */
-import { join } from 'node:path'
+import { auditLogPath } from '../../runtime/warden.js'
 import { WardenError } from '../../runtime/errors.js'
 import type { AuditLog, AuditQuery } from '../../runtime/audit/index.js'
 import type {
@@ -12,8 +12,7 @@ import type {
 
 /** Where `openWarden` keeps the audit log of a data dir. */
 export function auditLogFile(dataDir: string): string {
-  // NB: the same path as runtime/warden.ts, which does not export it.
-  return join(dataDir, 'audit', 'audit.jsonl')
+  return auditLogPath(dataDir)
 }
 
 /**

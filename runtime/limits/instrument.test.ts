@@ -128,6 +128,66 @@ function rawModule(body: number[]): Uint8Array {
   ])
 }
 
+/** The instructions of each function of the printed module, `;;` comments dropped. */
+async function printedBodies(bytes: Uint8Array): Promise<(n: number) => string[]> {
+  const lines = ((await print(bytes)) as string).split('\n')
+  return (n: number) => {
+    const at = lines.findIndex((l) => l.startsWith(`  (func (;${n};)`))
+    const out: string[] = []
+    for (let i = at + 1; lines[i].startsWith('    '); i++) {
+      out.push(lines[i].replace(/;;.*$/, '').trim())
+    }
+    return out
+  }
+}
+
+/** Printed forms of the metering code (meter globals first: fuel is global 0, trap 1). */
+const GLOBAL_CHARGE = (cost: number) => [
+  'global.get 0',
+  `i64.const ${cost}`,
+  'i64.sub',
+  'global.set 0',
+]
+const GLOBAL_CHECK = [
+  'global.get 0',
+  'i64.const 0',
+  'i64.lt_s',
+  'if',
+  'i32.const 1',
+  'global.set 1',
+  'unreachable',
+  'end',
+]
+/** Entry (or reload) of the fuel local `f`, charge, check: the check flushes before trapping. */
+const ENTRY = (cost: number, f: number) => [
+  'global.get 0',
+  `i64.const ${cost}`,
+  'i64.sub',
+  `local.tee ${f}`,
+  'i64.const 0',
+  'i64.lt_s',
+  'if',
+  `local.get ${f}`,
+  'global.set 0',
+  'i32.const 1',
+  'global.set 1',
+  'unreachable',
+  'end',
+]
+const CHARGE = (cost: number, f: number) => [
+  `local.get ${f}`,
+  `i64.const ${cost}`,
+  'i64.sub',
+  `local.set ${f}`,
+]
+const RELOAD = (cost: number, f: number) => [
+  'global.get 0',
+  `i64.const ${cost}`,
+  'i64.sub',
+  `local.set ${f}`,
+]
+const FLUSH = (f: number) => [`local.get ${f}`, 'global.set 0']
+
 const FUEL_WAT = `(module
   (func (export "spin") (loop $l (br $l)))
   (func (export "sum") (param $n i32) (result i32) (local $i i32) (local $acc i32)
@@ -275,6 +335,168 @@ describe('instrumentModule: fuel', () => {
   })
 })
 
+// Fuel lives in a local per function (cost model 2); the global must hold the exact amount
+// wherever a caller, a callee, the host or a trap reads it. The amounts pinned below are those of
+// cost model 1.
+const CACHE_WAT = `(module
+  (import "env" "probe" (func $probe))
+  (tag $e (param i32))
+  (memory 1)
+  (func $thrower (export "thrower") (param $n i32) (local $i i32)
+    (loop $l
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $l (i32.lt_u (local.get $i) (local.get $n))))
+    (throw $e (local.get $n)))
+  (func (export "catcher") (param i32) (result i32)
+    try (result i32)
+      (call $thrower (local.get 0))
+      (i32.const 0)
+    catch $e
+    catch_all
+      (i32.const -1)
+    end)
+  (func (export "probed") (call $probe) (call $probe))
+  (func (export "early") (param i32) (result i32)
+    (drop (br_if 0 (i32.const 7) (local.get 0)))
+    (i32.const 9))
+  (func (export "table") (param i32)
+    (block (br_table 0 1 (local.get 0)))
+    (nop))
+  (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))`
+
+describe('instrumentModule: fuel cached in a local', () => {
+  const cached = async (fuel = 1000n) => {
+    const seen: bigint[] = []
+    const probe = () => {
+      seen.push(run.m.fuel.value as bigint)
+    }
+    const run = metered(await wat(CACHE_WAT), { fuel, cap: 4, imports: { env: { probe } } })
+    return { ...run, seen, used: () => fuel - (run.m.fuel.value as bigint) }
+  }
+
+  it('keeps the amounts of cost model 1', async () => {
+    const { fn, m } = metered(await wat(FUEL_WAT))
+    const cost = (name: string, arg: number) => {
+      const before = m.fuel.value as bigint
+      fn(name)(arg)
+      return before - (m.fuel.value as bigint)
+    }
+    expect(cost('sum', 0)).toBe(8n)
+    expect(cost('sum', 7)).toBe(99n)
+    expect(cost('fib', 6)).toBe(271n)
+    expect(cost('tail', 9)).toBe(69n)
+  })
+
+  it('appends the local, loads it at entry, flushes before calls and reloads after', async () => {
+    const plain = await wat(`(module (tag $e) (func $g)
+      (func (param i32) (result i32) (local f32)
+        (call $g)
+        (block (drop (br_if 1 (i32.const 1) (local.get 0))) (br_if 0 (local.get 0)))
+        (i32.const 2))
+      (func try (call $g) catch $e (nop) end))`)
+    const body = await printedBodies(instrumentModule(plain, OPTS).bytes)
+    // Parameter 0 and local 1 keep their indices; the fuel local is 2.
+    expect(body(1)).toEqual([
+      '(local f32 i64)',
+      ...ENTRY(1, 2),
+      ...FLUSH(2),
+      'call 0',
+      ...RELOAD(1, 2),
+      'block',
+      ...CHARGE(3, 2),
+      'i32.const 1',
+      'local.get 0',
+      ...FLUSH(2), // br_if to the function's label: control may leave
+      'br_if 1',
+      ...CHARGE(3, 2),
+      'drop',
+      'local.get 0',
+      'br_if 0 (;@1;)', // to an inner label: no flush
+      ...CHARGE(1, 2),
+      'end',
+      ...CHARGE(2, 2),
+      'i32.const 2',
+      ...FLUSH(2), // the final end returns
+    ])
+    // A catch body starts from the global: the callee charged it before throwing.
+    expect(body(2)).toEqual([
+      '(local i64)',
+      ...ENTRY(1, 0),
+      'try',
+      ...CHARGE(1, 0),
+      ...FLUSH(0),
+      'call 0',
+      ...RELOAD(1, 0),
+      'catch 0',
+      ...RELOAD(2, 0),
+      'nop',
+      'end',
+      ...CHARGE(1, 0),
+      ...FLUSH(0),
+    ])
+  })
+
+  it('leaves the exact fuel in the global when the fuel check traps', async () => {
+    for (const fuel of [0n, 7n, 1000n]) {
+      for (const name of ['spin', 'forever']) {
+        const { fn, m } = metered(await wat(FUEL_WAT), { fuel })
+        expect(() => fn(name)()).toThrow(Wasm.RuntimeError)
+        expect(m.trap.value).toBe(TRAP_FUEL)
+        // every block costs 1 and is checked: the first check that sees -1 traps
+        expect(m.fuel.value).toBe(-1n)
+      }
+    }
+  })
+
+  it('lets the host read the exact fuel during an import call', async () => {
+    const { fn, seen, used } = await cached()
+    fn('probed')()
+    expect(seen).toEqual([999n, 998n])
+    expect(used()).toBe(3n)
+  })
+
+  it('counts what a callee charged before throwing to a catch', async () => {
+    const cost = async (name: string, n: number) => {
+      const { fn, used } = await cached()
+      try {
+        fn(name)(n)
+      } catch {
+        // the thrower throws to JS
+      }
+      return used()
+    }
+    expect(await cost('thrower', 5)).toBe(44n)
+    expect(await cost('catcher', 0)).toBe(17n)
+    expect(await cost('catcher', 5)).toBe(49n)
+    expect(await cost('catcher', 50)).toBe(409n)
+    for (const n of [0, 5, 50]) {
+      expect((await cost('catcher', n)) - (await cost('thrower', n))).toBe(5n)
+    }
+  })
+
+  it('flushes before branches to the function label (br_if, br_table)', async () => {
+    const cost = async (name: string, arg: number) => {
+      const { fn, used } = await cached()
+      fn(name)(arg)
+      return used()
+    }
+    expect(await cost('early', 1)).toBe(3n)
+    expect(await cost('early', 0)).toBe(6n)
+    expect(await cost('table', 1)).toBe(3n)
+    expect(await cost('table', 0)).toBe(5n)
+  })
+
+  it('flushes before memory.grow: a grow past the cap leaves the exact fuel', async () => {
+    const { fn, m, used } = await cached()
+    expect(() => fn('grow')(9)).toThrow(Wasm.RuntimeError)
+    expect(m.trap.value).toBe(TRAP_MEMORY)
+    expect(used()).toBe(10n)
+    const ok = await cached()
+    expect(ok.fn('grow')(1)).toBe(1)
+    expect(ok.used()).toBe(10n)
+  })
+})
+
 const MEMORY_WAT = `(module
   (memory (export "mem") 1)
   (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
@@ -297,24 +519,11 @@ describe('instrumentModule: exnref (V8 in Node 20 cannot run it; checked by stru
           (try_table (catch $e $h) (catch_all 0) (throw $e (local.get 0)))
           (i32.const 0)))
       (func (param exnref) (throw_ref (local.get 0)) (i32.const 5) (drop)))`)
-    const text = (await print(instrumentModule(plain, OPTS).bytes)) as string
-    const lines = text.split('\n')
-    const body = (n: number) => {
-      const at = lines.findIndex((l) => l.startsWith(`  (func (;${n};)`))
-      const out: string[] = []
-      for (let i = at + 1; lines[i].startsWith('    '); i++) {
-        out.push(lines[i].replace(/;;.*$/, '').trim())
-      }
-      return out
-    }
-    const charge = (cost: number) => [
-      'global.get 0',
-      `i64.const ${cost}`,
-      'i64.sub',
-      'global.set 0',
-    ]
-    const check = ['global.get 0', 'i64.const 0', 'i64.lt_s', 'if', 'i32.const 1', 'global.set 1']
-    const trap = [...check, 'unreachable', 'end']
+    const body = await printedBodies(instrumentModule(plain, OPTS).bytes)
+    const charge = GLOBAL_CHARGE
+    const trap = GLOBAL_CHECK
+    // A function with a try_table meters on the global (no fuel local): its catch targets are
+    // block labels that normal branches reach too, so a reload there would lose their charges.
     expect(body(0)).toEqual([
       ...charge(1),
       ...trap,
@@ -330,10 +539,12 @@ describe('instrumentModule: exnref (V8 in Node 20 cannot run it; checked by stru
       'end',
       ...charge(1),
     ])
+    // Without one, fuel is cached in an appended local, flushed before the throw.
     expect(body(1)).toEqual([
-      ...charge(2),
-      ...trap,
+      '(local i64)',
+      ...ENTRY(2, 1),
       'local.get 0',
+      ...FLUSH(1),
       'throw_ref',
       'i32.const 5',
       'drop',
@@ -645,7 +856,9 @@ describe('instrumentModule: rejects', () => {
       return out
     }
     const grow = [0x41, 0x00, 0x40, 0x00, 0x1a] // drop (memory.grow (i32.const 0))
-    expect(() => instrumentModule(withLocals([[...leb(50_000), 0x7f]], []), OPTS)).not.toThrow()
+    // At the limit there is no room for the fuel local: such a function meters on the global.
+    const full = instrumentModule(withLocals([[...leb(50_000), 0x7f]], []), OPTS)
+    expect(Wasm.validate(full.bytes)).toBe(true)
     expectInstrumentError(() => instrumentModule(withLocals([[...leb(50_001), 0x7f]], []), OPTS))
     expectInstrumentError(() => instrumentModule(withLocals([[...leb(50_000), 0x7f]], grow), OPTS))
     const huge = [...leb(0xffff_ffff), 0x7f]

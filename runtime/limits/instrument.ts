@@ -30,6 +30,27 @@
  * instruction and gets no charge. Fuel is checked (`fuel < 0` → trap reason 1) after the charge at
  * function entry and at every loop header, so each iteration and each call is checked.
  *
+ * Fuel is cached in a local. The imported `fuel` global sits behind an indirection the engine
+ * cannot keep in a register, so each function gets one extra i64 local `$f` (appended after its
+ * own locals; existing indices do not move) and the charges and checks work on it:
+ *
+ * - entry: `$f = fuel - cost`, then the check; after a call returns, and at the start of a legacy
+ *   `catch`/`catch_all` body, `$f` is reloaded from the global the same way (the callee, or the
+ *   code that threw, charged the global);
+ * - `$f` is flushed to the global (`local.get $f; global.set $fuel`) wherever another function or
+ *   the host can read or charge it, or control leaves the function: before every call
+ *   (`call`, `call_indirect`, `return_call*`), `return`, branch to the function's own label
+ *   (`br`, `br_if`, any label of `br_table`), the final `end`, `throw`, `rethrow`, `throw_ref`,
+ *   `unreachable`, `memory.grow`, and before the fuel trap.
+ *
+ * So whenever a callee, a caller, the host or a trap the rewriter inserted (fuel, memory cap) can
+ * read the global, it holds exactly what version 1 had there: the amounts did not change. After a
+ * guest trap the engine raises itself (out-of-bounds access, division by zero, stack overflow…),
+ * `fuelUsed` counts up to the last call, return or check (the last flush): still deterministic,
+ * possibly short of what the function charged since. Functions that contain `try_table` (its catch targets are ordinary
+ * block labels, joined by both the catch edge and normal branches), and functions that already
+ * have the most locals allowed, keep charging the global directly, as in version 1.
+ *
  * Accepted: MVP, sign extension, saturating truncation, bulk memory, reference types (funcref,
  * externref), SIMD (fixed-width and relaxed), threads (atomics, shared memory), legacy exception
  * handling and exnref `try_table`, tail calls, multi-value, extended constant expressions. Anything
@@ -42,9 +63,16 @@ export const METER_MODULE = 'warden:meter'
 export const TRAP_FUEL = 1
 /** Value written to the `trap` global when `memory.grow` went past the cap or failed. */
 export const TRAP_MEMORY = 2
-/** Version of the static fuel cost model; part of the instrumentation cache key. */
-export const COST_MODEL_VERSION = 1
-/** Most locals (parameters included) a function may have, as in V8; the rewriter may add one. */
+/**
+ * Version of the static fuel cost model and of the code that meters it; part of the
+ * instrumentation cache key. 2: same amounts as 1, fuel cached in a local per function.
+ */
+export const COST_MODEL_VERSION = 2
+/**
+ * Most locals (parameters included) a function may have, as in V8. The rewriter adds one (the
+ * fuel cache, also the `memory.grow` scratch); a function already at the limit is metered on the
+ * global instead, and then rejected only if it uses `memory.grow`.
+ */
 export const MAX_FUNCTION_LOCALS = 50_000
 /** Prefix of the names under which every defined memory is exported: `warden:memory:0`, … */
 export const MEMORY_EXPORT_PREFIX = 'warden:memory:'
@@ -69,7 +97,10 @@ export interface InstrumentedModule {
    * after rewrite.
    */
   memories: { exportName: string; minPages: number; maxPages: number }[]
-  /** Static fuel cost model version, bump when the cost model changes (used as a cache key). */
+  /**
+   * {@link COST_MODEL_VERSION}: bumped when the cost model or the metering code changes (used as a
+   * cache key).
+   */
   costModelVersion: number
 }
 
@@ -369,6 +400,10 @@ function lebLength(v: number): number {
 const RW_GLOBAL = 0
 const RW_GROW = 1
 
+// What functionBody found in a body.
+const BODY_GROW = 1 // it uses memory.grow (the rewrite needs the scratch local)
+const BODY_TRY_TABLE = 2 // it has a try_table (a cached pass stops there: rerun uncached)
+
 // What an instruction does to the basic-block structure.
 const K_BOUNDARY = 1 // a new basic block starts right after it
 const K_TERMINATOR = 2 // what follows (up to the next boundary) is dead
@@ -395,12 +430,20 @@ class ModuleRewriter {
   private exportsDone = false
   private sawCode = false
 
-  // Indices of the injected globals and the per-function scratch local; set once imports are known.
+  // Indices of the injected globals; set once imports are known.
   private fuelGlobal = 0
   private trapGlobal = 0
   private capGlobal = 0
-  private growLocal = 0
+  /** The global-only fuel check (uncached functions): `global.get $fuel; …; end`. */
   private checkBytes = new Uint8Array(0)
+
+  // Per function.
+  /** Index of the added i64 local: the fuel cache, and the `memory.grow` scratch. */
+  private fuelLocal = 0
+  /** Whether the current function meters on `fuelLocal` (else on the global, as in v1). */
+  private cached = false
+  /** `fuelLocal` is stale: the next charge starts from the global (after entry, call, catch). */
+  private reload = false
   /** Limits of the memory last passed to `limits`, after the rewrite. */
   private lastLimits = { min: 0, max: 0 }
 
@@ -695,15 +738,24 @@ class ModuleRewriter {
     w.byte(0x42)
     w.byte(0x00)
     w.byte(0x53)
-    this.trapSequence(w, TRAP_FUEL)
+    this.trapSequence(w, TRAP_FUEL, false)
     this.checkBytes = w.buf.slice(0, w.pos)
   }
 
-  /** `if; i32.const reason; global.set $trap; unreachable; end` */
-  private trapSequence(w: ByteWriter, reason: number): void {
-    w.ensure(16)
+  /**
+   * `if; [local.get $f; global.set $fuel;] i32.const reason; global.set $trap; unreachable; end`:
+   * the flush (by default, in a cached function) leaves the exact fuel for the host to read.
+   */
+  private trapSequence(w: ByteWriter, reason: number, flush = this.cached): void {
+    w.ensure(28)
     w.byte(0x04)
     w.byte(0x40)
+    if (flush) {
+      w.byte(0x20)
+      w.u32(this.fuelLocal)
+      w.byte(0x24)
+      w.u32(this.fuelGlobal)
+    }
     w.byte(0x41)
     w.byte(reason)
     w.byte(0x24)
@@ -1032,18 +1084,24 @@ class ModuleRewriter {
         }
         p = this.skipValType(p, bodyEnd)
       }
-      this.growLocal = total
-      const usesGrow = this.functionBody(p, bodyEnd)
-      if (usesGrow) {
+      this.fuelLocal = total
+      this.cached = total < MAX_FUNCTION_LOCALS
+      let body = this.functionBody(p, bodyEnd)
+      if (body & BODY_TRY_TABLE && this.cached) {
+        this.cached = false
+        body = this.functionBody(p, bodyEnd)
+      }
+      if (this.cached || body & BODY_GROW) {
         if (total + 1 > MAX_FUNCTION_LOCALS) {
           throw new InstrumentError(`function ${i} has too many locals`)
         }
+        // The locals as they were, then one i64.
         const header = lebLength(groups + 1) + (p - groupsAt) + 2
         code.u32(header + fw.pos)
         code.u32(groups + 1)
         code.copy(b, groupsAt, p)
         code.byte(0x01)
-        code.byte(0x7f)
+        code.byte(0x7e)
       } else {
         code.u32(p - localsAt + fw.pos)
         code.copy(b, localsAt, p)
@@ -1062,17 +1120,21 @@ class ModuleRewriter {
 
   /**
    * Streams one function's instructions into `this.fw`, inserting fuel charges and checks at
-   * basic-block starts and rewriting global indices and `memory.grow`. Returns whether the body
-   * uses `memory.grow` (and so needs the scratch local).
+   * basic-block starts (and, when `this.cached`, the flushes and reloads of the fuel local) and
+   * rewriting global indices and `memory.grow`. Returns BODY_* flags: whether the body uses
+   * `memory.grow` (and so needs the scratch local) and whether it has a `try_table` (a cached
+   * pass stops there and returns only that flag).
    */
-  private functionBody(start: number, end: number): boolean {
+  private functionBody(start: number, end: number): number {
     const b = this.b
     const gImported = this.importedGlobals
     const rwStart = this.rwStart
     const rwEnd = this.rwEnd
     const rwKind = this.rwKind
     const rwValue = this.rwValue
+    const cached = this.cached
     this.fw.pos = 0
+    this.reload = cached
     let nrw = 0
     let p = start
     let segStart = start
@@ -1086,6 +1148,7 @@ class ModuleRewriter {
       if (p >= end) {
         throw malformed('function body has no end', p)
       }
+      const opAt = p
       const op = b[p++]
       cost++
       // i32/i64/f32/f64 numeric and sign-extension instructions: no immediates.
@@ -1093,6 +1156,8 @@ class ModuleRewriter {
         continue
       }
       let kind = 0
+      // Flush the fuel local to the global before this instruction (cached functions only).
+      let flush = false
       switch (op) {
         case 0x20: // local.get
         case 0x21: // local.set
@@ -1214,6 +1279,9 @@ class ModuleRewriter {
           break
         case 0x1f: {
           // try_table blocktype vec(catch)
+          if (cached) {
+            return BODY_TRY_TABLE
+          }
           p = skipBlockType(b, p, end)
           const q = lebEnd(b, p, end, 5)
           const n = decodeU32(b, p, q)
@@ -1240,11 +1308,19 @@ class ModuleRewriter {
           kind = K_BOUNDARY
           break
         case 0x07: // catch tagidx
-        case 0x0d: // br_if
         case 0x10: // call
           p = lebEnd(b, p, end, 5)
+          flush = cached && op === 0x10
           kind = K_BOUNDARY
           break
+        case 0x0d: {
+          // br_if label
+          const q = lebEnd(b, p, end, 5)
+          flush = cached && decodeU32(b, p, q) === depth - 1
+          p = q
+          kind = K_BOUNDARY
+          break
+        }
         case 0x18: // delegate label: closes a try
           p = lebEnd(b, p, end, 5)
           if (--depth === 0) {
@@ -1256,27 +1332,43 @@ class ModuleRewriter {
           p = lebEnd(b, p, end, 5)
           p = lebEnd(b, p, end, 5)
           cost++
+          flush = cached
           kind = K_BOUNDARY
           break
         case 0x0b: // end
-          kind = --depth === 0 ? K_FINAL : K_BOUNDARY
+          if (--depth === 0) {
+            flush = cached
+            kind = K_FINAL
+          } else {
+            kind = K_BOUNDARY
+          }
           break
         case 0x00: // unreachable
         case 0x0f: // return
         case 0x0a: // throw_ref
+          flush = cached
           kind = K_TERMINATOR
           break
         case 0x08: // throw tagidx
         case 0x09: // rethrow depth
-        case 0x0c: // br
         case 0x12: // return_call
           p = lebEnd(b, p, end, 5)
+          flush = cached
           kind = K_TERMINATOR
           break
+        case 0x0c: {
+          // br label
+          const q = lebEnd(b, p, end, 5)
+          flush = cached && decodeU32(b, p, q) === depth - 1
+          p = q
+          kind = K_TERMINATOR
+          break
+        }
         case 0x13: // return_call_indirect
           p = lebEnd(b, p, end, 5)
           p = lebEnd(b, p, end, 5)
           cost++
+          flush = cached
           kind = K_TERMINATOR
           break
         case 0x0e: {
@@ -1285,10 +1377,16 @@ class ModuleRewriter {
           const n = decodeU32(b, p, q)
           p = q
           for (let i = 0; i <= n; i++) {
+            let label: number
             if (p < end && b[p] < 0x80) {
-              p++
+              label = b[p++]
             } else {
-              p = lebEnd(b, p, end, 5)
+              const r = lebEnd(b, p, end, 5)
+              label = decodeU32(b, p, r)
+              p = r
+            }
+            if (label === depth - 1) {
+              flush = cached
             }
           }
           kind = K_TERMINATOR
@@ -1309,7 +1407,7 @@ class ModuleRewriter {
       }
 
       // A basic block ends here: emit the segment (charge first, then check, then the code).
-      this.flushSegment(segStart, p, nrw, live ? cost : -1, live && check)
+      this.emitSegment(segStart, opAt, p, nrw, live ? cost : -1, live && check, live && flush)
       nrw = 0
       segStart = p
       if (kind === K_FINAL) {
@@ -1318,29 +1416,79 @@ class ModuleRewriter {
       live = kind === K_BOUNDARY
       check = op === 0x03
       cost = 0
+      // After a call returns, or an exception was caught, the global is ahead of the local.
+      if (cached && (op === 0x10 || op === 0x11 || op === 0x07 || op === 0x19)) {
+        this.reload = true
+      }
     }
     if (p !== end) {
       throw malformed('code after the end of the function body', p)
     }
-    return usesGrow
+    return usesGrow ? BODY_GROW : 0
   }
 
-  /** Writes charge (cost > 0) and check, then b[from, to) with the recorded rewrites applied. */
-  private flushSegment(from: number, to: number, nrw: number, cost: number, check: boolean): void {
+  /**
+   * Writes charge (cost > 0) and check, then b[from, to) with the recorded rewrites applied; `at`
+   * is where the block's last instruction starts, and `flush` stores the fuel local to the global
+   * right before it.
+   */
+  private emitSegment(
+    from: number,
+    at: number,
+    to: number,
+    nrw: number,
+    cost: number,
+    check: boolean,
+    flush: boolean,
+  ): void {
     const fw = this.fw
-    if (cost > 0) {
-      // global.get $fuel; i64.const cost; i64.sub; global.set $fuel
-      fw.ensure(24)
-      fw.byte(0x23)
-      fw.u32(this.fuelGlobal)
-      fw.byte(0x42)
-      fw.s64(cost)
-      fw.byte(0x7d)
-      fw.byte(0x24)
-      fw.u32(this.fuelGlobal)
-    }
-    if (check) {
-      fw.copy(this.checkBytes, 0, this.checkBytes.length)
+    if (this.cached) {
+      const f = this.fuelLocal
+      fw.ensure(32)
+      if (cost > 0 || this.reload) {
+        // (global.get $fuel | local.get $f); i64.const cost; i64.sub; (local.set | local.tee) $f
+        if (this.reload) {
+          fw.byte(0x23)
+          fw.u32(this.fuelGlobal)
+          this.reload = false
+        } else {
+          fw.byte(0x20)
+          fw.u32(f)
+        }
+        if (cost > 0) {
+          fw.byte(0x42)
+          fw.s64(cost)
+          fw.byte(0x7d)
+        }
+        fw.byte(check ? 0x22 : 0x21)
+        fw.u32(f)
+      } else if (check) {
+        fw.byte(0x20)
+        fw.u32(f)
+      }
+      if (check) {
+        // i64.const 0; i64.lt_s; if; local.get $f; global.set $fuel; i32.const 1;
+        // global.set $trap; unreachable; end
+        fw.byte(0x42)
+        fw.byte(0x00)
+        fw.byte(0x53)
+        this.trapSequence(fw, TRAP_FUEL)
+      }
+    } else {
+      if (cost > 0) {
+        // global.get $fuel; i64.const cost; i64.sub; global.set $fuel
+        fw.ensure(24)
+        fw.byte(0x23)
+        fw.u32(this.fuelGlobal)
+        fw.byte(0x42)
+        fw.s64(cost)
+        fw.byte(0x7d)
+        fw.byte(0x24)
+        fw.u32(this.fuelGlobal)
+      }
+      if (check) {
+        fw.copy(this.checkBytes, 0, this.checkBytes.length)
+      }
     }
     const b = this.b
     let cur = from
@@ -1353,19 +1501,39 @@ class ModuleRewriter {
       }
       cur = this.rwEnd[k]
     }
+    if (flush) {
+      fw.copy(b, cur, at)
+      this.emitFlush()
+      cur = at
+    }
     fw.copy(b, cur, to)
   }
 
-  /** `memory.grow M` with the cap check: stack effect [i32] -> [i32], as the original. */
+  /** `local.get $f; global.set $fuel`: the global catches up with the fuel local. */
+  private emitFlush(): void {
+    const fw = this.fw
+    fw.ensure(12)
+    fw.byte(0x20)
+    fw.u32(this.fuelLocal)
+    fw.byte(0x24)
+    fw.u32(this.fuelGlobal)
+  }
+
+  /**
+   * `memory.grow M` with the cap check: stack effect [i32] -> [i32], as the original. The added
+   * i64 local is the scratch; in a cached function it is flushed first and reloaded after.
+   */
   private emitGrow(mem: number): void {
     const fw = this.fw
-    const d = this.growLocal
+    const d = this.fuelLocal
+    const cached = this.cached
+    if (cached) {
+      this.emitFlush()
+    }
     fw.ensure(64)
-    fw.byte(0x21) // local.set $d
-    fw.u32(d)
-    fw.byte(0x20) // local.get $d
-    fw.u32(d)
     fw.byte(0xad) // i64.extend_i32_u
+    fw.byte(0x22) // local.tee $d
+    fw.u32(d)
     fw.byte(0x3f) // memory.size M
     fw.u32(mem)
     fw.byte(0xad) // i64.extend_i32_u
@@ -1374,19 +1542,28 @@ class ModuleRewriter {
     fw.u32(this.capGlobal)
     fw.byte(0xad) // i64.extend_i32_u
     fw.byte(0x56) // i64.gt_u
-    this.trapSequence(fw, TRAP_MEMORY)
+    this.trapSequence(fw, TRAP_MEMORY, false)
     fw.byte(0x20) // local.get $d
     fw.u32(d)
+    fw.byte(0xa7) // i32.wrap_i64
     fw.byte(0x40) // memory.grow M
     fw.u32(mem)
+    fw.byte(0xac) // i64.extend_i32_s
     fw.byte(0x22) // local.tee $d
     fw.u32(d)
-    fw.byte(0x41) // i32.const -1
+    fw.byte(0x42) // i64.const -1
     fw.byte(0x7f)
-    fw.byte(0x46) // i32.eq
-    this.trapSequence(fw, TRAP_MEMORY)
+    fw.byte(0x51) // i64.eq
+    this.trapSequence(fw, TRAP_MEMORY, false)
     fw.byte(0x20) // local.get $d
     fw.u32(d)
+    fw.byte(0xa7) // i32.wrap_i64
+    if (cached) {
+      fw.byte(0x23) // global.get $fuel
+      fw.u32(this.fuelGlobal)
+      fw.byte(0x21) // local.set $f
+      fw.u32(d)
+    }
   }
 
   /** 0xFC prefix: saturating truncation, bulk memory, reference-type table ops. */

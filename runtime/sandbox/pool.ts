@@ -9,7 +9,6 @@
  * - A worker that dies mid-run ends that run with `internal`; the pool heals itself.
  */
 import { availableParallelism } from 'node:os'
-import { deserialize, serialize } from 'node:v8'
 import { MessageChannel } from 'node:worker_threads'
 import type { MessagePort, ResourceLimits, Worker } from 'node:worker_threads'
 import type { RunContext } from '../../host-capabilities/types.js'
@@ -17,6 +16,7 @@ import { toWardenError, WardenError } from '../errors.js'
 import { startWorker } from '../internal/worker.js'
 import type { SerializedError } from '../errors.js'
 import type { ResolvedLimits } from '../limits/limits.js'
+import { decode, encode } from './codec.js'
 import { CHANNEL, DEFAULT_CHANNEL_BYTES } from './protocol.js'
 import type {
   FromWorker,
@@ -206,7 +206,7 @@ export class SandboxPool {
         this.#pump()
         return
       case 'host-call-large': {
-        const request = deserialize(msg.bytes) as HostCallRequest
+        const request = decode(msg.bytes) as HostCallRequest
         const waiter = slot.largeRequests.shift()
         if (waiter) {
           waiter(request)
@@ -356,7 +356,7 @@ export class SandboxPool {
       limits: job.limits,
       grant: job.grant,
     }
-    const bytes = serialize(invoke)
+    const bytes = encode(invoke)
     if (bytes.length <= slot.area.length) {
       slot.area.set(bytes)
       Atomics.store(slot.header, CHANNEL.LENGTH, bytes.length)
@@ -385,7 +385,7 @@ export class SandboxPool {
       }
       if (state === CHANNEL.RESULT) {
         const length = Atomics.load(slot.header, CHANNEL.LENGTH)
-        const message = deserialize(slot.area.slice(0, length)) as FromWorker
+        const message = decode(slot.area.subarray(0, length)) as FromWorker
         Atomics.store(slot.header, CHANNEL.STATE, CHANNEL.IDLE)
         this.#onMessage(slot, message)
         continue
@@ -405,7 +405,7 @@ export class SandboxPool {
       void this.#nextLargeRequest(slot).then((request) => this.#answer(slot, run, request))
       return
     }
-    this.#answer(slot, run, deserialize(slot.area.slice(0, length)) as HostCallRequest)
+    this.#answer(slot, run, decode(slot.area.subarray(0, length)) as HostCallRequest)
   }
 
   #answer(slot: Slot, run: ActiveRun | undefined, request: HostCallRequest): void {
@@ -432,7 +432,7 @@ export class SandboxPool {
     if (slot.dead || slot.current !== run) {
       return
     }
-    const bytes = serialize(response)
+    const bytes = encode(response)
     if (bytes.length <= slot.area.length) {
       slot.area.set(bytes)
       Atomics.store(slot.header, CHANNEL.LENGTH, bytes.length)

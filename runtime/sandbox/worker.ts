@@ -10,7 +10,6 @@
  * Nothing here trusts the guest: it only sees the guest through jco's glue and the
  * instrumented core modules, whose fuel and memory counters live in `warden:meter` globals.
  */
-import { deserialize, serialize } from 'node:v8'
 import { compileFunction } from 'node:vm'
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
@@ -22,6 +21,7 @@ import type { SerializedError } from '../errors.js'
 import { METER_MODULE, TRAP_FUEL, TRAP_MEMORY } from '../limits/instrument.js'
 import { PAGES_PER_MB } from '../limits/limits.js'
 import type { ResolvedLimits } from '../limits/limits.js'
+import { decode, encode } from './codec.js'
 import { CHANNEL } from './protocol.js'
 import type {
   FromWorker,
@@ -66,12 +66,12 @@ const components = new Map<string, ReadyComponent | Error>()
 
 /** One synchronous round trip to the broker. The guest is blocked until it returns. */
 function callBroker(request: HostCallRequest): HostCallResponse {
-  const payload = serialize(request)
+  const payload = encode(request)
   if (payload.length <= area.length) {
     area.set(payload)
     Atomics.store(header, CHANNEL.LENGTH, payload.length)
   } else {
-    post({ type: 'host-call-large', bytes: payload })
+    post({ type: 'host-call-large', bytes: payload.slice() })
     Atomics.store(header, CHANNEL.LENGTH, CHANNEL.LENGTH_ON_PORT)
   }
   Atomics.store(header, CHANNEL.STATE, CHANNEL.REQUEST)
@@ -82,7 +82,7 @@ function callBroker(request: HostCallRequest): HostCallResponse {
   let response: HostCallResponse
   if (Atomics.load(header, CHANNEL.STATE) === CHANNEL.RESPONSE) {
     const length = Atomics.load(header, CHANNEL.LENGTH)
-    response = deserialize(area.slice(0, length)) as HostCallResponse
+    response = decode(area.subarray(0, length)) as HostCallResponse
   } else {
     const received = receiveMessageOnPort(data.responsePort)
     response = received
@@ -338,7 +338,9 @@ function post(message: FromWorker): void {
 
 /** A run's result goes through the shared channel when it fits: cheaper than a message. */
 function postResult(message: FromWorker): void {
-  const payload = serialize(message)
+  const records =
+    message.type === 'result' ? message.metering.logs.length + message.metering.decisions.length : 0
+  const payload = encode(message, { native: records > 32 })
   if (payload.length > area.length) {
     post(message)
     return
@@ -370,7 +372,7 @@ function drainControl(): void {
 function readJob(): InvokeJob | undefined {
   const length = Atomics.load(header, CHANNEL.LENGTH)
   if (length !== CHANNEL.LENGTH_ON_PORT) {
-    return deserialize(area.slice(0, length)) as InvokeJob
+    return decode(area.subarray(0, length)) as InvokeJob
   }
   // A job too large for the channel was queued on the control port after its loads.
   let job: InvokeJob | undefined

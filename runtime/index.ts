@@ -31,6 +31,11 @@ export interface RuntimeOptions {
   dataDir: string
   /** Sandbox workers. Default: the number of CPUs. */
   poolSize?: number
+  /**
+   * V8 heap of each sandbox worker, in MiB (guest memory is not counted: it has its own cap).
+   * A worker past it is ended and replaced; its run answers `internal`. Default 256.
+   */
+  workerHeapMb?: number
   /** Ceilings no run may exceed. */
   ceilings?: LimitCeilings
   /** Broker-side capabilities beyond the platform's (tests add `warden:test/echo` here). */
@@ -109,6 +114,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
   const onHostCall = createBroker(extra)
   const pool = new SandboxPool({
     ...(options.poolSize ? { size: options.poolSize } : {}),
+    ...(options.workerHeapMb ? { resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb } } : {}),
     brokerInterfaces,
     onHostCall: (ctx, request) => onHostCall(ctx as BrokerRunContext, request),
   })

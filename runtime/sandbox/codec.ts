@@ -67,7 +67,8 @@ function writeString(value: string): void {
       return
     }
   }
-  const max = n * 3
+  // Exact size: a guest's 48 MiB string must not become a 144 MiB allocation here.
+  const max = Buffer.byteLength(value)
   ensure(4 + max)
   const written = scratch.write(value, pos + 4, max, 'utf8')
   scratch.writeUInt32LE(written, pos)

@@ -58,6 +58,28 @@ interface ReadyComponent {
   minMemoryPages: number
 }
 
+/**
+ * The largest string the glue may lift from guest memory in one piece: 16 MiB. A guest can
+ * otherwise hand the glue a string as large as its memory cap, and V8 may end the whole
+ * process (not only this worker) when such a string meets a large allocation near the heap
+ * limit. jco's glue decodes every string with the global TextDecoder, so bounding it here
+ * bounds them all; past it the run ends with `limit_exceeded`.
+ */
+const MAX_LIFT_BYTES = 16 * 1024 * 1024
+
+class BoundedTextDecoder extends TextDecoder {
+  override decode(input?: AllowSharedBufferSource, options?: TextDecodeOptions): string {
+    if (input !== undefined && input.byteLength > MAX_LIFT_BYTES) {
+      throw new WardenError(
+        'limit_exceeded',
+        `the guest passed a string of ${input.byteLength} bytes; the limit is ${MAX_LIFT_BYTES}`,
+      )
+    }
+    return super.decode(input, options)
+  }
+}
+globalThis.TextDecoder = BoundedTextDecoder
+
 const port = parentPort!
 const data = workerData as SandboxWorkerData
 const header = new Int32Array(data.channel, 0, CHANNEL.HEADER_BYTES / 4)

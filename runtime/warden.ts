@@ -289,5 +289,6 @@ function redactInvocation(invocation: Invocation, redact: (text: string) => stri
       ? { report: { ...invocation.report, error: { ...invocation.report.error, message: redact(invocation.report.error.message) } } }
       : {}),
     logs: invocation.logs.map((line) => ({ ...line, message: redact(line.message) })),
+    decisions: invocation.decisions.map((d) => (d.target === undefined ? d : { ...d, target: redact(d.target) })),
   }
 }

@@ -48,6 +48,12 @@ describe('hello/echo', () => {
     expect(new Set(runs.map((r) => r.report.fuelUsed)).size).toBe(1)
   })
 
+  it('calls only own exports: a prototype path is not an export', async () => {
+    const app = await rt.warden.load(await guestFile('echo'))
+    const run = await rt.warden.call(app, 'constructor.constructor', ['return 1'])
+    expect(run.error?.code).toBe('invalid_request')
+  })
+
   it('denies an imported capability that is not granted, and records the denial', async () => {
     const app = await rt.warden.load(await guestFile('echo'))
     const run = await rt.warden.invoke(app, 'quiet')

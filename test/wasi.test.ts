@@ -101,5 +101,18 @@ describe('WASI baseline in the sandbox', () => {
       { level: 'info', message: 'hello stdout' },
       { level: 'info', message: 'hello stdout' },
     ])
+    // Four writes (text and newline, twice): four host calls and four decisions, not per line.
+    expect(run.report.hostCalls).toBe(4)
+    expect(run.decisions.filter((d) => d.capability === 'wasi:cli/stdout')).toHaveLength(4)
+  })
+
+  it('counts stdout writes against the host-call budget, however many lines they carry', async () => {
+    const core = await parse(WAT)
+    const embedded = await componentEmbed({ binary: core, witSource: WIT, world: 'test:app/app', stringEncoding: 'utf8' })
+    const app = await rt.warden.load(await componentNew(embedded, []))
+    const flood = await rt.warden.invoke(app, '\n'.repeat(4000), { limits: { hostCalls: 3, logLines: 10 } })
+    expect(flood.error?.code).toBe('limit_exceeded')
+    expect(flood.logs.length).toBeLessThanOrEqual(10)
+    expect(flood.decisions.length).toBeLessThanOrEqual(4)
   })
 })

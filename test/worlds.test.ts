@@ -121,6 +121,30 @@ function manyHeaders(n: number): string {
 
 const REQUEST = { method: 'GET', path: '/after', query: '', headers: [], body: new Uint8Array() }
 
+describe('payloads larger than the shared channel', () => {
+  it('carries a 1.2 MB input in and back out', async () => {
+    const app = await rt.warden.load(await build('action', `(module
+      (memory (export "memory") 40)
+      (global $bump (mut i32) (i32.const 1024))
+      (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+        (local $p i32)
+        (local.set $p (global.get $bump))
+        (global.set $bump (i32.add (global.get $bump) (local.get 3)))
+        (local.get $p))
+      (func (export "run") (param i32 i32) (result i32)
+        (i32.store (i32.const 16) (i32.const 0))
+        (i32.store (i32.const 20) (local.get 0))
+        (i32.store (i32.const 24) (local.get 1))
+        (i32.const 16)))`))
+    const input = `"${'x'.repeat(1_200_000)}"`
+    const before = rt.warden.pool.replacements
+    const run = await rt.warden.invoke(app, input)
+    expect(run.error).toBeUndefined()
+    expect(run.output).toBe(input)
+    expect(rt.warden.pool.replacements).toBe(before)
+  })
+})
+
 describe('outputs too large for the host', () => {
   it('refuses to lift a 48 MiB output string: limit_exceeded, and the worker lives on', async () => {
     const huge = await rt.warden.load(await build('action', HUGE_OUTPUT))

@@ -9,6 +9,22 @@ import { LOG_INTERFACE, MAX_LINE_BYTES } from './descriptor.js'
 
 const LEVELS: readonly LogLine['level'][] = ['debug', 'info', 'warn', 'error']
 
+/**
+ * Keep one log line in the run's report if the run's log budget allows; count it as dropped
+ * otherwise. Returns the line's size in bytes when kept, -1 when dropped.
+ */
+export function keepLogLine(state: WorkerRunState, level: LogLine['level'], message: string): number {
+  const text = truncate(message, MAX_LINE_BYTES)
+  const size = Buffer.byteLength(text)
+  if (state.logs.length >= state.limits.logLines || state.logBytes + size > state.limits.logBytes) {
+    state.logsDropped++
+    return -1
+  }
+  state.logBytes += size
+  state.logs.push({ level, message: text })
+  return size
+}
+
 /** Create the `warden:platform/log` import object for one run. */
 export function createLogImports(state: WorkerRunState, granted: boolean) {
   return {
@@ -33,16 +49,12 @@ export function createLogImports(state: WorkerRunState, granted: boolean) {
         decide('deny', 0, 'not granted')
         return
       }
-      const text = truncate(String(message), MAX_LINE_BYTES)
-      const size = Buffer.byteLength(text)
-      if (state.logs.length >= state.limits.logLines || state.logBytes + size > state.limits.logBytes) {
-        state.logsDropped++
+      const size = keepLogLine(state, lvl, String(message))
+      if (size < 0) {
         decide('deny', 0, 'log budget spent')
-        return
+      } else {
+        decide('allow', size, undefined)
       }
-      state.logBytes += size
-      state.logs.push({ level: lvl, message: text })
-      decide('allow', size, undefined)
     },
   }
 }

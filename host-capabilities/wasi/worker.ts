@@ -20,7 +20,7 @@
 import { getRandomValues } from 'node:crypto'
 import { WardenError } from '../../runtime/errors.js'
 import { MAX_LINE_BYTES } from '../logging/descriptor.js'
-import { createLogImports } from '../logging/worker.js'
+import { keepLogLine } from '../logging/worker.js'
 import type { WorkerRunState } from '../types.js'
 
 /** Most bytes one `get-random-bytes` (or insecure) call may ask for; more traps the guest. */
@@ -272,13 +272,30 @@ function randomU64(): bigint {
 }
 
 /**
- * Create the WASI baseline import objects for one run, keyed by interface without version.
- * Stdout lines are logged at `info`, stderr lines at `error`, both under the run's log budget.
+ * Called for every write to stdout or stderr, before its bytes are taken: the sandbox counts it
+ * as a host call (it may end the run) and records one decision for it.
  */
-export function createWasiImports(state: WorkerRunState): Record<string, object> {
-  const log = createLogImports(state, true)
-  const stdout = lineSink((line) => log.write('info', line))
-  const stderr = lineSink((line) => log.write('error', line))
+export type StreamWriteHook = (stream: 'wasi:cli/stdout' | 'wasi:cli/stderr', bytes: number) => void
+
+/**
+ * Create the WASI baseline import objects for one run, keyed by interface without version.
+ * Stdout lines are logged at `info`, stderr lines at `error`, both under the run's log budget;
+ * every write is reported to `onWrite` (one host call and one audit decision per write).
+ */
+export function createWasiImports(
+  state: WorkerRunState,
+  onWrite: StreamWriteHook = () => {},
+): Record<string, object> {
+  const stdoutLines = lineSink((line) => keepLogLine(state, 'info', line))
+  const stderrLines = lineSink((line) => keepLogLine(state, 'error', line))
+  const stdout: Sink = (bytes) => {
+    onWrite('wasi:cli/stdout', bytes.byteLength)
+    stdoutLines(bytes)
+  }
+  const stderr: Sink = (bytes) => {
+    onWrite('wasi:cli/stderr', bytes.byteLength)
+    stderrLines(bytes)
+  }
   let seed: readonly [bigint, bigint] | undefined
 
   return {

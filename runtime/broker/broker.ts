@@ -87,12 +87,21 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
       return fail(error)
     }
     if (value instanceof Promise) {
+      // Recorded now, completed when it settles: a call still in flight when the run ends
+      // (its deadline) is audited as started, never lost.
+      const pending = ctx.decisions.length
+      record('allow', 'unfinished when the run ended')
+      const settle = () => ctx.decisions.splice(pending, 1)
       return value.then(
         (resolved: unknown): HostCallResponse => {
+          settle()
           record('allow', undefined)
           return { ok: true, value: resolved }
         },
-        fail,
+        (error: unknown) => {
+          settle()
+          return fail(error)
+        },
       )
     }
     record('allow', undefined)

@@ -43,6 +43,14 @@ export interface LimitCeilings {
   maxTimeoutMs: number
   /** Largest fuel budget. */
   maxFuel: number
+  /** Largest host call budget. Default 100,000. */
+  maxHostCalls?: number
+  /** Largest egress budget, in bytes. Default 1 GiB. */
+  maxEgressBytes?: number
+  /** Largest log line budget. Default 10,000. */
+  maxLogLines?: number
+  /** Largest log byte budget. Default 1 MiB. */
+  maxLogBytes?: number
 }
 
 /** Default ceilings: 1 GiB of memory, 5 minutes, 1e12 fuel. */
@@ -80,5 +88,9 @@ export function resolveLimits(
   out.memoryMb = Math.min(out.memoryMb, ceilings.maxMemoryMb)
   out.timeoutMs = Math.min(out.timeoutMs, ceilings.maxTimeoutMs)
   out.fuel = Math.min(out.fuel, ceilings.maxFuel)
+  out.hostCalls = Math.min(out.hostCalls, ceilings.maxHostCalls ?? 100_000)
+  out.egressBytes = Math.min(out.egressBytes, ceilings.maxEgressBytes ?? 1024 ** 3)
+  out.logLines = Math.min(out.logLines, ceilings.maxLogLines ?? 10_000)
+  out.logBytes = Math.min(out.logBytes, ceilings.maxLogBytes ?? 1024 * 1024)
   return Object.freeze(out)
 }

@@ -47,6 +47,16 @@ describe('parseWorld', () => {
     ])
   })
 
+  it('is not moved by braces or semicolons inside comments', () => {
+    const world = parseWorld(
+      wit(`  /// a doc comment with a brace { and a semicolon ;
+  /* a block comment } ; */
+  import wasi:filesystem/types@0.2.0;
+  export run: func(input: string) -> result<string, string>;`),
+    )
+    expect(world.imports).toEqual([{ name: 'wasi:filesystem/types@0.2.0', kind: 'interface' }])
+  })
+
   it('refuses text without a world', () => {
     expect(codeOf(() => parseWorld('package a:b;'))).toBe('invalid_component')
   })

@@ -21,14 +21,16 @@ export interface ComponentWorld {
 
 /** Parse the `world root { … }` block of `componentWit` output. Nested blocks are skipped. */
 export function parseWorld(wit: string): ComponentWorld {
-  const start = wit.search(/^\s*world\s+[\w-]+\s*\{/m)
+  // Comments first: a `{`, `}` or `;` inside one must not move the parser.
+  const text = wit.replace(/\/\*[\s\S]*?\*\//g, ' ').replace(/\/\/[^\n]*/g, ' ')
+  const start = text.search(/^\s*world\s+[\w-]+\s*\{/m)
   if (start < 0) {
     throw new WardenError('invalid_component', 'the component has no world')
   }
   const world: ComponentWorld = { imports: [], exports: [] }
   let depth = 0
   let statement = ''
-  const body = wit.slice(wit.indexOf('{', start) + 1)
+  const body = text.slice(text.indexOf('{', start) + 1)
   for (const ch of body) {
     if (ch === '{') {
       depth++

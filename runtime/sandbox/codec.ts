@@ -24,6 +24,7 @@ const OBJECT = 11
 const V8 = 12
 
 const MAX_DEPTH = 256
+const SCRATCH_KEEP_BYTES = 4 * 1024 * 1024
 
 /** Reused per thread: a message is encoded here, then copied out by the caller at once. */
 let scratch = Buffer.allocUnsafeSlow(64 * 1024)
@@ -177,6 +178,10 @@ function writeBlob(value: unknown): void {
  */
 export function encode(value: unknown, options: { native?: boolean } = {}): Uint8Array {
   pos = 0
+  if (scratch.length > SCRATCH_KEEP_BYTES) {
+    // The previous (large) message has been copied out: give its memory back.
+    scratch = Buffer.allocUnsafeSlow(64 * 1024)
+  }
   if (options.native) {
     // Large, many-object messages (a run's logs and decisions) are faster through V8's own
     // serialiser; small ones are faster here.

@@ -67,6 +67,30 @@ interface ReadyComponent {
  */
 const MAX_LIFT_BYTES = 16 * 1024 * 1024
 
+/** The largest host call payload (strings and byte lists, summed), checked before encoding. */
+const MAX_HOST_CALL_BYTES = 16 * 1024 * 1024
+
+/** Bytes of strings and byte lists in a host call's arguments, walking at most `depth` levels. */
+function payloadBytes(value: unknown, depth = 0): number {
+  if (typeof value === 'string') {
+    return value.length
+  }
+  if (value instanceof Uint8Array) {
+    return value.byteLength
+  }
+  if (depth > 32 || value === null || typeof value !== 'object') {
+    return 0
+  }
+  let total = 0
+  for (const item of Array.isArray(value) ? value : Object.values(value)) {
+    total += payloadBytes(item, depth + 1)
+    if (total > MAX_HOST_CALL_BYTES) {
+      break
+    }
+  }
+  return total
+}
+
 class BoundedTextDecoder extends TextDecoder {
   override decode(input?: AllowSharedBufferSource, options?: TextDecodeOptions): string {
     if (input !== undefined && input.byteLength > MAX_LIFT_BYTES) {
@@ -141,7 +165,16 @@ function buildImports(grant: WorkerGrant, state: RunState): Record<string, objec
         },
       }
     } else if (name.startsWith('wasi:')) {
-      wasi ??= createWasiImports(state)
+      wasi ??= createWasiImports(state, (stream, bytes) => {
+        countHostCall(state)
+        state.decisions.push({
+          call: state.hostCalls,
+          capability: stream,
+          fn: 'write',
+          decision: 'allow',
+          bytesOut: bytes,
+        })
+      })
       imports[name] = wasi[name] ?? {}
     } else if (name in data.brokerInterfaces) {
       const fns: Record<string, (...args: unknown[]) => unknown> = {}
@@ -186,6 +219,13 @@ function bridgeCall(
     const thrown = { payload: { tag: 'denied', val: `${capability} is not granted to this run` } }
     state.denial = { thrown, capability }
     throw thrown
+  }
+  if (payloadBytes(args) > MAX_HOST_CALL_BYTES) {
+    state.fatal = new WardenError(
+      'limit_exceeded',
+      `a host call carried more than ${MAX_HOST_CALL_BYTES} bytes`,
+    )
+    throw state.fatal
   }
   const response = callBroker({ call: state.hostCalls, capability, fn, args })
   if (response.ok) {
@@ -320,7 +360,11 @@ function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
     )
     let target: unknown = instance
     for (const part of msg.exportName.split('.')) {
-      target = (target as Record<string, unknown> | undefined)?.[part]
+      // Own properties only: `constructor.constructor` must not reach Function.
+      target =
+        target !== null && typeof target === 'object' && Object.hasOwn(target, part)
+          ? (target as Record<string, unknown>)[part]
+          : undefined
     }
     if (typeof target !== 'function') {
       throw new WardenError('invalid_request', `the component does not export ${msg.exportName}`)
@@ -374,14 +418,19 @@ function postResult(message: FromWorker): void {
 }
 
 function handleControl(msg: ToWorkerControl): void {
-  if (msg.type === 'unload') {
-    components.delete(msg.key)
-    return
-  }
-  try {
-    components.set(msg.component.key, load(msg.component))
-  } catch (error) {
-    components.set(msg.component.key, error instanceof Error ? error : new Error(String(error)))
+  switch (msg.type) {
+    case 'unload':
+      components.delete(msg.key)
+      return
+    case 'load': {
+      const key = msg.component.key
+      try {
+        components.set(key, load(msg.component))
+      } catch (error) {
+        components.set(key, error instanceof Error ? error : new Error(String(error)))
+      }
+      return
+    }
   }
 }
 
@@ -435,7 +484,11 @@ for (;;) {
     Atomics.wait(header, CHANNEL.STATE, state)
     continue
   }
-  drainControl()
+  // A job too large for the channel waits on the control port behind its loads: readJob
+  // drains both in order. Otherwise the loads are drained first, then the job read in place.
+  if (Atomics.load(header, CHANNEL.LENGTH) !== CHANNEL.LENGTH_ON_PORT) {
+    drainControl()
+  }
   const job = readJob()
   Atomics.store(header, CHANNEL.STATE, CHANNEL.IDLE)
   if (job) {

@@ -186,7 +186,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     pool,
     load: (bytes) => loader.load(bytes),
     call,
-    invoke(component, input, opts) {
+    async invoke(component, input, opts) {
       if (component.kind !== 'action') {
         throw new WardenError('invalid_request', 'this component is not an action (it exports no run)')
       }

@@ -18,7 +18,7 @@ import { runDemo } from './demo.js'
 import { createValueReader } from './io.js'
 import type { CliIo } from './io.js'
 import { formatKeys, listKeys, publicJwks, rotateKey } from './keys.js'
-import { CAPABILITY_ALIASES, EXIT, runApp, runWithToken } from './run.js'
+import { EXIT, runApp, runWithToken } from './run.js'
 import { checkSecretName, deleteSecret, listSecrets, readSecretValue, setSecret } from './secret.js'
 import {
   attenuateToken,
@@ -109,7 +109,7 @@ verified for this build, grants and limits come from it alone (so --grant, --fue
 --timeout-ms and --host-calls are refused), secrets and data are available as it grants, and
 the run is written to the audit log. Without one, it is a local dev run with the flags' grants.
 
-Capabilities (local run): ${Object.keys(CAPABILITY_ALIASES).join(', ')}.
+Capabilities (local run): log; http, secrets and data can only be granted by a token.
 Exit codes: 0 ok, 1 Warden error (the code is printed), 2 usage, 3 the guest returned its err case.
 
 Examples:

@@ -18,6 +18,12 @@ export const CAPABILITY_ALIASES: Readonly<Record<string, string>> = {
   data: 'warden:platform/data',
 }
 
+const NEEDS_TOKEN: ReadonlySet<string> = new Set([
+  'warden:platform/http',
+  'warden:platform/secrets',
+  'warden:platform/data',
+])
+
 /** Process exit codes of `warden run`. */
 export const EXIT = { ok: 0, wardenError: 1, usage: 2, guestError: 3 } as const
 
@@ -56,6 +62,10 @@ export async function runApp(options: RunAppOptions): Promise<RunAppResult> {
     const name = CAPABILITY_ALIASES[g] ?? g
     if (!/^[a-z][\w-]*:[a-z][\w-]*\/[a-z][\w-]*$/.test(name)) {
       throw new WardenError('invalid_request', `unknown capability ${JSON.stringify(g)}`)
+    }
+    if (NEEDS_TOKEN.has(name)) {
+      // Their grants name hosts, secrets and prefixes: only a token can carry them.
+      throw new WardenError('invalid_request', `${g} can only be granted by a token: use --token`)
     }
     return name
   })

@@ -111,7 +111,6 @@ function write(value: unknown, depth: number): void {
         scratch[pos++] = UINT64
         scratch.writeBigUInt64LE(value, pos)
       } else {
-        pos -= 0
         writeBlob(value)
         return
       }
@@ -230,10 +229,7 @@ function read(buf: Buffer, r: { at: number }): unknown {
     case STRING:
       return readString(buf, r)
     case BYTES: {
-      const length = buf.readUInt32LE(r.at)
-      const start = r.at + 4
-      r.at = start + length
-      check(buf, r.at)
+      const start = readSpan(buf, r)
       return new Uint8Array(buf.buffer.slice(buf.byteOffset + start, buf.byteOffset + r.at))
     }
     case ARRAY: {
@@ -261,24 +257,16 @@ function read(buf: Buffer, r: { at: number }): unknown {
       }
       return out
     }
-    case V8: {
-      const length = buf.readUInt32LE(r.at)
-      const start = r.at + 4
-      r.at = start + length
-      check(buf, r.at)
-      return deserialize(buf.subarray(start, r.at))
-    }
+    case V8:
+      return deserialize(buf.subarray(readSpan(buf, r), r.at))
     default:
       throw new TypeError(`unknown tag ${String(tag)} in a channel message`)
   }
 }
 
 function readString(buf: Buffer, r: { at: number }): string {
-  const length = buf.readUInt32LE(r.at)
-  const start = r.at + 4
-  r.at = start + length
-  check(buf, r.at)
-  if (length < 32) {
+  const start = readSpan(buf, r)
+  if (r.at - start < 32) {
     let out = ''
     for (let i = start; i < r.at; i++) {
       const c = buf[i]!
@@ -292,8 +280,12 @@ function readString(buf: Buffer, r: { at: number }): string {
   return buf.toString('utf8', start, r.at)
 }
 
-function check(buf: Buffer, end: number): void {
-  if (end > buf.length) {
+/** A length-prefixed span: returns its start and moves `r.at` past its end. */
+function readSpan(buf: Buffer, r: { at: number }): number {
+  const start = r.at + 4
+  r.at = start + buf.readUInt32LE(r.at)
+  if (r.at > buf.length) {
     throw new RangeError('truncated channel message')
   }
+  return start
 }

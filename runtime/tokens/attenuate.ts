@@ -13,16 +13,6 @@ import type { MintedToken } from './mint.js'
 import type { RevocationList } from './revocations.js'
 import { verifyClaims } from './verify.js'
 
-export {
-  findAttenuationWidening,
-  findGrantWidening,
-  findLimitWidening,
-  isDataEntrySubset,
-  isGrantSubset,
-  isHttpEntrySubset,
-  isSecretEntrySubset,
-} from './subset.js'
-
 /** What the child token should be. Everything left out is the parent's. */
 export interface AttenuationRequest {
   /**

@@ -18,6 +18,7 @@
  * a private field on such an object throws a `TypeError`, which traps the guest.
  */
 import { getRandomValues } from 'node:crypto'
+import { hrtime } from 'node:process'
 import { WardenError } from '../../runtime/errors.js'
 import { MAX_LINE_BYTES } from '../logging/descriptor.js'
 import { keepLogLine } from '../logging/worker.js'
@@ -310,7 +311,7 @@ export function createWasiImports(
     }),
     'wasi:clocks/monotonic-clock': Object.freeze({
       now(): bigint {
-        return process.hrtime.bigint()
+        return hrtime.bigint()
       },
       resolution(): bigint {
         return 1n

@@ -7,6 +7,7 @@
  * string (UTF-8), bytes (Uint8Array), array, object (string keys). Anything else (another
  * typed array, a Map, …) is carried as a `v8.serialize` blob, so nothing is lost, only slower.
  */
+import { Buffer } from 'node:buffer'
 import { deserialize, serialize } from 'node:v8'
 
 const UNDEFINED = 0
@@ -24,6 +25,22 @@ const OBJECT = 11
 const V8 = 12
 
 const MAX_DEPTH = 256
+
+/**
+ * Prototypes of plain objects and of byte arrays: this realm's, plus those of every glue realm
+ * (see `glue-realm.ts`), whose values cross the channel as often as ours.
+ */
+const PLAIN_PROTOTYPES = new WeakSet<object>([Object.prototype])
+const BYTES_PROTOTYPES = new WeakSet<object>([Uint8Array.prototype])
+
+/** Encode values made in another realm (a glue realm) as this realm's plain objects and bytes. */
+export function adoptRealm(intrinsics: {
+  Object: ObjectConstructor
+  Uint8Array: Uint8ArrayConstructor
+}): void {
+  PLAIN_PROTOTYPES.add(intrinsics.Object.prototype)
+  BYTES_PROTOTYPES.add(intrinsics.Uint8Array.prototype)
+}
 const SCRATCH_KEEP_BYTES = 4 * 1024 * 1024
 
 /** Reused per thread: a message is encoded here, then copied out by the caller at once. */
@@ -121,18 +138,20 @@ function write(value: unknown, depth: number): void {
       scratch[pos++] = STRING
       writeString(value)
       return
-    case 'object':
+    case 'object': {
       if (value === null) {
         ensure(1)
         scratch[pos++] = NULL
         return
       }
-      if (value instanceof Uint8Array && value.constructor === Uint8Array) {
-        ensure(5 + value.length)
+      const proto = Object.getPrototypeOf(value) as object | null
+      if (proto !== null && BYTES_PROTOTYPES.has(proto) && ArrayBuffer.isView(value)) {
+        const bytes = value as Uint8Array
+        ensure(5 + bytes.length)
         scratch[pos++] = BYTES
-        scratch.writeUInt32LE(value.length, pos)
-        scratch.set(value, pos + 4)
-        pos += 4 + value.length
+        scratch.writeUInt32LE(bytes.length, pos)
+        scratch.set(bytes, pos + 4)
+        pos += 4 + bytes.length
         return
       }
       if (Array.isArray(value)) {
@@ -144,7 +163,7 @@ function write(value: unknown, depth: number): void {
         }
         return
       }
-      if (Object.getPrototypeOf(value) === Object.prototype) {
+      if (proto !== null && PLAIN_PROTOTYPES.has(proto)) {
         const keys = Object.keys(value)
         ensure(1)
         scratch[pos++] = OBJECT
@@ -157,6 +176,7 @@ function write(value: unknown, depth: number): void {
       }
       writeBlob(value)
       return
+    }
     default:
       throw new TypeError(`a ${typeof value} cannot cross the channel`)
   }
@@ -196,14 +216,18 @@ export function decode(bytes: Uint8Array): unknown {
   // One copy out of shared memory: decoded bytes and strings must not alias the channel.
   const buf = Buffer.from(bytes)
   const reader = { at: 0 }
-  const value = read(buf, reader)
+  const value = read(buf, reader, 0)
   if (reader.at !== buf.length) {
     throw new TypeError('trailing bytes after a channel message')
   }
   return value
 }
 
-function read(buf: Buffer, r: { at: number }): unknown {
+function read(buf: Buffer, r: { at: number }, depth: number): unknown {
+  if (depth > MAX_DEPTH) {
+    // The decoder reads what a worker wrote: a forged message must not overflow this stack.
+    throw new TypeError('channel message nested too deeply')
+  }
   const tag = buf[r.at++]
   switch (tag) {
     case UNDEFINED:
@@ -237,7 +261,7 @@ function read(buf: Buffer, r: { at: number }): unknown {
       r.at += 4
       const out = new Array<unknown>(Math.min(count, buf.length))
       for (let i = 0; i < count; i++) {
-        out[i] = read(buf, r)
+        out[i] = read(buf, r, depth + 1)
       }
       return out
     }
@@ -247,7 +271,7 @@ function read(buf: Buffer, r: { at: number }): unknown {
       const out: Record<string, unknown> = {}
       for (let i = 0; i < count; i++) {
         const key = readString(buf, r)
-        const item = read(buf, r)
+        const item = read(buf, r, depth + 1)
         if (key === '__proto__') {
           // NB: defineProperty, so a key named `__proto__` is data, not a prototype change.
           Object.defineProperty(out, key, { value: item, enumerable: true, writable: true, configurable: true })

@@ -7,6 +7,8 @@
  * - A watchdog ends every run at its deadline: the worker is terminated, the run answers
  *   `timeout` at once, and a fresh worker is started in the background.
  * - A worker that dies mid-run ends that run with `internal`; the pool heals itself.
+ * - Nothing a worker sends is trusted: a malformed or forged message (unknown tag, wrong
+ *   length, deep nesting, wrong shape) retires that worker and ends its run with `internal`.
  */
 import { availableParallelism } from 'node:os'
 import { MessageChannel } from 'node:worker_threads'
@@ -19,7 +21,6 @@ import type { ResolvedLimits } from '../limits/limits.js'
 import { decode, encode } from './codec.js'
 import { CHANNEL, DEFAULT_CHANNEL_BYTES } from './protocol.js'
 import type {
-  FromWorker,
   HostCallRequest,
   HostCallResponse,
   InvokeJob,
@@ -28,6 +29,7 @@ import type {
   WorkerGrant,
   WorkerMetering,
 } from './protocol.js'
+import { checkFromWorker, checkHostCallRequest } from './validate.js'
 import type { SandboxWorkerData } from './worker.js'
 
 /** Options of {@link SandboxPool}. */
@@ -47,6 +49,8 @@ export interface SandboxPoolOptions {
   ) => HostCallResponse | Promise<HostCallResponse>
   /** Components kept loaded per worker before the least recently used is dropped. Default 32. */
   componentsPerWorker?: number
+  /** @internal Tests only: start this module instead of `./worker` (a forged worker). */
+  workerModule?: { from: string; name: string }
 }
 
 /** One run for the pool. */
@@ -173,7 +177,8 @@ export class SandboxPool {
       controlPort: control.port2,
       brokerInterfaces: this.#options.brokerInterfaces,
     }
-    const worker = startWorker(import.meta.url, './worker', {
+    const entry = this.#options.workerModule ?? { from: import.meta.url, name: './worker' }
+    const worker = startWorker(entry.from, entry.name, {
       workerData,
       transferList: [response.port2, control.port2],
       env: {},
@@ -193,20 +198,49 @@ export class SandboxPool {
     }
     this.#slots.add(slot)
     worker.unref()
-    worker.on('message', (msg: FromWorker) => this.#onMessage(slot, msg))
+    worker.on('message', (msg: unknown) => this.#guard(slot, () => this.#onMessage(slot, msg)))
     worker.on('error', () => this.#onCrash(slot))
     worker.on('exit', () => this.#onCrash(slot))
-    this.#arm(slot)
+    this.#guard(slot, () => this.#arm(slot))
   }
 
-  #onMessage(slot: Slot, msg: FromWorker): void {
+  /**
+   * Run `fn`, which reads what the worker sent; if that throws, the worker is not to be
+   * trusted any more: retire it and end its run with `internal`. Never lets an error escape
+   * (an unhandled rejection would end the host).
+   */
+  #guard(slot: Slot, fn: () => void): void {
+    try {
+      fn()
+    } catch {
+      this.#onCrash(slot, 'the sandbox worker sent a malformed message')
+    }
+  }
+
+  /** Decode a payload the worker wrote into the shared area, checking its length first. */
+  #readArea(slot: Slot): unknown {
+    const length = Atomics.load(slot.header, CHANNEL.LENGTH)
+    if (!Number.isInteger(length) || length < 0 || length > slot.area.length) {
+      throw new RangeError('bad length on the channel')
+    }
+    return decode(slot.area.subarray(0, length))
+  }
+
+  #onMessage(slot: Slot, received: unknown): void {
+    const msg = checkFromWorker(received)
+    if (!msg) {
+      throw new TypeError('malformed message from a worker')
+    }
     switch (msg.type) {
       case 'ready':
         slot.ready = true
         this.#pump()
         return
       case 'host-call-large': {
-        const request = decode(msg.bytes) as HostCallRequest
+        const request = checkHostCallRequest(decode(msg.bytes))
+        if (!request) {
+          throw new TypeError('malformed host call from a worker')
+        }
         const waiter = slot.largeRequests.shift()
         if (waiter) {
           waiter(request)
@@ -243,7 +277,7 @@ export class SandboxPool {
     run.resolve(result)
   }
 
-  #onCrash(slot: Slot): void {
+  #onCrash(slot: Slot, message = 'the sandbox worker stopped unexpectedly'): void {
     if (slot.dead) {
       return
     }
@@ -252,7 +286,7 @@ export class SandboxPool {
     if (run) {
       run.resolve({
         ok: false,
-        error: { code: 'internal', message: 'the sandbox worker stopped unexpectedly' },
+        error: { code: 'internal', message },
         metering: null,
         wallMs: performance.now() - run.startedAt,
       })
@@ -384,15 +418,14 @@ export class SandboxPool {
         return
       }
       if (state === CHANNEL.RESULT) {
-        const length = Atomics.load(slot.header, CHANNEL.LENGTH)
-        const message = decode(slot.area.subarray(0, length)) as FromWorker
+        const message = this.#readArea(slot)
         Atomics.store(slot.header, CHANNEL.STATE, CHANNEL.IDLE)
         this.#onMessage(slot, message)
         continue
       }
       const wait = Atomics.waitAsync(slot.header, CHANNEL.STATE, state)
       if (wait.async) {
-        void wait.value.then(() => this.#arm(slot))
+        void wait.value.then(() => this.#guard(slot, () => this.#arm(slot)))
         return
       }
     }
@@ -400,12 +433,17 @@ export class SandboxPool {
 
   #serve(slot: Slot): void {
     const run = slot.current
-    const length = Atomics.load(slot.header, CHANNEL.LENGTH)
-    if (length === CHANNEL.LENGTH_ON_PORT) {
-      void this.#nextLargeRequest(slot).then((request) => this.#answer(slot, run, request))
+    if (Atomics.load(slot.header, CHANNEL.LENGTH) === CHANNEL.LENGTH_ON_PORT) {
+      void this.#nextLargeRequest(slot).then((request) =>
+        this.#guard(slot, () => this.#answer(slot, run, request)),
+      )
       return
     }
-    this.#answer(slot, run, decode(slot.area.subarray(0, length)) as HostCallRequest)
+    const request = checkHostCallRequest(this.#readArea(slot))
+    if (!request) {
+      throw new TypeError('malformed host call from a worker')
+    }
+    this.#answer(slot, run, request)
   }
 
   #answer(slot: Slot, run: ActiveRun | undefined, request: HostCallRequest): void {
@@ -420,8 +458,11 @@ export class SandboxPool {
     }
     if (response instanceof Promise) {
       void response.then(
-        (answer) => this.#reply(slot, run, answer),
-        (error: unknown) => this.#reply(slot, run, { ok: false, fatal: toWardenError(error).toJSON() }),
+        (answer) => this.#guard(slot, () => this.#reply(slot, run, answer)),
+        (error: unknown) =>
+          this.#guard(slot, () =>
+            this.#reply(slot, run, { ok: false, fatal: toWardenError(error).toJSON() }),
+          ),
       )
     } else {
       this.#reply(slot, run, response)
@@ -432,7 +473,14 @@ export class SandboxPool {
     if (slot.dead || slot.current !== run) {
       return
     }
-    const bytes = encode(response)
+    let bytes: Uint8Array
+    try {
+      bytes = encode(response)
+    } catch (error) {
+      // The broker's answer cannot cross (a host bug, not the guest's): end the run.
+      response = { ok: false, fatal: toWardenError(error).toJSON() }
+      bytes = encode(response)
+    }
     if (bytes.length <= slot.area.length) {
       slot.area.set(bytes)
       Atomics.store(slot.header, CHANNEL.LENGTH, bytes.length)

@@ -10,7 +10,7 @@
  * Nothing here trusts the guest: it only sees the guest through jco's glue and the
  * instrumented core modules, whose fuel and memory counters live in `warden:meter` globals.
  */
-import { compileFunction } from 'node:vm'
+import { Buffer } from 'node:buffer'
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { createLogImports, LOG_INTERFACE } from '../../host-capabilities/logging/index.js'
@@ -21,7 +21,10 @@ import type { SerializedError } from '../errors.js'
 import { METER_MODULE, TRAP_FUEL, TRAP_MEMORY } from '../limits/instrument.js'
 import { PAGES_PER_MB } from '../limits/limits.js'
 import type { ResolvedLimits } from '../limits/limits.js'
-import { decode, encode } from './codec.js'
+import { adoptRealm, decode, encode } from './codec.js'
+import { createGlueRealm } from './glue-realm.js'
+import type { GlueRealm, RealmIntrinsics, RealmTextCodec } from './glue-realm.js'
+import { lockDownWorkerRealm } from './lockdown.js'
 import { CHANNEL } from './protocol.js'
 import type {
   FromWorker,
@@ -54,6 +57,8 @@ type Instantiate = (
 
 interface ReadyComponent {
   instantiate: Instantiate
+  /** The built-ins of the glue's realm: values and errors the glue makes are branded by them. */
+  realm: RealmIntrinsics
   modules: Record<string, WebAssembly.Module>
   minMemoryPages: number
 }
@@ -75,7 +80,8 @@ function payloadBytes(value: unknown, depth = 0): number {
   if (typeof value === 'string') {
     return value.length
   }
-  if (value instanceof Uint8Array) {
+  if (ArrayBuffer.isView(value)) {
+    // Any realm's typed array: the glue's realm makes the ones a guest passes.
     return value.byteLength
   }
   if (depth > 32 || value === null || typeof value !== 'object') {
@@ -91,21 +97,39 @@ function payloadBytes(value: unknown, depth = 0): number {
   return total
 }
 
-class BoundedTextDecoder extends TextDecoder {
-  override decode(input?: AllowSharedBufferSource, options?: TextDecodeOptions): string {
-    if (input !== undefined && input.byteLength > MAX_LIFT_BYTES) {
+const decoders: Record<string, TextDecoder> = {
+  'utf-8': new TextDecoder('utf-8'),
+  'utf-16le': new TextDecoder('utf-16le'),
+}
+const utf8 = new TextEncoder()
+
+/**
+ * What the glue realm's `TextDecoder` and `TextEncoder` do. jco's glue decodes every string it
+ * lifts with its realm's TextDecoder, so bounding `decode` here bounds them all.
+ */
+const textCodec: RealmTextCodec = {
+  decode(label, input) {
+    const view = input as AllowSharedBufferSource
+    if (!ArrayBuffer.isView(view) && !(view instanceof ArrayBuffer)) {
+      throw new WardenError('guest_trap', 'the glue decoded something that is not bytes')
+    }
+    if (view.byteLength > MAX_LIFT_BYTES) {
       throw new WardenError(
         'limit_exceeded',
-        `the guest passed a string of ${input.byteLength} bytes; the limit is ${MAX_LIFT_BYTES}`,
+        `the guest passed a string of ${view.byteLength} bytes; the limit is ${MAX_LIFT_BYTES}`,
       )
     }
-    return super.decode(input, options)
-  }
+    return decoders[label]!.decode(view)
+  },
+  byteLength: (text) => Buffer.byteLength(text),
+  encodeInto: (text, into) => utf8.encodeInto(text, into),
 }
-globalThis.TextDecoder = BoundedTextDecoder
 
 const port = parentPort!
 const data = workerData as SandboxWorkerData
+// Everything this worker needs is imported or captured above; from here on the realm holds
+// no ambient authority (see lockdown.ts), before any guest-derived code exists.
+lockDownWorkerRealm()
 const header = new Int32Array(data.channel, 0, CHANNEL.HEADER_BYTES / 4)
 const area = new Uint8Array(data.channel, CHANNEL.HEADER_BYTES)
 const components = new Map<string, ReadyComponent | Error>()
@@ -240,20 +264,46 @@ function bridgeCall(
 
 function load(component: LoadedComponentMessage): ReadyComponent {
   // NB: a function compiled from the glue, not a dynamic import: loading stays synchronous,
-  // so the worker can stay in its Atomics.wait loop. See `loader/glue.ts` for the shape check.
-  const factory = compileFunction(component.glueSource, [], { filename: component.glueFile })
-  const instantiate = factory() as unknown
+  // so the worker can stay in its Atomics.wait loop. See `loader/glue.ts` for the checks.
+  // Each component gets a realm of its own: components never share built-ins.
+  const realm: GlueRealm = createGlueRealm(textCodec)
+  adoptRealm(realm.intrinsics)
+  const instantiate = realm.evaluate(component.glueSource, component.glueFile)
   if (typeof instantiate !== 'function') {
     throw new WardenError('internal', 'transpiled glue has no instantiate function')
   }
   return {
     instantiate: instantiate as Instantiate,
+    realm: realm.intrinsics,
     modules: component.modules,
     minMemoryPages: component.minMemoryPages,
   }
 }
 
-function classify(error: unknown, state: RunState, trap: number): SerializedError {
+/** `error instanceof <name>` in the worker's realm or in the glue's. */
+function isA(
+  error: unknown,
+  realm: RealmIntrinsics | undefined,
+  name: 'Error' | 'TypeError' | 'RangeError',
+): error is Error {
+  return error instanceof globalThis[name] || (realm !== undefined && error instanceof realm[name])
+}
+
+/** The same for WebAssembly's error classes. */
+function isWasmError(
+  error: unknown,
+  realm: RealmIntrinsics | undefined,
+  name: 'RuntimeError' | 'LinkError' | 'CompileError',
+): boolean {
+  return error instanceof WebAssembly[name] || (realm !== undefined && error instanceof realm.WebAssembly[name])
+}
+
+function classify(
+  error: unknown,
+  state: RunState,
+  trap: number,
+  realm: RealmIntrinsics | undefined,
+): SerializedError {
   if (state.fatal) {
     return state.fatal.toJSON()
   }
@@ -269,19 +319,19 @@ function classify(error: unknown, state: RunState, trap: number): SerializedErro
   if (error instanceof WardenError) {
     return error.toJSON()
   }
-  if (state.denial && (error === state.denial.thrown || error instanceof TypeError)) {
+  if (state.denial && (error === state.denial.thrown || isA(error, realm, 'TypeError'))) {
     return {
       code: 'capability_denied',
       message: `${state.denial.capability} is not granted to this run`,
     }
   }
-  if (error instanceof RangeError && /call stack/i.test(error.message)) {
+  if (isA(error, realm, 'RangeError') && /call stack/i.test(error.message)) {
     return { code: 'guest_trap', message: 'the guest overflowed its stack' }
   }
-  if (error instanceof WebAssembly.RuntimeError) {
-    return { code: 'guest_trap', message: `the guest trapped: ${error.message}` }
+  if (isWasmError(error, realm, 'RuntimeError')) {
+    return { code: 'guest_trap', message: `the guest trapped: ${(error as Error).message}` }
   }
-  if (error instanceof WebAssembly.LinkError || error instanceof WebAssembly.CompileError) {
+  if (isWasmError(error, realm, 'LinkError') || isWasmError(error, realm, 'CompileError')) {
     return { code: 'internal', message: 'the component could not be linked' }
   }
   if (error instanceof Error && error.name === 'GuestExit') {
@@ -375,7 +425,7 @@ function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
       value = (target as (...args: unknown[]) => unknown)(...msg.args)
     } catch (error) {
       // A `result<_, E>` export returning `err` surfaces as jco's ComponentError with a payload.
-      if (!state.fatal && error instanceof Error && Object.hasOwn(error, 'payload')) {
+      if (!state.fatal && isA(error, ready.realm, 'Error') && Object.hasOwn(error, 'payload')) {
         value = (error as Error & { payload: unknown }).payload
         outcome = 'err'
       } else {
@@ -393,7 +443,7 @@ function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
     }
     return { type: 'result', id: msg.id, ok: true, outcome, value, metering: metering() }
   } catch (error) {
-    const serialized = classify(error, state, meter.trap.value as number)
+    const serialized = classify(error, state, meter.trap.value as number, ready.realm)
     return { type: 'result', id: msg.id, ok: false, error: serialized, metering: metering() }
   }
 }

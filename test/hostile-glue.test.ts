@@ -115,4 +115,11 @@ return function instantiate(getCoreModule, imports) {
     const again = await pool.run(job(HOSTILE_GLUE, 'hostile-3'))
     expect(again.ok).toBe(true)
   })
+
+  it('answers invalid_component, not internal, for glue that does not evaluate', async () => {
+    for (const [i, glue] of ["return function instantiate( {", 'return 42', "throw new Error('no')"].entries()) {
+      const result = await pool.run(job(glue, `broken-${i}`))
+      expect(!result.ok && result.error.code).toBe('invalid_component')
+    }
+  })
 })

@@ -278,15 +278,33 @@ function randomU64(): bigint {
  */
 export type StreamWriteHook = (stream: 'wasi:cli/stdout' | 'wasi:cli/stderr', bytes: number) => void
 
+/** Default resolution of a guest's monotonic clock: 100 µs, in nanoseconds. */
+export const DEFAULT_CLOCK_RESOLUTION_NS = 100_000
+
+/** Options of {@link createWasiImports}. */
+export interface WasiOptions {
+  /**
+   * Resolution of the monotonic clock in nanoseconds (default 100 µs). A guest should not time
+   * host calls to the microsecond, nor learn the host's uptime: its clock starts at 0 for each
+   * run and ticks in steps of this size.
+   */
+  clockResolutionNs?: number
+}
+
 /**
  * Create the WASI baseline import objects for one run, keyed by interface without version.
  * Stdout lines are logged at `info`, stderr lines at `error`, both under the run's log budget;
  * every write is reported to `onWrite` (one host call and one audit decision per write).
+ * The monotonic clock starts at 0 when this is called, in coarse steps; the wall clock is
+ * rounded to the millisecond.
  */
 export function createWasiImports(
   state: WorkerRunState,
   onWrite: StreamWriteHook = () => {},
+  options: WasiOptions = {},
 ): Record<string, object> {
+  const step = BigInt(Math.max(1, Math.floor(options.clockResolutionNs ?? DEFAULT_CLOCK_RESOLUTION_NS)))
+  const epoch = hrtime.bigint()
   const stdoutLines = lineSink((line) => keepLogLine(state, 'info', line))
   const stderrLines = lineSink((line) => keepLogLine(state, 'error', line))
   const stdout: Sink = (bytes) => {
@@ -311,10 +329,11 @@ export function createWasiImports(
     }),
     'wasi:clocks/monotonic-clock': Object.freeze({
       now(): bigint {
-        return hrtime.bigint()
+        const elapsed = hrtime.bigint() - epoch
+        return elapsed - (elapsed % step)
       },
       resolution(): bigint {
-        return 1n
+        return step
       },
       /** Ready at once: the guest cannot wait for an instant. */
       subscribeInstant(_when: bigint): Pollable {

@@ -49,6 +49,8 @@ export interface SandboxPoolOptions {
   ) => HostCallResponse | Promise<HostCallResponse>
   /** Components kept loaded per worker before the least recently used is dropped. Default 32. */
   componentsPerWorker?: number
+  /** Resolution of guests' monotonic clocks, in nanoseconds. Default 100 µs. */
+  clockResolutionNs?: number
   /** @internal Tests only: start this module instead of `./worker` (a forged worker). */
   workerModule?: { from: string; name: string }
 }
@@ -176,6 +178,7 @@ export class SandboxPool {
       responsePort: response.port2,
       controlPort: control.port2,
       brokerInterfaces: this.#options.brokerInterfaces,
+      ...(this.#options.clockResolutionNs ? { clockResolutionNs: this.#options.clockResolutionNs } : {}),
     }
     const entry = this.#options.workerModule ?? { from: import.meta.url, name: './worker' }
     const worker = startWorker(entry.from, entry.name, {

@@ -46,6 +46,8 @@ export interface SandboxWorkerData {
   controlPort: MessagePort
   /** Interface → function names, for the broker-side capabilities this host provides. */
   brokerInterfaces: Record<string, readonly string[]>
+  /** Resolution of guests' monotonic clocks, in nanoseconds (see the WASI baseline). */
+  clockResolutionNs?: number
 }
 
 // jco glue: `instantiate(getCoreModule, imports, instantiateCore)`; `any` is the ABI boundary.
@@ -189,16 +191,20 @@ function buildImports(grant: WorkerGrant, state: RunState): Record<string, objec
         },
       }
     } else if (name.startsWith('wasi:')) {
-      wasi ??= createWasiImports(state, (stream, bytes) => {
-        countHostCall(state)
-        state.decisions.push({
-          call: state.hostCalls,
-          capability: stream,
-          fn: 'write',
-          decision: 'allow',
-          bytesOut: bytes,
-        })
-      })
+      wasi ??= createWasiImports(
+        state,
+        (stream, bytes) => {
+          countHostCall(state)
+          state.decisions.push({
+            call: state.hostCalls,
+            capability: stream,
+            fn: 'write',
+            decision: 'allow',
+            bytesOut: bytes,
+          })
+        },
+        { clockResolutionNs: data.clockResolutionNs },
+      )
       imports[name] = wasi[name] ?? {}
     } else if (name in data.brokerInterfaces) {
       const fns: Record<string, (...args: unknown[]) => unknown> = {}
@@ -268,9 +274,17 @@ function load(component: LoadedComponentMessage): ReadyComponent {
   // Each component gets a realm of its own: components never share built-ins.
   const realm: GlueRealm = createGlueRealm(textCodec)
   adoptRealm(realm.intrinsics)
-  const instantiate = realm.evaluate(component.glueSource, component.glueFile)
+  let instantiate: unknown
+  try {
+    instantiate = realm.evaluate(component.glueSource, component.glueFile)
+  } catch (error) {
+    // The glue is generated from the component: glue that does not evaluate is its fault.
+    throw new WardenError('invalid_component', 'the generated bindings do not evaluate', {
+      cause: error,
+    })
+  }
   if (typeof instantiate !== 'function') {
-    throw new WardenError('internal', 'transpiled glue has no instantiate function')
+    throw new WardenError('invalid_component', 'the generated bindings have no instantiate function')
   }
   return {
     instantiate: instantiate as Instantiate,
@@ -332,7 +346,8 @@ function classify(
     return { code: 'guest_trap', message: `the guest trapped: ${(error as Error).message}` }
   }
   if (isWasmError(error, realm, 'LinkError') || isWasmError(error, realm, 'CompileError')) {
-    return { code: 'internal', message: 'the component could not be linked' }
+    // The glue and the modules both come from the component: a mismatch is the component's.
+    return { code: 'invalid_component', message: 'the component could not be linked' }
   }
   if (error instanceof Error && error.name === 'GuestExit') {
     return { code: 'guest_trap', message: error.message }
@@ -515,7 +530,10 @@ function runJob(job: InvokeJob): FromWorker {
       type: 'result',
       id: job.id,
       ok: false,
-      error: { code: 'internal', message: 'the component could not be loaded in the sandbox' },
+      error:
+        ready instanceof WardenError
+          ? ready.toJSON()
+          : { code: 'internal', message: 'the component could not be loaded in the sandbox' },
       metering: emptyMetering(),
     }
   }

@@ -12,6 +12,7 @@ import { COST_MODEL_VERSION } from '../limits/instrument.js'
 import { readCacheEntry, writeCacheEntry } from '../transpile-cache/cache.js'
 import type { CacheEntry } from '../transpile-cache/cache.js'
 import type { LoadedComponentMessage } from '../sandbox/protocol.js'
+import { checkComponentStructure } from './component-binary.js'
 import { checkComponentBytes, componentDigest, DEFAULT_MAX_COMPONENT_BYTES } from './component-bytes.js'
 import { Transpiler } from './transpile.js'
 import type { TranspileBudget } from './transpile.js'
@@ -95,6 +96,9 @@ export class ComponentLoader {
   /** Load bytes. Throws a WardenError with a stable code on any refusal. */
   async load(bytes: Uint8Array): Promise<LoadedComponent> {
     checkComponentBytes(bytes, this.#options.maxComponentBytes ?? DEFAULT_MAX_COMPONENT_BYTES)
+    // Every name jco would paste into the glue, and the nesting and counts jco's time grows
+    // with, are checked before anything else reads the bytes (issue 6).
+    checkComponentStructure(bytes)
     const digest = componentDigest(bytes)
     let pending = this.#memo.get(digest)
     if (!pending) {

@@ -60,6 +60,7 @@ export class Transpiler {
   #worker: Worker | undefined
   #current: (Job & { timer: NodeJS.Timeout }) | undefined
   #nextId = 1
+  #started = 0
 
   constructor(budget: TranspileBudget = DEFAULT_TRANSPILE_BUDGET) {
     this.#budget = budget
@@ -71,6 +72,11 @@ export class Transpiler {
       this.#queue.push({ id: this.#nextId++, request, resolve, reject })
       this.#next()
     })
+  }
+
+  /** Transpile workers started so far: one, plus one after every failed or broken job. */
+  get workersStarted(): number {
+    return this.#started
   }
 
   /** Stop the worker. */
@@ -102,6 +108,7 @@ export class Transpiler {
   }
 
   #spawn(): Worker {
+    this.#started++
     const worker = startWorker(import.meta.url, './transpile-worker', {
       env: {},
       resourceLimits: { maxOldGenerationSizeMb: this.#budget.maxHeapMb },
@@ -118,6 +125,10 @@ export class Transpiler {
       if (response.ok) {
         job.resolve(response)
       } else {
+        // A component that made jco fail may have left its wasm state broken (a trap inside
+        // jco poisons every later job in that instance): never reuse the worker after one.
+        this.#worker = undefined
+        void worker.terminate()
         job.reject(new WardenError(response.code, response.message))
       }
       this.#next()

@@ -9,6 +9,7 @@ import { run as componentizeJs } from './componentize-js.bench.js'
 import { run as fuel } from './fuel.bench.js'
 import { run as hostCalls } from './host-calls.bench.js'
 import { run as instantiate } from './instantiate.bench.js'
+import { run as isolation } from './isolation.bench.js'
 import { run as timeout } from './timeout.bench.js'
 
 const questions: [string, () => Promise<Row[]>][] = [
@@ -17,6 +18,7 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['fuel', fuel],
   ['timeout', timeout],
   ['componentize-js', componentizeJs],
+  ['isolation', isolation],
 ]
 
 const only = process.argv.slice(2)

@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import { DEFAULT_CEILINGS } from './limits/limits.js'
 import type { LimitCeilings } from './limits/limits.js'
+import type { Isolation } from './sandbox/sandbox.js'
 
 /** Host configuration: where state lives, how big the pool is, the ceilings of every run. */
 export interface HostConfig {
@@ -13,6 +14,21 @@ export interface HostConfig {
   dataDir: string
   /** Sandbox workers. `WARDEN_POOL_SIZE`, default the number of CPUs. */
   poolSize: number
+  /**
+   * Where runs are contained: `thread` (worker threads of the host process) or `process` (those
+   * threads in a child process without secrets, file access or, where allowed, network).
+   * `WARDEN_ISOLATION`, default `thread`.
+   */
+  isolation: Isolation
+  /**
+   * Resolution of guests' monotonic clocks, in nanoseconds. `WARDEN_CLOCK_RESOLUTION_US`
+   * (microseconds), default 100 µs.
+   */
+  clockResolutionNs: number
+  /** Runs of one app running at once. `WARDEN_MAX_RUNNING_PER_APP`, default the pool size. */
+  maxRunningPerApp: number | undefined
+  /** Runs of one app waiting beyond those. `WARDEN_MAX_QUEUED_PER_APP`, default 4 × the pool size. */
+  maxQueuedPerApp: number | undefined
   /** Redis for the distributed mode; unset means local files. `WARDEN_REDIS_URL`. */
   redisUrl: string | undefined
   /** HTTP port. `PORT`, default 8080. */
@@ -33,6 +49,11 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
   return Object.freeze({
     dataDir: resolve(env.WARDEN_DATA_DIR ?? '.warden'),
     poolSize: positiveInt(env.WARDEN_POOL_SIZE, 'WARDEN_POOL_SIZE') ?? availableParallelism(),
+    isolation: isolation(env.WARDEN_ISOLATION),
+    clockResolutionNs:
+      (positiveInt(env.WARDEN_CLOCK_RESOLUTION_US, 'WARDEN_CLOCK_RESOLUTION_US') ?? 100) * 1000,
+    maxRunningPerApp: positiveInt(env.WARDEN_MAX_RUNNING_PER_APP, 'WARDEN_MAX_RUNNING_PER_APP'),
+    maxQueuedPerApp: positiveInt(env.WARDEN_MAX_QUEUED_PER_APP, 'WARDEN_MAX_QUEUED_PER_APP'),
     redisUrl: env.WARDEN_REDIS_URL || undefined,
     port: positiveInt(env.PORT, 'PORT') ?? 8080,
     ceilings: {
@@ -46,6 +67,16 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
     maxTokenLifetimeSeconds:
       positiveInt(env.WARDEN_MAX_TOKEN_TTL_S, 'WARDEN_MAX_TOKEN_TTL_S') ?? 7 * 24 * 3600,
   })
+}
+
+function isolation(value: string | undefined): Isolation {
+  if (value === undefined || value === '') {
+    return 'thread'
+  }
+  if (value !== 'thread' && value !== 'process') {
+    throw new TypeError(`WARDEN_ISOLATION must be thread or process, got ${JSON.stringify(value)}`)
+  }
+  return value
 }
 
 function positiveInt(value: string | undefined, name: string): number | undefined {

@@ -11,7 +11,7 @@
  */
 import { randomUUID } from 'node:crypto'
 import { DEFAULT_CAPABILITIES } from '../host-capabilities/index.js'
-import type { BrokerCapability } from '../host-capabilities/types.js'
+import type { BrokerCapability, RunContext } from '../host-capabilities/types.js'
 import { createBroker } from './broker/broker.js'
 import type { BrokerRunContext } from './broker/broker.js'
 import { WardenError } from './errors.js'
@@ -23,7 +23,9 @@ import type { LoadedComponent } from './loader/load.js'
 import type { TranspileBudget } from './loader/transpile.js'
 import type { MeteringReport } from './report.js'
 import { SandboxPool } from './sandbox/pool.js'
-import type { Decision, LogLine } from './sandbox/protocol.js'
+import { ProcessSandboxPool } from './sandbox/process/pool.js'
+import type { Decision, HostCallRequest, LogLine } from './sandbox/protocol.js'
+import type { Isolation, Sandbox } from './sandbox/sandbox.js'
 
 /** Options of {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -42,6 +44,19 @@ export interface RuntimeOptions {
   brokerCapabilities?: readonly BrokerCapability[]
   /** Budget of each transpilation. */
   transpileBudget?: TranspileBudget
+  /**
+   * Where runs are contained. `thread`: worker threads of this process. `process`: those
+   * threads in a child process under Node's permission model, with an empty environment and,
+   * on Linux where allowed, no network; the broker, secrets and stores stay here, and host
+   * calls cross a pipe. Default `thread`. See `runtime/sandbox/process/`.
+   */
+  isolation?: Isolation
+  /** Resolution of guests' monotonic clocks, in nanoseconds. Default 100 µs. */
+  clockResolutionNs?: number
+  /** Runs of one app running at once (`context.appId`). Default: the pool size. */
+  maxRunningPerApp?: number
+  /** Runs of one app waiting beyond those; past it, `limit_exceeded` at once. Default: 4 × the pool size. */
+  maxQueuedPerApp?: number
 }
 
 /** Options of one run. */
@@ -88,19 +103,33 @@ export interface WardenRuntime {
     options?: InvokeOptions,
   ): Promise<Invocation>
   /** The pool, for health and tests. */
-  readonly pool: SandboxPool
+  readonly pool: Sandbox
+  /** How runs are contained, for health output and docs. */
+  readonly isolation: IsolationInfo
   close(): Promise<void>
+}
+
+/** How a runtime contains its runs. */
+export interface IsolationInfo {
+  mode: Isolation
+  /** True when the sandbox process has no network (its own network namespace). */
+  networkIsolated: boolean
 }
 
 /** Start a runtime: a loader and a warm pool of sandbox workers. */
 export async function createRuntime(options: RuntimeOptions): Promise<WardenRuntime> {
   const ceilings = options.ceilings ?? DEFAULT_CEILINGS
+  const isolation = options.isolation ?? 'thread'
+  if (isolation !== 'thread' && isolation !== 'process') {
+    throw new TypeError(`isolation must be 'thread' or 'process', got ${String(isolation)}`)
+  }
   const extra = options.brokerCapabilities ?? []
   const loader = new ComponentLoader({
     dataDir: options.dataDir,
     capabilities: [...DEFAULT_CAPABILITIES, ...extra.map((c) => c.descriptor)],
     maxMemoryPages: ceilings.maxMemoryMb * PAGES_PER_MB,
     ...(options.transpileBudget ? { budget: options.transpileBudget } : {}),
+    keepModuleBytes: isolation === 'process',
   })
   const brokerInterfaces: Record<string, readonly string[]> = {}
   for (const d of DEFAULT_CAPABILITIES) {
@@ -112,12 +141,32 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     brokerInterfaces[c.descriptor.interface] = c.descriptor.functions
   }
   const onHostCall = createBroker(extra)
-  const pool = new SandboxPool({
+  const poolOptions = {
     ...(options.poolSize ? { size: options.poolSize } : {}),
-    ...(options.workerHeapMb ? { resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb } } : {}),
+    ...(options.clockResolutionNs ? { clockResolutionNs: options.clockResolutionNs } : {}),
+    ...(options.maxRunningPerApp ? { maxRunningPerApp: options.maxRunningPerApp } : {}),
+    ...(options.maxQueuedPerApp ? { maxQueuedPerApp: options.maxQueuedPerApp } : {}),
     brokerInterfaces,
-    onHostCall: (ctx, request) => onHostCall(ctx as BrokerRunContext, request),
-  })
+    onHostCall: (ctx: RunContext, request: HostCallRequest) =>
+      onHostCall(ctx as BrokerRunContext, request),
+  }
+  let pool: Sandbox
+  let networkIsolated = false
+  if (isolation === 'process') {
+    const processPool = new ProcessSandboxPool({
+      ...poolOptions,
+      ...(options.workerHeapMb ? { workerHeapMb: options.workerHeapMb } : {}),
+    })
+    networkIsolated = processPool.networkIsolated
+    pool = processPool
+  } else {
+    pool = new SandboxPool({
+      ...poolOptions,
+      ...(options.workerHeapMb
+        ? { resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb } }
+        : {}),
+    })
+  }
 
   async function call(
     component: LoadedComponent,
@@ -184,6 +233,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
 
   return {
     pool,
+    isolation: { mode: isolation, networkIsolated },
     load: (bytes) => loader.load(bytes),
     call,
     async invoke(component, input, opts) {
@@ -204,5 +254,6 @@ export type { Limits, ResolvedLimits } from './limits/limits.js'
 export { resolveLimits, DEFAULT_LIMITS } from './limits/limits.js'
 export type { LoadedComponent } from './loader/load.js'
 export type { MeteringReport, RunOutcome } from './report.js'
+export type { Isolation, Sandbox } from './sandbox/sandbox.js'
 export { resolveHostConfig } from './host-config.js'
 export type { HostConfig } from './host-config.js'

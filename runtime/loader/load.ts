@@ -62,6 +62,12 @@ export interface ComponentLoaderOptions {
   maxComponentBytes?: number
   /** Transpile budget. */
   budget?: TranspileBudget
+  /**
+   * Keep each instrumented core module's bytes in `sandbox.moduleBytes`, for a sandbox in
+   * another process (modules cannot cross one). Default false: the thread pool would copy them
+   * to every worker for nothing.
+   */
+  keepModuleBytes?: boolean
 }
 
 /**
@@ -150,6 +156,9 @@ export class ComponentLoader {
         glueSource: glueFunctionBody(entry.glue),
         glueFile: entry.gluePath,
         modules,
+        ...(this.#options.keepModuleBytes
+          ? { moduleBytes: Object.fromEntries(entry.modules.map((m) => [m.name, m.bytes])) }
+          : {}),
         minMemoryPages: entry.modules.reduce((sum, m) => sum + m.minMemoryPages, 0),
       },
     }

@@ -29,11 +29,13 @@ import type {
   WorkerGrant,
   WorkerMetering,
 } from './protocol.js'
+import { AppShares } from './fairness.js'
+import type { AppShareOptions } from './fairness.js'
 import { checkFromWorker, checkHostCallRequest } from './validate.js'
 import type { SandboxWorkerData } from './worker.js'
 
 /** Options of {@link SandboxPool}. */
-export interface SandboxPoolOptions {
+export interface SandboxPoolOptions extends AppShareOptions {
   /** Number of workers. Default: `os.availableParallelism()`. */
   size?: number
   /** Bytes of each worker's shared channel; larger host-call payloads go by message. Default 1 MiB. */
@@ -49,16 +51,6 @@ export interface SandboxPoolOptions {
   ) => HostCallResponse | Promise<HostCallResponse>
   /** Components kept loaded per worker before the least recently used is dropped. Default 32. */
   componentsPerWorker?: number
-  /**
-   * Runs of one app (`context.appId`) that may run at once. Default: the pool size. With a
-   * lower cap, one app's burst of runaway runs leaves workers for the others.
-   */
-  maxRunningPerApp?: number
-  /**
-   * Runs of one app that may wait for a worker beyond those running. Past it a run is refused
-   * at once with `limit_exceeded`. Default: the pool size.
-   */
-  maxQueuedPerApp?: number
   /** Resolution of guests' monotonic clocks, in nanoseconds. Default 100 µs. */
   clockResolutionNs?: number
   /** @internal Tests only: start this module instead of `./worker` (a forged worker). */
@@ -120,11 +112,8 @@ export class SandboxPool {
   #nextId = 1
   #closed = false
   #replacements = 0
-  /** Runs per app: running now, and accepted (running or queued). */
-  readonly #running = new Map<string, number>()
-  readonly #accepted = new Map<string, number>()
-  readonly #maxRunning: number
-  readonly #maxAccepted: number
+  /** Per-app caps (`context.appId`): running, and waiting; see `fairness.ts`. */
+  readonly #shares: AppShares
 
   constructor(options: SandboxPoolOptions) {
     this.#options = options
@@ -132,11 +121,7 @@ export class SandboxPool {
     if (!Number.isInteger(this.size) || this.size < 1) {
       throw new TypeError('pool size must be a positive integer')
     }
-    this.#maxRunning = options.maxRunningPerApp ?? this.size
-    this.#maxAccepted = this.#maxRunning + (options.maxQueuedPerApp ?? this.size)
-    if (!Number.isInteger(this.#maxRunning) || this.#maxRunning < 1 || !(this.#maxAccepted >= this.#maxRunning)) {
-      throw new TypeError('per-app run caps must be positive integers')
-    }
+    this.#shares = new AppShares(this.size, options)
     for (let i = 0; i < this.size; i++) {
       this.#spawn()
     }
@@ -165,38 +150,20 @@ export class SandboxPool {
       })
     }
     const app = job.context.appId
-    const accepted = this.#accepted.get(app) ?? 0
-    if (accepted >= this.#maxAccepted) {
-      return Promise.resolve({
-        ok: false,
-        error: {
-          code: 'limit_exceeded',
-          message: `too many concurrent runs of this app (at most ${this.#maxRunning} running and ${this.#maxAccepted - this.#maxRunning} waiting)`,
-        },
-        metering: null,
-        wallMs: 0,
-      })
+    const refusal = this.#shares.admit(app)
+    if (refusal) {
+      return Promise.resolve(refusal)
     }
-    this.#accepted.set(app, accepted + 1)
     return new Promise((resolve) => {
       this.#queue.push({
         job,
         resolve: (result) => {
-          this.#release(this.#accepted, app)
+          this.#shares.release(app)
           resolve(result)
         },
       })
       this.#pump()
     })
-  }
-
-  #release(counts: Map<string, number>, app: string): void {
-    const n = (counts.get(app) ?? 1) - 1
-    if (n > 0) {
-      counts.set(app, n)
-    } else {
-      counts.delete(app)
-    }
   }
 
   /** Stop every worker. Queued runs end with `internal`. */
@@ -391,7 +358,7 @@ export class SandboxPool {
     for (let i = 0; i < this.#queue.length; ) {
       const { job, resolve } = this.#queue[i]!
       const app = job.context.appId
-      if ((this.#running.get(app) ?? 0) >= this.#maxRunning) {
+      if (!this.#shares.canStart(app)) {
         i++
         continue
       }
@@ -400,9 +367,9 @@ export class SandboxPool {
         return
       }
       this.#queue.splice(i, 1)
-      this.#running.set(app, (this.#running.get(app) ?? 0) + 1)
+      this.#shares.start(app)
       this.#start(slot, job, (result) => {
-        this.#release(this.#running, app)
+        this.#shares.finish(app)
         resolve(result)
         // A worker may be free while runs of this app wait behind its cap.
         queueMicrotask(() => this.#pump())

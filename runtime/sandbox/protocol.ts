@@ -27,6 +27,11 @@ export interface LoadedComponentMessage {
   glueFile: string
   /** Instrumented core modules by the file name the glue asks for. */
   modules: Record<string, WebAssembly.Module>
+  /**
+   * The same modules as bytes, for a sandbox in another process (a `WebAssembly.Module` cannot
+   * cross one). Set when the loader keeps them (`keepModuleBytes`).
+   */
+  moduleBytes?: Record<string, Uint8Array>
   /** Minimum pages of each defined memory, to refuse a run whose cap is below them. */
   minMemoryPages: number
 }

@@ -4,7 +4,7 @@
  */
 import { join } from 'node:path'
 import { createRuntime } from '../../runtime/index.js'
-import type { Invocation } from '../../runtime/index.js'
+import type { Invocation, Isolation } from '../../runtime/index.js'
 import { readComponentFile } from './load-file.js'
 import { packageRoot } from './paths.js'
 
@@ -37,10 +37,17 @@ const STEPS: DemoStep[] = [
 ]
 
 /** Run the demo, writing a short report for each step to `out`. Returns true if every step behaved. */
-export async function runDemo(dataDir: string, out: (line: string) => void): Promise<boolean> {
+export async function runDemo(
+  dataDir: string,
+  out: (line: string) => void,
+  isolation: Isolation = 'thread',
+): Promise<boolean> {
   const root = packageRoot()
-  out(`Warden demo: three bundled examples in the sandbox (data dir: ${dataDir})\n`)
-  const warden = await createRuntime({ dataDir, poolSize: 2 })
+  const warden = await createRuntime({ dataDir, poolSize: 2, isolation })
+  const network = warden.isolation.networkIsolated ? ', no network' : ''
+  out(
+    `Warden demo: three bundled examples in the sandbox (data dir: ${dataDir}; isolation: ${isolation}${isolation === 'process' ? network : ''})\n`,
+  )
   let behaved = true
   try {
     for (const [i, step] of STEPS.entries()) {

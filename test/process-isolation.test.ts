@@ -1,0 +1,618 @@
+/**
+ * `isolation: 'process'`: the sandbox pool in a child process under Node's permission model,
+ * with an empty environment and (where the platform allows) no network. Runs behave as with
+ * worker threads of the host; host calls cross to the host's broker; the child can read only
+ * Warden's compiled code, write nothing, start nothing, reach no network; and the host outlives
+ * anything that happens to the child: killed, hung, out of heap, or sending garbage.
+ *
+ * The restrictions are checked twice: on the real child (its command line, environment and
+ * network namespace, read from /proc) and by a probe script started with exactly the child's
+ * command line, which tries each forbidden thing. The child has no test hook a guest could reach.
+ */
+import { spawn } from 'node:child_process'
+import { readFileSync, statSync } from 'node:fs'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { createServer } from 'node:net'
+import type { AddressInfo, Server } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
+import { createTestEchoCapability, ECHO_INTERFACE } from '../host-capabilities/test-echo/index.js'
+import type { BrokerCapability, RunContext } from '../host-capabilities/types.js'
+import { resolveHostConfig } from '../runtime/host-config.js'
+import { resolveLimits } from '../runtime/index.js'
+import type { Invocation, LoadedComponent, Sandbox } from '../runtime/index.js'
+import type { SandboxPool } from '../runtime/sandbox/pool.js'
+import {
+  childCommand,
+  childPaths,
+  detectNetworkIsolation,
+} from '../runtime/sandbox/process/launch.js'
+import { ProcessSandboxPool } from '../runtime/sandbox/process/pool.js'
+import { FrameReader, frame, parseFromChild } from '../runtime/sandbox/process/protocol.js'
+import { compileWat, guestFile } from './support/wat.js'
+import { startTestRuntime } from './support/runtime.js'
+import type { TestRuntime } from './support/runtime.js'
+import type { NetworkIsolation } from '../runtime/sandbox/process/launch.js'
+
+const LOG = 'warden:platform/log'
+
+/**
+ * Calls `warden:test/echo`: input `hang…` calls `hang()` (answered only when the run ends);
+ * any other input calls `fail(input)` and returns the reason that came back in `refused`.
+ */
+const ECHO_CALLER = `(component
+  (import "warden:test/echo@0.1.0" (instance $echo
+    (type $err-def (variant (case "refused" string) (case "broken")))
+    (export $err "echo-error" (type (eq $err-def)))
+    (export "fail" (func (param "reason" string) (result (result string (error $err)))))
+    (export "hang" (func))))
+  (core module $memory (memory (export "memory") 1))
+  (core instance $memory-i (instantiate $memory))
+  (core module $alloc
+    (import "env" "memory" (memory 1))
+    (global $bump (mut i32) (i32.const 1024))
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32)
+      (local $p i32)
+      (local.set $p (i32.and (i32.add (global.get $bump) (i32.const 7)) (i32.const -8)))
+      (global.set $bump (i32.add (local.get $p) (local.get 3)))
+      (local.get $p)))
+  (core instance $alloc-i (instantiate $alloc (with "env" (instance $memory-i))))
+  (core func $fail (canon lower (func $echo "fail") (memory $memory-i "memory")
+    (realloc (func $alloc-i "realloc")) string-encoding=utf8))
+  (core func $hang (canon lower (func $echo "hang")))
+  (core module $main
+    (import "env" "memory" (memory 1))
+    (import "echo" "fail" (func $fail (param i32 i32 i32)))
+    (import "echo" "hang" (func $hang))
+    (func (export "run") (param $ptr i32) (param $len i32) (result i32)
+      (if (i32.eq (i32.load8_u (local.get $ptr)) (i32.const 104)) (then (call $hang)))
+      (call $fail (local.get $ptr) (local.get $len) (i32.const 32))
+      ;; result<string, echo-error> at 32: err (1) at 32, refused (0) at 36, its string at 40.
+      (i32.store (i32.const 16) (i32.const 0))
+      (i32.store (i32.const 20) (i32.load (i32.const 40)))
+      (i32.store (i32.const 24) (i32.load (i32.const 44)))
+      (i32.const 16)))
+  (core instance $main-i (instantiate $main
+    (with "env" (instance $memory-i))
+    (with "echo" (instance (export "fail" (func $fail)) (export "hang" (func $hang))))))
+  (func (export "run") (param "input" string) (result (result string (error string)))
+    (canon lift (core func $main-i "run") (memory $memory-i "memory")
+      (realloc (func $alloc-i "realloc")) string-encoding=utf8))
+)`
+
+/** Host calls the broker received, by function name. */
+const brokerCalls: string[] = []
+
+function spy(capability: BrokerCapability): BrokerCapability {
+  return {
+    descriptor: capability.descriptor,
+    handle(fn, args, ctx) {
+      brokerCalls.push(fn)
+      return capability.handle(fn, args, ctx)
+    },
+  }
+}
+
+let threads: TestRuntime
+let processes: TestRuntime
+let echo: { thread: LoadedComponent; process: LoadedComponent }
+let caller: LoadedComponent
+
+function processPool(): ProcessSandboxPool {
+  const pool = processes.warden.pool
+  if (!(pool instanceof ProcessSandboxPool)) {
+    throw new Error('not a process pool')
+  }
+  return pool
+}
+
+beforeAll(async () => {
+  const capabilities = [spy(createTestEchoCapability())]
+  ;[threads, processes] = await Promise.all([
+    startTestRuntime({ poolSize: 1, brokerCapabilities: capabilities }),
+    startTestRuntime({ poolSize: 2, brokerCapabilities: capabilities, isolation: 'process' }),
+  ])
+  const bytes = await guestFile('echo')
+  echo = { thread: await threads.warden.load(bytes), process: await processes.warden.load(bytes) }
+  caller = await processes.warden.load(await compileWat(ECHO_CALLER))
+})
+
+afterAll(async () => {
+  await Promise.all([threads?.close(), processes?.close()])
+})
+
+/** What must not depend on where the run happened. */
+function comparable(run: Invocation) {
+  const { fuelUsed, memoryPeakBytes, hostCalls, outcome, fuelLimit, memoryLimitBytes } = run.report
+  return {
+    ok: run.ok,
+    output: run.output,
+    code: run.error?.code,
+    logs: run.logs,
+    decisions: run.decisions,
+    report: { fuelUsed, memoryPeakBytes, hostCalls, outcome, fuelLimit, memoryLimitBytes },
+  }
+}
+
+describe('isolation: process', () => {
+  it('is the same Sandbox surface as the thread pool', () => {
+    expectTypeOf<SandboxPool>().toMatchTypeOf<Sandbox>()
+    expectTypeOf<ProcessSandboxPool>().toMatchTypeOf<Sandbox>()
+    expect(processes.warden.isolation).toEqual({
+      mode: 'process',
+      networkIsolated: detectNetworkIsolation().kind === 'namespace',
+    })
+    expect(threads.warden.isolation).toEqual({ mode: 'thread', networkIsolated: false })
+  })
+
+  it('gives the same output and metering as worker threads', async () => {
+    const options = { grant: [LOG] }
+    const [a, b] = await Promise.all([
+      threads.warden.invoke(echo.thread, 'hello, Ada', options),
+      processes.warden.invoke(echo.process, 'hello, Ada', options),
+    ])
+    expect(a.ok).toBe(true)
+    expect(a.output).toBe('hello, Ada')
+    expect(a.logs).toEqual([{ level: 'info', message: 'hello, Ada' }])
+    expect(comparable(b)).toEqual(comparable(a))
+  })
+
+  it('gives the same failures and metering as worker threads', async () => {
+    for (const options of [{ grant: [LOG], limits: { fuel: 5 } }, { grant: [] }]) {
+      const [a, b] = await Promise.all([
+        threads.warden.invoke(echo.thread, 'x', options),
+        processes.warden.invoke(echo.process, 'x', options),
+      ])
+      expect(comparable(b)).toEqual(comparable(a))
+    }
+  })
+
+  it('answers broker host calls in the host', async () => {
+    brokerCalls.length = 0
+    const grant = [ECHO_INTERFACE]
+    const run = await processes.warden.invoke(caller, 'refused across processes', { grant })
+    expect(run.error).toBeUndefined()
+    expect(run.output).toBe('refused across processes')
+    expect(brokerCalls).toEqual(['fail'])
+    // The capability's own error case answered an allowed call.
+    expect(run.decisions).toMatchObject([
+      { call: 1, capability: ECHO_INTERFACE, fn: 'fail', decision: 'allow' },
+    ])
+    const denied = await processes.warden.invoke(caller, 'x', { grant: [] })
+    expect(denied.error?.code).toBe('capability_denied')
+  })
+
+  it('runs several jobs at once, each with its own host calls', async () => {
+    const inputs = Array.from({ length: 8 }, (_, i) => `run ${i}`)
+    const runs = await Promise.all(
+      inputs.map((input) => processes.warden.invoke(caller, input, { grant: [ECHO_INTERFACE] })),
+    )
+    expect(runs.map((r) => r.output)).toEqual(inputs)
+  })
+})
+
+describe('the sandbox process', () => {
+  it('has the command line, empty environment and network namespace we asked for', () => {
+    const pid = processPool().pid!
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').slice(0, -1)
+    const expected = childCommand({ heapMb: 1024, network: { kind: 'none' } })
+    // `unshare` execs node in place: the process is node, with exactly the child's arguments.
+    expect(cmdline).toEqual([process.execPath, ...expected.args])
+    expect(readFileSync(`/proc/${pid}/environ`).length).toBe(0)
+    const ownNet = statSync('/proc/self/ns/net').ino
+    const childNet = statSync(`/proc/${pid}/ns/net`).ino
+    expect(childNet !== ownNet).toBe(processPool().networkIsolated)
+    // In a user namespace of its own, it holds no capability outside it (not even as root).
+    const network = detectNetworkIsolation()
+    const inUserNs = network.kind === 'namespace' && network.args.includes('--user')
+    const ownUser = statSync('/proc/self/ns/user').ino
+    expect(statSync(`/proc/${pid}/ns/user`).ino !== ownUser).toBe(inUserNs)
+  })
+
+  it('may read only dist/runtime and dist/host-capabilities: nothing from node_modules', () => {
+    const paths = childPaths()
+    const dist = fileURLToPath(new URL('../dist/', import.meta.url))
+    expect(paths.readable).toEqual([join(dist, 'runtime'), join(dist, 'host-capabilities')])
+    expect(paths.entry.startsWith(join(dist, 'runtime'))).toBe(true)
+  })
+
+  describe('under its flags', () => {
+    let dir: string
+    let server: Server
+    let port: number
+    let accepted = 0
+
+    beforeAll(async () => {
+      dir = await mkdtemp(join(tmpdir(), 'warden-probe-'))
+      await writeFile(join(dir, 'secret.txt'), 'not for the sandbox')
+      server = createServer((socket) => {
+        accepted++
+        socket.destroy()
+      })
+      await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+      port = (server.address() as AddressInfo).port
+    })
+
+    afterAll(async () => {
+      await new Promise((resolve) => server?.close(resolve))
+      await rm(dir, { recursive: true, force: true })
+    })
+
+    /** Each forbidden thing, tried in a process started exactly as the child is. */
+    const PROBE = `
+      const out = {}
+      const code = (f) => { try { f(); return 'allowed' } catch (e) { return e.code ?? e.name } }
+      const fs = await import('node:fs')
+      out.readOutside = code(() => fs.readFileSync(process.argv[1] + '/secret.txt'))
+      out.readPackageJson = code(() => fs.readFileSync(process.argv[2]))
+      out.readOwnCode = code(() => fs.readFileSync(process.argv[3]))
+      out.write = code(() => fs.writeFileSync(process.argv[1] + '/written.txt', 'x'))
+      const cp = await import('node:child_process')
+      out.spawn = code(() => cp.spawnSync('/bin/true'))
+      out.addon = code(() => process.dlopen({ exports: {} }, process.argv[1] + '/addon.node'))
+      out.binding = code(() => process.binding('spawn_sync'))
+      const inspector = await import('node:inspector')
+      out.inspector = code(() => inspector.open(0))
+      const wasi = await import('node:wasi')
+      out.wasi = code(() => new wasi.WASI({ version: 'preview1' }))
+      out.eval = code(() => eval('1'))
+      out.newFunction = code(() => new Function('return 1'))
+      out.env = Object.keys(process.env).length
+      const net = await import('node:net')
+      out.connect = await new Promise((resolve) => {
+        const socket = net.connect(Number(process.argv[4]), '127.0.0.1')
+        socket.on('connect', () => { socket.destroy(); resolve('allowed') })
+        socket.on('error', (e) => resolve(e.code))
+      })
+      console.log(JSON.stringify(out))
+    `
+
+    async function probe(network: NetworkIsolation): Promise<Record<string, unknown>> {
+      const { command, args } = childCommand({ heapMb: 64, network }, [
+        '--input-type=module',
+        '-e',
+        PROBE,
+        dir,
+        fileURLToPath(new URL('../package.json', import.meta.url)),
+        childPaths().entry,
+        String(port),
+      ])
+      const child = spawn(command, args, { env: {}, stdio: ['ignore', 'pipe', 'pipe'] })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+      child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+      await new Promise((resolve) => child.on('close', resolve))
+      expect(stderr).toBe('')
+      return JSON.parse(stdout) as Record<string, unknown>
+    }
+
+    it('cannot read outside its code, write, spawn, load addons, debug, eval', async () => {
+      const result = await probe(detectNetworkIsolation())
+      expect(result).toMatchObject({
+        readOutside: 'ERR_ACCESS_DENIED',
+        readPackageJson: 'ERR_ACCESS_DENIED',
+        readOwnCode: 'allowed',
+        write: 'ERR_ACCESS_DENIED',
+        spawn: 'ERR_ACCESS_DENIED',
+        eval: 'EvalError',
+        newFunction: 'EvalError',
+        addon: 'ERR_DLOPEN_DISABLED',
+        binding: 'ERR_ACCESS_DENIED',
+        inspector: 'ERR_ACCESS_DENIED',
+        wasi: 'ERR_ACCESS_DENIED',
+        env: 0,
+      })
+    })
+
+    it.runIf(detectNetworkIsolation().kind === 'namespace')(
+      'cannot connect a socket in its network namespace (the permission model alone would let it)',
+      async () => {
+        const before = accepted
+        expect((await probe(detectNetworkIsolation())).connect).toBe('ENETUNREACH')
+        expect(accepted).toBe(before)
+        expect((await probe({ kind: 'none' })).connect).toBe('allowed')
+      },
+    )
+  })
+})
+
+describe('faults in the sandbox process', () => {
+  async function waitForBrokerCall(fn: string): Promise<void> {
+    await expect.poll(() => brokerCalls.includes(fn), { timeout: 10_000 }).toBe(true)
+  }
+
+  it('a killed child ends its run with internal; the next run succeeds', async () => {
+    brokerCalls.length = 0
+    const pool = processPool()
+    const replacements = pool.replacements
+    const pid = pool.pid!
+    const hanging = processes.warden.invoke(caller, 'hang', { grant: [ECHO_INTERFACE] })
+    await waitForBrokerCall('hang')
+    process.kill(pid, 'SIGKILL')
+    const run = await hanging
+    expect(run.error?.code).toBe('internal')
+    expect(run.report.fuelUsed).toBeNull()
+    expect(pool.replacements).toBe(replacements + 1)
+    const grant = [ECHO_INTERFACE]
+    const next = await processes.warden.invoke(caller, 'after the crash', { grant })
+    expect(next.output).toBe('after the crash')
+    expect(pool.pid).not.toBe(pid)
+  })
+
+  it('a hung child ends its run with timeout at the host deadline and is replaced', async () => {
+    brokerCalls.length = 0
+    const pool = processPool()
+    const pid = pool.pid!
+    const hanging = processes.warden.invoke(caller, 'hang', {
+      grant: [ECHO_INTERFACE],
+      limits: { timeoutMs: 200 },
+    })
+    await waitForBrokerCall('hang')
+    // Frozen, the child cannot run its own watchdog: only the host's deadline is left.
+    process.kill(pid, 'SIGSTOP')
+    const run = await hanging
+    expect(run.error?.code).toBe('timeout')
+    const replaced = () => pool.pid !== undefined && pool.pid !== pid
+    await expect.poll(replaced, { timeout: 10_000 }).toBe(true)
+    const grant = [ECHO_INTERFACE]
+    const next = await processes.warden.invoke(caller, 'after the hang', { grant })
+    expect(next.output).toBe('after the hang')
+  })
+
+  it('a child out of heap ends its run with internal; the next run succeeds', async () => {
+    const pool = new ProcessSandboxPool({
+      size: 1,
+      heapMb: 32,
+      brokerInterfaces: {},
+      onHostCall: refuse,
+    })
+    try {
+      await pool.warm()
+      const pid = pool.pid
+      // 64 MiB of input: the child's 32 MiB heap runs out while it decodes and forwards the job.
+      const huge = await pool.run(job(echo.process, 'x'.repeat(64 * 1024 * 1024)))
+      expect(huge).toMatchObject({ ok: false, error: { code: 'internal' }, metering: null })
+      const next = await pool.run(job(echo.process, 'small'))
+      expect(next).toMatchObject({ ok: true, outcome: 'ok', value: 'small' })
+      expect(pool.pid).not.toBe(pid)
+      expect(pool.replacements).toBe(1)
+    } finally {
+      await pool.close()
+    }
+  })
+
+  it('close() ends the child', async () => {
+    const pool = new ProcessSandboxPool({ size: 1, brokerInterfaces: {}, onHostCall: refuse })
+    await pool.warm()
+    const pid = pool.pid!
+    await pool.close()
+    expect(() => process.kill(pid, 0)).toThrow(expect.objectContaining({ code: 'ESRCH' }))
+    const after = await pool.run(job(echo.process, 'x'))
+    expect(after).toMatchObject({ ok: false, error: { code: 'internal' } })
+  })
+})
+
+describe('what the host accepts from the child', () => {
+  let dir: string
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'warden-hostile-'))
+    await mkdir(join(dir, 'code'))
+    const codec = new URL('../dist/runtime/sandbox/codec.js', import.meta.url).href
+    // A child that completes its handshake, then answers each run as its input says.
+    await writeFile(
+      join(dir, 'code', 'hostile.mjs'),
+      `import { Socket } from 'node:net'
+      import { decode, encode } from ${JSON.stringify(codec)}
+      const pipe = new Socket({ fd: 3, readable: true, writable: true })
+      const frame = (payload) => {
+        const b = Buffer.alloc(4 + payload.length)
+        b.writeUInt32LE(payload.length)
+        b.set(payload, 4)
+        return b
+      }
+      const send = (value) => pipe.write(frame(encode(value)))
+      const metering = {
+        fuelUsed: 1, memoryPeakBytes: 0, hostCalls: 0, logs: [], logsDropped: 0, decisions: [],
+      }
+      const call = (id, n) => ({
+        type: 'host-call', id, request: { call: n, capability: 'c', fn: 'f', args: [] },
+      })
+      const lines = Array(2000).fill({ level: 'info', message: 'x' })
+      const decision = { call: 1, capability: 1, fn: 'f', decision: 'allow' }
+      let pending = Buffer.alloc(0)
+      pipe.on('data', (chunk) => {
+        pending = Buffer.concat([pending, chunk])
+        while (pending.length >= 4 && pending.length >= 4 + pending.readUInt32LE(0)) {
+          const message = decode(pending.subarray(4, 4 + pending.readUInt32LE(0)))
+          pending = pending.subarray(4 + pending.readUInt32LE(0))
+          if (message.type === 'init') send({ type: 'ready', version: message.version })
+          if (message.type !== 'run') continue
+          const id = message.id
+          const result = {
+            type: 'result', id, replacements: 0, ok: true, outcome: 'ok', value: 'fine', metering,
+          }
+          switch (message.args[0]) {
+            case 'ok': send(result); break
+            case 'unknown type': send({ ...result, type: 'surprise' }); break
+            case 'wrong id': send({ ...result, id: id + 1000 }); break
+            case 'bad code': send({ ...result, ok: false, error: { code: 'root' } }); break
+            case 'fuel above the limit':
+              send({ ...result, metering: { ...metering, fuelUsed: 1e300 } })
+              break
+            case 'too many logs': send({ ...result, metering: { ...metering, logs: lines } }); break
+            case 'bad decision':
+              send({ ...result, metering: { ...metering, decisions: [decision] } })
+              break
+            case 'not the codec': pipe.write(Buffer.from([3, 0, 0, 0, 99, 99, 99])); break
+            case 'oversized frame': pipe.write(Buffer.from([0xff, 0xff, 0xff, 0x7f])); break
+            case 'host call out of a run': send(call(id + 1, 1)); break
+            case 'two host calls at once': send(call(id, 1)); send(call(id, 2)); break
+            case 'second handshake': send({ type: 'ready', version: 1 }); break
+            case 'exit': process.exit(3)
+          }
+        }
+      })
+      `,
+    )
+  })
+
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  it.each([
+    'unknown type',
+    'wrong id',
+    'bad code',
+    'fuel above the limit',
+    'too many logs',
+    'bad decision',
+    'not the codec',
+    'oversized frame',
+    'host call out of a run',
+    'two host calls at once',
+    'second handshake',
+    'exit',
+  ])('%s: the run ends with internal and the child is replaced', async (input) => {
+    const paths = childPaths()
+    const pool = new ProcessSandboxPool({
+      size: 1,
+      brokerInterfaces: {},
+      // Never answers: the second host call arrives while the first is in progress.
+      onHostCall: () => new Promise(() => {}),
+      childPaths: {
+        entry: join(dir, 'code', 'hostile.mjs'),
+        readable: [join(dir, 'code'), ...paths.readable],
+        root: dir,
+      },
+    })
+    try {
+      await pool.warm()
+      expect(await pool.run(job(echo.process, 'ok'))).toMatchObject({ ok: true, value: 'fine' })
+      expect(await pool.run(job(echo.process, input))).toMatchObject({
+        ok: false,
+        error: { code: 'internal' },
+        metering: null,
+      })
+      expect(pool.replacements).toBe(1)
+      expect(await pool.run(job(echo.process, 'ok'))).toMatchObject({ ok: true, value: 'fine' })
+    } finally {
+      await pool.close()
+    }
+  })
+
+  it('a child that cannot start fails warm() and runs, and is retried on demand', async () => {
+    await writeFile(join(dir, 'code', 'broken.mjs'), 'process.exit(1)\n')
+    const pool = new ProcessSandboxPool({
+      size: 1,
+      brokerInterfaces: {},
+      onHostCall: refuse,
+      childPaths: {
+        entry: join(dir, 'code', 'broken.mjs'),
+        readable: [join(dir, 'code')],
+        root: dir,
+      },
+    })
+    try {
+      await expect(pool.warm()).rejects.toMatchObject({ code: 'internal' })
+      const run = await pool.run(job(echo.process, 'x'))
+      expect(run).toMatchObject({ ok: false, error: { code: 'internal' } })
+      await expect(pool.warm()).rejects.toMatchObject({ code: 'internal' })
+    } finally {
+      await pool.close()
+    }
+  })
+
+  it('refuses to start without a build of the child', () => {
+    const options = { brokerInterfaces: {}, onHostCall: refuse }
+    const childPaths = { entry: join(dir, 'missing.js'), readable: [dir], root: dir }
+    expect(() => new ProcessSandboxPool({ ...options, childPaths })).toThrow(
+      expect.objectContaining({ code: 'internal' }),
+    )
+  })
+
+  it('checks messages field by field and keeps only what it expects', () => {
+    const limits = resolveLimits()
+    const runOf = (id: number) => (id === 7 ? { limits } : undefined)
+    const metering = {
+      fuelUsed: 3,
+      memoryPeakBytes: 0,
+      hostCalls: 0,
+      logs: [],
+      logsDropped: 0,
+      decisions: [],
+    }
+    const ok = {
+      type: 'result',
+      id: 7,
+      replacements: 0,
+      ok: true,
+      outcome: 'ok',
+      value: 1,
+      metering,
+    }
+    const withMetering = (more: object) => ({ ...ok, metering: { ...metering, ...more } })
+    expect(parseFromChild({ ...ok, extra: 'dropped' }, runOf)).toEqual(ok)
+    expect(parseFromChild({ ...ok, id: 8 }, runOf)).toBeUndefined()
+    expect(parseFromChild({ ...ok, outcome: 'maybe' }, runOf)).toBeUndefined()
+    expect(parseFromChild({ ...ok, ok: 'yes' }, runOf)).toBeUndefined()
+    expect(parseFromChild(withMetering({ hostCalls: -1 }), runOf)).toBeUndefined()
+    const loud = [{ level: 'loud', message: '' }]
+    expect(parseFromChild(withMetering({ logs: loud }), runOf)).toBeUndefined()
+    expect(parseFromChild(null, runOf)).toBeUndefined()
+    expect(parseFromChild([ok], runOf)).toBeUndefined()
+    const request = { call: 1, capability: 'c', fn: 'f', args: 'no' }
+    expect(parseFromChild({ type: 'host-call', id: 7, request }, runOf)).toBeUndefined()
+    expect(parseFromChild({ type: 'host-call', id: 7, request: { ...request, args: [] } }, runOf))
+      .toEqual({ type: 'host-call', id: 7, request: { ...request, args: [] } })
+  })
+
+  it('reassembles frames split anywhere and refuses one above the limit', () => {
+    const frames: string[] = []
+    const reader = new FrameReader(16, (f) => frames.push(Buffer.from(f).toString()))
+    const bytes = Buffer.concat(['one', '', 'three'].map((text) => frame(Buffer.from(text))))
+    for (let i = 0; i < bytes.length; i++) {
+      reader.push(bytes.subarray(i, i + 1))
+    }
+    reader.push(bytes)
+    expect(frames).toEqual(['one', '', 'three', 'one', '', 'three'])
+    expect(() => reader.push(frame(Buffer.alloc(17)))).toThrow(RangeError)
+  })
+})
+
+describe('WARDEN_ISOLATION', () => {
+  it('selects the isolation; thread by default', () => {
+    expect(resolveHostConfig({}).isolation).toBe('thread')
+    expect(resolveHostConfig({ WARDEN_ISOLATION: 'process' }).isolation).toBe('process')
+    expect(() => resolveHostConfig({ WARDEN_ISOLATION: 'vm' })).toThrow(TypeError)
+  })
+})
+
+function refuse(): never {
+  throw new Error('no host calls here')
+}
+
+function job(app: LoadedComponent, input: string) {
+  const context: RunContext = {
+    invocationId: 'test',
+    appId: 'test',
+    digest: app.digest,
+    limits: resolveLimits(),
+    granted: new Set(),
+    grants: {},
+    counters: { brokerCalls: 0, egressBytes: 0 },
+    signal: new AbortController().signal,
+  }
+  return {
+    component: app.sandbox,
+    exportName: 'run',
+    args: [input],
+    limits: resolveLimits(),
+    grant: { imported: app.imports, granted: [] },
+    context,
+  }
+}

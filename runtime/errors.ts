@@ -6,7 +6,7 @@
  * blame, HTTP status and fix, and `runtime/errors.test.ts` keeps the two in sync.
  */
 
-/** Every stable error code, in the order of DESIGN.md. */
+/** Every stable error code, in the order of DESIGN.md; new codes go at the end. */
 export const WARDEN_ERROR_CODES = [
   'invalid_request',
   'unauthorized',
@@ -28,6 +28,7 @@ export const WARDEN_ERROR_CODES = [
   'guest_trap',
   'upstream_error',
   'internal',
+  'store_unavailable',
 ] as const
 
 /** One stable error code. */
@@ -64,6 +65,7 @@ export const ERROR_META: Readonly<Record<WardenErrorCode, { status: number; blam
   guest_trap: { status: 422, blame: 'guest' },
   upstream_error: { status: 502, blame: 'host' },
   internal: { status: 500, blame: 'host' },
+  store_unavailable: { status: 503, blame: 'host' },
 }
 
 /**

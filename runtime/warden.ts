@@ -32,9 +32,11 @@ import { createRuntime } from './index.js'
 import type { Invocation, WardenRuntime } from './index.js'
 import type { LoadedComponent } from './loader/load.js'
 import {
+  appIdSchema,
   attenuate,
   createFileRevocationList,
   createKeyStore,
+  digestSchema,
   effectiveGrant,
   GRANT_INTERFACES,
   mintToken,
@@ -50,7 +52,11 @@ import type {
 } from './tokens/index.js'
 
 /** Options of {@link openWarden}: the host config, plus test seams. */
-export interface WardenOptions extends Pick<HostConfig, 'dataDir' | 'ceilings' | 'masterKey' | 'maxTokenLifetimeSeconds'> {
+export interface WardenOptions
+  extends Pick<HostConfig, 'dataDir' | 'ceilings' | 'masterKey' | 'maxTokenLifetimeSeconds'>,
+    Partial<
+      Pick<HostConfig, 'isolation' | 'clockResolutionNs' | 'maxRunningPerApp' | 'maxQueuedPerApp'>
+    > {
   poolSize?: number
   /** Overrides for the http capability: a DNS `lookup` or extra CA roots, in tests. */
   http?: Pick<HttpCapabilityDeps, 'lookup' | 'ca'>
@@ -73,11 +79,26 @@ export interface Warden {
   load(bytes: Uint8Array): Promise<LoadedComponent>
   /** Run an action once under `token`. Token failures throw `token_*`, after an audit record. */
   run(app: LoadedComponent, input: string, options: RunOptions): Promise<Invocation>
-  /** Mint a token (admin). */
+  /** Mint a token (admin). A refusal is audited (`deny`, its code), then thrown. */
   grantToken(request: Omit<MintRequest, 'parent'>, actor?: string): Promise<MintedToken>
-  /** Derive a narrower child token (holder of `parentToken`). */
+  /**
+   * Derive a narrower child token (holder of `parentToken`). A refusal is audited (`deny`, its
+   * code, the parent's jti once it verified; never the token), then thrown.
+   */
   attenuateToken(parentToken: string, request: AttenuationRequest, digest?: string): Promise<MintedToken>
-  /** Revoke a token and, through `chain`, every token derived from it (admin). */
+  /**
+   * Audit a token request that a front end (CLI, HTTP) refused before it reached
+   * {@link Warden.grantToken} or {@link Warden.attenuateToken}: `deny` with the error's code.
+   * `actor` defaults to the local admin for a grant and an unknown holder for an attenuation.
+   *
+   * @example
+   * await warden.auditTokenRefusal('token.grant', error) // then rethrow it
+   */
+  auditTokenRefusal(op: TokenOp, error: unknown, actor?: string): Promise<void>
+  /**
+   * Revoke a token and, through `chain`, every token derived from it (admin). A revocation the
+   * store could not make durable (`store_unavailable`) is audited as `deny`, then thrown.
+   */
   revokeToken(jti: string, actor?: string): Promise<void>
   /** Write a secret; its value is never readable through this interface (admin). */
   putSecret(name: string, value: string, actor?: string): Promise<void>
@@ -91,11 +112,20 @@ export interface Warden {
   close(): Promise<void>
 }
 
+/** The admin operations on tokens whose refusals are audited. */
+export type TokenOp = 'token.grant' | 'token.attenuate'
+
 const LOCAL_ADMIN = 'admin:local'
+const UNKNOWN_HOLDER = 'holder:unknown'
 
 /** Where a data dir keeps its audit log. */
 export function auditLogPath(dataDir: string): string {
   return join(dataDir, 'audit', 'audit.jsonl')
+}
+
+/** Where a data dir keeps the key that signs audit checkpoints: outside the audit directory. */
+export function auditSigningKeyPath(dataDir: string): string {
+  return join(dataDir, 'audit-signing.key')
 }
 
 /**
@@ -125,28 +155,57 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
   await rebuildRedactor()
   const redact = (text: string) => redactor.text(text)
 
-  const audit = await openAuditLog({ file: auditLogPath(dataDir), redact })
+  // Also the data dir's writer lock: a second Warden on it is refused here.
+  const audit = await openAuditLog({
+    file: auditLogPath(dataDir),
+    signingKeyFile: auditSigningKeyPath(dataDir),
+    redact,
+  })
   const runtime = await createRuntime({
     dataDir,
     ...(options.poolSize ? { poolSize: options.poolSize } : {}),
     ...(options.ceilings ? { ceilings: options.ceilings } : {}),
+    ...(options.isolation ? { isolation: options.isolation } : {}),
+    ...(options.clockResolutionNs ? { clockResolutionNs: options.clockResolutionNs } : {}),
+    ...(options.maxRunningPerApp ? { maxRunningPerApp: options.maxRunningPerApp } : {}),
+    ...(options.maxQueuedPerApp ? { maxQueuedPerApp: options.maxQueuedPerApp } : {}),
     brokerCapabilities: [
       createHttpCapability({ secrets, ...options.http }),
       createSecretsCapability({ source: secrets }),
       createDataCapability({ store: data, cursorKey: deriveSubkey(masterKey, CURSOR_KEY_PURPOSE) }),
       ...(options.extraCapabilities ?? []),
     ],
+  }).catch(async (error: unknown) => {
+    await audit.close()
+    throw error
   })
   const policy = { maxLifetimeSeconds: options.maxTokenLifetimeSeconds }
 
   const admin = async (entry: Omit<AuditEntry, 'kind' | 'decision'> & { decision?: 'allow' | 'deny' }) => {
     await audit.append({ kind: 'admin', decision: 'allow', ...entry })
   }
+  // A refused action is on the record too, with its code; never the token, which is a bearer
+  // credential, and only ids and digests that parse, never free text from the request.
+  const refused = async (
+    op: string,
+    error: unknown,
+    entry: Omit<AuditEntry, 'kind' | 'decision' | 'op'>,
+  ) => {
+    await admin({ ...entry, op, decision: 'deny', reason: toWardenError(error).code })
+  }
+  const appIdOf = (value: unknown) =>
+    appIdSchema.safeParse(value).success ? (value as string) : null
+  const digestOf = (value: unknown) =>
+    digestSchema.safeParse(value).success ? (value as string) : null
 
   async function run(app: LoadedComponent, input: string, runOptions: RunOptions): Promise<Invocation> {
     let claims: CapabilityClaims
     try {
-      claims = await verifyToken(keys, runOptions.token, { digest: app.digest, revocations })
+      claims = await verifyToken(keys, runOptions.token, {
+        digest: app.digest,
+        revocations,
+        ...policy,
+      })
     } catch (error) {
       const refusal = toWardenError(error)
       await audit.append({
@@ -229,12 +288,43 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     load: (bytes) => runtime.load(bytes),
     run,
     async grantToken(request, actor = LOCAL_ADMIN) {
-      const minted = await mintToken(keys, request, policy)
+      let minted: MintedToken
+      try {
+        minted = await mintToken(keys, request, policy)
+      } catch (error) {
+        await refused('token.grant', error, {
+          actor,
+          appId: appIdOf(request.appId),
+          digest: digestOf(request.digest),
+        })
+        throw error
+      }
       await admin({ actor, op: 'token.grant', target: minted.claims.jti, appId: request.appId, digest: request.digest, tokenJti: minted.claims.jti })
       return minted
     },
     async attenuateToken(parentToken, request, digest) {
-      const minted = await attenuate(keys, parentToken, request, { revocations, ...policy, ...(digest ? { digest } : {}) })
+      // Set only once the parent verified: nothing is read from a token that did not.
+      const seen: { parent?: CapabilityClaims } = {}
+      let minted: MintedToken
+      try {
+        minted = await attenuate(keys, parentToken, request, {
+          revocations,
+          ...policy,
+          ...(digest ? { digest } : {}),
+          onParentVerified: (parent) => {
+            seen.parent = parent
+          },
+        })
+      } catch (error) {
+        const { parent } = seen
+        await refused('token.attenuate', error, {
+          actor: parent ? `holder:${parent.jti}` : UNKNOWN_HOLDER,
+          appId: parent?.app.id ?? null,
+          digest: parent?.app.digest ?? digestOf(digest),
+          tokenJti: parent?.jti ?? null,
+        })
+        throw error
+      }
       await admin({
         actor: `holder:${minted.claims.parent ?? 'unknown'}`,
         op: 'token.attenuate',
@@ -245,8 +335,21 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       })
       return minted
     },
+    async auditTokenRefusal(op, error, actor) {
+      const who = actor ?? (op === 'token.grant' ? LOCAL_ADMIN : UNKNOWN_HOLDER)
+      await refused(op, error, { actor: who })
+    },
     async revokeToken(jti, actor = LOCAL_ADMIN) {
-      await revocations.revoke(jti)
+      try {
+        await revocations.revoke(jti)
+      } catch (error) {
+        // A revocation that never reached the disk is on the record as denied, so no one reads
+        // the log as saying it is done. (A malformed id is refused first: free text, not kept.)
+        if (toWardenError(error).code === 'store_unavailable') {
+          await refused('token.revoke', error, { actor, target: jti, tokenJti: jti })
+        }
+        throw error
+      }
       await admin({ actor, op: 'token.revoke', target: jti, tokenJti: jti })
     },
     async putSecret(name, value, actor = LOCAL_ADMIN) {

@@ -20,19 +20,21 @@ export interface FileLine {
 }
 
 /**
- * The lines of `file`, up to byte `end` (exclusive; default: the whole file).
- * Stops reading when the consumer stops iterating.
+ * The lines of `file` from byte `start` (default 0, which must begin a line) up to byte `end`
+ * (exclusive; default: the whole file). Stops reading when the consumer stops iterating.
  */
 export async function* readLines(
   file: string,
-  options: { end?: number; maxLineBytes?: number } = {},
+  options: { start?: number; end?: number; maxLineBytes?: number } = {},
 ): AsyncGenerator<FileLine> {
   const max = options.maxLineBytes ?? MAX_LINE_BYTES
-  if (options.end !== undefined && options.end <= 0) {
+  const start = options.start ?? 0
+  if (options.end !== undefined && options.end <= start) {
     return
   }
   const stream = createReadStream(file, {
     highWaterMark: 1 << 16,
+    start,
     ...(options.end === undefined ? {} : { end: options.end - 1 }),
   })
   const decoder = new TextDecoder('utf-8', { fatal: true, ignoreBOM: true })

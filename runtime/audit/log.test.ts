@@ -90,6 +90,9 @@ describe('openAuditLog', () => {
       count: 2,
       lastSeq: 2,
       lastHash: second.hash,
+      checkpoints: 0,
+      lastCheckpoint: null,
+      unsigned: 2,
     })
   })
 
@@ -364,7 +367,15 @@ describe('read', () => {
   it('verifies the durable part of the log', async () => {
     const log = await openLog()
     const record = await log.append(hostCall(1))
-    expect(await log.verify()).toEqual({ ok: true, count: 1, lastSeq: 1, lastHash: record.hash })
+    expect(await log.verify()).toEqual({
+      ok: true,
+      count: 1,
+      lastSeq: 1,
+      lastHash: record.hash,
+      checkpoints: 0,
+      lastCheckpoint: null,
+      unsigned: 1,
+    })
     await log.close()
   })
 })

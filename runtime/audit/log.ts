@@ -1,13 +1,25 @@
 /**
  * The append-only JSONL audit log (the default sink of DESIGN.md "Audit record"): one canonical
- * JSON record per line, hash-chained, each append durable on disk before it resolves.
+ * JSON record per line, hash-chained, each append durable on disk before it resolves. Given a
+ * signing key, it also appends a signed checkpoint every so many records and on close, and it
+ * holds a lock file so that it is the file's only writer.
  */
 import { mkdir, open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { WardenError } from '../errors.js'
 import { canonicalJson } from './canonical.js'
+import {
+  DEFAULT_CHECKPOINT_EVERY,
+  MAX_CHECKPOINT_EVERY,
+  buildCheckpointRecord,
+  openAuditSigningKey,
+} from './checkpoint.js'
+import type { AuditSigningKey } from './checkpoint.js'
+import { syncDirectory } from './fsync.js'
 import { MAX_LINE_BYTES, readLines } from './lines.js'
+import { acquireAuditLock } from './lock.js'
+import type { AuditLock, AuditLockOwner } from './lock.js'
 import { GENESIS_HASH, buildRecord } from './record.js'
 import type { AuditEntry, AuditRecord } from './record.js'
 import { parseRecordLine, verifyAuditFileUpTo } from './verify.js'
@@ -15,7 +27,10 @@ import type { AuditVerifyOptions, AuditVerifyResult } from './verify.js'
 
 /** Options of {@link openAuditLog}. */
 export interface AuditLogOptions {
-  /** The JSONL file. It and its directory are created if missing. One writer per file. */
+  /**
+   * The JSONL file. It and its directory are created if missing. One writer per file: opening
+   * takes the lock file `<file>.lock`, and closing releases it (see {@link AuditLog.staleLock}).
+   */
   file: string
   /**
    * Applied to every free-text field of every entry before it is sanitised and hashed; pass
@@ -30,6 +45,17 @@ export interface AuditLogOptions {
   onAppend?: (record: AuditRecord) => void | Promise<void>
   /** The clock for records without `ts`, in epoch ms. Default `Date.now`. */
   now?: () => number
+  /**
+   * The Ed25519 key (PKCS#8 PEM) that signs checkpoints; made there, mode 0600, on first open.
+   * Keep it where whoever can write the log cannot read it. Without it no checkpoint is written,
+   * and a rebuilt chain is only detectable against a head kept elsewhere.
+   */
+  signingKeyFile?: string
+  /**
+   * With a signing key: a signed checkpoint after this many records (and on close, and on
+   * open when the log does not end with one). 1 to 1 000 000; default 1000.
+   */
+  checkpointEvery?: number
 }
 
 /** A query of {@link AuditLog.read}. Filters combine with AND. */
@@ -49,6 +75,11 @@ export interface AuditLog {
   readonly recovered: boolean
   /** How many bytes that cut removed (0 when `recovered` is false). */
   readonly recoveredBytes: number
+  /**
+   * The owner of a stale lock this log took over on open (its process was not running: a
+   * crash), or null. The takeover is also recorded in the log (`op: 'audit.lock.takeover'`).
+   */
+  readonly staleLock: AuditLockOwner | null
   /** The last durable record's seq and hash (`{ 0, GENESIS_HASH }` for an empty log). */
   readonly head: { seq: number; hash: string }
   /**
@@ -59,11 +90,14 @@ export interface AuditLog {
    * it is reopened, since its chain may be ahead of the file.
    */
   append(entry: AuditEntry): Promise<AuditRecord>
-  /** Durable records matching `query`, in seq order. Scans the file from the start. */
+  /** Durable records matching `query`, in seq order, checkpoints included. Scans the file. */
   read(query?: AuditQuery): Promise<AuditRecord[]>
-  /** {@link verifyAuditFile} over the durable part of this log. */
+  /** {@link verifyAuditFile} over the durable part of this log, with its checkpoint key. */
   verify(options?: AuditVerifyOptions): Promise<AuditVerifyResult>
-  /** Wait for pending appends, then close the file. Idempotent. */
+  /**
+   * Wait for pending appends, append a checkpoint if records followed the last one, close the
+   * file and release the lock. Idempotent. Rejects when that checkpoint could not be written.
+   */
   close(): Promise<void>
 }
 
@@ -75,29 +109,72 @@ interface Pending {
 }
 
 /**
- * Open (or create) the audit log at `file`. Reads only the tail: the last record gives the next
- * seq and `prevHash`. A final line with no newline is a write a crash interrupted: it was never
- * acknowledged, so it is cut, and `recovered` says so. A last complete line that is not an
- * intact record is not cut: opening fails with `internal`, and the file is left for
- * {@link verifyAuditFile} and a human. The whole chain is not verified here (that is O(size));
- * call `log.verify()` at start-up for that.
+ * Open (or create) the audit log at `file`, as its only writer: a second open of the same file,
+ * in this process or another, is refused with `store_unavailable` until this one is closed.
+ *
+ * Reads only the tail: the last record gives the next seq and `prevHash`. A final line with no
+ * newline is a write a crash interrupted: it was never acknowledged, so it is cut, and
+ * `recovered` says so. A last complete line that is not an intact record is not cut: opening
+ * fails with `internal`, and the file is left for {@link verifyAuditFile} and a human. With a
+ * signing key, the records from the last checkpoint on are verified too, so that the next
+ * checkpoint never signs a chain rebuilt while the log was closed; a log with records but no
+ * checkpoint is refused unless its key is new (a log from before checkpoints, adopted). The
+ * whole chain is not verified here (that is O(size)); call `log.verify()` at start-up for that.
  *
  * @example
- * const audit = await openAuditLog({ file: join(dataDir, 'audit.jsonl'), redact: secrets.redact })
+ * const audit = await openAuditLog({ file: join(dataDir, 'audit', 'audit.jsonl'),
+ *   signingKeyFile: join(dataDir, 'audit-signing.key'), redact: secrets.redact })
  * const record = await audit.append({ kind: 'admin', actor: 'admin:k1', op: 'app.disable',
  *   target: appId, decision: 'allow' })
  */
 export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> {
-  const { file, redact, onAppend } = options
-  const now = options.now ?? Date.now
+  const { file } = options
   if (typeof file !== 'string' || file === '') {
     throw new TypeError('openAuditLog: file must be a path')
   }
+  const every = options.checkpointEvery ?? DEFAULT_CHECKPOINT_EVERY
+  if (!Number.isSafeInteger(every) || every < 1 || every > MAX_CHECKPOINT_EVERY) {
+    throw new TypeError('openAuditLog: checkpointEvery must be an integer from 1 to 1000000')
+  }
   await mkdir(dirname(file), { recursive: true })
+  const lock = await acquireAuditLock(`${file}.lock`)
+  try {
+    return await openLocked(options, every, lock)
+  } catch (error) {
+    await lock.release()
+    throw error
+  }
+}
+
+async function openLocked(
+  options: AuditLogOptions,
+  every: number,
+  lock: AuditLock,
+): Promise<AuditLog> {
+  const { file, redact, onAppend } = options
+  const now = options.now ?? Date.now
+  const signing =
+    options.signingKeyFile === undefined
+      ? undefined
+      : await openAuditSigningKey(options.signingKeyFile)
+  const key = signing?.key
   const tail = await recoverTail(file)
+  // Records since the last checkpoint, and whether to write one right away.
+  let since = 0
+  let checkpointNow = false
+  if (signing) {
+    const state = await checkSinceLastCheckpoint(file, tail, signing.key, signing.created)
+    since = state.since
+    checkpointNow = tail.seq === 0 || state.since > 0 || state.every !== every
+  }
   const handle = await open(file, 'a')
-  if (!tail.existed) {
-    await syncDirectory(dirname(file))
+  try {
+    if (!tail.existed) {
+      await syncDirectory(dirname(file))
+    }
+  } catch (error) {
+    await handle.close()
+    throw error
   }
 
   // The chain as appends see it (ahead of the disk while a batch is in flight)…
@@ -157,10 +234,31 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
     }
   }
 
+  /** Queue `record` as the next line (its seq and prevHash must follow the chain). */
+  function enqueue(record: AuditRecord): Promise<AuditRecord> {
+    const line = `${canonicalJson(record)}\n`
+    // Synchronously, so that concurrent appends get consecutive seqs in call order.
+    seq = record.seq
+    lastHash = record.hash
+    return new Promise<AuditRecord>((resolve, reject) => {
+      pending.push({ record, line, resolve, reject })
+      flushing ??= flush()
+    })
+  }
+
+  /** Queue a checkpoint over the chain so far. */
+  function checkpoint(signer: AuditSigningKey): Promise<AuditRecord> {
+    const ms = now()
+    const ts = new Date(Number.isFinite(ms) ? ms : Date.now()).toISOString()
+    since = 0
+    return enqueue(buildCheckpointRecord({ seq, hash: lastHash }, { ts, every, key: signer }))
+  }
+
   const log: AuditLog = {
     file,
     recovered: tail.tornBytes > 0,
     recoveredBytes: tail.tornBytes,
+    staleLock: lock.tookOver,
     get head() {
       return { ...durable }
     },
@@ -173,74 +271,224 @@ export async function openAuditLog(options: AuditLogOptions): Promise<AuditLog> 
         return Promise.reject(new WardenError('internal', 'the audit log is closed'))
       }
       let record: AuditRecord
-      let line: string
       try {
         record = buildRecord(entry, { seq: seq + 1, prevHash: lastHash, now, redact })
-        line = `${canonicalJson(record)}\n`
       } catch (error) {
         return Promise.reject(error)
       }
-      // Synchronously, so that concurrent appends get consecutive seqs in call order.
-      seq = record.seq
-      lastHash = record.hash
-      return new Promise<AuditRecord>((resolve, reject) => {
-        pending.push({ record, line, resolve, reject })
-        flushing ??= flush()
-      })
+      const appended = enqueue(record)
+      if (key && ++since >= every) {
+        // Its failure is the failure of the append it follows, which reports it.
+        checkpoint(key).catch(() => undefined)
+      }
+      return appended
     },
 
-    async read(query = {}) {
-      const fromSeq = query.fromSeq ?? 1
-      const limit = query.limit ?? 1000
-      if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) {
-        throw new TypeError('audit read: fromSeq must be a positive integer')
-      }
-      if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) {
-        throw new TypeError('audit read: limit must be an integer from 1 to 10000')
-      }
-      const out: AuditRecord[] = []
-      for await (const line of readLines(file, { end: durableBytes })) {
-        let record: AuditRecord | undefined
-        try {
-          record = line.terminated && line.text !== null ? JSON.parse(line.text) : undefined
-        } catch {
-          record = undefined
-        }
-        if (typeof record !== 'object' || record === null) {
-          throw new WardenError('internal', 'the audit log is corrupt; verify it', {
-            cause: { file, line: line.n },
-          })
-        }
-        if (
-          record.seq < fromSeq ||
-          (query.invocationId !== undefined && record.invocationId !== query.invocationId) ||
-          (query.appId !== undefined && record.appId !== query.appId)
-        ) {
-          continue
-        }
-        out.push(record)
-        if (out.length >= limit) {
-          break
-        }
-      }
-      return out
+    read(query = {}) {
+      return readRecords(file, query, durableBytes)
     },
 
     verify(verifyOptions = {}) {
-      return verifyAuditFileUpTo(file, verifyOptions, durableBytes)
+      const withKey = key ? { checkpointKey: key.publicKey, ...verifyOptions } : verifyOptions
+      return verifyAuditFileUpTo(file, withKey, durableBytes)
     },
 
     close() {
       closing ??= (async () => {
-        while (flushing) {
-          await flushing
+        try {
+          while (flushing) {
+            await flushing
+          }
+          if (key && !failure && since > 0) {
+            await checkpoint(key)
+          }
+        } finally {
+          await handle.close()
+          await lock.release()
         }
-        await handle.close()
       })()
       return closing
     },
   }
+
+  try {
+    const opening: Promise<AuditRecord>[] = []
+    if (key && checkpointNow) {
+      opening.push(checkpoint(key))
+    }
+    if (lock.tookOver) {
+      const { pid, host, startedAt } = lock.tookOver
+      opening.push(
+        log.append({
+          kind: 'admin',
+          actor: 'warden',
+          op: 'audit.lock.takeover',
+          target: `pid ${pid}${host === '' ? '' : ` on ${host}`}, since ${startedAt}`,
+          decision: 'allow',
+          reason: 'the lock was stale: its process was not running',
+        }),
+      )
+    }
+    await Promise.all(opening)
+  } catch (error) {
+    await handle.close()
+    throw error
+  }
   return log
+}
+
+/**
+ * The records of an audit log file matching `query`, in seq order, reading it without opening
+ * it for writing, so without its lock (`warden audit tail` while Warden runs). A final line
+ * with no newline yet is a write in progress and is left out. A missing file rejects (ENOENT).
+ *
+ * @example
+ * const last = await readAuditFile('.warden/audit/audit.jsonl', { appId: 'hello', limit: 50 })
+ */
+export function readAuditFile(file: string, query: AuditQuery = {}): Promise<AuditRecord[]> {
+  return readRecords(file, query)
+}
+
+async function readRecords(file: string, query: AuditQuery, end?: number): Promise<AuditRecord[]> {
+  const fromSeq = query.fromSeq ?? 1
+  const limit = query.limit ?? 1000
+  if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) {
+    throw new TypeError('audit read: fromSeq must be a positive integer')
+  }
+  if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) {
+    throw new TypeError('audit read: limit must be an integer from 1 to 10000')
+  }
+  const out: AuditRecord[] = []
+  for await (const line of readLines(file, end === undefined ? {} : { end })) {
+    if (!line.terminated) {
+      break
+    }
+    let record: AuditRecord | undefined
+    try {
+      record = line.text !== null ? JSON.parse(line.text) : undefined
+    } catch {
+      record = undefined
+    }
+    if (typeof record !== 'object' || record === null) {
+      throw new WardenError('internal', 'the audit log is corrupt; verify it', {
+        cause: { file, line: line.n },
+      })
+    }
+    if (
+      record.seq < fromSeq ||
+      (query.invocationId !== undefined && record.invocationId !== query.invocationId) ||
+      (query.appId !== undefined && record.appId !== query.appId)
+    ) {
+      continue
+    }
+    out.push(record)
+    if (out.length >= limit) {
+      break
+    }
+  }
+  return out
+}
+
+/**
+ * Check the records from the last checkpoint to the tail (normally at most `every` of them):
+ * the checkpoint's signature, the chain after it, and that no checkpoint is missing. Answers how
+ * many records followed it and what `every` it promised.
+ */
+async function checkSinceLastCheckpoint(
+  file: string,
+  tail: Tail,
+  key: AuditSigningKey,
+  keyIsNew: boolean,
+): Promise<{ since: number; every: number | undefined }> {
+  if (tail.seq === 0) {
+    return { since: 0, every: undefined }
+  }
+  const found = await findLastCheckpoint(file, tail.size)
+  if (!found) {
+    if (keyIsNew) {
+      // A log from before checkpoints: its first checkpoint vouches for what it already holds.
+      return { since: tail.seq, every: undefined }
+    }
+    throw new WardenError(
+      'internal',
+      'the audit log has records but no signed checkpoint, though its signing key exists: ' +
+        'it may have been rebuilt; run `warden audit verify`',
+      { cause: { file } },
+    )
+  }
+  const { offset, record } = found
+  const result = await verifyAuditFileUpTo(
+    file,
+    { after: { seq: record.seq - 1, hash: record.prevHash }, checkpointKey: key.publicKey },
+    tail.size,
+    offset,
+  )
+  if (!result.ok) {
+    throw new WardenError(
+      'internal',
+      `the audit log does not match its last signed checkpoint (first bad seq ` +
+        `${result.firstBadSeq}, ${result.reason}); run \`warden audit verify\``,
+      { cause: { file, result } },
+    )
+  }
+  return { since: tail.seq - record.seq, every: record.checkpoint?.every }
+}
+
+// Canonical JSON escapes every `"` inside a string, so these bytes only ever appear as the
+// `kind` of a checkpoint record itself.
+const CHECKPOINT_MARK = Buffer.from('"kind":"checkpoint"')
+
+/** The last checkpoint record before byte `end`, and the offset of its line. */
+async function findLastCheckpoint(
+  file: string,
+  end: number,
+): Promise<{ offset: number; record: AuditRecord } | undefined> {
+  const handle = await open(file, 'r')
+  try {
+    const buffer = Buffer.alloc(CHUNK + CHECKPOINT_MARK.length)
+    let stop = end
+    while (stop > 0) {
+      const from = Math.max(0, stop - CHUNK)
+      // NB: overlap the chunk after, so a mark across the boundary is not missed.
+      const length = Math.min(end, stop + CHECKPOINT_MARK.length) - from
+      await readFully(handle, buffer, length, from)
+      const at = buffer.subarray(0, length).lastIndexOf(CHECKPOINT_MARK)
+      if (at !== -1) {
+        const offset = (await lastIndexOfNewline(handle, from + at)) + 1
+        const lineEnd = await indexOfNewline(handle, from + at, end)
+        const record =
+          lineEnd - offset <= MAX_LINE_BYTES
+            ? parseRecordLine(await readText(handle, offset, lineEnd - offset))
+            : undefined
+        if (!record || record.kind !== 'checkpoint') {
+          throw new WardenError('internal', 'an audit record is corrupt; verify the log', {
+            cause: { file, offset },
+          })
+        }
+        return { offset, record }
+      }
+      stop = from
+    }
+    return undefined
+  } finally {
+    await handle.close()
+  }
+}
+
+/** The offset of the first `\n` at or after `from`, before `end` (which ends a line). */
+async function indexOfNewline(handle: FileHandle, from: number, end: number): Promise<number> {
+  const buffer = Buffer.alloc(CHUNK)
+  let start = from
+  while (start < end) {
+    const length = Math.min(CHUNK, end - start)
+    await readFully(handle, buffer, length, start)
+    const index = buffer.subarray(0, length).indexOf(10)
+    if (index !== -1) {
+      return start + index
+    }
+    start += length
+  }
+  return end
 }
 
 interface Tail {
@@ -345,22 +593,5 @@ async function writeAll(handle: FileHandle, bytes: Buffer): Promise<void> {
     // The file is open with 'a' (O_APPEND): every write lands at the end, whatever the position.
     const { bytesWritten } = await handle.write(bytes, done, bytes.length - done)
     done += bytesWritten
-  }
-}
-
-/** Make a new file's directory entry durable (fsync(2): a new file needs its directory synced). */
-async function syncDirectory(directory: string): Promise<void> {
-  let handle: FileHandle | undefined
-  try {
-    handle = await open(directory, 'r')
-    await handle.sync()
-  } catch (error) {
-    // Windows cannot open or fsync a directory; the file's own syncs are all it offers there.
-    const code = (error as NodeJS.ErrnoException).code
-    if (code !== 'EISDIR' && code !== 'EPERM' && code !== 'EINVAL' && code !== 'EACCES') {
-      throw error
-    }
-  } finally {
-    await handle?.close()
   }
 }

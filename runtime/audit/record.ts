@@ -26,6 +26,30 @@ export type AuditKind = 'host-call' | 'admin' | 'run'
 /** Every {@link AuditKind}. */
 export const AUDIT_KINDS: readonly AuditKind[] = ['host-call', 'admin', 'run']
 
+/**
+ * What a `checkpoint` record adds: an Ed25519 signature, by a key kept outside the log, over
+ * the seq and hash of the record just before it (and so over the whole chain up to there).
+ * Only the log writes checkpoints; a caller's entry can never be one.
+ *
+ * The signed bytes are `warden-audit-checkpoint/v1\n` followed by the canonical JSON of
+ * `{ every, hash, keyId, seq, ts }`, where `ts` is the checkpoint record's own `ts`.
+ */
+export interface AuditCheckpoint {
+  /** The seq of the record signed for: the checkpoint's own seq minus one (0 for an empty log). */
+  seq: number
+  /** That record's hash, equal to the checkpoint's `prevHash`. */
+  hash: string
+  /**
+   * The promise about what follows: the next checkpoint comes within this many records. A
+   * verifier with the key refuses a longer run (checkpoints removed from a rebuilt chain).
+   */
+  every: number
+  /** RFC 7638 thumbprint of the public key (base64url), which names the key to check with. */
+  keyId: string
+  /** The Ed25519 signature, base64url (86 characters). */
+  sig: string
+}
+
 /** Whether the action was carried out. */
 export type AuditDecision = 'allow' | 'deny'
 
@@ -49,8 +73,9 @@ const METER_FIELDS = [
 ] as const satisfies readonly (keyof AuditMeter)[]
 
 /**
- * One line of the audit log. Every field is present; what does not apply is `null`, so the
- * canonical JSON, and so the hash, never depends on how the record was built.
+ * One line of the audit log. Every field is present (but `checkpoint`, only on checkpoints);
+ * what does not apply is `null`, so the canonical JSON, and so the hash, never depends on how
+ * the record was built.
  * `hash = sha256hex(prevHash ‖ canonicalJson(record without hash))`.
  *
  * Numbers are non-negative integers, except `durationMs`, rounded to the microsecond: none is
@@ -68,7 +93,8 @@ export interface AuditRecord {
   tokenJti: string | null
   /** Who acted: `app:<id>` for a guest, `admin:<key id>` for an admin. */
   actor: string | null
-  kind: AuditKind
+  /** An entry's kind, or `checkpoint` for the log's own signed checkpoints. */
+  kind: AuditKind | 'checkpoint'
   /** The WIT interface of a host call, `warden:platform/http`. */
   capability: string | null
   op: string
@@ -81,6 +107,11 @@ export interface AuditRecord {
   bytesIn: number | null
   /** Only on `run` records (DESIGN.md extension: the metering report's figures). */
   meter: AuditMeter | null
+  /**
+   * Only on `checkpoint` records, and absent (not null) on every other record, so that records
+   * written before checkpoints existed keep their bytes and hashes.
+   */
+  checkpoint?: AuditCheckpoint
   /** The previous record's `hash`; {@link GENESIS_HASH} for seq 1. */
   prevHash: string
   /** Lowercase hex SHA-256. */

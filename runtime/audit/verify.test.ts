@@ -72,6 +72,9 @@ describe('verifyAuditFile', () => {
       count: N,
       lastSeq: N,
       lastHash: at(N).hash,
+      checkpoints: 0,
+      lastCheckpoint: null,
+      unsigned: N,
     })
   })
 
@@ -81,6 +84,9 @@ describe('verifyAuditFile', () => {
       count: 0,
       lastSeq: 0,
       lastHash: GENESIS_HASH,
+      checkpoints: 0,
+      lastCheckpoint: null,
+      unsigned: 0,
     })
   })
 
@@ -327,7 +333,7 @@ describe('properties', () => {
 
   it('a change of a letter or digit, which keeps the file parseable, is detected', async () => {
     const { text: full } = await buildLog(
-      records.map(({ seq: _s, prevHash: _p, hash: _h, ...rest }) => rest),
+      records.map(({ seq: _s, prevHash: _p, hash: _h, ...rest }) => rest as AuditEntry),
     )
     const alnum = '0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ'
     const positions = [...full].flatMap((char, i) => (alnum.includes(char) ? [i] : []))
@@ -350,7 +356,7 @@ describe('properties', () => {
 
   it('a byte change on one line of a log names that line', async () => {
     const { text: full } = await buildLog(
-      records.map(({ seq: _seq, prevHash: _p, hash: _h, ...rest }) => rest),
+      records.map(({ seq: _seq, prevHash: _p, hash: _h, ...rest }) => rest as AuditEntry),
     )
     const offsets = [0]
     for (let i = 0; i < full.length; i++) {

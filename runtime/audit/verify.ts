@@ -1,14 +1,21 @@
 /**
  * Verify an audit log: recompute every hash, follow the `prevHash` chain, check that seq counts
- * 1, 2, 3… and, for a file, that every line is the canonical encoding of its record.
+ * 1, 2, 3… and, for a file, that every line is the canonical encoding of its record. Given the
+ * checkpoint key, also check every signed checkpoint and that none is missing.
  *
- * What the chain proves, and what it cannot: any edit, removal, reordering or insertion of
- * records is detected, naming the first seq that can no longer be trusted. Removing records
- * from the END leaves a shorter, valid chain, and whoever can write the file can also rebuild
- * the whole chain after an edit. Both are only detectable against a head (`seq`, `hash`) kept
- * somewhere the writer of the file cannot rewrite: pass it as `expectLastSeq`/`expectLastHash`.
+ * What this proves, and what it cannot: any edit, removal, reordering or insertion of records is
+ * detected, naming the first seq that can no longer be trusted. Whoever can write the file can
+ * also rebuild the whole chain after an edit; with the checkpoint key (kept outside the file)
+ * that is detected too, since the signatures no longer match the rebuilt chain. What neither
+ * catches: records removed from the END (a shorter log is still a valid log, back to any
+ * checkpoint), and records after the last checkpoint, which only the chain covers. Both are
+ * only detectable against a head (`seq`, `hash`) kept where the writer of the file cannot
+ * rewrite it: pass it as `expectLastSeq`/`expectLastHash`.
  */
+import { createPublicKey } from 'node:crypto'
+import type { KeyObject } from 'node:crypto'
 import { canonicalJson } from './canonical.js'
+import { auditKeyId, checkpointOf, checkpointSignatureValid } from './checkpoint.js'
 import { readLines } from './lines.js'
 import { GENESIS_HASH, hashRecordObject } from './record.js'
 import type { AuditRecord } from './record.js'
@@ -24,9 +31,23 @@ import type { AuditRecord } from './record.js'
  * - `seq-order`: seq goes back or repeats (records swapped or inserted).
  * - `malformed`: not a record: not JSON, not UTF-8, missing `seq`/`prevHash`/`hash`, not in
  *   canonical form, or a final line with no newline (a torn write).
+ * - `bad-checkpoint`: a checkpoint does not verify with the key: its signature is forged, made by
+ *   another key, or over another chain (the records before it were rebuilt), or it does not
+ *   cover the record before it. Also without a key, for a checkpoint that is not well formed.
+ * - `missing-checkpoint` (with the key only): more records follow a checkpoint than it promised
+ *   (`every`), or a log with records has no checkpoint at all: checkpoints were removed.
+ *
+ * With the key, `firstBadSeq` of these is the seq after the last checkpoint that verified (1 if
+ * none did): every record after it may have been rewritten.
  */
 export type AuditVerifyFailureReason =
-  'hash-mismatch' | 'broken-chain' | 'seq-gap' | 'seq-order' | 'malformed'
+  | 'hash-mismatch'
+  | 'broken-chain'
+  | 'seq-gap'
+  | 'seq-order'
+  | 'malformed'
+  | 'bad-checkpoint'
+  | 'missing-checkpoint'
 
 /** A failed verification. Every record with seq below `firstBadSeq` verified. */
 export interface AuditVerifyFailure {
@@ -49,6 +70,18 @@ export interface AuditVerifySuccess {
   lastSeq: number
   /** The hash of the last record: anchor it somewhere else to detect a later truncation. */
   lastHash: string
+  /** Checkpoint records met; their signatures were checked only with `checkpointKey`. */
+  checkpoints: number
+  /**
+   * The last checkpoint whose signature verified: its seq and time. Null without
+   * `checkpointKey`, or when there is none.
+   */
+  lastCheckpoint: { seq: number; ts: string } | null
+  /**
+   * Records after `lastCheckpoint` (every record, when it is null): the hash chain alone vouches
+   * for them, so they may have been rewritten, or cut, by whoever can write the file.
+   */
+  unsigned: number
 }
 
 /** What {@link verifyRecords} and {@link verifyAuditFile} return. */
@@ -71,6 +104,13 @@ export interface AuditVerifyOptions {
    * with `broken-chain` at the first verified seq: the chain was rebuilt somewhere before it.
    */
   expectLastHash?: string
+  /**
+   * The public key of the checkpoints (or the signing key: its public half is used). With it,
+   * every checkpoint's signature is checked, a run longer than a checkpoint's `every` fails, and
+   * so does a log with records but no checkpoint (unless `after` is given: a page may have
+   * none). Without it, checkpoints are checked as records only.
+   */
+  checkpointKey?: KeyObject
 }
 
 const HEX64 = /^[0-9a-f]{64}$/
@@ -112,14 +152,18 @@ export function verifyAuditFile(
   return verifyAuditFileUpTo(file, options)
 }
 
-/** Internal: {@link verifyAuditFile} over the first `end` bytes (the log's durable part). */
+/**
+ * Internal: {@link verifyAuditFile} over the bytes before `end` (the log's durable part), from
+ * byte `start` (a line start; the records there continue after `options.after`).
+ */
 export async function verifyAuditFileUpTo(
   file: string,
   options: AuditVerifyOptions,
   end?: number,
+  start = 0,
 ): Promise<AuditVerifyResult> {
   const verifier = createChainVerifier(options)
-  for await (const line of readLines(file, end === undefined ? {} : { end })) {
+  for await (const line of readLines(file, end === undefined ? { start } : { start, end })) {
     const raw = line.terminated ? line.text : null
     let item: unknown = NOT_A_RECORD
     if (raw !== null) {
@@ -207,6 +251,8 @@ function createChainVerifier(options: AuditVerifyOptions) {
   if (expectLastHash !== undefined && !HEX64.test(expectLastHash)) {
     throw new TypeError('verify: expectLastHash must be 64 lowercase hex digits')
   }
+  const key = options.checkpointKey === undefined ? undefined : publicKeyOf(options.checkpointKey)
+  const keyId = key === undefined ? '' : auditKeyId(key)
   let expectedSeq = start.seq + 1
   let expectedPrev = start.hash
   // The prevHash of the last accepted record.
@@ -215,6 +261,13 @@ function createChainVerifier(options: AuditVerifyOptions) {
   let hashAtExpected = expectLastSeq === start.seq ? start.hash : undefined
   // A record that skipped ahead: a gap or a swap, told apart by the record after it.
   let skipped: { firstBadSeq: number; seq: number } | undefined
+  let checkpoints = 0
+  let lastCheckpoint: { seq: number; ts: string } | null = null
+  // The seq up to which signatures vouch for the log (the caller vouches for `after`), the
+  // records since, and how many the last checkpoint allowed (unknown before the first).
+  let signedUpTo = start.seq
+  let unsigned = 0
+  let allowed: number | undefined
 
   const fail = (reason: AuditVerifyFailureReason, firstBadSeq: number): AuditVerifyFailure => ({
     ok: false,
@@ -268,6 +321,30 @@ function createChainVerifier(options: AuditVerifyOptions) {
         return fail('malformed', expected)
       }
     }
+    if (item.kind === 'checkpoint') {
+      const checkpoint = checkpointOf(item)
+      if (!checkpoint) {
+        // Without the key only the chain vouches for anything, and it does up to this record.
+        return fail('bad-checkpoint', key ? signedUpTo + 1 : expected)
+      }
+      checkpoints++
+      if (key) {
+        if (!checkpointSignatureValid(checkpoint, item.ts as string, key, keyId)) {
+          return fail('bad-checkpoint', signedUpTo + 1)
+        }
+        lastCheckpoint = { seq: item.seq, ts: item.ts as string }
+        signedUpTo = item.seq
+        unsigned = 0
+        allowed = checkpoint.every
+      } else {
+        unsigned++
+      }
+    } else {
+      unsigned++
+      if (key && allowed !== undefined && unsigned > allowed) {
+        return fail('missing-checkpoint', signedUpTo + 1)
+      }
+    }
     count++
     previousPrev = item.prevHash
     expectedSeq = item.seq + 1
@@ -292,8 +369,26 @@ function createChainVerifier(options: AuditVerifyOptions) {
         return fail('broken-chain', start.seq + 1)
       }
     }
-    return { ok: true, count, lastSeq, lastHash: expectedPrev }
+    if (key && options.after === undefined && count > 0 && lastCheckpoint === null) {
+      return fail('missing-checkpoint', start.seq + 1)
+    }
+    return {
+      ok: true,
+      count,
+      lastSeq,
+      lastHash: expectedPrev,
+      checkpoints,
+      lastCheckpoint,
+      unsigned,
+    }
   }
 
   return { push, finish }
+}
+
+function publicKeyOf(key: KeyObject): KeyObject {
+  if (typeof key !== 'object' || key === null || key.asymmetricKeyType !== 'ed25519') {
+    throw new TypeError('verify: checkpointKey must be an Ed25519 KeyObject')
+  }
+  return key.type === 'public' ? key : createPublicKey(key)
 }

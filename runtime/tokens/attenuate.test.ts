@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { WardenError } from '../errors.js'
 import { attenuate } from './attenuate.js'
 import type { AttenuateOptions, AttenuationRequest } from './attenuate.js'
-import { MAX_CHAIN_LENGTH } from './claims.js'
+import { MAX_CHAIN_LENGTH, TOKEN_TYPE } from './claims.js'
 import type { CapabilityClaims, GrantsInput } from './claims.js'
 import { createKeyStore } from './keys.js'
 import type { KeyStore } from './keys.js'
@@ -98,6 +98,7 @@ describe('attenuate', () => {
     const verified = await verifyToken(keys, child.token, {
       digest: DIGEST,
       revocations,
+      maxLifetimeSeconds: options.maxLifetimeSeconds,
       now: NOW + 100,
     })
     expect(verified).toEqual(child.claims)
@@ -111,8 +112,13 @@ describe('attenuate', () => {
   })
 
   it('caps the default lifetime at the policy maximum', async () => {
-    const child = await attenuate(keys, parentToken, {}, { ...options, maxLifetimeSeconds: 10 })
-    expect(child.claims.exp).toBe(NOW + 110)
+    // Issued by a host whose clock is 20 s ahead (within the leeway): it verifies, and has
+    // more time left than the maximum.
+    const now = options.now!
+    const window = { iat: now + 20, nbf: now, exp: now + 620 }
+    const ahead = await keys.sign({ ...parent, jti: crypto.randomUUID(), ...window }, TOKEN_TYPE)
+    const child = await attenuate(keys, ahead, {}, { ...options, maxLifetimeSeconds: 600 })
+    expect(child.claims.exp).toBe(now + 600)
   })
 
   it('derives grandchildren with the whole chain', async () => {
@@ -230,6 +236,26 @@ describe('attenuate', () => {
     expect(otherBuild.code).toBe('token_invalid')
     const garbage = await attenuate(keys, 'not.a.token', {}, options).catch((e) => e)
     expect(garbage.code).toBe('token_invalid')
+  })
+
+  it('refuses to attenuate a ring-signed parent that minting would have refused', async () => {
+    const now = options.now!
+    for (const window of [
+      // Longer than the maximum, though inside its window now.
+      { iat: now - 10 * 86_400, nbf: now - 10 * 86_400, exp: now + 600 },
+      { iat: now, nbf: now, exp: now + options.maxLifetimeSeconds + 1 },
+      // Issued in the future.
+      { iat: now + 600, nbf: now, exp: now + 900 },
+    ]) {
+      const forged = await keys.sign({ ...parent, jti: crypto.randomUUID(), ...window }, TOKEN_TYPE)
+      const err = await attenuate(keys, forged, {}, options).catch((e) => e)
+      expect(err.code).toBe('token_invalid')
+    }
+  })
+
+  it('refuses a parent longer than the maximum in force now (it was lowered)', async () => {
+    const err = await refused({}, { ...options, maxLifetimeSeconds: 599 })
+    expect(err.code).toBe('token_invalid')
   })
 
   it(`stops at ${MAX_CHAIN_LENGTH} ancestors`, async () => {

@@ -6,7 +6,7 @@
 import { z } from 'zod'
 import { WardenError } from '../errors.js'
 import { describeIssue, grantsSchema, limitsRequestSchema } from './claims.js'
-import type { GrantsInput, LimitsRequest } from './claims.js'
+import type { CapabilityClaims, GrantsInput, LimitsRequest } from './claims.js'
 import type { KeyStore } from './keys.js'
 import { mintToken } from './mint.js'
 import type { MintedToken } from './mint.js'
@@ -38,6 +38,12 @@ export interface AttenuateOptions {
   now?: number
   /** Clock leeway when verifying the parent, in seconds. Default 30. */
   leewaySeconds?: number
+  /**
+   * Told the parent's claims once they verify, before the child is checked and minted: so a
+   * caller can say whose attenuation was refused (an audit record) without reading claims
+   * from an unverified token.
+   */
+  onParentVerified?: (parent: CapabilityClaims) => void
 }
 
 const requestSchema = z.strictObject({
@@ -50,10 +56,11 @@ const requestSchema = z.strictObject({
  * Verify `parentToken` and mint a child of it: same app and build, grants ⊆, limits ≤,
  * `exp` ≤ the parent's, `parent` = the parent's `jti`, `chain` = the parent's chain + its `jti`.
  *
- * Throws what verification throws for the parent (`token_invalid`, `token_expired`,
- * `token_revoked`); `invalid_request` for a malformed request; `forbidden`, naming the grant
- * (`grants.http[0] is wider than the parent token allows`), for anything wider than the parent,
- * including a lifetime past the parent's `exp`.
+ * Throws what verification throws for the parent (`token_invalid`, also for a parent longer
+ * than `maxLifetimeSeconds`; `token_expired`, `token_revoked`, `store_unavailable`);
+ * `invalid_request` for a malformed request or a lifetime above `maxLifetimeSeconds`;
+ * `forbidden`, naming the grant (`grants.http[0] is wider than the parent token allows`), for
+ * anything wider than the parent, including a lifetime past the parent's `exp`.
  *
  * @example
  * const child = await attenuate(keys, parentToken, {
@@ -71,11 +78,13 @@ export async function attenuate(
   const now = options.now ?? Math.floor(Date.now() / 1000)
   const verifyOptions = {
     revocations: options.revocations,
+    maxLifetimeSeconds: options.maxLifetimeSeconds,
     now,
     ...(options.digest !== undefined ? { digest: options.digest } : {}),
     ...(options.leewaySeconds !== undefined ? { leewaySeconds: options.leewaySeconds } : {}),
   }
   const parent = await verifyClaims(keys, parentToken, verifyOptions)
+  options.onParentVerified?.(parent)
 
   const parsed = requestSchema.safeParse(request)
   if (!parsed.success) {

@@ -1,4 +1,4 @@
-import { appendFile, mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { appendFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
@@ -65,6 +65,44 @@ describe('createFileRevocationList', () => {
     await reopened.revoke(B)
     expect(await readFile(list.path, 'utf8')).toBe(`${A}\n4444\n${B}\n`)
     expect(await createFileRevocationList(dataDir).isRevoked(B)).toBe(true)
+  })
+
+  it('fails closed with store_unavailable when the file cannot be read', async () => {
+    const list = createFileRevocationList(dataDir)
+    // We may run as root, whom chmod does not stop: a directory cannot be read as a file.
+    await mkdir(list.path)
+    for (const jti of [A, B]) {
+      const err = await list.isRevoked(jti).catch((e) => e)
+      expect(err.code).toBe('store_unavailable')
+    }
+    const revoke = await list.revoke(A).catch((e) => e)
+    expect(revoke.code).toBe('store_unavailable')
+    // Revoked in this process all the same: a failed write never un-revokes.
+    expect(await list.isRevoked(A)).toBe(true)
+  })
+
+  it('fails closed with store_unavailable when the data dir is not a directory', async () => {
+    const file = join(dataDir, 'not-a-dir')
+    await writeFile(file, 'x')
+    const err = await createFileRevocationList(file)
+      .isRevoked(A)
+      .catch((e) => e)
+    expect(err.code).toBe('store_unavailable')
+  })
+
+  it.each([
+    ['JSON', `{"revoked": ["${A}"]}\n`],
+    ['binary', `${A}\n\u0000\u0000\u0000\u0000\n`],
+    ['invalid UTF-8', Buffer.concat([Buffer.from(`${A}\n`), Buffer.from([0xff, 0xfe, 0x0a])])],
+    ['a line too long for an id', `${'a'.repeat(129)}\n`],
+    ['a line with spaces inside', `${A} ${B}\n`],
+  ])('fails closed with store_unavailable on corrupt content (%s)', async (_, content) => {
+    const list = createFileRevocationList(dataDir)
+    await writeFile(list.path, content)
+    for (const jti of [B, C]) {
+      const err = await list.isRevoked(jti).catch((e) => e)
+      expect(err.code).toBe('store_unavailable')
+    }
   })
 
   it('refuses a malformed token id with invalid_request', async () => {

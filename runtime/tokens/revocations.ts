@@ -8,7 +8,11 @@ import { join } from 'node:path'
 import { WardenError } from '../errors.js'
 import { jtiSchema } from './claims.js'
 
-/** Answers whether a token id is revoked. Implementations fail closed: they throw on I/O errors. */
+/**
+ * Answers whether a token id is revoked. Implementations fail closed: when they cannot tell,
+ * they throw (preferably `store_unavailable`), never answer false. Verification turns any
+ * throw into `store_unavailable`.
+ */
 export interface RevocationList {
   /** True when `jti` is revoked. */
   isRevoked(jti: string): Promise<boolean>
@@ -16,7 +20,10 @@ export interface RevocationList {
 
 /** A revocation list that can also revoke. */
 export interface WritableRevocationList extends RevocationList {
-  /** Revoke `jti`. Resolves once the revocation is durable; revoking twice is harmless. */
+  /**
+   * Revoke `jti`. Resolves once the revocation is durable; revoking twice is harmless. Rejects
+   * with `store_unavailable` when it cannot be made durable.
+   */
   revoke(jti: string): Promise<void>
 }
 
@@ -28,6 +35,15 @@ export interface FileRevocationList extends WritableRevocationList {
 
 const FILE_NAME = 'revoked-tokens.txt'
 const NEWLINE = 0x0a
+// What a crash can leave of a line being appended: a prefix of a token id, possibly empty.
+const TORN_ID = /^[A-Za-z0-9_-]{0,128}$/
+
+function unavailable(message: string, cause: unknown): WardenError {
+  if (cause instanceof WardenError && cause.code === 'store_unavailable') {
+    return cause
+  }
+  return new WardenError('store_unavailable', message, { cause })
+}
 
 /**
  * The append-only revocation file `<dataDir>/revoked-tokens.txt` (mode 0600), one `jti` per
@@ -35,7 +51,13 @@ const NEWLINE = 0x0a
  * revoked in this process from the moment `revoke` is called (fail closed), even if the write
  * then fails. Each `isRevoked` of an id not yet known reads whatever other processes appended
  * since the last read, so every process on the same data dir sees every revocation.
- * Unreadable lines (a torn write from a crash) are skipped.
+ *
+ * Fails closed: when the file cannot be read (an I/O or permission error, a directory in its
+ * place) or holds a line that is not a token id, `isRevoked` rejects with `store_unavailable`,
+ * for every id not already known to be revoked, until it is repaired; it never answers false
+ * for what it could not read. The one tolerated defect is what a crash leaves of a line being
+ * appended: a prefix of an id (skipped when too short to be one; the next line starts fresh).
+ * `revoke` rejects with `store_unavailable` when the line cannot be made durable.
  *
  * @example
  * const revocations = createFileRevocationList('.warden')
@@ -79,6 +101,12 @@ export function createFileRevocationList(dataDir: string): FileRevocationList {
       }
       for (const line of bytes.subarray(0, end).toString('utf8').split('\n')) {
         const jti = line.trim()
+        if (!TORN_ID.test(jti)) {
+          // Not what a crash leaves: the file is corrupt, or not ours. Skipping the line could
+          // skip a revocation. The ids before it still count (revoking more is safe), but the
+          // offset stays, so every later read fails the same way until the file is repaired.
+          throw new WardenError('store_unavailable', 'the revocation list is corrupt')
+        }
         if (jtiSchema.safeParse(jti).success) {
           revoked.add(jti)
           durable.add(jti)
@@ -143,7 +171,11 @@ export function createFileRevocationList(dataDir: string): FileRevocationList {
       if (revoked.has(jti)) {
         return true
       }
-      await refresh()
+      try {
+        await refresh()
+      } catch (error) {
+        throw unavailable('the revocation list cannot be read', error)
+      }
       return revoked.has(jti)
     },
     async revoke(jti) {
@@ -156,7 +188,11 @@ export function createFileRevocationList(dataDir: string): FileRevocationList {
         () => append(jti),
       )
       writes = write.catch(() => undefined)
-      await write
+      try {
+        await write
+      } catch (error) {
+        throw unavailable('the revocation list cannot be written', error)
+      }
     },
   }
 }

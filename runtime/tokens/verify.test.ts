@@ -55,6 +55,7 @@ function verify(t: string, options: Partial<Parameters<typeof verifyToken>[2]> =
   return verifyToken(keys, t, {
     digest: DIGEST,
     revocations: createMemoryRevocationList(),
+    maxLifetimeSeconds: POLICY.maxLifetimeSeconds,
     now: NOW,
     ...options,
   })
@@ -315,6 +316,19 @@ describe('verifyToken', () => {
     }
   })
 
+  it('refuses a revocation lookup that fails with store_unavailable, never a success', async () => {
+    for (const failure of [new Error('EIO: i/o error'), new WardenError('internal', 'boom')]) {
+      const revocations = {
+        isRevoked: async () => {
+          throw failure
+        },
+      }
+      const err = await verify(token, { revocations }).catch((e) => e)
+      expect(err).toBeInstanceOf(WardenError)
+      expect(err.code).toBe('store_unavailable')
+    }
+  })
+
   it('answers any garbage with token_invalid and never repeats it', async () => {
     const parts = token.split('.')
     const mutated = fc.oneof(
@@ -340,5 +354,79 @@ describe('verifyToken', () => {
       }),
       { numRuns: 300 },
     )
+  })
+})
+
+// A verifier must not assume that a token it can verify came from mintToken: whoever holds the
+// signing key (a leaked key file, a bug in another minting path) can sign any claims.
+describe('verifyToken: what minting enforces, enforced again', () => {
+  const MAX = POLICY.maxLifetimeSeconds
+
+  it('accepts a ring-signed token of exactly the maximum lifetime', async () => {
+    const t = await keys.sign(payload({ iat: NOW, nbf: NOW, exp: NOW + MAX }), TOKEN_TYPE)
+    await expect(verify(t)).resolves.toBeDefined()
+  })
+
+  it('refuses a ring-signed token living longer than the maximum with token_invalid', async () => {
+    for (const overrides of [
+      { iat: NOW, nbf: NOW, exp: NOW + MAX + 1 },
+      { iat: NOW, nbf: NOW, exp: NOW + 100 * 365 * 86_400 },
+      // Still inside its window now, but minted (so it says) ten days ago for eleven.
+      { iat: NOW - 10 * 86_400, nbf: NOW - 10 * 86_400, exp: NOW + 86_400 },
+      // A short window that opens far from iat is still a long lifetime.
+      { iat: NOW - 2 * MAX, nbf: NOW - 60, exp: NOW + 60 },
+    ]) {
+      const t = await keys.sign(payload(overrides), TOKEN_TYPE)
+      expect(await refusal(t, verify(t))).toBe('token_invalid')
+    }
+  })
+
+  it('measures the lifetime against the maximum it is given', async () => {
+    const t = await keys.sign(payload({ iat: NOW, nbf: NOW, exp: NOW + 600 }), TOKEN_TYPE)
+    await expect(verify(t, { maxLifetimeSeconds: 600 })).resolves.toBeDefined()
+    expect(await refusal(t, verify(t, { maxLifetimeSeconds: 599 }))).toBe('token_invalid')
+  })
+
+  it('refuses an iat in the future beyond the leeway with token_invalid', async () => {
+    const within = await keys.sign(payload({ iat: NOW + 30, nbf: NOW, exp: NOW + 600 }), TOKEN_TYPE)
+    await expect(verify(within)).resolves.toBeDefined()
+    for (const overrides of [
+      { iat: NOW + 31, nbf: NOW, exp: NOW + 600 },
+      { iat: NOW + 3000, nbf: NOW, exp: NOW + 3000 },
+    ]) {
+      const t = await keys.sign(payload(overrides), TOKEN_TYPE)
+      expect(await refusal(t, verify(t))).toBe('token_invalid')
+      expect(await refusal(t, verify(t, { leewaySeconds: 0 }))).toBe('token_invalid')
+    }
+  })
+
+  it('refuses a ring-signed child whose lifetime is above the maximum', async () => {
+    const child = {
+      parent: claims.jti,
+      chain: [claims.jti],
+      grants: { ...claims.grants, log: false },
+    }
+    const ok = await keys.sign(payload({ ...child, iat: NOW, nbf: NOW, exp: NOW + 60 }), TOKEN_TYPE)
+    await expect(verify(ok)).resolves.toBeDefined()
+    for (const window of [
+      { iat: NOW, nbf: NOW, exp: NOW + MAX + 1 },
+      { iat: NOW - 5 * MAX, nbf: NOW, exp: NOW + 60 },
+      { iat: NOW + 600, nbf: NOW, exp: NOW + 900 },
+    ]) {
+      const t = await keys.sign(payload({ ...child, ...window }), TOKEN_TYPE)
+      expect(await refusal(t, verify(t))).toBe('token_invalid')
+    }
+  })
+
+  it('needs the maximum: a verifier cannot skip the lifetime check', async () => {
+    for (const maxLifetimeSeconds of [undefined, 0, -1, 1.5, Number.NaN]) {
+      const err = await verifyToken(keys, token, {
+        digest: DIGEST,
+        revocations: createMemoryRevocationList(),
+        now: NOW,
+        maxLifetimeSeconds,
+      } as never).catch((e) => e)
+      expect(err).toBeInstanceOf(TypeError)
+    }
   })
 })

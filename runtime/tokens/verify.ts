@@ -13,7 +13,7 @@ import type { RevocationList } from './revocations.js'
 /** Longest token accepted, in characters. Real ones are 1–3 KiB. */
 export const MAX_TOKEN_LENGTH = 16 * 1024
 
-/** Default clock leeway for `nbf` and `exp`, in seconds. */
+/** Default clock leeway for `nbf`, `exp` and `iat`, in seconds. */
 export const DEFAULT_LEEWAY_SECONDS = 30
 
 /** Options of {@link verifyToken}. */
@@ -22,9 +22,14 @@ export interface VerifyOptions {
   digest: string
   /** Where revoked token ids are looked up: the token's `jti` and every `chain` member. */
   revocations: RevocationList
+  /**
+   * Longest lifetime (`exp − iat`) a token may have, in seconds: the same maximum as minting
+   * (`maxTokenLifetimeSeconds`). Required: a token is never trusted to come from our mint.
+   */
+  maxLifetimeSeconds: number
   /** The current time, in seconds since the epoch. Default: the clock. */
   now?: number
-  /** Clock leeway for `nbf` and `exp`, in seconds. Default {@link DEFAULT_LEEWAY_SECONDS}. */
+  /** Clock leeway for `nbf`, `exp`, `iat`, in seconds. Default {@link DEFAULT_LEEWAY_SECONDS}. */
   leewaySeconds?: number
 }
 
@@ -43,15 +48,21 @@ function invalid(message: string): WardenError {
  * claims. Checks, in order: shape and size; header `alg` is `EdDSA` (pinned: `none`, HMAC and
  * the rest are refused before any key is touched), `typ` is exactly `warden-cap+jwt`, `kid`
  * names a live key of the ring; the signature; `iss`, `aud`; `nbf` and `exp` with leeway; the
- * claims schema (strict); the digest; then revocation of the `jti` and every ancestor.
+ * claims schema (strict); what minting enforces: a lifetime (`exp − iat`) of at most
+ * `maxLifetimeSeconds` and an `iat` not ahead of now by more than the leeway, for root and
+ * attenuated tokens alike; the digest; then revocation of the `jti` and every ancestor.
  *
  * Codes: `token_expired` when `exp` has passed, and also when `nbf` is still ahead (the token
- * is outside its validity window either way; the fix is the same); `token_revoked`; everything
+ * is outside its validity window either way; the fix is the same); `token_revoked`;
+ * `store_unavailable` when the revocation list cannot be read (never a success); everything
  * else `token_invalid`. A forged or malformed token is `token_invalid` even when its claims
- * say it expired, since claims are read only after the signature checks.
+ * say it expired, since claims are read only after the signature checks. A TypeError when
+ * `maxLifetimeSeconds` or `leewaySeconds` is not a valid number.
  *
  * @example
- * const claims = await verifyToken(keys, bearer, { digest: app.digest, revocations })
+ * const claims = await verifyToken(keys, bearer, {
+ *   digest: app.digest, revocations, maxLifetimeSeconds: config.maxTokenLifetimeSeconds,
+ * })
  * const { granted, grants } = effectiveGrant(app.imports, claims)
  */
 export async function verifyToken(
@@ -77,6 +88,10 @@ export async function verifyClaims(
   const leeway = options.leewaySeconds ?? DEFAULT_LEEWAY_SECONDS
   if (!Number.isSafeInteger(leeway) || leeway < 0) {
     throw new TypeError('leewaySeconds must be a non-negative integer')
+  }
+  const maxLifetime = options.maxLifetimeSeconds
+  if (!Number.isSafeInteger(maxLifetime) || maxLifetime <= 0) {
+    throw new TypeError('maxLifetimeSeconds must be a positive integer')
   }
   const now = options.now ?? Math.floor(Date.now() / 1000)
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
@@ -123,12 +138,28 @@ export async function verifyClaims(
     throw invalid('the token claims are malformed')
   }
   const claims = parsed.data
+  // A valid signature says who signed, not that mintToken did: whoever holds the signing key
+  // (a leaked key file, another minting path) can sign anything, so minting's rules hold here.
+  if (claims.exp - claims.iat > maxLifetime) {
+    throw invalid('the token lives longer than the maximum token lifetime')
+  }
+  if (claims.iat > now + leeway) {
+    throw invalid('the token is issued in the future')
+  }
   if (options.digest !== undefined && claims.app.digest !== options.digest) {
     throw invalid('the token is for another app or build')
   }
-  const checks = await Promise.all(
-    [claims.jti, ...claims.chain].map((jti) => options.revocations.isRevoked(jti)),
-  )
+  let checks: boolean[]
+  try {
+    checks = await Promise.all(
+      [claims.jti, ...claims.chain].map((jti) => options.revocations.isRevoked(jti)),
+    )
+  } catch (error) {
+    // Whatever the store threw, the answer is "cannot tell", never "not revoked".
+    throw new WardenError('store_unavailable', 'the revocation list cannot be read', {
+      cause: error,
+    })
+  }
   if (checks[0]) {
     throw new WardenError('token_revoked', 'the token is revoked')
   }

@@ -1,18 +1,81 @@
 /**
- * `warden audit verify|tail`: check the audit log's hash chain, and read its last records.
+ * `warden audit verify|tail`: check the audit log's hash chain and signed checkpoints, and read
+ * its last records. Both only read the files, so they need no lock and run beside a Warden
+ * that is writing the log.
  */
-import { auditLogPath } from '../../runtime/warden.js'
+import type { KeyObject } from 'node:crypto'
+import { readAuditFile, readAuditVerificationKey } from '../../runtime/audit/index.js'
+import { auditLogPath, auditSigningKeyPath } from '../../runtime/warden.js'
 import { WardenError } from '../../runtime/errors.js'
 import type { AuditLog, AuditQuery } from '../../runtime/audit/index.js'
 import type {
   AuditRecord,
   AuditVerifyOptions,
   AuditVerifyResult,
+  AuditVerifySuccess,
 } from '../../runtime/audit/index.js'
 
 /** Where `openWarden` keeps the audit log of a data dir. */
 export function auditLogFile(dataDir: string): string {
   return auditLogPath(dataDir)
+}
+
+/** Where `openWarden` keeps the key that signs the audit log's checkpoints. */
+export function auditSigningKeyFile(dataDir: string): string {
+  return auditSigningKeyPath(dataDir)
+}
+
+/**
+ * The public key to check checkpoints with: from `file` (a PEM public key, or the signing key
+ * itself), or undefined when `file` does not exist and `required` is false (a data dir from
+ * before checkpoints). A missing required file is `not_found`, an unreadable one `forbidden`, and
+ * one that is not an Ed25519 key `invalid_request`.
+ */
+export async function loadCheckpointKey(
+  file: string,
+  required: boolean,
+): Promise<KeyObject | undefined> {
+  try {
+    return await readAuditVerificationKey(file)
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') {
+      if (!required) {
+        return undefined
+      }
+      throw new WardenError('not_found', `no key at ${file}`, { cause: error })
+    }
+    if (code === 'EACCES' || code === 'EPERM') {
+      // The signing key is 0600: another user verifies with its public half.
+      throw new WardenError('forbidden', `cannot read ${file}; pass --public-key`, {
+        cause: error,
+      })
+    }
+    if (error instanceof TypeError) {
+      throw new WardenError('invalid_request', `${file} is not an Ed25519 PEM key`, {
+        cause: error,
+      })
+    }
+    throw error
+  }
+}
+
+/**
+ * Read a log file without opening it for writing (no lock). A missing file is `not_found`.
+ *
+ * @example
+ * const records = await tailAudit(auditFileReader(auditLogFile(dataDir)), { limit: 5 })
+ */
+export function auditFileReader(file: string): Pick<AuditLog, 'read'> {
+  return {
+    read: (query) =>
+      readAuditFile(file, query).catch((error: unknown) => {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+          throw new WardenError('not_found', `no audit log at ${file}`, { cause: error })
+        }
+        throw error
+      }),
+  }
 }
 
 /**
@@ -40,6 +103,22 @@ export function formatVerifyResult(result: AuditVerifyResult): string {
   return result.count === 0
     ? 'ok: the audit log is empty'
     : `ok: ${result.count} records, last seq ${result.lastSeq}, last hash ${result.lastHash}`
+}
+
+/**
+ * The line after a successful verification: the last signed checkpoint and how many records
+ * after it only the chain vouches for, or that there is none.
+ */
+export function formatCheckpointResult(result: AuditVerifySuccess): string {
+  const last = result.lastCheckpoint
+  if (!last) {
+    return 'no signed checkpoint: a rebuilt chain is only caught against a head kept elsewhere'
+  }
+  const after =
+    result.unsigned === 0
+      ? 'no record after it'
+      : `${result.unsigned} records after it, covered by the hash chain only`
+  return `last signed checkpoint: seq ${last.seq} at ${last.ts}; ${after}`
 }
 
 /** Options of {@link tailAudit}. */

@@ -255,7 +255,10 @@ describe('warden audit', () => {
   it('verifies the log; after a byte is edited, exit 1 and the first bad seq', async () => {
     const ok = await cli(['audit', 'verify'])
     expect(ok.code).toBe(0)
-    expect(ok.stdout).toMatch(/^ok: \d+ records, last seq \d+, last hash [0-9a-f]{64}\n$/)
+    const [summary, checkpoint, end] = ok.stdout.split('\n')
+    expect(summary).toMatch(/^ok: \d+ records, last seq \d+, last hash [0-9a-f]{64}$/)
+    expect(checkpoint).toMatch(/^last signed checkpoint: seq \d+ at /)
+    expect(end).toBe('')
 
     const file = auditLogFile(dataDir)
     const text = await readFile(file, 'utf8')

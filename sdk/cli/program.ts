@@ -12,7 +12,16 @@ import type { HostConfig } from '../../runtime/host-config.js'
 import type { Invocation } from '../../runtime/index.js'
 import { openWarden } from '../../runtime/warden.js'
 import type { Warden } from '../../runtime/warden.js'
-import { auditLogFile, formatVerifyResult, tailAudit, verifyAudit } from './audit.js'
+import {
+  auditFileReader,
+  auditLogFile,
+  auditSigningKeyFile,
+  formatCheckpointResult,
+  formatVerifyResult,
+  loadCheckpointKey,
+  tailAudit,
+  verifyAudit,
+} from './audit.js'
 import { parsePiiFields, putData, setDataSchema } from './data.js'
 import { runDemo } from './demo.js'
 import { createValueReader } from './io.js'
@@ -447,44 +456,68 @@ Example:
 
   audit
     .command('verify')
-    .description("check every record's hash, chain link and seq")
+    .description("check every record's hash, chain link and seq, and every signed checkpoint")
     .option('--expect-last-seq <n>', 'anchored head: the log reached this seq', positiveInt)
     .option('--expect-last-hash <hash>', 'an anchored head: the hash of that record')
+    .option(
+      '--public-key <file>',
+      'the PEM public key of the checkpoints (default: the data dir\'s audit-signing.key)',
+    )
     .addHelpText(
       'after',
       `
 Exit code 1 and "first bad seq N (<reason>)" when a record was edited, removed, reordered or
-inserted. Records cut from the END, or a chain rebuilt by whoever can write the file, are only
-caught against a head kept elsewhere: note the "last seq" and "last hash" printed on success
-and pass them back with --expect-last-seq and --expect-last-hash.`,
+inserted, or when a checkpoint's signature does not match the chain (a chain rebuilt by whoever
+can write the log but not read the key). Records cut from the END, back to any checkpoint, are
+only caught against a head kept elsewhere: note the "last seq" and "last hash" printed on
+success and pass them back with --expect-last-seq and --expect-last-hash. Reads the files only:
+it runs beside a Warden that is writing the log. For a public key to verify elsewhere:
+openssl pkey -in <data dir>/audit-signing.key -pubout`,
     )
     .action(
-      act(async (flags: { expectLastSeq?: number; expectLastHash?: string }) => {
-        // NB: the file is read directly, not through openWarden: opening refuses a log whose last
-        // record is corrupt, which is exactly when verifying it matters.
-        const file = auditLogFile(hostConfig().dataDir)
-        const result = await verifyAudit(
-          {
-            verify: (options) =>
-              verifyAuditFile(file, options).catch((error: unknown) => {
-                if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
-                  throw new WardenError('not_found', `no audit log at ${file}`, { cause: error })
-                }
-                throw error
-              }),
-          },
-          {
-            ...(flags.expectLastSeq === undefined ? {} : { expectLastSeq: flags.expectLastSeq }),
-            ...(flags.expectLastHash === undefined ? {} : { expectLastHash: flags.expectLastHash }),
-          },
-        )
-        if (!result.ok) {
-          err(formatVerifyResult(result))
-          return EXIT.wardenError
-        }
-        out(formatVerifyResult(result))
-        return EXIT.ok
-      }),
+      act(
+        async (flags: { expectLastSeq?: number; expectLastHash?: string; publicKey?: string }) => {
+          // NB: the files are read directly, not through openWarden: opening refuses a log whose
+          // last record is corrupt, which is exactly when verifying it matters, and takes the
+          // writer's lock, which a running Warden holds.
+          const { dataDir } = hostConfig()
+          const file = auditLogFile(dataDir)
+          const keyFile = flags.publicKey ?? auditSigningKeyFile(dataDir)
+          const checkpointKey = await loadCheckpointKey(keyFile, flags.publicKey !== undefined)
+          const result = await verifyAudit(
+            {
+              verify: (options) =>
+                verifyAuditFile(file, options).catch((error: unknown) => {
+                  if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+                    throw new WardenError('not_found', `no audit log at ${file}`, { cause: error })
+                  }
+                  throw error
+                }),
+            },
+            {
+              ...(flags.expectLastSeq === undefined ? {} : { expectLastSeq: flags.expectLastSeq }),
+              ...(flags.expectLastHash === undefined
+                ? {}
+                : { expectLastHash: flags.expectLastHash }),
+              ...(checkpointKey === undefined ? {} : { checkpointKey }),
+            },
+          )
+          if (!result.ok) {
+            err(formatVerifyResult(result))
+            return EXIT.wardenError
+          }
+          if (checkpointKey === undefined && result.checkpoints > 0) {
+            throw new WardenError(
+              'not_found',
+              `the log has ${result.checkpoints} signed checkpoints and no key at ${keyFile} ` +
+                'to check them with; pass --public-key',
+            )
+          }
+          out(formatVerifyResult(result))
+          out(formatCheckpointResult(result))
+          return EXIT.ok
+        },
+      ),
     )
 
   audit
@@ -495,13 +528,12 @@ and pass them back with --expect-last-seq and --expect-last-hash.`,
     .option('--app <id>', 'only the records of this app')
     .action(
       act(async (flags: { limit?: number; invocation?: string; app?: string }) => {
-        const records = await withWarden((warden) =>
-          tailAudit(warden.audit, {
-            ...(flags.limit === undefined ? {} : { limit: flags.limit }),
-            ...(flags.invocation === undefined ? {} : { invocationId: flags.invocation }),
-            ...(flags.app === undefined ? {} : { appId: flags.app }),
-          }),
-        )
+        // NB: reads the file, without the writer's lock, so it works while Warden runs.
+        const records = await tailAudit(auditFileReader(auditLogFile(hostConfig().dataDir)), {
+          ...(flags.limit === undefined ? {} : { limit: flags.limit }),
+          ...(flags.invocation === undefined ? {} : { invocationId: flags.invocation }),
+          ...(flags.app === undefined ? {} : { appId: flags.app }),
+        })
         records.forEach((record) => out(JSON.stringify(record)))
       }),
     )
@@ -512,7 +544,11 @@ and pass them back with --expect-last-seq and --expect-last-hash.`,
     .command('demo')
     .description('run the bundled examples through the sandbox (what `npm start` does today)')
     .action(
-      act(async () => ((await runDemo(hostConfig().dataDir, out)) ? EXIT.ok : EXIT.wardenError)),
+      act(async () =>
+        (await runDemo(hostConfig().dataDir, out, hostConfig().isolation))
+          ? EXIT.ok
+          : EXIT.wardenError,
+      ),
     )
 
   return program

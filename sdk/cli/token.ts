@@ -11,7 +11,7 @@ import {
   limitsRequestSchema,
 } from '../../runtime/tokens/index.js'
 import type { CapabilityClaims, LimitsRequest, MintedToken } from '../../runtime/tokens/index.js'
-import type { Warden } from '../../runtime/warden.js'
+import type { TokenOp, Warden } from '../../runtime/warden.js'
 import { parseJson, parseWith } from './io.js'
 import { loadComponentFile } from './load-file.js'
 
@@ -37,6 +37,7 @@ export interface GrantTokenOptions {
 /**
  * Load `file` (for its digest) and mint a token for it. Throws `invalid_request` for bad grants,
  * limits, ttl or app id (checked before the component is loaded), and what loading throws.
+ * Every refusal is in the audit log, as the Warden's own are.
  *
  * @example
  * const { token, claims } = await grantToken(warden, {
@@ -44,18 +45,15 @@ export interface GrantTokenOptions {
  * })
  */
 export async function grantToken(warden: Warden, options: GrantTokenOptions): Promise<MintedToken> {
-  const grants = parseWith(grantsSchema, options.grants, 'grants')
-  const limits = parseLimits(options.limits)
-  const lifetimeSeconds = checkTtl(options.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS)
-  const appId = parseWith(appIdSchema, options.appId ?? defaultAppId(options.file), 'app id')
-  const app = await loadComponentFile(warden, options.file, options.onProgress)
-  return warden.grantToken({
-    appId,
-    digest: app.digest,
-    grants,
-    ...(limits ? { limits } : {}),
-    lifetimeSeconds,
+  const request = await auditRefusal(warden, 'token.grant', async () => {
+    const grants = parseWith(grantsSchema, options.grants, 'grants')
+    const limits = parseLimits(options.limits)
+    const lifetimeSeconds = checkTtl(options.ttlSeconds ?? DEFAULT_TOKEN_TTL_SECONDS)
+    const appId = parseWith(appIdSchema, options.appId ?? defaultAppId(options.file), 'app id')
+    const app = await loadComponentFile(warden, options.file, options.onProgress)
+    return { appId, digest: app.digest, grants, ...(limits ? { limits } : {}), lifetimeSeconds }
   })
+  return warden.grantToken(request)
 }
 
 /** Options of {@link attenuateToken}. */
@@ -72,8 +70,9 @@ export interface AttenuateTokenOptions {
 
 /**
  * Derive a narrower child of `parent`. Throws what verifying the parent throws (`token_invalid`,
- * `token_expired`, `token_revoked`), `invalid_request` for a malformed request, and
- * `forbidden`, naming the grant, for anything wider than the parent.
+ * `token_expired`, `token_revoked`, `store_unavailable`), `invalid_request` for a malformed
+ * request, and `forbidden`, naming the grant, for anything wider than the parent. Every refusal
+ * is in the audit log, as the Warden's own are.
  *
  * @example
  * const child = await attenuateToken(warden, { parent: token, grants: {}, ttlSeconds: 60 })
@@ -82,13 +81,31 @@ export async function attenuateToken(
   warden: Warden,
   options: AttenuateTokenOptions,
 ): Promise<MintedToken> {
-  const grants = parseWith(grantsSchema, options.grants, 'grants')
-  const limits = parseLimits(options.limits)
-  return warden.attenuateToken(options.parent.trim(), {
-    grants,
-    ...(limits ? { limits } : {}),
-    ...(options.ttlSeconds === undefined ? {} : { lifetimeSeconds: checkTtl(options.ttlSeconds) }),
+  const request = await auditRefusal(warden, 'token.attenuate', () => {
+    const grants = parseWith(grantsSchema, options.grants, 'grants')
+    const limits = parseLimits(options.limits)
+    const ttl = options.ttlSeconds
+    return {
+      grants,
+      ...(limits ? { limits } : {}),
+      ...(ttl === undefined ? {} : { lifetimeSeconds: checkTtl(ttl) }),
+    }
   })
+  return warden.attenuateToken(options.parent.trim(), request)
+}
+
+/** `check()`; a refusal from it is audited like the Warden's own, then rethrown. */
+async function auditRefusal<T>(
+  warden: Warden,
+  op: TokenOp,
+  check: () => T | Promise<T>,
+): Promise<T> {
+  try {
+    return await check()
+  } catch (error) {
+    await warden.auditTokenRefusal(op, error)
+    throw error
+  }
 }
 
 /**

@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import { describe, expect, it } from 'vitest'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createBroker } from '../../runtime/broker/broker.js'
 import type { BrokerRunContext } from '../../runtime/broker/broker.js'
 import { WardenError } from '../../runtime/errors.js'
@@ -14,7 +14,7 @@ import { createDataCapability, DATA_INTERFACE, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES 
 import type { DataPageRecord } from './broker.js'
 import { compileDataGrant } from './grant.js'
 import type { DataGrantEntry } from './grant.js'
-import { isValidKey } from './keys.js'
+import { isValidKey, keyHasPrefix } from './keys.js'
 import { PII_MASK } from './pii.js'
 import { createFileDataStore } from './store.js'
 import type { DataEntry, DataReader, DataSchema } from './store.js'
@@ -35,7 +35,7 @@ function memoryStore(
       const docs = collections[collection] ?? {}
       return Object.keys(docs)
         .sort()
-        .filter((k) => k.startsWith(prefix) && (after === undefined || k > after))
+        .filter((k) => keyHasPrefix(k, prefix) && (after === undefined || k > after))
         .slice(0, limit)
         .map((key): DataEntry => ({ key, value: structuredClone(docs[key]) }))
     },
@@ -260,7 +260,7 @@ describe('data broker: listKeys', () => {
   it('denies a prefix that is not within a granted prefix', async () => {
     const store = memoryStore({ crm: contacts })
     const cap = createDataCapability({ store, cursorKey })
-    for (const prefix of ['', 'c', 'contacts', 'deals/', 'secret']) {
+    for (const prefix of ['', 'c', 'contactsx', 'contacts-old/', 'deals/', 'secret']) {
       const error = await hostError(
         cap.handle('listKeys', ['crm', prefix, undefined, 10], context(grant)),
       )
@@ -452,6 +452,108 @@ describe('data broker: cursors', () => {
   })
 })
 
+describe('data broker: whole-segment prefixes (issue 7)', () => {
+  const docs = Object.fromEntries(
+    [
+      'tenants/acme/reports',
+      'tenants/acme/reports-archive/q1',
+      'tenants/acme/reports.bak',
+      'tenants/acme/reports/q1',
+      'tenants/acme/reports/q2',
+      'tenants/acme/reportsx',
+    ].map((k) => [k, { k }]),
+  )
+  const grant: DataGrantEntry[] = [{ collection: 'crm', prefix: 'tenants/acme/reports' }]
+  let dir: string
+
+  beforeEach(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'warden-data-segments-'))
+  })
+  afterEach(async () => {
+    await rm(dir, { recursive: true, force: true })
+  })
+
+  async function fileCapability() {
+    const store = createFileDataStore(dir)
+    for (const [key, value] of Object.entries(docs)) {
+      await store.put('crm', key, value)
+    }
+    return createDataCapability({ store, cursorKey })
+  }
+
+  it('gets the prefix key and keys below it, and denies a sibling', async () => {
+    const cap = await fileCapability()
+    for (const key of ['tenants/acme/reports', 'tenants/acme/reports/q1']) {
+      const text = await cap.handle('get', ['crm', key], context(grant))
+      expect(JSON.parse(text as string)).toEqual({ k: key })
+    }
+    for (const key of ['tenants/acme/reports-archive/q1', 'tenants/acme/reportsx']) {
+      const error = await hostError(cap.handle('get', ['crm', key], context(grant)))
+      expect(error.payload.tag).toBe('denied')
+    }
+  })
+
+  it('lists only whole segments, page by page, with or without a trailing slash', async () => {
+    const cap = await fileCapability()
+    for (const prefix of ['tenants/acme/reports', 'tenants/acme/reports/']) {
+      for (const limit of [1, 2, 100]) {
+        const pages = await listAll(cap, context(grant), 'crm', prefix, limit)
+        expect(pages.flatMap((p) => p.entries.map((e) => e.key))).toEqual([
+          'tenants/acme/reports',
+          'tenants/acme/reports/q1',
+          'tenants/acme/reports/q2',
+        ])
+      }
+    }
+  })
+
+  it('denies listing a sibling prefix', async () => {
+    const cap = await fileCapability()
+    const siblings = ['tenants/acme/reports-archive', 'tenants/acme/reports-', 'tenants/acme/']
+    for (const prefix of siblings) {
+      const error = await hostError(
+        cap.handle('listKeys', ['crm', prefix, undefined, 10], context(grant)),
+      )
+      expect(error.payload.tag).toBe('denied')
+    }
+  })
+
+  it('takes a cursor issued for `p/` on a listing of `p`: one listing, one spelling', async () => {
+    const cap = await fileCapability()
+    const first = (await cap.handle(
+      'listKeys',
+      ['crm', 'tenants/acme/reports/', undefined, 1],
+      context(grant),
+    )) as DataPageRecord
+    const next = (await cap.handle(
+      'listKeys',
+      ['crm', 'tenants/acme/reports', first.nextCursor, 10],
+      context(grant),
+    )) as DataPageRecord
+    expect(next.entries.map((e) => e.key)).toEqual([
+      'tenants/acme/reports/q1',
+      'tenants/acme/reports/q2',
+    ])
+  })
+
+  it('fails closed when a store returns a sibling key for a listing', async () => {
+    const naive: DataReader = {
+      get: async () => undefined,
+      list: async () => [{ key: 'tenants/acme/reports-archive/q1', value: {} }],
+      getSchema: async () => undefined,
+    }
+    const cap = createDataCapability({ store: naive, cursorKey })
+    const error = await Promise.resolve(
+      cap.handle('listKeys', ['crm', 'tenants/acme/reports', undefined, 10], context(grant)),
+    ).then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+    expect(error).toBeInstanceOf(WardenError)
+    expect((error as WardenError).code).toBe('internal')
+  })
+})
+
 describe('data broker: paging property', () => {
   const segment = fc.string({
     unit: fc.constantFrom('a', 'b', 'c', 'é', '日', '🔑'),
@@ -464,7 +566,7 @@ describe('data broker: paging property', () => {
     await fc.assert(
       fc.asyncProperty(
         fc.uniqueArray(key, { maxLength: 40 }),
-        fc.constantFrom('a', 'a/', 'b/', 'é', '🔑/'),
+        fc.constantFrom('a', 'a/', 'b/', 'a/b', 'é', '🔑/'),
         fc.integer({ min: 0, max: 7 }),
         async (keys, prefix, limit) => {
           const docs = Object.fromEntries(
@@ -482,8 +584,10 @@ describe('data broker: paging property', () => {
             limit,
           )
           const seen = pages.flatMap((p) => p.entries.map((e) => e.key))
+          // Whole segments: `a` lists `a` and `a/…`, never `ab` or `a-b`.
+          const p = prefix.replace(/\/$/, '')
           const expected = Object.keys(docs)
-            .filter((k) => k.startsWith(prefix))
+            .filter((k) => k === p || k.startsWith(`${p}/`))
             .sort()
           expect(seen).toEqual(expected)
           for (const page of pages) {

@@ -8,10 +8,11 @@
  *
  * Listing cursors are opaque to the guest: `base64url(JSON {c, p, k}) "." base64url(mac)`,
  * where `mac = HMAC-SHA256(cursorKey, JSON ["warden:data-cursor:v1", appId, payload])`. A cursor
- * is bound to the app, the collection and the exact prefix it was issued for; anything else
- * (edited, forged, truncated, another app's) is `invalid`. A cursor only moves the start of a
- * listing: the prefix always comes from the call and is checked against the grant, and every
- * returned key is re-checked, so no cursor can reach a key outside the grant.
+ * is bound to the app, the collection and the canonical prefix it was issued for (`p/` and `p`
+ * are one listing); anything else (edited, forged, truncated, another app's) is `invalid`. A
+ * cursor only moves the start of a listing: the prefix always comes from the call and is
+ * checked against the grant, and every returned key is re-checked by whole segments, so no
+ * cursor can reach a key outside the grant.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { WardenError } from '../../runtime/errors.js'
@@ -20,7 +21,14 @@ import type { BrokerCapability, RunContext } from '../types.js'
 import { dataDescriptor } from './descriptor.js'
 import { allows, allowsPrefix, isCompiledDataGrant } from './grant.js'
 import type { CompiledDataGrant } from './grant.js'
-import { checkKey, checkPrefix, isValidCollection, isValidKey } from './keys.js'
+import {
+  canonicalPrefix,
+  checkKey,
+  checkPrefix,
+  isValidCollection,
+  isValidKey,
+  keyHasPrefix,
+} from './keys.js'
 import { maskPii } from './pii.js'
 import type { DataReader } from './store.js'
 
@@ -123,8 +131,9 @@ function grantOf(ctx: RunContext): CompiledDataGrant | undefined {
  * Create the data capability for the broker.
  *
  * - `get(collection, key)`: the document as JSON text, PII masked, or none.
- * - `listKeys(collection, prefix, cursor, limit)`: one page of documents under `prefix`, which
- *   must lie within a granted prefix; `limit` is clamped to 1..100.
+ * - `listKeys(collection, prefix, cursor, limit)`: one page of documents under `prefix` (the key
+ *   `prefix` and keys below it, by whole segments), which must be a granted prefix or a deeper
+ *   whole-segment prefix of one; `limit` is clamped to 1..100.
  *
  * @example
  * const cursorKey = deriveSubkey(masterKey, CURSOR_KEY_PURPOSE)
@@ -180,7 +189,13 @@ export function createDataCapability(options: DataCapabilityOptions): BrokerCapa
     }
     const { c, p, k } = (body ?? {}) as Record<string, unknown>
     // Authentic, but it must also be for this very listing, and resume inside it.
-    if (c !== collection || p !== prefix || !isValidKey(k) || !k.startsWith(prefix)) {
+    if (
+      c !== collection ||
+      typeof p !== 'string' ||
+      canonicalPrefix(p) !== prefix ||
+      !isValidKey(k) ||
+      !keyHasPrefix(k, prefix)
+    ) {
       throw bad()
     }
     return k
@@ -229,7 +244,7 @@ export function createDataCapability(options: DataCapabilityOptions): BrokerCapa
     if (!allowsPrefix(grant, collection, prefix as string)) {
       throw notGranted(collection)
     }
-    const p = prefix as string
+    const p = canonicalPrefix(prefix as string)
     const after = cursor === undefined ? undefined : verifyCursor(ctx.appId, collection, p, cursor)
     const n = Math.min(Math.max(limit, MIN_PAGE_ENTRIES), MAX_PAGE_ENTRIES)
     const rows = await store.list(collection, p, after, n + 1)
@@ -242,7 +257,7 @@ export function createDataCapability(options: DataCapabilityOptions): BrokerCapa
       const entry = typeof key === 'string' ? allows(grant, collection, key) : undefined
       // NB: re-checked although the store was asked for exactly this range: a store bug (or a
       // corrupt Redis) must not widen the grant.
-      if (!entry || !key.startsWith(p) || (last !== undefined && !(key > last))) {
+      if (!entry || !keyHasPrefix(key, p) || (last !== undefined && !(key > last))) {
         throw new WardenError('internal', 'the data store returned a key outside the listing')
       }
       const value = render(row.value, schema?.piiFields, entry.pii)

@@ -2,19 +2,32 @@
  * The data grant: which collections and key prefixes a run may read, and whether it sees PII.
  * Pure: compiled once per token, read by the broker on every call.
  *
- * Denied by default: a key is readable only when an entry names its collection and the key
- * starts with the entry's prefix (plain `startsWith` on canonical keys, see `keys.ts`). A whole
- * collection needs `wholeCollection: true` with an empty prefix: an empty prefix alone is
- * refused, so that forgetting a prefix never grants everything. PII is masked unless the
- * matching entry says `pii: true`.
+ * Denied by default: a key is readable only when an entry names its collection and the key is
+ * under the entry's prefix by whole segments (`reports` covers `reports` and `reports/…`, never
+ * `reports-archive/…`; see `keyHasPrefix` in `keys.ts`). `reports/` is the same prefix and
+ * compiles to `reports`. A whole collection needs `wholeCollection: true` with an empty prefix:
+ * an empty prefix alone is refused, so that forgetting a prefix never grants everything. PII is
+ * masked unless the matching entry says `pii: true`.
  */
-import { checkPrefix, isValidCollection, isValidKey, isValidPrefix } from './keys.js'
+import { WardenError } from '../../runtime/errors.js'
+import {
+  canonicalPrefix,
+  checkGrantPrefix,
+  isValidCollection,
+  isValidKey,
+  isValidPrefix,
+  keyHasPrefix,
+} from './keys.js'
+import type { KeyProblem } from './keys.js'
 
 /** One entry as written in the token. */
 export interface DataGrantEntry {
   /** The collection (`^[a-z][a-z0-9_-]{0,63}$`). */
   collection: string
-  /** Keys starting with this are readable, e.g. `contacts/`. Empty only with `wholeCollection`. */
+  /**
+   * `contacts` (or `contacts/`): the key `contacts` and every key below it are readable. No
+   * `*`, no empty, `.` or `..` segment. Empty only with `wholeCollection`.
+   */
   prefix: string
   /** Whether PII fields are shown instead of masked. Default false. */
   pii?: boolean
@@ -25,6 +38,7 @@ export interface DataGrantEntry {
 /** One compiled entry. */
 export interface CompiledDataGrantEntry {
   collection: string
+  /** Canonical: no trailing `/`. */
   prefix: string
   pii: boolean
   wholeCollection: boolean
@@ -38,51 +52,84 @@ export interface CompiledDataGrant {
 const ENTRY_FIELDS = new Set(['collection', 'prefix', 'pii', 'wholeCollection'])
 
 /**
- * Check and compile a data grant. Throws `TypeError` on a malformed entry, an unknown field, an
- * empty prefix without `wholeCollection: true`, or `wholeCollection: true` with a prefix.
+ * `invalid_request`: a data grant that cannot be compiled. `field` names the first bad part as
+ * a path into the token's claims, as minting does: `grants.data[1].prefix`.
+ *
+ * @example
+ * if (err instanceof DataGrantInvalid) console.log(err.field) // 'grants.data[0].prefix'
+ */
+export class DataGrantInvalid extends WardenError {
+  /** The bad part, as a path into the token's claims. */
+  readonly field: string
+
+  constructor(field: string, message: string) {
+    super('invalid_request', `${field}: ${message}`)
+    this.name = 'DataGrantInvalid'
+    this.field = field
+  }
+}
+
+const PREFIX_PROBLEMS: Readonly<Partial<Record<KeyProblem, string>>> = {
+  wildcard: "a prefix may not contain '*': prefixes match whole segments, never patterns",
+  leading_slash: "a prefix may not start with '/'",
+  empty_segment: "a prefix may not hold an empty segment ('a//b')",
+  dot_segment: "a prefix may not hold a '.' or '..' segment",
+}
+
+/**
+ * Check and compile a data grant (the `grants.data` list of a token). Each prefix compiles to
+ * its canonical form, without a trailing `/`. Throws {@link DataGrantInvalid} naming the field
+ * on a malformed entry or an unknown field; a prefix with a `*`, an empty, `.` or `..` segment
+ * or a leading `/`; an empty prefix without `wholeCollection: true`; or `wholeCollection: true`
+ * with a prefix.
  *
  * @example
  * const grant = compileDataGrant([{ collection: 'crm', prefix: 'contacts/' }])
- * allows(grant, 'crm', 'contacts/alice') // { collection: 'crm', prefix: 'contacts/', … }
- * allows(grant, 'crm', 'deals/1') // undefined
+ * allows(grant, 'crm', 'contacts/alice') // { collection: 'crm', prefix: 'contacts', … }
+ * allows(grant, 'crm', 'contacts-old/alice') // undefined
  */
 export function compileDataGrant(entries: readonly DataGrantEntry[]): CompiledDataGrant {
   if (!Array.isArray(entries)) {
-    throw new TypeError('data grant must be a list')
+    throw new DataGrantInvalid('grants.data', 'must be a list')
   }
   const compiled = entries.map((entry: unknown, i): CompiledDataGrantEntry => {
+    const at = `grants.data[${i}]`
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-      throw new TypeError(`data grant entry ${i} is not an object`)
+      throw new DataGrantInvalid(at, 'must be an object')
     }
     for (const field of Object.keys(entry)) {
       if (!ENTRY_FIELDS.has(field)) {
-        throw new TypeError(`data grant entry ${i} has an unknown field ${JSON.stringify(field)}`)
+        throw new DataGrantInvalid(`${at}.${field}`, 'is not a field of a data grant')
       }
     }
     const { collection, prefix, pii, wholeCollection } = entry as Record<string, unknown>
     if (!isValidCollection(collection)) {
-      throw new TypeError(`data grant entry ${i}: collection must match ^[a-z][a-z0-9_-]{0,63}$`)
+      throw new DataGrantInvalid(`${at}.collection`, 'must match ^[a-z][a-z0-9_-]{0,63}$')
     }
-    const problem = checkPrefix(prefix)
+    const problem = checkGrantPrefix(prefix)
     if (problem) {
-      throw new TypeError(`data grant entry ${i}: invalid prefix (${problem})`)
+      const why = PREFIX_PROBLEMS[problem] ?? `not a canonical key prefix (${problem})`
+      throw new DataGrantInvalid(`${at}.prefix`, why)
     }
     if (pii !== undefined && typeof pii !== 'boolean') {
-      throw new TypeError(`data grant entry ${i}: pii must be a boolean`)
+      throw new DataGrantInvalid(`${at}.pii`, 'must be a boolean')
     }
     if (wholeCollection !== undefined && typeof wholeCollection !== 'boolean') {
-      throw new TypeError(`data grant entry ${i}: wholeCollection must be a boolean`)
+      throw new DataGrantInvalid(`${at}.wholeCollection`, 'must be a boolean')
     }
     const whole = wholeCollection === true
     if (prefix === '' && !whole) {
-      throw new TypeError(`data grant entry ${i}: an empty prefix needs wholeCollection: true`)
+      throw new DataGrantInvalid(
+        `${at}.prefix`,
+        'an empty prefix grants the whole collection: write wholeCollection: true',
+      )
     }
     if (prefix !== '' && whole) {
-      throw new TypeError(`data grant entry ${i}: wholeCollection: true needs an empty prefix`)
+      throw new DataGrantInvalid(`${at}.wholeCollection`, "wholeCollection: true needs prefix ''")
     }
     return Object.freeze({
       collection,
-      prefix: prefix as string,
+      prefix: canonicalPrefix(prefix as string),
       pii: pii === true,
       wholeCollection: whole,
     })
@@ -102,9 +149,9 @@ function best(matches: CompiledDataGrantEntry[]): CompiledDataGrantEntry | undef
 }
 
 /**
- * The entry that lets the run read `key` in `collection`, or undefined. An invalid key or
- * collection is never allowed. Each entry grants on its own, so when several match, the one
- * that shows PII wins.
+ * The entry that lets the run read `key` in `collection`, or undefined: `key` equals the
+ * entry's prefix or starts with it and a `/`. An invalid key or collection is never allowed.
+ * Each entry grants on its own, so when several match, the one that shows PII wins.
  */
 export function allows(
   grant: CompiledDataGrant | undefined,
@@ -114,12 +161,16 @@ export function allows(
   if (!grant || !isValidCollection(collection) || !isValidKey(key)) {
     return undefined
   }
-  return best(grant.entries.filter((e) => e.collection === collection && key.startsWith(e.prefix)))
+  return best(
+    grant.entries.filter((e) => e.collection === collection && keyHasPrefix(key, e.prefix)),
+  )
 }
 
 /**
- * The entry whose prefix contains the requested listing `prefix` (`prefix` starts with the
- * entry's prefix), or undefined. Listing `con` under a grant for `contacts/` is refused.
+ * The entry whose prefix contains the requested listing `prefix`, or undefined: the listing's
+ * canonical prefix is the entry's or a deeper whole-segment prefix, so every key the listing
+ * can return is one {@link allows} grants. Under a grant for `contacts`, listing `contacts/`
+ * or `contacts/eu` is allowed; `con`, `contacts-old` and `` are refused.
  */
 export function allowsPrefix(
   grant: CompiledDataGrant | undefined,
@@ -129,9 +180,8 @@ export function allowsPrefix(
   if (!grant || !isValidCollection(collection) || !isValidPrefix(prefix)) {
     return undefined
   }
-  return best(
-    grant.entries.filter((e) => e.collection === collection && prefix.startsWith(e.prefix)),
-  )
+  const p = canonicalPrefix(prefix)
+  return best(grant.entries.filter((e) => e.collection === collection && keyHasPrefix(p, e.prefix)))
 }
 
 /** True when `value` has the compiled grant's shape (the broker refuses anything else). */
@@ -148,7 +198,8 @@ export function isCompiledDataGrant(value: unknown): value is CompiledDataGrant 
         typeof x === 'object' &&
         x !== null &&
         isValidCollection(x.collection) &&
-        typeof x.prefix === 'string' &&
+        checkGrantPrefix(x.prefix) === undefined &&
+        canonicalPrefix(x.prefix as string) === x.prefix &&
         typeof x.pii === 'boolean' &&
         typeof x.wholeCollection === 'boolean' &&
         (x.prefix !== '' || x.wholeCollection)

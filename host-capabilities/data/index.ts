@@ -14,12 +14,20 @@ export {
 } from './broker.js'
 export type { DataCapabilityOptions, DataEntryRecord, DataPageRecord } from './broker.js'
 export { dataDescriptor } from './descriptor.js'
-export { allows, allowsPrefix, compileDataGrant, isCompiledDataGrant } from './grant.js'
+export {
+  allows,
+  allowsPrefix,
+  compileDataGrant,
+  DataGrantInvalid,
+  isCompiledDataGrant,
+} from './grant.js'
 export type { CompiledDataGrant, CompiledDataGrantEntry, DataGrantEntry } from './grant.js'
 export {
   assertCollection,
   assertKey,
   assertPrefix,
+  canonicalPrefix,
+  checkGrantPrefix,
   checkKey,
   checkPrefix,
   COLLECTION_PATTERN,

@@ -1,6 +1,15 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { checkKey, checkPrefix, isValidCollection, isValidKey, MAX_KEY_BYTES } from './keys.js'
+import {
+  canonicalPrefix,
+  checkGrantPrefix,
+  checkKey,
+  checkPrefix,
+  isValidCollection,
+  isValidKey,
+  keyHasPrefix,
+  MAX_KEY_BYTES,
+} from './keys.js'
 import type { KeyProblem } from './keys.js'
 
 describe('checkKey', () => {
@@ -98,5 +107,49 @@ describe('isValidCollection', () => {
     ['../crm', false],
   ])('%j → %s', (name, ok) => {
     expect(isValidCollection(name)).toBe(ok)
+  })
+})
+
+describe('keyHasPrefix (issue 7)', () => {
+  it.each<[string, string, boolean]>([
+    ['tenants/acme/reports', 'tenants/acme/reports', true],
+    ['tenants/acme/reports/q1', 'tenants/acme/reports', true],
+    ['tenants/acme/reports/q1', 'tenants/acme/reports/', true],
+    ['tenants/acme/reports', 'tenants/acme/reports/', true],
+    ['tenants/acme/reports-archive/q1', 'tenants/acme/reports', false],
+    ['tenants/acme/reports-archive/q1', 'tenants/acme/reports/', false],
+    ['tenants/acme/reportsx', 'tenants/acme/reports', false],
+    ['tenants/acme/report', 'tenants/acme/reports', false],
+    ['tenants/acme', 'tenants/acme/reports', false],
+    ['anything/at/all', '', true],
+  ])('%s under %s: %s', (key, prefix, expected) => {
+    expect(keyHasPrefix(key, prefix)).toBe(expected)
+  })
+})
+
+describe('checkGrantPrefix and canonicalPrefix (issue 7)', () => {
+  it.each<[string, unknown, KeyProblem | undefined]>([
+    ['a prefix', 'tenants/acme/reports', undefined],
+    ['a prefix with a trailing slash', 'tenants/acme/reports/', undefined],
+    ['empty (the grant decides)', '', undefined],
+    ['a `*` segment', 'tenants/*/reports', 'wildcard'],
+    ['a trailing `*`', 'tenants/*', 'wildcard'],
+    ['a `*` inside a segment', 'tenants/ac*me', 'wildcard'],
+    ['a leading slash before a `*`', '/*', 'leading_slash'],
+    ['an empty segment', 'a//b', 'empty_segment'],
+    ['a dot segment', 'a/./b', 'dot_segment'],
+  ])('%s', (_, prefix, problem) => {
+    expect(checkGrantPrefix(prefix)).toBe(problem)
+  })
+
+  it('lets a key or a listing hold a `*`, as a plain character', () => {
+    expect(checkKey('a/*')).toBeUndefined()
+    expect(checkPrefix('a/*')).toBeUndefined()
+  })
+
+  it('drops one trailing slash, and nothing else', () => {
+    expect(canonicalPrefix('a/b/')).toBe('a/b')
+    expect(canonicalPrefix('a/b')).toBe('a/b')
+    expect(canonicalPrefix('')).toBe('')
   })
 })

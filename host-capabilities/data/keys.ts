@@ -4,12 +4,13 @@
  * A key is a `/`-separated UTF-8 string of 1 to {@link MAX_KEY_BYTES} bytes: no control
  * characters (U+0000–U+001F, U+007F), no lone surrogates, no leading `/`, no empty segment
  * (`a//b`, `a/`), no `.` or `..` segment, and already in Unicode NFC. A key that is not NFC is
- * refused rather than normalised, so each key has exactly one spelling and prefix matching is a
- * plain `startsWith` on the stored string.
+ * refused rather than normalised, so each key has exactly one spelling.
  *
- * A prefix follows the same rules, except that it may end with `/` (`contacts/`) or stop in
- * the middle of a segment (`contacts/a`), and may be empty (the grant decides whether an empty
- * prefix is allowed). A trailing partial segment of `.` or `..` is refused as for keys.
+ * A prefix is a key, optionally followed by one `/`, or empty (the grant decides whether an
+ * empty prefix is allowed). `contacts/` and `contacts` are the same prefix; its canonical form
+ * has no trailing `/` ({@link canonicalPrefix}). Prefixes match whole segments
+ * ({@link keyHasPrefix}): `contacts` covers `contacts` and `contacts/…`, never `contacts-old/…`.
+ * A grant's prefix must also be free of `*` ({@link checkGrantPrefix}).
  */
 
 /** Longest key or prefix, in UTF-8 bytes. */
@@ -29,6 +30,7 @@ export type KeyProblem =
   | 'leading_slash'
   | 'empty_segment'
   | 'dot_segment'
+  | 'wildcard'
 
 // U+0000–U+001F and U+007F.
 const CONTROL = /[\u0000-\u001f\u007f]/
@@ -51,11 +53,12 @@ export function checkKey(key: unknown): KeyProblem | undefined {
 }
 
 /**
- * The problem with `prefix`, or undefined when it is a valid prefix (possibly empty).
+ * The problem with `prefix`, or undefined when it is a valid prefix (possibly empty): a valid
+ * key, or a valid key and one `/`.
  *
  * @example
  * checkPrefix('contacts/') // undefined
- * checkPrefix('contacts/a') // undefined
+ * checkPrefix('contacts/a') // undefined (the segment `a`, not keys starting with `a`)
  * checkPrefix('/contacts') // 'leading_slash'
  */
 export function checkPrefix(prefix: unknown): KeyProblem | undefined {
@@ -71,10 +74,38 @@ export function checkPrefix(prefix: unknown): KeyProblem | undefined {
   }
   const segments = prefix.split('/')
   if (segments.length > 1 && segments.at(-1) === '') {
-    // `contacts/`: the trailing slash opens a segment the listing fills in.
+    // `contacts/` is another spelling of `contacts`.
     segments.pop()
   }
   return checkSegments(segments)
+}
+
+/**
+ * The problem with `prefix` as a grant's prefix, or undefined: {@link checkPrefix}, and no `*`
+ * anywhere. Keys may hold a `*`, but in a grant it reads as a wildcard that never was one, so
+ * `tenants/*` is refused rather than granting the one key spelled `tenants/*`.
+ *
+ * @example
+ * checkGrantPrefix('tenants/acme/reports') // undefined
+ * checkGrantPrefix('tenants/*') // 'wildcard'
+ */
+export function checkGrantPrefix(prefix: unknown): KeyProblem | undefined {
+  const problem = checkPrefix(prefix)
+  if (problem) {
+    return problem
+  }
+  return (prefix as string).includes('*') ? 'wildcard' : undefined
+}
+
+/**
+ * The canonical form of a valid prefix: without its trailing `/`.
+ *
+ * @example
+ * canonicalPrefix('contacts/') // 'contacts'
+ * canonicalPrefix('contacts') // 'contacts'
+ */
+export function canonicalPrefix(prefix: string): string {
+  return prefix.endsWith('/') ? prefix.slice(0, -1) : prefix
 }
 
 /** Length, characters and normalisation: the rules keys and prefixes share. */
@@ -147,7 +178,17 @@ export function assertCollection(name: unknown): asserts name is string {
   }
 }
 
-/** Whether canonical `key` is under `prefix`: exact `startsWith`, nothing else. */
+/**
+ * Whether `key` is under `prefix`, by whole segments: the empty prefix covers every key;
+ * otherwise `key` equals the canonical prefix or starts with it and a `/`. The one rule for
+ * `get`, listings, cursors and the store; `runtime/tokens/subset.ts` applies it to attenuation.
+ *
+ * @example
+ * keyHasPrefix('reports/q1', 'reports') // true
+ * keyHasPrefix('reports', 'reports/') // true
+ * keyHasPrefix('reports-archive/q1', 'reports') // false
+ */
 export function keyHasPrefix(key: string, prefix: string): boolean {
-  return key.startsWith(prefix)
+  const p = canonicalPrefix(prefix)
+  return p === '' || key === p || key.startsWith(`${p}/`)
 }

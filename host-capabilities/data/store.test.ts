@@ -73,7 +73,7 @@ describe('createFileDataStore', () => {
     expect(await keys('b/', 'b/10', 10)).toEqual(['b/2', 'b/3'])
     expect(await keys('b/', 'a', 10)).toEqual(['b/1', 'b/10', 'b/2', 'b/3'])
     expect(await keys('b/', 'z', 10)).toEqual([])
-    expect(await keys('b', undefined, 10)).toEqual(['b/1', 'b/10', 'b/2', 'b/3', 'bb/1'])
+    expect(await keys('b', undefined, 10)).toEqual(['b/1', 'b/10', 'b/2', 'b/3'])
     expect(await keys('', undefined, 100)).toEqual([
       'a/1',
       'b/1',
@@ -85,6 +85,36 @@ describe('createFileDataStore', () => {
     ])
     expect(await store.list('crm', 'b/', undefined, 1)).toEqual([{ key: 'b/1', value: 'b/1' }])
     expect(await store.list('nothing', '', undefined, 10)).toEqual([])
+  })
+
+  it('lists whole segments: the prefix and keys below it, never a sibling (issue 7)', async () => {
+    const store = createFileDataStore(dir)
+    const all = [
+      'r',
+      'r-archive/1',
+      'r.bak',
+      'r/1',
+      'r/1-x',
+      'r/1/a',
+      'r/2',
+      'r0',
+      'ra/1',
+    ]
+    for (const key of all) {
+      await store.put('crm', key, key)
+    }
+    const keys = async (prefix: string, after: string | undefined, limit: number) =>
+      (await store.list('crm', prefix, after, limit)).map((e) => e.key)
+    const under = ['r', 'r/1', 'r/1-x', 'r/1/a', 'r/2']
+    expect(await keys('r', undefined, 100)).toEqual(under)
+    expect(await keys('r/', undefined, 100)).toEqual(under)
+    expect(await keys('r/1', undefined, 100)).toEqual(['r/1', 'r/1/a'])
+    // Paging from each key in turn skips the siblings between `r` and `r/`.
+    for (let i = 0; i < under.length; i++) {
+      expect(await keys('r', under[i], 1)).toEqual(under.slice(i + 1, i + 2))
+    }
+    expect(await keys('r', 'r-archive/1', 100)).toEqual(under.slice(1))
+    expect(await keys('r-archive', undefined, 100)).toEqual(['r-archive/1'])
   })
 
   it('stores and returns a schema', async () => {

@@ -15,7 +15,14 @@ import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WardenError } from '../../runtime/errors.js'
 import { isErrno, readdirOrEmpty, ensurePrivateDir, writeFileAtomic } from '../internal/fs-atomic.js'
-import { assertCollection, assertKey, assertPrefix, isValidCollection, isValidKey } from './keys.js'
+import {
+  assertCollection,
+  assertKey,
+  assertPrefix,
+  canonicalPrefix,
+  isValidCollection,
+  isValidKey,
+} from './keys.js'
 
 /** Largest document, as serialised JSON: 1 MiB. */
 export const MAX_DOCUMENT_BYTES = 1024 * 1024
@@ -47,8 +54,11 @@ export interface DataReader {
   /** The document at `key`, or undefined. */
   get(collection: string, key: string): Promise<unknown>
   /**
-   * Up to `limit` documents whose keys start with `prefix` and sort after `after` (all of them
-   * when `after` is undefined), in key order.
+   * Up to `limit` documents under `prefix` that sort after `after` (all of them when `after` is
+   * undefined), in key order. Under `prefix` means by whole segments, as `keyHasPrefix`: the
+   * key equal to the canonical prefix (`reports` for `reports/`) and keys starting with it and
+   * a `/`, never `reports-archive/…`; the empty prefix is every key. A backend that scans by
+   * plain string prefix must filter: the broker fails closed on any other key.
    */
   list(
     collection: string,
@@ -165,7 +175,7 @@ export function parseDataSchema(schema: unknown): DataSchema {
  * const data = createFileDataStore(join(dataDir, 'data'))
  * await data.put('crm', 'contacts/alice', { name: 'Alice', email: 'alice@example.com' })
  * await data.setSchema('crm', { piiFields: ['email'] })
- * await data.list('crm', 'contacts/', undefined, 10) // [{ key: 'contacts/alice', value: {…} }]
+ * await data.list('crm', 'contacts', undefined, 10) // [{ key: 'contacts/alice', value: {…} }]
  */
 export function createFileDataStore(dir: string): DataStore {
   if (typeof dir !== 'string' || dir === '') {
@@ -287,16 +297,26 @@ export function createFileDataStore(dir: string): DataStore {
       if (!c) {
         return []
       }
-      const fromPrefix = lowerBound(c.keys, prefix, true)
+      const p = canonicalPrefix(prefix)
       const fromAfter = after === undefined ? 0 : lowerBound(c.keys, after, false)
       const out: DataEntry[] = []
-      for (let i = Math.max(fromPrefix, fromAfter); i < c.keys.length && out.length < limit; i++) {
+      const push = (key: string) => {
+        out.push({ key, value: JSON.parse(c.docs.get(key) as string) })
+      }
+      // `p` itself sorts first; siblings such as `p-x` and `p.x` sort between it and `p/`, so
+      // the keys below it are a second contiguous range, starting at `p/`.
+      if (p !== '' && c.docs.has(p) && (after === undefined || p > after)) {
+        push(p)
+      }
+      const below = p === '' ? '' : `${p}/`
+      const from = Math.max(lowerBound(c.keys, below, true), fromAfter)
+      for (let i = from; i < c.keys.length && out.length < limit; i++) {
         const key = c.keys[i] as string
         // Keys with one prefix are contiguous in sorted order: the first miss ends the range.
-        if (!key.startsWith(prefix)) {
+        if (!key.startsWith(below)) {
           break
         }
-        out.push({ key, value: JSON.parse(c.docs.get(key) as string) })
+        push(key)
       }
       return out
     },

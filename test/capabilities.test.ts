@@ -182,7 +182,7 @@ world guest {
     const app = await warden.load(await buildJsGuest('platform', world))
     const grants: GrantsInput = {
       http: [httpEntry()],
-      secrets: [{ name: 'api_key', hosts: [`127.0.0.1:${port}`] }],
+      secrets: [{ name: 'api_key', hosts: [`http://127.0.0.1:${port}`] }],
       data: [{ collection: 'crm', prefix: 'contacts/' }],
       log: true,
     }

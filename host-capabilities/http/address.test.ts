@@ -1,6 +1,12 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { classifyAddress, IPV4_RANGES, isPublicAddress, parseIpBytes } from './address.js'
+import {
+  addressRange,
+  classifyAddress,
+  IPV4_RANGES,
+  isPublicAddress,
+  parseIpBytes,
+} from './address.js'
 import type { AddressClass } from './address.js'
 
 const TABLE: [string, AddressClass][] = [
@@ -161,5 +167,23 @@ describe('classifyAddress', () => {
         expect(classifyAddress(`64:ff9b::${ip}`)).toBe('public')
       }),
     )
+  })
+})
+
+describe('addressRange (issue 7)', () => {
+  it.each<[string, string, string | undefined]>([
+    ['10.1.2.3', 'private', '10.0.0.0/8'],
+    ['127.0.0.1', 'loopback', '127.0.0.0/8'],
+    ['169.254.169.254', 'metadata', '169.254.169.254/32'],
+    ['::ffff:10.0.0.1', 'private', '10.0.0.0/8'],
+    ['2002:7f00:1::', 'loopback', '127.0.0.0/8'],
+    ['::1', 'loopback', '::1/128'],
+    ['fe80::1', 'link-local', 'fe80::/10'],
+    ['::0.0.0.2', 'unspecified', '0.0.0.0/8'],
+    ['4000::1', 'reserved', 'outside 2000::/3'],
+    ['8.8.8.8', 'public', undefined],
+  ])('names the range of %s', (ip, cls, range) => {
+    expect(addressRange(ip)).toEqual({ class: cls, range })
+    expect(classifyAddress(ip)).toBe(cls)
   })
 })

@@ -132,6 +132,7 @@ interface CompiledRange {
   bytes: Bytes
   bits: number
   class: Exclude<AddressClass, 'public'>
+  cidr: string
 }
 
 function compileRanges(ranges: readonly AddressRange[], size: number): readonly CompiledRange[] {
@@ -141,7 +142,7 @@ function compileRanges(ranges: readonly AddressRange[], size: number): readonly 
     if (bytes?.length !== size) {
       throw new TypeError(`bad range ${cidr}`)
     }
-    return { bytes, bits: Number(bits), class: cls }
+    return { bytes, bits: Number(bits), class: cls, cidr }
   })
 }
 
@@ -174,31 +175,59 @@ const COMPATIBLE = [...ZEROS_80, 0, 0] // ::/96
 const NAT64 = [0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0] // 64:ff9b::/96
 const SIX_TO_FOUR = [0x20, 0x02] // 2002::/16
 
-function classifyV4(bytes: Bytes): AddressClass {
-  return V4.find((r) => samePrefix(bytes, r.bytes, r.bits))?.class ?? 'public'
+/** What an address is, and the registry range that says so (none for a public address). */
+export interface AddressRangeMatch {
+  class: AddressClass
+  /** The CIDR of the deciding range, as the tables write it (`10.0.0.0/8`), or undefined. */
+  range: string | undefined
 }
 
-function classifyV6(bytes: Bytes): AddressClass {
+const PUBLIC: AddressRangeMatch = Object.freeze({ class: 'public', range: undefined })
+
+function rangeV4(bytes: Bytes): AddressRangeMatch {
+  const range = V4.find((r) => samePrefix(bytes, r.bytes, r.bits))
+  return range ? { class: range.class, range: range.cidr } : PUBLIC
+}
+
+function rangeV6(bytes: Bytes): AddressRangeMatch {
   if (startsWith(bytes, MAPPED) || startsWith(bytes, TRANSLATED) || startsWith(bytes, NAT64)) {
-    return classifyV4(bytes.subarray(12))
+    return rangeV4(bytes.subarray(12))
   }
   if (startsWith(bytes, COMPATIBLE) && bytes.subarray(12).some((b) => b !== 0)) {
     // `::1` is loopback, not 0.0.0.1; the rest of ::/96 is deprecated (RFC 4291 §2.5.5.1).
     if (bytes[12] === 0 && bytes[13] === 0 && bytes[14] === 0 && bytes[15] === 1) {
-      return 'loopback'
+      return { class: 'loopback', range: '::1/128' }
     }
-    const inner = classifyV4(bytes.subarray(12))
-    return inner === 'public' ? 'reserved' : inner
+    const inner = rangeV4(bytes.subarray(12))
+    return inner.class === 'public' ? { class: 'reserved', range: '::/96' } : inner
   }
   if (startsWith(bytes, SIX_TO_FOUR)) {
-    return classifyV4(bytes.subarray(2, 6))
+    return rangeV4(bytes.subarray(2, 6))
   }
   const range = V6.find((r) => samePrefix(bytes, r.bytes, r.bits))
   if (range) {
-    return range.class
+    return { class: range.class, range: range.cidr }
   }
   // Only 2000::/3 is allocated as global unicast.
-  return (bytes[0]! & 0xe0) === 0x20 ? 'public' : 'reserved'
+  return (bytes[0]! & 0xe0) === 0x20 ? PUBLIC : { class: 'reserved', range: 'outside 2000::/3' }
+}
+
+/**
+ * The egress class of an address and the range that decided it, for messages that name the
+ * rule (`10.0.0.0/8`). IPv4 inside IPv6 (mapped, NAT64, 6to4…) names the IPv4 range. Throws
+ * TypeError when `ip` is not an IP address.
+ *
+ * @example
+ * addressRange('10.1.2.3') // { class: 'private', range: '10.0.0.0/8' }
+ * addressRange('::ffff:127.0.0.1') // { class: 'loopback', range: '127.0.0.0/8' }
+ * addressRange('8.8.8.8') // { class: 'public', range: undefined }
+ */
+export function addressRange(ip: string): AddressRangeMatch {
+  const bytes = typeof ip === 'string' ? parseIpBytes(ip) : undefined
+  if (bytes === undefined) {
+    throw new TypeError('not an IP address')
+  }
+  return bytes.length === 4 ? rangeV4(bytes) : rangeV6(bytes)
 }
 
 /**
@@ -212,11 +241,7 @@ function classifyV6(bytes: Bytes): AddressClass {
  * classifyAddress('169.254.169.254') // 'metadata'
  */
 export function classifyAddress(ip: string): AddressClass {
-  const bytes = typeof ip === 'string' ? parseIpBytes(ip) : undefined
-  if (bytes === undefined) {
-    throw new TypeError('not an IP address')
-  }
-  return bytes.length === 4 ? classifyV4(bytes) : classifyV6(bytes)
+  return addressRange(ip).class
 }
 
 /** True only for `public` addresses; false for anything else, including non-addresses. */

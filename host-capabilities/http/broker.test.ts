@@ -22,6 +22,8 @@ import {
 import type { HttpCapabilityDeps, HttpRequest, HttpResponse, ResolvedAddress } from './broker.js'
 import { compileHttpGrant } from './grant.js'
 import type { HttpGrantEntry } from './grant.js'
+import { compileSecretsGrant } from '../secrets/grant.js'
+import type { SecretsGrantEntry } from '../secrets/grant.js'
 
 const SECRET = 's3cr3t-T0KEN-value'
 
@@ -94,7 +96,7 @@ const echo = () =>
 function ctxFor(
   entries: HttpGrantEntry[] | undefined,
   options: {
-    secrets?: { name: string; hosts: string[]; reveal: boolean }[]
+    secrets?: SecretsGrantEntry[]
     egressBytes?: number
     spent?: number
     signal?: AbortSignal
@@ -105,7 +107,7 @@ function ctxFor(
     grants[HTTP_INTERFACE] = compileHttpGrant(entries)
   }
   if (options.secrets) {
-    grants[SECRETS_INTERFACE] = { entries: options.secrets }
+    grants[SECRETS_INTERFACE] = compileSecretsGrant(options.secrets)
   }
   return {
     invocationId: 'inv-1',
@@ -388,31 +390,34 @@ describe('fetch: redirects', () => {
     })
     const lookup = fakeLookup({ 'api.test': ['127.0.0.1'] })
     const ctx = ctxFor([{ scheme: 'http', host: 'api.test', port: srv.port, allowPrivate: true }], {
-      secrets: [{ name: 'token', hosts: ['api.test'], reveal: false }],
+      secrets: [{ name: 'token', hosts: [`http://api.test:${srv.port}`] }],
     })
     const out = await fetchWith(
       { lookup, secrets: secretsStub() },
       request(`http://api.test:${srv.port}/`, {
-        headers: [{ name: 'Authorization', value: '{{secret:token}}' }],
+        headers: [{ name: 'Authorization', value: 'Bearer {{secret:token}}' }],
       }),
       ctx,
     )
     const res = (out as { value: HttpResponse }).value
     expect(res.status).toBe(302)
-    expect(header(res, 'location')).toBe('https://evil.test/?t=[redacted:token]')
-    expect(srv.requests[0]!.headers.authorization).toBe(SECRET)
+    expect(header(res, 'location')).toBe('https://evil.test/?t=Bearer [redacted:token]')
+    expect(srv.requests[0]!.headers.authorization).toBe(`Bearer ${SECRET}`)
   })
 })
 
 describe('fetch: secrets', () => {
-  const bound = [{ name: 'token', hosts: ['api.test'], reveal: false }]
+  const bound = (port: number): SecretsGrantEntry[] => [
+    { name: 'token', hosts: [`http://api.test:${port}`] },
+  ]
+  const apiEntry = (port: number): HttpGrantEntry[] => [
+    { scheme: 'http', host: 'api.test', port, allowPrivate: true },
+  ]
 
   it('substitutes a granted placeholder and redacts its echo in headers and body', async () => {
     const srv = await echo()
     const lookup = fakeLookup({ 'api.test': ['127.0.0.1'] })
-    const ctx = ctxFor([{ scheme: 'http', host: 'api.test', port: srv.port, allowPrivate: true }], {
-      secrets: bound,
-    })
+    const ctx = ctxFor(apiEntry(srv.port), { secrets: bound(srv.port) })
     const out = await fetchWith(
       { lookup, secrets: secretsStub() },
       request(`http://api.test:${srv.port}/`, {
@@ -437,13 +442,13 @@ describe('fetch: secrets', () => {
     const srv = await echo()
     const lookup = fakeLookup({ 'api.test': ['127.0.0.1'] })
     const secrets = secretsStub()
-    const ctx = ctxFor([{ scheme: 'http', host: 'api.test', port: srv.port, allowPrivate: true }], {
-      secrets: [{ name: 'token', hosts: ['other.test'], reveal: true }],
+    const ctx = ctxFor(apiEntry(srv.port), {
+      secrets: [{ name: 'token', hosts: [`http://other.test:${srv.port}`], reveal: true }],
     })
     const out = await fetchWith(
       { lookup, secrets },
       request(`http://api.test:${srv.port}/`, {
-        headers: [{ name: 'Authorization', value: '{{secret:token}}' }],
+        headers: [{ name: 'Authorization', value: 'Bearer {{secret:token}}' }],
       }),
       ctx,
     )
@@ -456,26 +461,25 @@ describe('fetch: secrets', () => {
   it('denies a placeholder with no or a malformed secrets grant, or no such secret', async () => {
     const srv = await echo()
     const lookup = fakeLookup({ 'api.test': ['127.0.0.1'] })
-    const entries = [
-      { scheme: 'http' as const, host: 'api.test', port: srv.port, allowPrivate: true },
-    ]
     const req = request(`http://api.test:${srv.port}/`, {
-      headers: [{ name: 'X-Key', value: '{{secret:token}}' }],
+      headers: [{ name: 'Authorization', value: 'Bearer {{secret:token}}' }],
     })
     const shapes: unknown[] = [
       undefined,
-      bound,
+      bound(srv.port),
       { entries: [{ name: 'token', hosts: 'api.test' }] },
+      // The shape before issue 7: a plain object, never compiled, binds nothing.
+      { entries: [{ name: 'token', hosts: [`api.test:${srv.port}`], reveal: false }] },
     ]
     for (const shape of shapes) {
-      const ctx = ctxFor(entries)
+      const ctx = ctxFor(apiEntry(srv.port))
       if (shape !== undefined) {
         ;(ctx.grants as Record<string, unknown>)[SECRETS_INTERFACE] = shape
       }
       expect(tagOf(await fetchWith({ lookup, secrets: secretsStub() }, req, ctx))).toBe('denied')
     }
     // Bound, but the store has no such secret: the same answer as not granted.
-    const ctx = ctxFor(entries, { secrets: bound })
+    const ctx = ctxFor(apiEntry(srv.port), { secrets: bound(srv.port) })
     expect(tagOf(await fetchWith({ lookup, secrets: secretsStub({}) }, req, ctx))).toBe('denied')
     expect(tagOf(await fetchWith({ lookup }, req, ctx))).toBe('denied')
     expect(srv.requests).toHaveLength(0)
@@ -487,7 +491,7 @@ describe('fetch: secrets', () => {
     const entries: HttpGrantEntry[] = [
       { scheme: 'http', host: 'api.test', port: srv.port, allowPrivate: true, methods: ['POST'] },
     ]
-    const ctx = ctxFor(entries, { secrets: bound })
+    const ctx = ctxFor(entries, { secrets: bound(srv.port) })
     const deps = { lookup, secrets: secretsStub() }
     const base = `http://api.test:${srv.port}`
     for (const url of [`${base}/?k={{secret:token}}`, `${base}/%7B%7Bsecret:token%7D%7D`]) {
@@ -506,13 +510,11 @@ describe('fetch: secrets', () => {
       res.end(gzipSync(String(req.headers.authorization)))
     })
     const lookup = fakeLookup({ 'api.test': ['127.0.0.1'] })
-    const ctx = ctxFor([{ scheme: 'http', host: 'api.test', port: srv.port, allowPrivate: true }], {
-      secrets: bound,
-    })
+    const ctx = ctxFor(apiEntry(srv.port), { secrets: bound(srv.port) })
     const out = await fetchWith(
       { lookup, secrets: secretsStub() },
       request(`http://api.test:${srv.port}/`, {
-        headers: [{ name: 'Authorization', value: '{{secret:token}}' }],
+        headers: [{ name: 'Authorization', value: 'Bearer {{secret:token}}' }],
       }),
       ctx,
     )
@@ -520,12 +522,14 @@ describe('fetch: secrets', () => {
   })
 
   it('denies a byte range on a request carrying a secret', async () => {
-    const ctx = ctxFor([{ host: 'api.test' }], { secrets: bound })
+    const ctx = ctxFor([{ host: 'api.test' }], {
+      secrets: [{ name: 'token', hosts: ['api.test'] }],
+    })
     const out = await fetchWith(
       { secrets: secretsStub() },
       request('https://api.test/', {
         headers: [
-          { name: 'Authorization', value: '{{secret:token}}' },
+          { name: 'Authorization', value: 'Bearer {{secret:token}}' },
           { name: 'Range', value: 'bytes=0-3' },
         ],
       }),
@@ -535,10 +539,387 @@ describe('fetch: secrets', () => {
   })
 
   it('calls a malformed placeholder invalid', async () => {
-    const ctx = ctxFor([{ host: 'api.test' }], { secrets: bound })
+    const ctx = ctxFor([{ host: 'api.test' }], {
+      secrets: [{ name: 'token', hosts: ['api.test'] }],
+    })
     for (const value of ['{{secret:}}', '{{secret:a b}}', '{{secret:token']) {
       const req = request('https://api.test/', { headers: [{ name: 'X', value }] })
       expect(tagOf(await fetchWith({ secrets: secretsStub() }, req, ctx))).toBe('invalid')
+    }
+  })
+})
+
+/** A server that answers with the raw header lines it received, as JSON pairs. */
+const rawEcho = () =>
+  serve((req, res) => {
+    const pairs: [string, string][] = []
+    for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+      pairs.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!])
+    }
+    res.setHeader('content-type', 'application/json')
+    res.end(JSON.stringify(pairs))
+  })
+
+describe('fetch: secret bindings (issue 7)', () => {
+  const apiEntry = (port: number): HttpGrantEntry[] => [
+    { scheme: 'http', host: 'api.test', port, allowPrivate: true },
+  ]
+
+  /** Send each header on its own request: the outcome tags, and the tested headers received. */
+  async function send(
+    secrets: SecretsGrantEntry[],
+    headers: { name: string; value: string }[],
+  ): Promise<{ tags: string[]; received: string[][][] }> {
+    const srv = await rawEcho()
+    const lookup = fakeLookup({ 'api.test': ['127.0.0.1'] })
+    const ctx = ctxFor(apiEntry(srv.port), {
+      secrets: secrets.map((s) => ({
+        ...s,
+        hosts: s.hosts?.map((h) => h.replace('PORT', String(srv.port))),
+      })),
+    })
+    const tags: string[] = []
+    for (const h of headers) {
+      const out = await fetchWith(
+        { lookup, secrets: secretsStub() },
+        request(`http://api.test:${srv.port}/`, { headers: [h] }),
+        ctx,
+      )
+      tags.push(tagOf(out))
+    }
+    const tested = new Set(headers.map((h) => h.name.toLowerCase()))
+    const received = srv.requests.map((req) => {
+      const pairs: string[][] = []
+      for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+        if (tested.has(req.rawHeaders[i]!.toLowerCase())) {
+          pairs.push([req.rawHeaders[i]!, req.rawHeaders[i + 1]!])
+        }
+      }
+      return pairs
+    })
+    return { tags, received }
+  }
+
+  it('substitutes only into the header its binding names, with nothing around it', async () => {
+    const binding = [{ name: 'token', hosts: ['http://api.test:PORT'], header: 'X-Api-Key' }]
+    const { tags, received } = await send(binding, [
+      { name: 'X-Api-Key', value: '{{secret:token}}' },
+      { name: 'x-api-key', value: '{{secret:token}}' },
+      { name: 'Authorization', value: 'Bearer {{secret:token}}' },
+      { name: 'X-Other', value: '{{secret:token}}' },
+      { name: 'X-Api-Key', value: 'pre-{{secret:token}}' },
+      { name: 'X-Api-Key', value: '{{secret:token}}{{secret:token}}' },
+      { name: 'X-Api-Key', value: '{{secret:token}} ' },
+    ])
+    expect(tags).toEqual(['ok', 'ok', 'denied', 'denied', 'denied', 'denied', 'denied'])
+    // Only the two allowed requests reached the server, with the value in the named header.
+    expect(received).toEqual([[['X-Api-Key', SECRET]], [['x-api-key', SECRET]]])
+  })
+
+  it('binds to `Authorization: Bearer …` by default', async () => {
+    const { tags, received } = await send(
+      [{ name: 'token', hosts: ['http://api.test:PORT'] }],
+      [
+        { name: 'Authorization', value: 'Bearer {{secret:token}}' },
+        { name: 'Authorization', value: '{{secret:token}}' },
+        { name: 'Authorization', value: 'token {{secret:token}}' },
+        { name: 'X-Api-Key', value: '{{secret:token}}' },
+        { name: 'Cookie', value: 'session={{secret:token}}' },
+      ],
+    )
+    expect(tags).toEqual(['ok', 'denied', 'denied', 'denied', 'denied'])
+    expect(received).toEqual([[['Authorization', `Bearer ${SECRET}`]]])
+  })
+
+  it('takes the prefix the binding names, the empty one included', async () => {
+    const { tags } = await send(
+      [
+        { name: 'token', hosts: ['http://api.test:PORT'], prefix: 'token ' },
+        { name: 'token', hosts: ['http://api.test:PORT'], header: 'X-Key', prefix: '' },
+      ],
+      [
+        { name: 'Authorization', value: 'token {{secret:token}}' },
+        { name: 'Authorization', value: 'Bearer {{secret:token}}' },
+        { name: 'X-Key', value: '{{secret:token}}' },
+      ],
+    )
+    expect(tags).toEqual(['ok', 'denied', 'ok'])
+  })
+
+  it('binds to an exact origin: scheme, host and port', async () => {
+    const other = await hello()
+    const lookup = fakeLookup({ 'api.test': ['127.0.0.1'] })
+    const srv = await rawEcho()
+    const entries: HttpGrantEntry[] = [...apiEntry(srv.port), ...apiEntry(other.port)]
+    const headers = [{ name: 'Authorization', value: 'Bearer {{secret:token}}' }]
+    const deps = { lookup, secrets: secretsStub() }
+    const at = (port: number) => request(`http://api.test:${port}/`, { headers })
+    // The origin with its port: that port only.
+    const ctx = ctxFor(entries, {
+      secrets: [{ name: 'token', hosts: [`http://api.test:${srv.port}`] }],
+    })
+    expect(tagOf(await fetchWith(deps, at(srv.port), ctx))).toBe('ok')
+    expect(tagOf(await fetchWith(deps, at(other.port), ctx))).toBe('denied')
+    // A bare host is `https://host:443`: never plain http, never another port.
+    const bare = ctxFor(entries, { secrets: [{ name: 'token', hosts: ['api.test'] }] })
+    expect(tagOf(await fetchWith(deps, at(srv.port), bare))).toBe('denied')
+    expect(other.requests).toHaveLength(0)
+    expect(srv.requests).toHaveLength(1)
+  })
+})
+
+describe('fetch: redaction of encoded echoes (issue 7)', () => {
+  const apiEntry = (port: number): HttpGrantEntry[] => [
+    { scheme: 'http', host: 'api.test', port, allowPrivate: true, methods: ['GET', 'POST'] },
+  ]
+  const b = Buffer.from(SECRET)
+
+  it('redacts base64, base64url, hex and percent forms in headers and body', async () => {
+    const srv = await serve((_req, res) => {
+      res.setHeader('x-b64', b.toString('base64'))
+      res.setHeader('x-hex', b.toString('hex').toUpperCase())
+      res.setHeader('x-basic', Buffer.from(`user:${SECRET}`).toString('base64'))
+      res.end(
+        [
+          b.toString('base64url'),
+          b.toString('hex'),
+          [...b].map((x) => `%${x.toString(16).toUpperCase()}`).join(''),
+          [...b].map((x) => `%${x.toString(16)}`).join(''),
+        ].join('\n'),
+      )
+    })
+    const lookup = fakeLookup({ 'api.test': ['127.0.0.1'] })
+    const ctx = ctxFor(apiEntry(srv.port), {
+      secrets: [{ name: 'token', hosts: [`http://api.test:${srv.port}`] }],
+    })
+    const out = await fetchWith(
+      { lookup, secrets: secretsStub() },
+      request(`http://api.test:${srv.port}/`, {
+        headers: [{ name: 'Authorization', value: 'Bearer {{secret:token}}' }],
+      }),
+      ctx,
+    )
+    const res = (out as { value: HttpResponse }).value
+    expect(header(res, 'x-b64')).toBe('[redacted:token]')
+    expect(header(res, 'x-hex')).toBe('[redacted:token]')
+    expect(header(res, 'x-basic')).toContain('[redacted:token]')
+    expect(text(res.body).split('\n')).toEqual(new Array(4).fill('[redacted:token]'))
+  })
+
+  it('redacts a secret the upstream kept and handed back to a call that carried none', async () => {
+    let kept = ''
+    const srv = await serve((req, res) => {
+      if (req.url === '/keep') {
+        kept = String(req.headers.authorization)
+        res.end('kept')
+      } else {
+        res.setHeader('x-kept', Buffer.from(kept).toString('base64'))
+        res.end(kept)
+      }
+    })
+    const lookup = fakeLookup({ 'api.test': ['127.0.0.1'] })
+    const ctx = ctxFor(apiEntry(srv.port), {
+      secrets: [{ name: 'token', hosts: [`http://api.test:${srv.port}`] }],
+    })
+    const deps = { lookup, secrets: secretsStub() }
+    const base = `http://api.test:${srv.port}`
+    const keep = await fetchWith(
+      deps,
+      request(`${base}/keep`, {
+        headers: [{ name: 'Authorization', value: 'Bearer {{secret:token}}' }],
+      }),
+      ctx,
+    )
+    expect(tagOf(keep)).toBe('ok')
+    const back = await fetchWith(deps, request(`${base}/back`), ctx)
+    const res = (back as { value: HttpResponse }).value
+    expect(text(res.body)).toBe('Bearer [redacted:token]')
+    expect(header(res, 'x-kept')).toContain('[redacted:token]')
+  })
+})
+
+describe('fetch: header names (issue 7)', () => {
+  it('sends constructor, toString and __proto__ as written, and nothing more', async () => {
+    const srv = await rawEcho()
+    const ctx = ctxFor([{ scheme: 'http', host: '127.0.0.1', port: srv.port, allowPrivate: true }])
+    const sent = [
+      { name: 'constructor', value: 'x' },
+      { name: 'toString', value: 'y' },
+      { name: '__proto__', value: 'z' },
+      { name: 'hasOwnProperty', value: 'w' },
+      { name: 'length', value: 'v' },
+    ]
+    const out = await fetchWith(
+      {},
+      request(`http://127.0.0.1:${srv.port}/`, { headers: sent }),
+      ctx,
+    )
+    expect(tagOf(out)).toBe('ok')
+    const pairs = JSON.parse(text((out as { value: HttpResponse }).value.body)) as string[][]
+    const names = new Set(sent.map((h) => h.name.toLowerCase()))
+    expect(pairs.filter(([name]) => names.has(name!.toLowerCase()))).toEqual(
+      sent.map((h) => [h.name, h.value]),
+    )
+    expect(JSON.stringify(pairs)).not.toMatch(/native code|\[object /)
+  })
+})
+
+describe('fetch: audit target (issue 7)', () => {
+  async function targetOf(
+    url: string,
+    ctx: RunContext,
+    deps: HttpCapabilityDeps = {},
+  ): Promise<string | undefined> {
+    const cap = createHttpCapability(deps)
+    const args = [request(url)]
+    await Promise.resolve(cap.handle('fetch', args, ctx)).catch(() => undefined)
+    return cap.target!('fetch', args)
+  }
+
+  it('records the canonical target and the address actually connected to', async () => {
+    const srv = await hello()
+    // 127.0.0.3 refuses the connection; 127.0.0.1 answers it.
+    const lookup = fakeLookup({ 'api.test': ['127.0.0.3', '127.0.0.1'] })
+    const ctx = ctxFor([{ scheme: 'http', host: 'api.test', port: srv.port, allowPrivate: true }])
+    const url = `http://API.Test.:${srv.port}/a/./b/../c?token=abc#frag`
+    expect(await targetOf(url, ctx, { lookup })).toBe(
+      `GET http://api.test:${srv.port}/a/c → 127.0.0.1`,
+    )
+  })
+
+  it('writes the port, the A-label host and no query; no address when refused', async () => {
+    const ctx = ctxFor([{ host: 'api.test' }])
+    expect(await targetOf('https://Bücher.example/x?q={{secret:token}}', ctx)).toBe(
+      'GET https://xn--bcher-kva.example:443/x',
+    )
+    expect(await targetOf('http://[::1]:8080/', ctx)).toBe('GET http://[::1]:8080/')
+    expect(await targetOf('http://0x7f.1/', ctx)).toBe('GET http://127.0.0.1:80/')
+  })
+
+  it('records nothing for a URL that does not parse, never the raw string', async () => {
+    const ctx = ctxFor([{ host: 'api.test' }])
+    expect(await targetOf('https://user:pw@api.test/', ctx)).toBeUndefined()
+    expect(await targetOf('not a url', ctx)).toBeUndefined()
+  })
+})
+
+describe('fetch: denial messages (issue 7)', () => {
+  // The text is the point here: it names the rule, for the guest author and the admin.
+  const messageOf = (outcome: Outcome) => (outcome.ok ? 'ok' : outcome.message)
+
+  it.each<[string, HttpGrantEntry[], string, Partial<HttpRequest>, string]>([
+    ['plain http', [{ host: 'api.test' }], 'http://api.test/', {}, 'https only'],
+    [
+      'a port',
+      [{ host: 'api.test' }],
+      'https://api.test:8080/',
+      {},
+      'port 8080 not allowed for api.test',
+    ],
+    ['a host', [{ host: 'api.test' }], 'https://evil.test/', {}, 'host evil.test not allowed'],
+    [
+      'a method',
+      [{ host: 'api.test' }],
+      'https://api.test/',
+      { method: 'POST' },
+      'method POST not allowed',
+    ],
+    [
+      'a path',
+      [{ host: 'api.test', pathPrefix: '/repos/' }],
+      'https://api.test/admin',
+      {},
+      'path not under /repos/',
+    ],
+    [
+      'a path under none of two prefixes',
+      [
+        { host: 'api.test', pathPrefix: '/repos/' },
+        { host: 'api.test', pathPrefix: '/users/' },
+      ],
+      'https://api.test/admin',
+      {},
+      'path not under /repos/ or /users/',
+    ],
+    [
+      'an encoded separator',
+      [{ host: 'api.test' }],
+      'https://api.test/a%2fb',
+      {},
+      'path has a dot-segment or an encoded separator',
+    ],
+    [
+      'a loopback literal',
+      [{ scheme: 'http', host: '127.0.0.1' }],
+      'http://127.0.0.1/',
+      {},
+      '127.0.0.1 is a loopback address (127.0.0.0/8)',
+    ],
+    [
+      'a CR/LF in a header value',
+      [{ host: 'api.test' }],
+      'https://api.test/',
+      { headers: [{ name: 'X-A', value: 'a\r\nb' }] },
+      'control character in header value (X-A)',
+    ],
+    [
+      'a host-owned header',
+      [{ host: 'api.test' }],
+      'https://api.test/',
+      { headers: [{ name: 'Host', value: 'evil.test' }] },
+      'header Host not allowed (set by the host)',
+    ],
+  ])('names the rule for %s', async (_label, entries, url, init, message) => {
+    expect(messageOf(await fetchWith({}, request(url, init), ctxFor(entries)))).toBe(message)
+  })
+
+  it('names the range a resolved address falls in', async () => {
+    const lookup = fakeLookup({ 'api.test': ['10.1.2.3'], 'meta.test': ['169.254.169.254'] })
+    const ctx = ctxFor([{ host: 'api.test' }, { host: 'meta.test', allowPrivate: true }])
+    expect(messageOf(await fetchWith({ lookup }, request('https://api.test/'), ctx))).toBe(
+      'api.test resolves to a private address (10.0.0.0/8)',
+    )
+    expect(messageOf(await fetchWith({ lookup }, request('https://meta.test/'), ctx))).toBe(
+      'meta.test resolves to a metadata address (169.254.169.254/32), never allowed by name',
+    )
+  })
+
+  it('names the secret rule, never the secret', async () => {
+    const ctx = ctxFor([{ host: 'api.test', methods: ['GET', 'POST'] }], {
+      secrets: [{ name: 'token', hosts: ['api.test'] }],
+    })
+    const deps = { secrets: secretsStub() }
+    const withHeader = (name: string, value: string) =>
+      request('https://api.test/', { headers: [{ name, value }] })
+    const cases: [HttpRequest, string][] = [
+      [
+        withHeader('X-Key', '{{secret:token}}'),
+        'secret token only allowed in header Authorization',
+      ],
+      [
+        withHeader('Authorization', '{{secret:token}}'),
+        'header Authorization must be exactly "Bearer {{secret:token}}"',
+      ],
+      [
+        withHeader('Authorization', 'Bearer {{secret:other}}'),
+        'secret other not granted for https://api.test:443',
+      ],
+      [
+        request('https://api.test/?k={{secret:token}}'),
+        'secret placeholder in the URL (only a header value may carry one)',
+      ],
+      [
+        request('https://api.test/', {
+          method: 'POST',
+          body: new TextEncoder().encode('{{secret:token}}'),
+        }),
+        'secret placeholder in the body (only a header value may carry one)',
+      ],
+    ]
+    for (const [req, message] of cases) {
+      const out = await fetchWith(deps, req, ctx)
+      expect(messageOf(out)).toBe(message)
+      expect(messageOf(out)).not.toContain(SECRET)
     }
   })
 })
@@ -739,6 +1120,15 @@ describe('fetch: TLS', () => {
       ctxFor(entries),
     )
     expect(tagOf(untrusted)).toBe('upstream')
+  })
+
+  it('records the address a TLS connection reached in the audit target (issue 7)', async () => {
+    const { port } = await tlsServer()
+    const lookup = fakeLookup({ 'api.test': ['127.0.0.1'] })
+    const cap = createHttpCapability({ lookup, ca: fixture('ca.pem') })
+    const args = [request(`https://api.test:${port}/x?y=1`)]
+    await cap.handle('fetch', args, ctxFor([{ host: 'api.test', port, allowPrivate: true }]))
+    expect(cap.target!('fetch', args)).toBe(`GET https://api.test:${port}/x → 127.0.0.1`)
   })
 })
 

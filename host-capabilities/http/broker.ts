@@ -3,6 +3,7 @@
  * Every call is checked again here (shape, grant, headers, secrets, budget, resolved
  * addresses), then sent on a fresh connection to the address that was checked.
  */
+import { createHash } from 'node:crypto'
 import { lookup as dnsLookup } from 'node:dns/promises'
 import { request as httpRequest } from 'node:http'
 import type { IncomingMessage, OutgoingHttpHeaders, RequestOptions } from 'node:http'
@@ -10,25 +11,35 @@ import { request as httpsRequest } from 'node:https'
 import { isIP } from 'node:net'
 import type { LookupFunction } from 'node:net'
 import { rootCertificates } from 'node:tls'
+import { isCompiledSecretsGrant, secretBindingsFor } from '../secrets/grant.js'
+import type { CompiledSecretsGrant } from '../secrets/grant.js'
+import type { Redactor } from '../secrets/redact.js'
 import { HostCallError } from '../types.js'
 import type { BrokerCapability, RunContext, SecretSource } from '../types.js'
-import { classifyAddress } from './address.js'
-import type { AddressClass } from './address.js'
+import { addressRange } from './address.js'
+import type { AddressClass, AddressRangeMatch } from './address.js'
 import { httpDescriptor } from './descriptor.js'
-import { redactSecretBytes, redactSecrets } from './redact.js'
-import type { SubstitutedSecret } from './redact.js'
-import { HTTP_TOKEN, isCompiledHttpGrant, matchRequest } from './grant.js'
+import {
+  explainRefusal,
+  FORBIDDEN_REQUEST_HEADERS,
+  HTTP_TOKEN,
+  isCompiledHttpGrant,
+  matchRequest,
+} from './grant.js'
 import type { CompiledHttpEntry } from './grant.js'
-import { EgressUrlError, parseEgressUrl } from './url.js'
+import { responseRedactor } from './redact.js'
+import type { SubstitutedSecret } from './redact.js'
+import { auditTarget, EgressUrlError, explicitOrigin, parseEgressUrl } from './url.js'
 import type { EgressUrl } from './url.js'
 
+export { FORBIDDEN_REQUEST_HEADERS } from './grant.js'
 export { redactSecretBytes, redactSecrets } from './redact.js'
 export type { SubstitutedSecret } from './redact.js'
 
 /** The interface key of the `http` grant in `RunContext.grants`. */
 export const HTTP_INTERFACE = 'warden:platform/http'
 
-/** The interface key of the `secrets` grant, read to bind placeholders to hosts. */
+/** The interface key of the `secrets` grant, read to bind placeholders to origins and headers. */
 export const SECRETS_INTERFACE = 'warden:platform/secrets'
 
 /** The WIT `header` record as jco represents it. */
@@ -97,23 +108,6 @@ interface ResolvedDeps {
   readonly ca: readonly string[] | undefined
 }
 
-/** Headers a guest may not set: the broker owns framing, routing and the connection. */
-export const FORBIDDEN_REQUEST_HEADERS: ReadonlySet<string> = new Set([
-  'host',
-  'content-length',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'upgrade',
-  'expect',
-  'http2-settings',
-])
-
 const REQUEST_FIELDS = new Set(['method', 'url', 'headers', 'body', 'timeoutMs'])
 
 /** `{{secret:NAME}}`. Names: letters, digits, `_`, `.`, `-`, at most 128. */
@@ -123,6 +117,10 @@ const PLACEHOLDER_START = '{{secret:'
 
 // What Node accepts in a header value (`checkInvalidHeaderChar`); CR, LF and NUL are outside.
 const HEADER_VALUE = /^[\t\x20-\x7e\x80-\xff]*$/
+const CONTROL = /[\x00-\x08\x0a-\x1f\x7f]/
+
+/** Redactors kept per capability, keyed by a digest of their secrets: building one compiles. */
+const REDACTOR_CACHE_SIZE = 16
 
 /** Node's default resolver, in the shape of {@link HttpCapabilityDeps.lookup}. */
 async function defaultLookup(host: string): Promise<readonly ResolvedAddress[]> {
@@ -214,17 +212,24 @@ export function parseHttpRequest(value: unknown): HttpRequest {
   }
 }
 
-/** Check the guest's headers before substitution: token names, sendable values, none forbidden. */
+/**
+ * Check the guest's headers before substitution: token names, sendable values, none forbidden.
+ * A name is echoed in a message only once it is known to be a token.
+ */
 function checkHeaders(headers: readonly HttpHeader[]): void {
   headers.forEach(({ name, value }, i) => {
     if (!HTTP_TOKEN.test(name)) {
-      throw invalid(`request.headers[${i}] name is not a token`)
+      throw invalid(`header name is not a token (request.headers[${i}])`)
     }
     if (!HEADER_VALUE.test(value)) {
-      throw invalid(`request.headers[${i}] value contains CR, LF, NUL or another control character`)
+      throw invalid(
+        CONTROL.test(value)
+          ? `control character in header value (${name})`
+          : `character outside Latin-1 in header value (${name})`,
+      )
     }
     if (FORBIDDEN_REQUEST_HEADERS.has(name.toLowerCase())) {
-      throw invalid(`header ${name.toLowerCase()} is set by the host, not the guest`)
+      throw invalid(`header ${name} not allowed (set by the host)`)
     }
   })
 }
@@ -235,17 +240,17 @@ function headerBytes(headers: readonly HttpHeader[]): number {
 }
 
 /** The placeholder names in one header value; throws `invalid` on a malformed placeholder. */
-function placeholderNames(value: string, index: number): string[] {
+function placeholderNames({ name: header, value }: HttpHeader): string[] {
   const names: string[] = []
   const rest = value.replace(PLACEHOLDER, (_match, name: string) => {
     if (!SECRET_NAME.test(name)) {
-      throw invalid(`request.headers[${index}] has a malformed secret placeholder`)
+      throw invalid(`malformed secret placeholder in header value (${header})`)
     }
     names.push(name)
     return ''
   })
   if (rest.includes(PLACEHOLDER_START)) {
-    throw invalid(`request.headers[${index}] has a malformed secret placeholder`)
+    throw invalid(`malformed secret placeholder in header value (${header})`)
   }
   return names
 }
@@ -260,50 +265,50 @@ function containsPlaceholder(text: string): boolean {
 
 const PLACEHOLDER_BYTES = Buffer.from(PLACEHOLDER_START)
 
-interface SecretsGrantEntry {
-  name: string
-  hosts: readonly string[]
+/** The run's compiled secrets grant; any other shape binds nothing (fail closed). */
+function secretsGrantOf(ctx: RunContext): CompiledSecretsGrant | undefined {
+  const grant = ctx.grants[SECRETS_INTERFACE]
+  return isCompiledSecretsGrant(grant) ? grant : undefined
+}
+
+/** `x-api-key` → `X-Api-Key`, for messages. */
+function displayHeader(lower: string): string {
+  return lower.replace(/(^|-)([a-z])/g, (_m, dash: string, c: string) => dash + c.toUpperCase())
 }
 
 /**
- * The `secrets` grant as the broker reads it: `{ entries: { name, hosts, reveal }[] }`. Any
- * other shape binds nothing (fail closed).
+ * Check that every placeholder sits where its binding says (issue 7): a request to a bound
+ * origin, in the bound header, as the whole value after the bound prefix. Throws `denied`
+ * naming the rule; never reads a value. Returns the names to substitute.
  */
-function readSecretsGrant(value: unknown): readonly SecretsGrantEntry[] {
-  if (typeof value !== 'object' || value === null) {
-    return []
+function checkPlaceholders(
+  headers: readonly HttpHeader[],
+  grant: CompiledSecretsGrant | undefined,
+  url: EgressUrl,
+): string[] {
+  const names = new Set<string>()
+  for (const header of headers) {
+    for (const name of placeholderNames(header)) {
+      const bindings = secretBindingsFor(grant, name, url)
+      if (bindings.length === 0) {
+        // Same answer whether or not the secret exists.
+        const origin = explicitOrigin(url.scheme, url.host, url.port)
+        throw denied(`secret ${name} not granted for ${origin}`)
+      }
+      const forHeader = bindings.filter((b) => b.header === header.name.toLowerCase())
+      if (forHeader.length === 0) {
+        const allowed = [...new Set(bindings.map((b) => displayHeader(b.header)))]
+        throw denied(`secret ${name} only allowed in header ${allowed.join(' or ')}`)
+      }
+      const placeholder = `{{secret:${name}}}`
+      if (!forHeader.some((b) => header.value === b.prefix + placeholder)) {
+        const exact = forHeader.map((b) => `"${b.prefix}${placeholder}"`).join(' or ')
+        throw denied(`header ${header.name} must be exactly ${exact}`)
+      }
+      names.add(name)
+    }
   }
-  const entries = (value as { entries?: unknown }).entries
-  if (!Array.isArray(entries)) {
-    return []
-  }
-  const ok = entries.every(
-    (e: unknown) =>
-      typeof e === 'object' &&
-      e !== null &&
-      typeof (e as SecretsGrantEntry).name === 'string' &&
-      Array.isArray((e as SecretsGrantEntry).hosts) &&
-      (e as SecretsGrantEntry).hosts.every((h: unknown) => typeof h === 'string') &&
-      typeof (e as { reveal?: unknown }).reveal === 'boolean',
-  )
-  return ok ? (entries as SecretsGrantEntry[]) : []
-}
-
-function isBound(entries: readonly SecretsGrantEntry[], name: string, url: EgressUrl): boolean {
-  return entries.some((e) => e.name === name && e.hosts.some((bound) => bindsTo(bound, url)))
-}
-
-/**
- * A secret binding is `host` (any port the http grant allows) or `host:port` (that port only);
- * IPv6 hosts may be bracketed. Compared exactly with the request's normalised host.
- */
-function bindsTo(bound: string, url: EgressUrl): boolean {
-  const match = /^(\[[^\]]+\]|[^:]+)(?::(\d+))?$/.exec(bound)
-  if (!match) {
-    return false
-  }
-  const host = match[1]!.replace(/^\[(.*)\]$/, '$1')
-  return host === url.host && (match[2] === undefined || Number(match[2]) === url.port)
+  return [...names]
 }
 
 /** Reject with `reason()` when `signal` aborts first. */
@@ -331,12 +336,30 @@ function raceAbort<T>(promise: Promise<T>, signal: AbortSignal, reason: () => Er
 /** Classes a DNS answer may never have, even with `allowPrivate`; only an IP literal grant can. */
 const LITERAL_ONLY: ReadonlySet<AddressClass> = new Set(['metadata', 'unspecified'])
 
-function classify(address: string): AddressClass | undefined {
+function classify(address: string): AddressRangeMatch | undefined {
   try {
-    return classifyAddress(address)
+    return addressRange(address)
   } catch {
     return undefined
   }
+}
+
+const CLASS_NAMES: Readonly<Record<AddressClass, string>> = {
+  public: 'a public',
+  loopback: 'a loopback',
+  private: 'a private',
+  'link-local': 'a link-local',
+  cgnat: 'a CGNAT',
+  multicast: 'a multicast',
+  metadata: 'a metadata',
+  unspecified: 'an unspecified',
+  reserved: 'a reserved',
+}
+
+/** `a private address (10.0.0.0/8)`: the rule, not the address. */
+function describeClass(match: AddressRangeMatch): string {
+  const range = match.range === undefined ? '' : ` (${match.range})`
+  return `${CLASS_NAMES[match.class]} address${range}`
 }
 
 /** Map a Node socket/TLS/parser error to a generic guest-facing error. Never echoes `error`. */
@@ -380,7 +403,10 @@ interface Exchange {
   body: Uint8Array | undefined
   /** The whole answer, every address checked; Node tries them in order. */
   addresses: readonly ResolvedAddress[]
-  carriesSecrets: boolean
+  /** The response will be redacted: it must come as plain bytes. */
+  redacts: boolean
+  /** Told the address the connection actually reached, for the audit record. */
+  onConnect: (address: string) => void
   /** Bytes charged for the request: method, URL, headers and body. */
   requestBytes: number
   signal: AbortSignal
@@ -393,7 +419,9 @@ interface Exchange {
 function exchange(deps: ResolvedDeps, x: Exchange): Promise<HttpResponse> {
   const { url, ctx } = x
   // Group duplicates under one key: Node sends an array value as repeated header lines.
-  const outgoing: OutgoingHttpHeaders = {}
+  // NB: no prototype. Guest names such as `constructor`, `toString` or `__proto__` would
+  // otherwise read (and send) the built-ins, or be dropped (issue 7).
+  const outgoing = Object.create(null) as OutgoingHttpHeaders
   const caseOf = new Map<string, string>()
   for (const { name, value } of x.headers) {
     const lower = name.toLowerCase()
@@ -481,6 +509,13 @@ function exchange(deps: ResolvedDeps, x: Exchange): Promise<HttpResponse> {
     req.on('error', (error) =>
       fail(failure ?? upstreamError(error, url.origin, deps.maxResponseHeaderBytes)),
     )
+    req.once('socket', (socket) => {
+      socket.once('connect', () => {
+        if (socket.remoteAddress !== undefined) {
+          x.onConnect(socket.remoteAddress)
+        }
+      })
+    })
     req.on('response', (res: IncomingMessage) => {
       const raw = res.rawHeaders
       let responseHeaderBytes = 16 + (res.statusMessage?.length ?? 0)
@@ -497,9 +532,9 @@ function exchange(deps: ResolvedDeps, x: Exchange): Promise<HttpResponse> {
       }
       charge(responseHeaderBytes)
       const encoding = (res.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
-      if (x.carriesSecrets && encoding !== 'identity' && encoding !== '') {
+      if (x.redacts && encoding !== 'identity' && encoding !== '') {
         // Redaction searches plain bytes; a compressed echo of a secret would slip through.
-        fail(upstream(`${url.origin} sent an encoded response to a request carrying a secret`))
+        fail(upstream(`${url.origin} sent a compressed response on a run that uses secrets`))
         return
       }
       const chunks: Buffer[] = []
@@ -555,14 +590,19 @@ function exchange(deps: ResolvedDeps, x: Exchange): Promise<HttpResponse> {
  * The `warden:platform/http` broker capability. `fetch` sends one request to an origin the
  * run's `http` grant allows, on a fresh connection to an address that was resolved and
  * classified once, and returns the upstream's answer as-is (redirects included, never followed)
- * after redacting every secret it substituted.
+ * after redacting every secret the run could have sent, in every encoding the redactor knows.
  *
  * Denied by default: any origin, method or path outside the grant; non-public addresses
  * (loopback, private, link-local, CGNAT, metadata…) unless the matched entry says
  * `allowPrivate`, and metadata or unspecified addresses behind a DNS name even then; secret
- * placeholders anywhere but header values, or for a secret the `secrets` grant does not bind to
- * the request's exact host; guest-set `host`, `content-length`, `transfer-encoding` and
- * hop-by-hop headers; `Range` on a request carrying a secret.
+ * placeholders anywhere but the header value a binding of the `secrets` grant names for the
+ * request's exact origin (`prefix` + placeholder, nothing else); guest-set `host`,
+ * `content-length`, `transfer-encoding` and hop-by-hop headers; `Range` and compressed answers
+ * on a run whose secrets grant binds any secret to an origin. A denial names the rule that
+ * refused, never a secret.
+ *
+ * The audit target of a call is `METHOD scheme://host:port/path → address`: the canonical URL
+ * (query left out) and the address the connection reached, once it did.
  *
  * @example
  * const http = createHttpCapability({ secrets: store })
@@ -570,14 +610,40 @@ function exchange(deps: ResolvedDeps, x: Exchange): Promise<HttpResponse> {
  */
 export function createHttpCapability(deps: HttpCapabilityDeps = {}): BrokerCapability {
   const config = resolveDeps(deps)
+  // Keyed by the call's own `args` array: the broker asks for the target with the same one.
+  const connected = new WeakMap<object, string>()
+  const redactors = new Map<string, Redactor>()
+  const redactorFor = (secrets: readonly SubstitutedSecret[]): Redactor => {
+    const key = createHash('sha256')
+      .update(JSON.stringify(secrets.map((s) => [s.name, s.value])))
+      .digest('base64')
+    let redactor = redactors.get(key)
+    if (redactor === undefined) {
+      redactor = responseRedactor(secrets)
+      if (redactors.size >= REDACTOR_CACHE_SIZE) {
+        redactors.delete(redactors.keys().next().value!)
+      }
+      redactors.set(key, redactor)
+    }
+    return redactor
+  }
   return {
     descriptor: httpDescriptor,
     target(_fn, args) {
-      // The URL as the guest wrote it: placeholders are refused in URLs, so no secret is here.
       const req = args[0] as { method?: unknown; url?: unknown } | undefined
-      return typeof req?.url === 'string' && typeof req.method === 'string'
-        ? `${req.method.slice(0, 16)} ${req.url.slice(0, 2048)}`
-        : undefined
+      if (typeof req?.url !== 'string' || typeof req.method !== 'string') {
+        return undefined
+      }
+      let url: EgressUrl
+      try {
+        url = parseEgressUrl(req.url)
+      } catch {
+        return undefined
+      }
+      const method =
+        req.method.length <= 64 && HTTP_TOKEN.test(req.method) ? req.method.toUpperCase() : '-'
+      const address = connected.get(args)
+      return `${method} ${auditTarget(url)}${address === undefined ? '' : ` → ${address}`}`
     },
     async handle(fn: string, args: unknown[], ctx: RunContext): Promise<HttpResponse> {
       if (fn !== 'fetch') {
@@ -587,15 +653,24 @@ export function createHttpCapability(deps: HttpCapabilityDeps = {}): BrokerCapab
         throw invalid('fetch takes 1 argument')
       }
       const req = parseHttpRequest(args[0])
-      return fetchOnce(config, req, ctx)
+      return fetchOnce(config, req, ctx, {
+        redactorFor,
+        onConnect: (address) => connected.set(args, address),
+      })
     },
   }
+}
+
+interface CallHooks {
+  redactorFor: (secrets: readonly SubstitutedSecret[]) => Redactor
+  onConnect: (address: string) => void
 }
 
 async function fetchOnce(
   deps: ResolvedDeps,
   req: HttpRequest,
   ctx: RunContext,
+  hooks: CallHooks,
 ): Promise<HttpResponse> {
   const grant = ctx.grants[HTTP_INTERFACE]
   if (grant === undefined) {
@@ -615,7 +690,7 @@ async function fetchOnce(
     throw error
   }
   if (containsPlaceholder(req.url)) {
-    throw denied('secret placeholders are only substituted in header values, not in the URL')
+    throw denied('secret placeholder in the URL (only a header value may carry one)')
   }
   if (
     req.body !== undefined &&
@@ -623,32 +698,28 @@ async function fetchOnce(
       PLACEHOLDER_BYTES,
     )
   ) {
-    throw denied('secret placeholders are only substituted in header values, not in the body')
+    throw denied('secret placeholder in the body (only a header value may carry one)')
   }
   const entry = matchRequest(grant, url, req.method)
   if (entry === undefined) {
-    throw denied(
-      `${req.method} to ${url.origin} is not granted (or that path is outside the grant)`,
-    )
+    throw denied(explainRefusal(grant, url, req.method))
   }
   checkHeaders(req.headers)
   if (headerBytes(req.headers) > deps.maxRequestHeaderBytes) {
     throw limitExceeded(`request headers exceed ${deps.maxRequestHeaderBytes} bytes`)
   }
 
-  // Which secrets, and are they all bound to this exact host? Decide before any I/O.
-  const wanted = req.headers.map((h, i) => placeholderNames(h.value, i))
-  const names = [...new Set(wanted.flat())]
-  const bindings = readSecretsGrant(ctx.grants[SECRETS_INTERFACE])
-  for (const name of names) {
-    if (!isBound(bindings, name, url)) {
-      // Same answer whether or not the secret exists.
-      throw denied(`secret ${name} is not granted for ${url.host}`)
-    }
-  }
-  if (names.length > 0 && req.headers.some((h) => /^(?:range|if-range)$/i.test(h.name))) {
+  // Which secrets, each where its binding says? Decide before any I/O.
+  const secretsGrant = secretsGrantOf(ctx)
+  const names = checkPlaceholders(req.headers, secretsGrant, url)
+  // Every secret this run could ever have sent: an upstream may keep one from an earlier call
+  // and hand it back to a later one that carried none.
+  const reachable = (secretsGrant?.entries ?? [])
+    .filter((e) => e.bindings.length > 0)
+    .map((e) => e.name)
+  if (reachable.length > 0 && req.headers.some((h) => /^(?:range|if-range)$/i.test(h.name))) {
     // Slices of an echoed secret would each escape whole-value redaction.
-    throw denied('a request carrying a secret cannot ask for a byte range')
+    throw denied('Range not allowed on a run that uses secrets')
   }
 
   const timeoutMs = Math.min(req.timeoutMs ?? deps.defaultTimeoutMs, deps.defaultTimeoutMs)
@@ -670,39 +741,43 @@ async function fetchOnce(
       : upstream('the run ended before the request completed')
 
   try {
-    const secrets: SubstitutedSecret[] = []
-    if (names.length > 0) {
-      const source = deps.secrets
-      for (const name of names) {
+    const values = new Map<string, string>()
+    const source = deps.secrets
+    if (source !== undefined) {
+      for (const name of new Set([...names, ...reachable])) {
         let value: string | undefined
         try {
-          value =
-            source === undefined
-              ? undefined
-              : await raceAbort(source.read(name), controller.signal, abortReason)
+          value = await raceAbort(source.read(name), controller.signal, abortReason)
         } catch (error) {
           if (error instanceof HostCallError) {
             throw error
           }
           throw upstream('the secret store is unavailable')
         }
-        if (value === undefined) {
-          throw denied(`secret ${name} is not granted for ${url.host}`)
+        if (value !== undefined && value !== '') {
+          values.set(name, value)
         }
-        secrets.push({ name, value })
       }
     }
-    const byName = new Map(secrets.map((s) => [s.name, s.value]))
-    const headers: HttpHeader[] = req.headers.map(({ name, value }, i) => {
-      const substituted = value.replace(PLACEHOLDER, (_m, secret: string) => byName.get(secret)!)
+    for (const name of names) {
+      if (!values.has(name)) {
+        // Granted but not in the store: the same answer as not granted.
+        const origin = explicitOrigin(url.scheme, url.host, url.port)
+        throw denied(`secret ${name} not granted for ${origin}`)
+      }
+    }
+    const headers: HttpHeader[] = req.headers.map(({ name, value }) => {
+      const substituted = value.replace(PLACEHOLDER, (_m, secret: string) => values.get(secret)!)
       if (!HEADER_VALUE.test(substituted)) {
-        throw invalid(
-          `request.headers[${i}] is not a valid header value once its secret is substituted`,
-        )
+        throw invalid(`header value not sendable once its secret is substituted (${name})`)
       }
       return { name, value: substituted }
     })
-    if (secrets.length > 0) {
+    const redactor =
+      values.size === 0
+        ? undefined
+        : hooks.redactorFor([...values].map(([name, value]) => ({ name, value })))
+    if (redactor !== undefined) {
       // Ask for plain bytes: redaction cannot see into a compressed body.
       for (let i = headers.length - 1; i >= 0; i--) {
         if (headers[i]!.name.toLowerCase() === 'accept-encoding') {
@@ -731,22 +806,23 @@ async function fetchOnce(
       headers,
       body: req.body,
       addresses,
-      carriesSecrets: secrets.length > 0,
+      redacts: redactor !== undefined,
+      onConnect: hooks.onConnect,
       requestBytes,
       signal: controller.signal,
       abortReason,
       ctx,
     })
-    if (secrets.length === 0) {
+    if (redactor === undefined) {
       return response
     }
     return {
       status: response.status,
       headers: response.headers.map((h) => ({
-        name: redactSecrets(h.name, secrets),
-        value: redactSecrets(h.value, secrets),
+        name: redactor.text(h.name),
+        value: redactor.text(h.value),
       })),
-      body: redactSecretBytes(response.body, secrets),
+      body: redactor.bytes(response.body),
     }
   } finally {
     clearTimeout(timer)
@@ -756,7 +832,7 @@ async function fetchOnce(
 
 /**
  * Resolve once and check EVERY address; the connection may go to these addresses only. An IP
- * literal is not resolved, but it is classified all the same.
+ * literal is not resolved, but it is classified all the same. A refusal names the range.
  */
 async function resolveChecked(
   deps: ResolvedDeps,
@@ -781,13 +857,20 @@ async function resolveChecked(
       throw upstream(`could not resolve ${url.host}`)
     }
   }
+  const verb = url.isIp ? 'is' : 'resolves to'
   for (const answer of answers) {
-    const cls = typeof answer?.address === 'string' ? classify(answer.address) : undefined
-    const ok =
-      cls === 'public' ||
-      (cls !== undefined && entry.allowPrivate && (url.isIp || !LITERAL_ONLY.has(cls)))
-    if (!ok) {
-      throw denied(`egress to ${url.origin} is not granted: it resolves to a non-public address`)
+    const match = typeof answer?.address === 'string' ? classify(answer.address) : undefined
+    if (match === undefined) {
+      throw denied(`${url.host} resolves to something that is not an IP address`)
+    }
+    if (match.class === 'public') {
+      continue
+    }
+    if (!entry.allowPrivate) {
+      throw denied(`${url.host} ${verb} ${describeClass(match)}`)
+    }
+    if (!url.isIp && LITERAL_ONLY.has(match.class)) {
+      throw denied(`${url.host} ${verb} ${describeClass(match)}, never allowed by name`)
     }
   }
   // The family comes from the address itself, not from what the resolver claimed.

@@ -64,6 +64,26 @@ export const DEFAULT_HTTP_METHODS: readonly string[] = Object.freeze(['GET', 'HE
 /** RFC 9110 `token`: method names and header names. */
 export const HTTP_TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
 
+/**
+ * Headers a guest may not set, nor a secret be bound to: the broker owns framing, routing and
+ * the connection. Lower-case.
+ */
+export const FORBIDDEN_REQUEST_HEADERS: ReadonlySet<string> = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'http2-settings',
+])
+
 const ENTRY_KEYS = new Set(['scheme', 'host', 'port', 'methods', 'pathPrefix', 'allowPrivate'])
 
 // Segments that some server decodes into a traversal or a separator, even though WHATWG left
@@ -292,4 +312,46 @@ export function matchRequest(
     }
   }
   return undefined
+}
+
+/**
+ * Why no entry of `grant` allows `method` on `url`, as the one rule that refused it, for the
+ * guest author and the admin (issue 7). Checked from the outside in: host, scheme, port,
+ * method, path. Names only what the grant and the request already show.
+ *
+ * @example
+ * explainRefusal(compileHttpGrant([{ host: 'api.example.com' }]),
+ *   parseEgressUrl('https://api.example.com:8080/'), 'GET')
+ * // 'port 8080 not allowed for api.example.com'
+ */
+export function explainRefusal(grant: CompiledHttpGrant, url: EgressUrl, method: string): string {
+  const path = decodePathSafe(url.pathname)
+  if (path === undefined) {
+    return 'path has a dot-segment or an encoded separator'
+  }
+  const upper = method.toUpperCase()
+  const forHost = grant.entries.filter(
+    (e) =>
+      e.isIp === url.isIp &&
+      (e.wildcard
+        ? !url.isIp && url.host.length > e.host.length + 1 && url.host.endsWith(`.${e.host}`)
+        : e.host === url.host),
+  )
+  if (forHost.length === 0) {
+    return `host ${url.host} not allowed`
+  }
+  const forScheme = forHost.filter((e) => e.scheme === url.scheme)
+  if (forScheme.length === 0) {
+    return url.scheme === 'http' ? 'https only' : `${url.scheme} not allowed for ${url.host}`
+  }
+  const forPort = forScheme.filter((e) => e.port === url.port)
+  if (forPort.length === 0) {
+    return `port ${url.port} not allowed for ${url.host}`
+  }
+  const forMethod = forPort.filter((e) => e.methods.has(upper))
+  if (forMethod.length === 0) {
+    return `method ${upper} not allowed`
+  }
+  const prefixes = [...new Set(forMethod.map((e) => e.pathPrefix))]
+  return `path not under ${prefixes.join(' or ')}`
 }

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { EgressUrlError, parseEgressUrl } from './url.js'
+import { auditTarget, EgressUrlError, parseEgressUrl, parseOrigin } from './url.js'
 import type { EgressUrlErrorReason } from './url.js'
 
 function reasonOf(raw: unknown): EgressUrlErrorReason | 'ok' {
@@ -146,5 +146,45 @@ describe('parseEgressUrl', () => {
         expect(url.isIp).toBe(false)
       }),
     )
+  })
+})
+
+describe('parseOrigin and auditTarget (issue 7)', () => {
+  it.each<[string, string]>([
+    ['api.example.com', 'https://api.example.com:443'],
+    ['API.Example.com.', 'https://api.example.com:443'],
+    ['https://api.example.com', 'https://api.example.com:443'],
+    ['HTTPS://api.example.com:443/', 'https://api.example.com:443'],
+    ['http://api.example.com', 'http://api.example.com:80'],
+    ['http://127.0.0.1:8080', 'http://127.0.0.1:8080'],
+    ['http://0x7f.1:8080', 'http://127.0.0.1:8080'],
+    ['[::1]', 'https://[::1]:443'],
+    ['http://[0:0::1]:8080', 'http://[::1]:8080'],
+    ['Bücher.example', 'https://xn--bcher-kva.example:443'],
+  ])('reads %s as %s', (raw, origin) => {
+    expect(parseOrigin(raw).origin).toBe(origin)
+  })
+
+  it.each([
+    'api.example.com:8443',
+    '::1',
+    '[::1]:8080',
+    '*.example.com',
+    'https://*.example.com',
+    'api.example.com/x',
+    'https://api.example.com/x',
+    'https://api.example.com?x',
+    'https://u@api.example.com',
+    'ftp://api.example.com',
+    '',
+  ])('refuses %s', (raw) => {
+    expect(() => parseOrigin(raw)).toThrow(EgressUrlError)
+  })
+
+  it('writes the audit target with its port, its normalised path and no query', () => {
+    expect(auditTarget(parseEgressUrl('https://API.example.com/a/./b/../c?q=1#f'))).toBe(
+      'https://api.example.com:443/a/c',
+    )
+    expect(auditTarget(parseEgressUrl('http://[::1]:8080'))).toBe('http://[::1]:8080/')
   })
 })

@@ -173,3 +173,78 @@ export function parseEgressUrl(raw: unknown): EgressUrl {
   }
   return parsed
 }
+
+/**
+ * `scheme://host:port` with the port always written out and IPv6 bracketed: the one spelling of
+ * an origin, for secret bindings and audit records.
+ *
+ * @example
+ * explicitOrigin('https', 'api.example.com', 443) // 'https://api.example.com:443'
+ */
+export function explicitOrigin(scheme: EgressUrl['scheme'], host: string, port: number): string {
+  return `${scheme}://${isIP(host) === 6 ? `[${host}]` : host}:${port}`
+}
+
+/**
+ * What an egress audit record names (issue 7): the explicit origin and the normalised path, with
+ * the query and fragment left out (they carry data, and a denial never depends on them).
+ *
+ * @example
+ * auditTarget(parseEgressUrl('https://API.example.com/a/./b?q=1'))
+ * // 'https://api.example.com:443/a/b'
+ */
+export function auditTarget(url: EgressUrl): string {
+  return `${explicitOrigin(url.scheme, url.host, url.port)}${url.pathname}`
+}
+
+/** An origin a secret may be sent to, normalised as a request URL is. */
+export interface EgressOrigin {
+  scheme: EgressUrl['scheme']
+  /** As {@link EgressUrl.host}: lowercase A-labels, canonical IP, IPv6 without brackets. */
+  host: string
+  port: number
+  /** {@link explicitOrigin} of the three. */
+  origin: string
+}
+
+const ORIGIN = /^(https?):\/\/([^/?#\\]*)\/?$/i
+// Anything that makes a bare host more than a host: a path, a query, userinfo, a port.
+const NOT_BARE = /[/?#@\\\s%:]/
+
+/**
+ * Parse an origin a secret may be sent to: `https://host[:port]` or `http://host[:port]`, or a
+ * bare host meaning `https://host:443`. Hosts follow the request URL rules (case, trailing dot,
+ * IDNA, IP literals in any encoding). A bare `host:port` is refused, so `::1`, `[::1]:8080` and
+ * `api.example.com:8443` never have to be guessed at: write the origin. No wildcards, paths,
+ * queries or userinfo. Throws {@link EgressUrlError}.
+ *
+ * @example
+ * parseOrigin('API.example.com').origin // 'https://api.example.com:443'
+ * parseOrigin('http://[::1]:8080').origin // 'http://[::1]:8080'
+ * parseOrigin('api.example.com:8443') // throws: write https://api.example.com:8443
+ */
+export function parseOrigin(raw: unknown): EgressOrigin {
+  if (typeof raw !== 'string') {
+    throw new EgressUrlError('not_a_string', 'origin is not a string')
+  }
+  let url: EgressUrl
+  const bracketed = /^\[[^\]]*\]$/.test(raw)
+  if (ORIGIN.test(raw)) {
+    url = parseEgressUrl(raw)
+  } else if (raw.includes('://')) {
+    throw new EgressUrlError('malformed', 'an origin is http(s)://host[:port], nothing after it')
+  } else if (raw === '' || (!bracketed && NOT_BARE.test(raw))) {
+    throw new EgressUrlError(
+      'malformed',
+      'a bare host has no port, path or IPv6 without brackets: write the origin, https://host:port',
+    )
+  } else {
+    url = parseEgressUrl(`https://${raw}/`)
+  }
+  return {
+    scheme: url.scheme,
+    host: url.host,
+    port: url.port,
+    origin: explicitOrigin(url.scheme, url.host, url.port),
+  }
+}

@@ -1,46 +1,94 @@
 /**
- * The secrets grant: which secrets a run may use, toward which hosts, and whether it may see
- * them. Pure: compiled once per token, read by the broker on every call.
+ * The secrets grant: which secrets a run may use, where `http` may put them, and whether the
+ * guest may see them. Pure: compiled once per token, read by the brokers on every call.
  *
  * The compiled form is read by two capabilities from `ctx.grants['warden:platform/secrets']`:
- * `secrets` (hmac, reveal) and `http` (which binds `{{secret:NAME}}` placeholders to `hosts`).
- * Denied by default: a secret not listed cannot be used; `reveal` is off unless `true`.
+ * `secrets` (hmac, reveal) and `http` (which substitutes `{{secret:NAME}}` placeholders only as
+ * a binding says). Denied by default: a secret not listed cannot be used; a listed secret is
+ * sent nowhere unless `hosts` names the origin; `reveal` is off unless `true`.
+ *
+ * A binding (issue 7) is an origin, a header and a prefix. At egress, the guest's header named
+ * `header` (case-insensitive) must have exactly the value `prefix` + `{{secret:NAME}}`, on a
+ * request to one of `hosts`; a placeholder anywhere else is refused.
  */
+import { FORBIDDEN_REQUEST_HEADERS, HTTP_TOKEN } from '../http/grant.js'
+import { explicitOrigin, parseOrigin } from '../http/url.js'
+import type { EgressUrl } from '../http/url.js'
 import { isSecretName } from './names.js'
 
 /** One secret the token grants, as written in the token. */
 export interface SecretsGrantEntry {
   /** The secret's name (`^[a-z][a-z0-9_]{0,63}$`). */
   name: string
-  /** Hosts toward which `http` may substitute it (lowercased here; matched by `http`). */
-  hosts: readonly string[]
+  /**
+   * Origins `http` may send it to: `https://host[:port]`, `http://host[:port]`, or a bare host
+   * meaning `https://host:443`. Exact hosts or IP literals, no wildcards; a bare `host:port` is
+   * refused (write the origin). Default none.
+   */
+  hosts?: readonly string[]
+  /** The one request header it may be sent in, case-insensitive. Default `Authorization`. */
+  header?: string
+  /**
+   * What the header value holds before the placeholder. Default `'Bearer '` for
+   * `Authorization`, `''` for any other header.
+   */
+  prefix?: string
   /** Whether `reveal` may return the plaintext. Default false. */
   reveal?: boolean
 }
 
+/** Where `http` may substitute one secret: an origin, a header, a prefix. */
+export interface SecretBinding {
+  /** `scheme://host:port`, the port always written out, IPv6 bracketed. */
+  readonly origin: string
+  /** Lower-case header name. */
+  readonly header: string
+  /** The exact text before the placeholder in the header value. */
+  readonly prefix: string
+}
+
 /** One compiled entry. Names are unique across a compiled grant. */
 export interface CompiledSecretGrantEntry {
-  name: string
-  hosts: string[]
-  reveal: boolean
+  readonly name: string
+  readonly bindings: readonly SecretBinding[]
+  readonly reveal: boolean
 }
 
-/** The compiled grant, frozen: `{ entries }` with one entry per name. */
+const COMPILED: unique symbol = Symbol('warden.secrets.compiledGrant')
+
+/** The compiled grant, frozen: one entry per name. Build it with {@link compileSecretsGrant}. */
 export interface CompiledSecretsGrant {
-  entries: CompiledSecretGrantEntry[]
+  readonly entries: readonly CompiledSecretGrantEntry[]
+  /** Brand: only {@link compileSecretsGrant} makes these. */
+  readonly [COMPILED]: true
 }
 
-const ENTRY_FIELDS = new Set(['name', 'hosts', 'reveal'])
-const HOST_PATTERN = /^[^\s/?#@\\]+$/
+/** The header a binding names when it names none. */
+export const DEFAULT_SECRET_HEADER = 'authorization'
+
+/** The prefix of a binding that names none: `Bearer ` for Authorization, else nothing. */
+export function defaultSecretPrefix(header: string): string {
+  return header.toLowerCase() === DEFAULT_SECRET_HEADER ? 'Bearer ' : ''
+}
+
+const ENTRY_FIELDS = new Set(['name', 'hosts', 'header', 'prefix', 'reveal'])
+/** Printable ASCII without braces: a prefix can never open a placeholder of its own. */
+const PREFIX = /^[\x20-\x7a|~]{0,64}$/
+
+function fail(index: number, message: string): never {
+  throw new TypeError(`secrets grant entry ${index}: ${message}`)
+}
 
 /**
  * Check and compile a secrets grant. Throws `TypeError` on a malformed entry (an unknown field
  * included, so a typo such as `reveals` never passes silently). Entries naming the same secret
- * are merged: their hosts are united and `reveal` is true if any entry says so, since each
+ * are merged: their bindings are united and `reveal` is true if any entry says so, since each
  * entry grants on its own.
  *
  * @example
  * const grant = compileSecretsGrant([{ name: 'github_token', hosts: ['api.github.com'] }])
+ * // binds github_token to `Authorization: Bearer {{secret:github_token}}` on
+ * // https://api.github.com:443
  * canUse(grant, 'github_token') // true
  * canReveal(grant, 'github_token') // false
  */
@@ -48,42 +96,59 @@ export function compileSecretsGrant(entries: readonly SecretsGrantEntry[]): Comp
   if (!Array.isArray(entries)) {
     throw new TypeError('secrets grant must be a list')
   }
-  const byName = new Map<string, { hosts: Set<string>; reveal: boolean }>()
+  const byName = new Map<string, { bindings: Map<string, SecretBinding>; reveal: boolean }>()
   entries.forEach((entry: unknown, i) => {
     if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) {
-      throw new TypeError(`secrets grant entry ${i} is not an object`)
+      fail(i, 'is not an object')
     }
     for (const field of Object.keys(entry)) {
       if (!ENTRY_FIELDS.has(field)) {
-        throw new TypeError(
-          `secrets grant entry ${i} has an unknown field ${JSON.stringify(field)}`,
-        )
+        fail(i, `unknown field ${JSON.stringify(field)}`)
       }
     }
-    const { name, hosts, reveal } = entry as Record<string, unknown>
+    const { name, hosts = [], header, prefix, reveal } = entry as Record<string, unknown>
     if (!isSecretName(name)) {
-      throw new TypeError(`secrets grant entry ${i}: name must match ^[a-z][a-z0-9_]{0,63}$`)
+      fail(i, 'name must match ^[a-z][a-z0-9_]{0,63}$')
     }
     if (!Array.isArray(hosts)) {
-      throw new TypeError(`secrets grant entry ${i}: hosts must be a list of host names`)
+      fail(i, 'hosts must be a list of origins')
     }
     if (reveal !== undefined && typeof reveal !== 'boolean') {
-      throw new TypeError(`secrets grant entry ${i}: reveal must be a boolean`)
+      fail(i, 'reveal must be a boolean')
     }
-    const merged = byName.get(name) ?? { hosts: new Set<string>(), reveal: false }
+    const headerName = header ?? DEFAULT_SECRET_HEADER
+    if (typeof headerName !== 'string' || !HTTP_TOKEN.test(headerName)) {
+      fail(i, 'header must be a header name')
+    }
+    if (FORBIDDEN_REQUEST_HEADERS.has(headerName.toLowerCase())) {
+      fail(i, `header ${headerName} is set by the host, never by a secret`)
+    }
+    const headerPrefix = prefix ?? defaultSecretPrefix(headerName)
+    if (typeof headerPrefix !== 'string' || !PREFIX.test(headerPrefix)) {
+      fail(i, 'prefix must be at most 64 printable ASCII characters, without { or }')
+    }
+    const merged = byName.get(name) ?? { bindings: new Map<string, SecretBinding>(), reveal: false }
     for (const host of hosts as unknown[]) {
-      if (typeof host !== 'string' || !HOST_PATTERN.test(host)) {
-        throw new TypeError(`secrets grant entry ${i}: hosts must be bare host names`)
+      let origin: string
+      try {
+        origin = parseOrigin(host).origin
+      } catch (error) {
+        fail(i, `hosts: ${(error as Error).message}`)
       }
-      merged.hosts.add(host.toLowerCase())
+      const binding = Object.freeze({
+        origin,
+        header: headerName.toLowerCase(),
+        prefix: headerPrefix,
+      })
+      merged.bindings.set(`${binding.origin} ${binding.header} ${binding.prefix}`, binding)
     }
     merged.reveal ||= reveal === true
     byName.set(name, merged)
   })
-  const compiled = [...byName].map(([name, { hosts, reveal }]) =>
-    Object.freeze({ name, hosts: Object.freeze([...hosts]) as string[], reveal }),
+  const compiled = [...byName].map(([name, { bindings, reveal }]) =>
+    Object.freeze({ name, bindings: Object.freeze([...bindings.values()]), reveal }),
   )
-  return Object.freeze({ entries: Object.freeze(compiled) as CompiledSecretGrantEntry[] })
+  return Object.freeze({ entries: Object.freeze(compiled), [COMPILED]: true as const })
 }
 
 /** The grant's entry for secret `name`, if any. */
@@ -94,7 +159,38 @@ export function findSecretGrant(
   return grant?.entries.find((e) => e.name === name)
 }
 
-/** True when the grant lets the run use secret `name` (hmac; http toward its hosts). */
+/**
+ * The bindings of secret `name` for the origin of `url` (any header), in grant order. Empty
+ * when the secret is not granted or not bound to that origin.
+ */
+export function secretBindingsFor(
+  grant: CompiledSecretsGrant | undefined,
+  name: string,
+  url: EgressUrl,
+): readonly SecretBinding[] {
+  const origin = explicitOrigin(url.scheme, url.host, url.port)
+  return findSecretGrant(grant, name)?.bindings.filter((b) => b.origin === origin) ?? []
+}
+
+/**
+ * The binding that lets secret `name` go in header `header` (case-insensitive) of a request to
+ * `url`, or undefined. The header value must then be exactly its `prefix` + the placeholder.
+ *
+ * @example
+ * findSecretBinding(grant, 'github_token', parseEgressUrl('https://api.github.com/x'),
+ *   'Authorization') // { origin: 'https://api.github.com:443', header: 'authorization', … }
+ */
+export function findSecretBinding(
+  grant: CompiledSecretsGrant | undefined,
+  name: string,
+  url: EgressUrl,
+  header: string,
+): SecretBinding | undefined {
+  const lower = header.toLowerCase()
+  return secretBindingsFor(grant, name, url).find((b) => b.header === lower)
+}
+
+/** True when the grant lets the run use secret `name` (hmac; http as its bindings say). */
 export function canUse(grant: CompiledSecretsGrant | undefined, name: string): boolean {
   return findSecretGrant(grant, name) !== undefined
 }
@@ -105,23 +201,9 @@ export function canReveal(grant: CompiledSecretsGrant | undefined, name: string)
 }
 
 /**
- * True when `value` has the compiled grant's shape. The broker uses it to refuse a grant that
- * was not compiled by {@link compileSecretsGrant} (host misuse).
+ * True when `value` came from {@link compileSecretsGrant}. The brokers use it to refuse a
+ * grant that was not compiled (host misuse, or a shape from before issue 7).
  */
 export function isCompiledSecretsGrant(value: unknown): value is CompiledSecretsGrant {
-  if (typeof value !== 'object' || value === null) {
-    return false
-  }
-  const entries = (value as { entries?: unknown }).entries
-  return (
-    Array.isArray(entries) &&
-    entries.every(
-      (e: unknown) =>
-        typeof e === 'object' &&
-        e !== null &&
-        isSecretName((e as CompiledSecretGrantEntry).name) &&
-        Array.isArray((e as CompiledSecretGrantEntry).hosts) &&
-        typeof (e as CompiledSecretGrantEntry).reveal === 'boolean',
-    )
-  )
+  return typeof value === 'object' && value !== null && COMPILED in value
 }

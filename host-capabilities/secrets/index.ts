@@ -10,13 +10,22 @@ export {
   canReveal,
   canUse,
   compileSecretsGrant,
+  DEFAULT_SECRET_HEADER,
+  defaultSecretPrefix,
+  findSecretBinding,
   findSecretGrant,
   isCompiledSecretsGrant,
+  secretBindingsFor,
 } from './grant.js'
-export type { CompiledSecretGrantEntry, CompiledSecretsGrant, SecretsGrantEntry } from './grant.js'
+export type {
+  CompiledSecretGrantEntry,
+  CompiledSecretsGrant,
+  SecretBinding,
+  SecretsGrantEntry,
+} from './grant.js'
 export { assertSecretName, isSecretName, SECRET_NAME_PATTERN } from './names.js'
 export { createRedactor, loadRedactor, MIN_REDACT_BYTES, redactionMarker } from './redact.js'
-export type { RedactedSecret, Redactor } from './redact.js'
+export type { RedactedSecret, Redactor, RedactorOptions } from './redact.js'
 export {
   createFileSecretStore,
   DEFAULT_MASTER_KEY_FILE,

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { SecretSource } from '../types.js'
@@ -170,6 +171,151 @@ describe('createRedactor properties', () => {
         },
       ),
       { numRuns: 500 },
+    )
+  })
+})
+
+/** Upper- or lower-case each hex digit of `s` at random: hex and percent-encoding ignore case. */
+function randomCase(s: string, flips: readonly boolean[]): string {
+  return [...s]
+    .map((c, i) => (flips[i % flips.length] ? c.toUpperCase() : c.toLowerCase()))
+    .join('')
+}
+
+/** Percent-encode every byte of `s` (UTF-8), not only the reserved ones. */
+function percentEveryByte(s: string): string {
+  return [...Buffer.from(s, 'utf8')].map((b) => `%${b.toString(16).padStart(2, '0')}`).join('')
+}
+
+/** The encodings issue 7 names, as an upstream might echo them. */
+function encodingsOf(value: string, flips: readonly boolean[]): Record<string, string> {
+  const bytes = Buffer.from(value, 'utf8')
+  const hex = bytes.toString('hex')
+  return {
+    base64: bytes.toString('base64'),
+    base64Unpadded: bytes.toString('base64').replace(/=+$/, ''),
+    base64url: bytes.toString('base64url'),
+    hexLower: hex,
+    hexUpper: hex.toUpperCase(),
+    hexMixed: randomCase(hex, flips),
+    percent: encodeURIComponent(value),
+    percentLower: encodeURIComponent(value).replace(/%[0-9A-F]{2}/g, (p) => p.toLowerCase()),
+    percentEveryByte: randomCase(percentEveryByte(value), flips),
+  }
+}
+
+describe('createRedactor: encodings (issue 7)', () => {
+  const value = 'tok/en+k€y?=1'
+  const r = createRedactor([{ name: 'k', value }])
+  const bytes = Buffer.from(value, 'utf8')
+
+  it.each<[string, string]>([
+    ['base64', bytes.toString('base64')],
+    ['base64 without padding', bytes.toString('base64').replace(/=+$/, '')],
+    ['base64url', bytes.toString('base64url')],
+    ['lower-case hex', bytes.toString('hex')],
+    ['upper-case hex', bytes.toString('hex').toUpperCase()],
+    ['percent-encoding', encodeURIComponent(value)],
+    ['lower-case percent-encoding', encodeURIComponent(value).toLowerCase()],
+    ['every byte percent-encoded', percentEveryByte(value)],
+    ['form encoding', encodeURIComponent(value).replace(/%20/g, '+')],
+  ])('redacts the %s form, in text and in bytes', (_label, form) => {
+    expect(r.text(`<${form}>`)).toBe('<[redacted:k]>')
+    expect(text(r.bytes(utf8(`<${form}>`)))).toBe('<[redacted:k]>')
+  })
+
+  it('redacts the value inside a longer base64 text, at any alignment', () => {
+    for (const before of ['', 'B', 'Be', 'Bearer ']) {
+      const blob = Buffer.from(`${before}${value}!`).toString('base64')
+      const out = r.text(blob)
+      expect(out).toContain('[redacted:k]')
+      // What is left around the marker is at most the few characters that mix in other bytes.
+      expect(out.replace('[redacted:k]', '').length).toBeLessThanOrEqual(
+        Math.ceil(((before.length + 1) * 4) / 3) + 4,
+      )
+    }
+  })
+
+  it('redacts spellings mixed character by character', () => {
+    const mixed = createRedactor([{ name: 'k', value: 'a b/c"d' }])
+    expect(mixed.text('x=a+b%2Fc\\u0022d;y=a%20b\\/c\\"d')).toBe('x=[redacted:k];y=[redacted:k]')
+  })
+
+  it('redacts a value longer than one pattern, up to the largest secret', () => {
+    const long = 'tok/'.repeat(1000)
+    const r = createRedactor([{ name: 'long', value: long }])
+    expect(r.text(`<${encodeURIComponent(long).toLowerCase()}>`)).toBe('<[redacted:long]>')
+    expect(r.text(`<${long}>`)).toBe('<[redacted:long]>')
+    // One pattern for a value this long would overflow V8's regex compiler; a chain does not.
+    const largest = randomBytes(48 * 1024).toString('base64')
+    expect(createRedactor([{ name: 'big', value: largest }]).text(`<${largest}>`)).toBe(
+      '<[redacted:big]>',
+    )
+  })
+
+  it('matches raw Latin-1 bytes only when asked to', () => {
+    const latin = Buffer.from('x café!', 'latin1')
+    expect(text(createRedactor([{ name: 'l', value: 'café' }]).bytes(latin))).not.toContain('[')
+    const r = createRedactor([{ name: 'l', value: 'café' }], { latin1: true })
+    expect(Buffer.from(r.bytes(latin)).toString('latin1')).toBe('x [redacted:l]!')
+  })
+
+  it('redacts shorter values when minBytes says so, but never their hex or base64', () => {
+    const r = createRedactor([{ name: 's', value: 'abc' }], { minBytes: 1 })
+    expect(r.text('abc YWJj 616263')).toBe('[redacted:s] YWJj 616263')
+    expect(() => createRedactor([], { minBytes: 0 })).toThrow(TypeError)
+  })
+
+  it('does not search encodings of values under the minimum', () => {
+    const short = createRedactor([{ name: 's', value: 'abc' }])
+    expect(short.text('YWJj 616263')).toBe('YWJj 616263')
+  })
+})
+
+describe('createRedactor: encodings, properties (issue 7)', () => {
+  // Names and markers are made of characters that no base64, hex or percent form of a value
+  // can span, so any form found in the output came through from the input.
+  const secretArb = fc.record({
+    name: fc.constantFrom('s0', 's1', 's2'),
+    value: fc
+      .string({ unit: 'grapheme', minLength: 4, maxLength: 24 })
+      .filter((v) => Buffer.byteLength(v) >= MIN_REDACT_BYTES),
+  })
+  const noise = fc.string({ unit: 'grapheme', maxLength: 8 })
+  const flipsArb = fc.array(fc.boolean(), { minLength: 1, maxLength: 8 })
+
+  it('leaves no base64, base64url, hex or percent form of a value, whatever surrounds it', () => {
+    fc.assert(
+      fc.property(
+        fc.uniqueArray(secretArb, { minLength: 1, maxLength: 3, selector: (s) => s.name }),
+        fc.array(fc.tuple(noise, fc.nat(), fc.nat()), { minLength: 1, maxLength: 6 }),
+        flipsArb,
+        (secrets, parts, flips) => {
+          const forms = secrets.map((s) => Object.values(encodingsOf(s.value, flips)))
+          const input = parts
+            .map(([pre, which, form]) => {
+              const choices = forms[which % forms.length]!
+              return pre + choices[form % choices.length]!
+            })
+            .join('')
+          const r = createRedactor(secrets)
+          const outputs = [r.text(input), Buffer.from(r.bytes(utf8(input))).toString('latin1')]
+          for (const out of outputs) {
+            const pieces = out.split(/\[redacted:s\d\]/)
+            for (const { value } of secrets) {
+              const e = encodingsOf(value, flips)
+              for (const piece of pieces) {
+                expect(piece.toLowerCase()).not.toContain(e.hexLower)
+                expect(piece.toLowerCase()).not.toContain(percentEveryByte(value))
+                for (const form of [e.base64Unpadded, e.base64url, e.percent, e.percentLower]) {
+                  expect(piece).not.toContain(form)
+                }
+              }
+            }
+          }
+        },
+      ),
+      { numRuns: 300 },
     )
   })
 })

@@ -64,7 +64,10 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
       if (error instanceof HostCallError) {
         // Policy refusals (denied, over budget, malformed) are denials; an upstream failure or a
         // capability's own error case answered an allowed call.
-        record(REFUSALS.has(error.payload.tag) ? 'deny' : 'allow', error.payload.tag)
+        // The rule that refused, as the guest reads it (`denied: https only`), bounded: the audit
+        // log's redactor still runs over it.
+        const why = `${error.payload.tag}: ${String(error.payload.val ?? '')}`.slice(0, 200)
+        record(REFUSALS.has(error.payload.tag) ? 'deny' : 'allow', why)
         return { ok: false, hostError: error.payload }
       }
       const fatal = toWardenError(error)

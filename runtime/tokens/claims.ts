@@ -102,8 +102,9 @@ function isPathPrefix(prefix: string): boolean {
 
 /**
  * A data key prefix, as `host-capabilities/data/keys.ts` reads keys: at most 512 UTF-8 bytes,
- * NFC, no control characters, no leading `/`, no empty, `.` or `..` segment (a trailing `/`
- * is fine). The empty prefix is valid here; the entry decides whether it may be used.
+ * NFC, no control characters, no `*` (prefixes are whole segments, never patterns), no leading
+ * `/`, no empty, `.` or `..` segment (a trailing `/` is fine). The empty prefix is valid here;
+ * the entry decides whether it may be used.
  */
 function isDataPrefix(prefix: string): boolean {
   if (prefix === '') {
@@ -114,7 +115,8 @@ function isDataPrefix(prefix: string): boolean {
     Buffer.byteLength(prefix, 'utf8') > MAX_DATA_PREFIX_BYTES ||
     CONTROL.test(prefix) ||
     prefix.normalize('NFC') !== prefix ||
-    prefix.startsWith('/')
+    prefix.startsWith('/') ||
+    prefix.includes('*')
   ) {
     return false
   }
@@ -126,18 +128,38 @@ function isDataPrefix(prefix: string): boolean {
 }
 
 /**
- * A host a secret may be sent to: an exact hostname or IP literal (no wildcard), optionally
- * with `:port`. The http capability compares it with the request URL's `host` (hostname, plus
- * the port when it is not the scheme's default).
+ * Where a secret may be sent: an origin `https://host[:port]` or `http://host[:port]`, or a bare
+ * exact host or bracketed IP literal meaning `https://host:443`. A bare `host:port` is refused:
+ * `[::1]:8080` and `::1` read both ways. Hosts are canonical, as for http grants; the http
+ * capability normalises and matches the exact origin (scheme, host, port).
  */
 function isSecretHost(host: string): boolean {
-  const match = /^(.+?)(?::([1-9][0-9]{0,4}))?$/.exec(host)
-  if (!match || (match[2] !== undefined && Number(match[2]) > 65535)) {
+  const origin = /^(https?):\/\/(\[[^\]]+\]|[^/:?#@\\[\]]+)(?::([1-9][0-9]{0,4}))?$/.exec(host)
+  if (origin?.[3] !== undefined && Number(origin[3]) > 65535) {
     return false
   }
-  const kind = hostPatternKind(match[1]!)
+  const kind = hostPatternKind(origin ? origin[2]! : host)
   return kind === 'exact' || kind === 'ip'
 }
+
+/** A header name (RFC 9110 token). */
+const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
+/** Headers the host sets itself: never a place for a secret. */
+const HOST_OWNED_HEADERS = new Set([
+  'host',
+  'content-length',
+  'transfer-encoding',
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authorization',
+  'proxy-authenticate',
+  'te',
+  'trailer',
+  'upgrade',
+  'expect',
+  'http2-settings',
+])
 
 /**
  * One http grant entry. Defaults: `scheme` `'https'` (`'http'` only when written), `port` the
@@ -202,10 +224,21 @@ export const httpGrantEntrySchema = z
 export const secretGrantEntrySchema = z.strictObject({
   name: z.string().regex(SECRET_NAME, 'not a secret name'),
   hosts: z
-    .array(z.string().refine(isSecretHost, 'not an exact host[:port]'))
+    .array(z.string().refine(isSecretHost, 'not an origin or an exact host'))
     .max(MAX_GRANT_ENTRIES)
     .refine(unique, 'hosts repeat')
     .default(() => []),
+  /** The one header the secret may be substituted into. Default `Authorization`. */
+  header: z
+    .string()
+    .regex(HEADER_NAME, 'not a header name')
+    .refine((h) => !HOST_OWNED_HEADERS.has(h.toLowerCase()), 'a header the host sets')
+    .optional(),
+  /** What precedes the placeholder in that header. Default `Bearer ` for Authorization, else ''. */
+  prefix: z
+    .string()
+    .regex(/^[\x20-\x7a|~]{0,64}$/, 'printable ASCII without braces, at most 64 characters')
+    .optional(),
   reveal: z.boolean().default(false),
 })
 

@@ -1,13 +1,8 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
+import { allows, compileDataGrant } from '../../host-capabilities/data/grant.js'
 import { HTTP_METHODS } from './claims.js'
-import type {
-  DataGrantEntry,
-  Grants,
-  HttpGrantEntry,
-  HttpMethod,
-  SecretGrantEntry,
-} from './claims.js'
+import type { DataGrantEntry, Grants, HttpGrantEntry, HttpMethod } from './claims.js'
 import { hostPatternKind, isHostSubset } from './host.js'
 import {
   findGrantWidening,
@@ -16,6 +11,7 @@ import {
   isHttpEntrySubset,
   isSecretEntrySubset,
 } from './subset.js'
+import type { SecretBindingEntry } from './subset.js'
 
 // Small alphabets, so that generated entries overlap often and the implications get tested.
 const label = fc.constantFrom('a', 'b', 'c', 'x')
@@ -41,11 +37,29 @@ const httpEntry: fc.Arbitrary<HttpGrantEntry> = fc
     allowPrivate ? { ...entry, allowPrivate: true as const } : entry,
   )
 
-const secretEntry: fc.Arbitrary<SecretGrantEntry> = fc.record({
-  name: fc.constantFrom('gh', 'stripe'),
-  hosts: fc.uniqueArray(exactHost, { maxLength: 3 }),
-  reveal: fc.boolean(),
-})
+/** A secrets entry with the binding fields of issue 7 (see `isSecretEntrySubset`). */
+type SecretEntry = SecretBindingEntry
+
+// Origins a secret binds to, several spellings of each: a bare host is `https://host:443`.
+const secretOrigin = fc.oneof(
+  exactHost,
+  exactHost.map((h) => `https://${h}`),
+  exactHost.map((h) => `https://${h}:443`),
+  exactHost.map((h) => `http://${h}:8080`),
+)
+const secretEntry: fc.Arbitrary<SecretEntry> = fc
+  .record({
+    name: fc.constantFrom('gh', 'stripe'),
+    hosts: fc.uniqueArray(secretOrigin, { maxLength: 3 }),
+    reveal: fc.boolean(),
+    header: fc.constantFrom(undefined, 'Authorization', 'authorization', 'X-Key'),
+    prefix: fc.constantFrom(undefined, '', 'Bearer ', 'token '),
+  })
+  .map(({ header, prefix, ...entry }) => ({
+    ...entry,
+    ...(header === undefined ? {} : { header }),
+    ...(prefix === undefined ? {} : { prefix }),
+  }))
 
 const dataEntry: fc.Arbitrary<DataGrantEntry> = fc
   .record({
@@ -98,20 +112,24 @@ function narrowerHttp(entry: HttpGrantEntry): fc.Arbitrary<HttpGrantEntry> {
     })
 }
 
-function narrowerSecret(entry: SecretGrantEntry): fc.Arbitrary<SecretGrantEntry> {
+function narrowerSecret(entry: SecretEntry): fc.Arbitrary<SecretEntry> {
   return fc
     .record({ hosts: fc.subarray(entry.hosts), reveal: fc.boolean() })
-    .map(({ hosts, reveal }) => ({ name: entry.name, hosts, reveal: entry.reveal && reveal }))
+    .map(({ hosts, reveal }) => ({ ...entry, hosts, reveal: entry.reveal && reveal }))
 }
 
 function narrowerData(entry: DataGrantEntry): fc.Arbitrary<DataGrantEntry> {
   return fc
     .record({
-      suffix: fc.array(segment, { maxLength: 2 }).map((p) => p.join('')),
+      // Whole segments only: `a` + `b` is `a/b`, never `ab` (a sibling of `a`).
+      deeper: fc.array(fc.constantFrom('a', 'b', 'ab'), { maxLength: 2 }),
+      slash: fc.boolean(),
       pii: fc.boolean(),
     })
-    .map(({ suffix, pii }) => {
-      const prefix = entry.prefix + suffix
+    .map(({ deeper, slash, pii }) => {
+      const base = entry.prefix.endsWith('/') ? entry.prefix.slice(0, -1) : entry.prefix
+      const joined = [base, ...deeper].filter((s) => s !== '').join('/')
+      const prefix = joined !== '' && slash ? `${joined}/` : joined
       const out: DataGrantEntry = { collection: entry.collection, prefix, pii: entry.pii && pii }
       if (prefix === '') {
         out.wholeCollection = true
@@ -201,6 +219,46 @@ describe('isHttpEntrySubset', () => {
     ['allowPrivate', { allowPrivate: true }],
   ])('refuses %s', (_, change) => {
     expect(isHttpEntrySubset({ ...parent, ...change }, parent)).toBe(false)
+  })
+})
+
+describe('isSecretEntrySubset (issue 7 bindings)', () => {
+  const parent: SecretEntry = { name: 'gh', hosts: ['api.github.com'], reveal: false }
+
+  it('compares origins, not spellings: a bare host is https on 443', () => {
+    const spellings = ['api.github.com', 'https://API.github.com', 'https://api.github.com:443/']
+    for (const host of spellings) {
+      expect(isSecretEntrySubset({ ...parent, hosts: [host] }, parent)).toBe(true)
+    }
+    const child = (hosts: string[]) => isSecretEntrySubset({ ...parent, hosts }, parent)
+    expect(child(['http://api.github.com'])).toBe(false)
+    expect(child(['https://api.github.com:8443'])).toBe(false)
+    expect(child(['uploads.github.com'])).toBe(false)
+    expect(child(['api.github.com:443'])).toBe(false)
+  })
+
+  it('keeps the header and the prefix: Authorization with Bearer unless the entry says', () => {
+    const child = (more: Partial<SecretEntry>) =>
+      isSecretEntrySubset({ ...parent, ...more }, parent)
+    expect(child({ header: 'Authorization' })).toBe(true)
+    expect(child({ header: 'authorization', prefix: 'Bearer ' })).toBe(true)
+    expect(child({ header: 'X-Key' })).toBe(false)
+    expect(child({ prefix: '' })).toBe(false)
+    expect(child({ prefix: 'token ' })).toBe(false)
+    const custom: SecretEntry = { ...parent, header: 'X-Key', prefix: 'k=' }
+    expect(isSecretEntrySubset({ ...custom, header: 'x-key' }, custom)).toBe(true)
+    expect(isSecretEntrySubset({ ...custom, prefix: '' }, custom)).toBe(false)
+  })
+
+  it('lets an entry that binds no host name any header', () => {
+    expect(isSecretEntrySubset({ ...parent, hosts: [], header: 'X-Other' }, parent)).toBe(true)
+  })
+
+  it('refuses a child host the binding rules refuse', () => {
+    for (const host of ['*.github.com', 'api.github.com/x', '', 'ftp://api.github.com']) {
+      const wide: SecretEntry = { ...parent, hosts: [host] }
+      expect(isSecretEntrySubset(wide, wide)).toBe(false)
+    }
   })
 })
 
@@ -332,9 +390,10 @@ describe('subset properties', () => {
 
   it('never accepts a widened secret or data entry', () => {
     const widenedSecret = secretEntry.chain((parent) => {
-      const options: fc.Arbitrary<SecretGrantEntry>[] = [
+      const bare = new Set(parent.hosts.map((h) => h.replace(/^https:\/\/|:443$/g, '')))
+      const options: fc.Arbitrary<SecretEntry>[] = [
         exactHost
-          .filter((h) => !parent.hosts.includes(h))
+          .filter((h) => !bare.has(h))
           .map((h) => ({ ...parent, hosts: [...parent.hosts, h] })),
         fc.constant({ ...parent, name: parent.name === 'gh' ? 'stripe' : 'gh' }),
       ]
@@ -352,8 +411,14 @@ describe('subset properties', () => {
       const options: fc.Arbitrary<DataGrantEntry>[] = [
         fc.constant({ ...parent, collection: parent.collection === 'crm' ? 'hr' : 'crm' }),
       ]
+      const canonical = parent.prefix.replace(/\/$/, '')
+      if (canonical.length > 1) {
+        // Shorter by one character: never the parent's prefix, nor below it.
+        options.push(fc.constant({ ...parent, prefix: canonical.slice(0, -1) }))
+      }
       if (parent.prefix !== '') {
-        options.push(fc.constant({ ...parent, prefix: parent.prefix.slice(0, -1) }))
+        // A sibling that shares the parent's spelling.
+        options.push(fc.constant({ ...parent, prefix: `${canonical}-old` }))
         options.push(
           fc.constant({
             collection: parent.collection,
@@ -417,3 +482,89 @@ describe('isGrantSubset', () => {
     expect(isDataEntrySubset(whole, part)).toBe(false)
   })
 })
+
+describe('data prefixes within a parent: whole segments (issue 7)', () => {
+  const entry = (prefix: string): DataGrantEntry =>
+    prefix === ''
+      ? { collection: 'crm', prefix, pii: false, wholeCollection: true }
+      : { collection: 'crm', prefix, pii: false }
+
+  it.each<[string, string, boolean]>([
+    ['tenants/acme/reports', 'tenants/acme/reports', true],
+    ['tenants/acme/reports/q1', 'tenants/acme/reports', true],
+    ['tenants/acme/reports/q1/', 'tenants/acme/reports/', true],
+    ['tenants/acme/reports/', 'tenants/acme/reports', true],
+    ['tenants/acme/reports', 'tenants/acme/reports/', true],
+    ['tenants/acme/reports', '', true],
+    ['tenants/acme/reports-archive', 'tenants/acme/reports', false],
+    ['tenants/acme/reports-archive/q1', 'tenants/acme/reports/', false],
+    ['tenants/acme/reportsx', 'tenants/acme/reports', false],
+    ['tenants/acme', 'tenants/acme/reports', false],
+    ['tenants/acme/', 'tenants/acme/reports', false],
+    ['', 'tenants/acme/reports', false],
+  ])('%j within %j: %s', (child, parent, expected) => {
+    expect(isDataEntrySubset(entry(child), entry(parent))).toBe(expected)
+    expect(findGrantWidening(dataOnly([entry(child)]), dataOnly([entry(parent)]))).toBe(
+      expected ? undefined : 'grants.data[0]',
+    )
+  })
+
+  // Segments that collide as strings: `a` is a string prefix of `a-b`, `a.b`, `ab` and `a/b`.
+  const dataSegment = fc.string({
+    unit: fc.constantFrom('a', 'b', '-', '.'),
+    minLength: 1,
+    maxLength: 3,
+  })
+  const dataPrefix = fc
+    .tuple(
+      fc.array(
+        dataSegment.filter((s) => s !== '.' && s !== '..'),
+        { maxLength: 3 },
+      ),
+      fc.boolean(),
+    )
+    .map(([segments, slash]) => {
+      const p = segments.join('/')
+      return p !== '' && slash ? `${p}/` : p
+    })
+  const canonical = (p: string) => (p.endsWith('/') ? p.slice(0, -1) : p)
+
+  it('holds iff the child prefix is the parent prefix or starts with it and a `/`', () => {
+    fc.assert(
+      fc.property(dataPrefix, dataPrefix, (child, parent) => {
+        const c = canonical(child)
+        const p = canonical(parent)
+        const expected = p === '' || c === p || c.startsWith(`${p}/`)
+        expect(isDataEntrySubset(entry(child), entry(parent))).toBe(expected)
+      }),
+      { numRuns: 3000 },
+    )
+  })
+
+  it('holds iff every key the child grants the parent grants too (the broker agrees)', () => {
+    fc.assert(
+      fc.property(dataPrefix, dataPrefix, dataPrefix, (child, parent, rest) => {
+        const childGrant = compileDataGrant([entry(child)])
+        const parentGrant = compileDataGrant([entry(parent)])
+        const c = canonical(child)
+        // A key the child grants: its own prefix, or one below it.
+        const key = [c, canonical(rest)].filter((s) => s !== '').join('/')
+        if (key !== '' && allows(childGrant, 'crm', key)) {
+          if (isDataEntrySubset(entry(child), entry(parent))) {
+            expect(allows(parentGrant, 'crm', key)).toBeDefined()
+          }
+        }
+        // Not within: the child's own prefix is the witness the parent does not grant.
+        if (!isDataEntrySubset(entry(child), entry(parent)) && c !== '') {
+          expect(allows(childGrant, 'crm', c)).toBeDefined()
+          expect(allows(parentGrant, 'crm', c)).toBeUndefined()
+        }
+      }),
+      { numRuns: 3000 },
+    )
+  })
+})
+
+function dataOnly(data: DataGrantEntry[]): Grants {
+  return { http: [], secrets: [], data, log: false }
+}

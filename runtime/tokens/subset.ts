@@ -38,37 +38,107 @@ export function isHttpEntrySubset(child: HttpGrantEntry, parent: HttpGrantEntry)
 }
 
 /**
- * True when `child` is within `parent`: same secret, hosts ⊆ the parent's (exact strings: a
- * host under one of the parent's wildcards is not enough), `reveal` only if the parent reveals.
- *
- * @example
- * isSecretEntrySubset(
- *   { name: 'gh', hosts: [], reveal: false },
- *   { name: 'gh', hosts: ['api.github.com'], reveal: false },
- * ) // true
+ * A secrets entry with the binding fields of issue 7 (`header`, `prefix`), optional until the
+ * token schema carries them. Absent, they mean `Authorization` and (for it) `Bearer `.
  */
-export function isSecretEntrySubset(child: SecretGrantEntry, parent: SecretGrantEntry): boolean {
-  return (
-    child.name === parent.name &&
-    child.hosts.every((host) => parent.hosts.includes(host)) &&
-    (!child.reveal || parent.reveal)
-  )
+export type SecretBindingEntry = SecretGrantEntry & { header?: string; prefix?: string }
+
+/**
+ * The canonical origin of a secret binding's host, as the http broker compiles it
+ * (`parseOrigin` in `host-capabilities/http/url.ts`, restated so tokens stay free of capability
+ * code): a bare host is `https://host:443`; `scheme://host[:port]` gets its port written out.
+ * Undefined for what the broker refuses (a bare `host:port`, a wildcard, a path…): such an
+ * entry is within nothing.
+ */
+function bindingOrigin(host: string): string | undefined {
+  const written = /^(https?):\/\/([^/?#\\@]+)\/?$/i.exec(host)
+  // A bare host has no port: only an IPv6 literal in brackets has colons.
+  if (written === null && !/^(?:\[[0-9A-Fa-f:.]+\]|[^/?#@\\\s%:[\]]+)$/.test(host)) {
+    return undefined
+  }
+  const scheme = (written?.[1] ?? 'https').toLowerCase()
+  let url: URL
+  try {
+    url = new URL(`${scheme}://${written?.[2] ?? host}/`)
+  } catch {
+    return undefined
+  }
+  const hostname = url.hostname.replace(/\.$/, '')
+  // WHATWG keeps `*` in a hostname: a wildcard is refused here, as are empty labels.
+  if (!/^(?:\[[0-9a-f:.]+\]|(?:[a-z0-9_-]+\.)*[a-z0-9_-]+)$/.test(hostname)) {
+    return undefined
+  }
+  return `${scheme}://${hostname}:${url.port || (scheme === 'https' ? '443' : '80')}`
+}
+
+/** Every (origin, header, prefix) an entry binds, as comparable strings; undefined if invalid. */
+function secretBindings(entry: SecretBindingEntry): Set<string> | undefined {
+  const header = (entry.header ?? 'authorization').toLowerCase()
+  const prefix = entry.prefix ?? (header === 'authorization' ? 'Bearer ' : '')
+  const out = new Set<string>()
+  for (const host of entry.hosts) {
+    const origin = bindingOrigin(host)
+    if (origin === undefined) {
+      return undefined
+    }
+    out.add(JSON.stringify([origin, header, prefix]))
+  }
+  return out
 }
 
 /**
- * True when `child` is within `parent`: same collection, the child's prefix starts with the
- * parent's, `pii` only if the parent has it, `wholeCollection` only if the parent has it.
+ * True when `child` is within `parent`: same secret, every binding of the child (origin, header,
+ * prefix) is one of the parent's, `reveal` only if the parent reveals. Origins are compared
+ * canonically (`api.github.com` is `https://api.github.com:443`), never by subdomain or port
+ * range; header names case-insensitively; prefixes exactly. A child that binds no host may name
+ * any header: it sends nothing.
+ *
+ * @example
+ * isSecretEntrySubset(
+ *   { name: 'gh', hosts: ['https://api.github.com:443'], reveal: false },
+ *   { name: 'gh', hosts: ['api.github.com', 'uploads.github.com'], reveal: false },
+ * ) // true
+ */
+export function isSecretEntrySubset(
+  child: SecretBindingEntry,
+  parent: SecretBindingEntry,
+): boolean {
+  if (child.name !== parent.name || (child.reveal && !parent.reveal)) {
+    return false
+  }
+  const childBindings = secretBindings(child)
+  const parentBindings = secretBindings(parent)
+  if (childBindings === undefined || parentBindings === undefined) {
+    return false
+  }
+  return [...childBindings].every((binding) => parentBindings.has(binding))
+}
+
+/** A data prefix without its trailing `/`: `contacts/` and `contacts` are one prefix. */
+function canonicalDataPrefix(prefix: string): string {
+  return prefix.endsWith('/') ? prefix.slice(0, -1) : prefix
+}
+
+/**
+ * True when `child` is within `parent`: same collection, the child's prefix is the parent's or
+ * a deeper whole-segment prefix of it (canonical forms: the child's equals the parent's or
+ * starts with it and a `/`; an empty parent prefix, with `wholeCollection`, covers all), `pii`
+ * only if the parent has it, `wholeCollection` only if the parent has it. The segment rule is
+ * `keyHasPrefix` in `host-capabilities/data/keys.ts`, restated here so tokens stay free of
+ * capability code.
  *
  * @example
  * isDataEntrySubset(
- *   { collection: 'crm', prefix: 'contacts/eu/', pii: false },
+ *   { collection: 'crm', prefix: 'contacts/eu', pii: false },
  *   { collection: 'crm', prefix: 'contacts/', pii: true },
- * ) // true
+ * ) // true; a child prefix 'contacts-old' would not be
  */
 export function isDataEntrySubset(child: DataGrantEntry, parent: DataGrantEntry): boolean {
+  const c = canonicalDataPrefix(child.prefix)
+  const p = canonicalDataPrefix(parent.prefix)
   return (
     child.collection === parent.collection &&
-    child.prefix.startsWith(parent.prefix) &&
+    (p === '' ? parent.wholeCollection === true : c === p || c.startsWith(`${p}/`)) &&
     (!child.pii || parent.pii) &&
     (child.wholeCollection !== true || parent.wholeCollection === true)
   )

@@ -380,9 +380,44 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
   }
 }
 
+/**
+ * @internal `value` with every secret replaced, all the way down: strings, the keys and values of lists
+ * and records, and byte lists (as UTF-8). A guest may return a revealed secret in any shape.
+ */
+export function redactValue(value: unknown, redact: (text: string) => string, depth: number): unknown {
+  if (typeof value === 'string') {
+    return redact(value)
+  }
+  if (typeof value !== 'object' || value === null) {
+    return value
+  }
+  if (depth > 256) {
+    // Deeper than anything the channel carries: refuse to pass on what was not looked at.
+    return '[redacted: too deep]'
+  }
+  if (value instanceof Uint8Array) {
+    const decoded = Buffer.from(value).toString('utf8')
+    const clean = redact(decoded)
+    return clean === decoded ? value : new Uint8Array(Buffer.from(clean, 'utf8'))
+  }
+  if (Array.isArray(value)) {
+    return value.map((item) => redactValue(item, redact, depth + 1))
+  }
+  const out: Record<string, unknown> = {}
+  for (const [key, item] of Object.entries(value)) {
+    Object.defineProperty(out, redact(key), {
+      value: redactValue(item, redact, depth + 1),
+      enumerable: true,
+      writable: true,
+      configurable: true,
+    })
+  }
+  return out
+}
+
 /** The invocation with every secret value replaced in everything that leaves the host. */
 function redactInvocation(invocation: Invocation, redact: (text: string) => string): Invocation {
-  const text = (value: unknown) => (typeof value === 'string' ? redact(value) : value)
+  const text = (value: unknown) => redactValue(value, redact, 0)
   return {
     ...invocation,
     ...(invocation.output === undefined ? {} : { output: text(invocation.output) }),

@@ -165,7 +165,13 @@ describe('through the library', () => {
 
   it('still loads and runs the same component with a plain name in each place', async () => {
     for (const [place, wat] of Object.entries(PLACES)) {
-      const plain = place === 'component import name' ? 'warden:platform/log@0.1.0' : 'run-it'
+      // A component must implement its world (issue 7): its export can only be `run`.
+      const plain =
+        place === 'component import name'
+          ? 'warden:platform/log@0.1.0'
+          : place === 'component export name'
+            ? 'run'
+            : 'run-it'
       const app = await rt.warden.load(await withName(wat, plain))
       if (app.kind === 'action') {
         const run = await rt.warden.invoke(app, 'ok')

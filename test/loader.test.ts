@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_CAPABILITIES } from '../host-capabilities/index.js'
 import { WardenError } from '../runtime/errors.js'
 import { ComponentLoader } from '../runtime/loader/load.js'
-import { compileWat, guestFile } from './support/wat.js'
+import { actionWat, compileWat, guestFile } from './support/wat.js'
 
 let dataDir: string
 let loader: ComponentLoader
@@ -36,6 +36,13 @@ async function refusal(promise: Promise<unknown>): Promise<WardenError> {
 /** A component that imports one interface with one nullary function, and exports nothing. */
 function importing(name: string): string {
   return `(component (import "${name}" (instance (export "f" (func)))))`
+}
+
+/** An action of its own: `run` returns its input after dropping `n`. */
+function action(n: number): string {
+  return actionWat(`(func (export "run") (param i32 i32) (result i32)
+    (drop (i32.const ${n}))
+    (call $ok (local.get 0) (local.get 1)))`)
 }
 
 beforeAll(async () => {
@@ -101,7 +108,7 @@ describe('imports', () => {
 
 describe('cache', () => {
   it('serves a second load of the same build from disk, without transpiling', async () => {
-    const bytes = await compileWat(importing('warden:platform/types@0.1.0'))
+    const bytes = await compileWat(action(1))
     const first = await loader.load(bytes)
     expect(first.cached).toBe(false)
     const entries = await readdir(join(dataDir, 'cache', 'components'))
@@ -135,7 +142,7 @@ describe('budget', () => {
   it('fails with invalid_component when transpilation passes its deadline, and recovers', async () => {
     const strict = newLoader({ budget: { timeoutMs: 1, maxHeapMb: 512 } })
     try {
-      const error = await refusal(strict.load(await compileWat(importing('wasi:random/random@0.2.0'))))
+      const error = await refusal(strict.load(await compileWat(action(2))))
       expect(error.code).toBe('invalid_component')
     } finally {
       await strict.close()

@@ -25,8 +25,8 @@
  *
  * A block's whole cost is charged when it is entered. Blocks start at function entry and right
  * after every structured-control instruction (`block` `loop` `if` `else` `end` `try` `catch`
- * `catch_all` `delegate` `try_table`), `br_if` and call; code after `br`, `br_table`, `return`,
- * `unreachable`, `throw`, `rethrow`, `throw_ref` and `return_call*` is dead up to the next such
+ * `catch_all` `delegate`), `br_if` and call; code after `br`, `br_table`, `return`,
+ * `unreachable`, `throw`, `rethrow` and `return_call*` is dead up to the next such
  * instruction and gets no charge. Fuel is checked (`fuel < 0` → trap reason 1) after the charge at
  * function entry and at every loop header, so each iteration and each call is checked.
  *
@@ -40,21 +40,23 @@
  * - `$f` is flushed to the global (`local.get $f; global.set $fuel`) wherever another function or
  *   the host can read or charge it, or control leaves the function: before every call
  *   (`call`, `call_indirect`, `return_call*`), `return`, branch to the function's own label
- *   (`br`, `br_if`, any label of `br_table`), the final `end`, `throw`, `rethrow`, `throw_ref`,
+ *   (`br`, `br_if`, any label of `br_table`), the final `end`, `throw`, `rethrow`,
  *   `unreachable`, `memory.grow`, and before the fuel trap.
  *
  * So whenever a callee, a caller, the host or a trap the rewriter inserted (fuel, memory cap) can
  * read the global, it holds exactly what version 1 had there: the amounts did not change. After a
  * guest trap the engine raises itself (out-of-bounds access, division by zero, stack overflow…),
  * `fuelUsed` counts up to the last call, return or check (the last flush): still deterministic,
- * possibly short of what the function charged since. Functions that contain `try_table` (its catch targets are ordinary
- * block labels, joined by both the catch edge and normal branches), and functions that already
- * have the most locals allowed, keep charging the global directly, as in version 1.
+ * possibly short of what the function charged since. Functions that already have the most
+ * locals allowed keep charging the global directly, as in version 1.
  *
- * Accepted: MVP, sign extension, saturating truncation, bulk memory, reference types (funcref,
- * externref), SIMD (fixed-width and relaxed), threads (atomics, shared memory), legacy exception
- * handling and exnref `try_table`, tail calls, multi-value, extended constant expressions. Anything
- * else (memory64, GC and typed function references, unknown opcodes or sections) is rejected.
+ * Accepted: what V8 in Node 20 runs without a flag, and Warden meters and isolates: MVP, sign
+ * extension, saturating truncation, bulk memory, reference types (funcref, externref), fixed-width
+ * SIMD, atomics on an unshared memory, legacy exception handling, tail calls, multi-value, and at
+ * most one memory. Rejected, naming the feature (see {@link REFUSED_FEATURES}): shared memories,
+ * multiple memories, memory64, relaxed SIMD, extended constant expressions and exception
+ * references, which V8 only runs behind a flag or Warden does not meter; GC and typed function
+ * references, unknown opcodes and sections.
  */
 
 /** Import module name of the metering globals. A guest may not import from it itself. */
@@ -76,6 +78,21 @@ export const COST_MODEL_VERSION = 2
 export const MAX_FUNCTION_LOCALS = 50_000
 /** Prefix of the names under which every defined memory is exported: `warden:memory:0`, … */
 export const MEMORY_EXPORT_PREFIX = 'warden:memory:'
+
+/**
+ * Proposals a module may not use, as named in the error. Shared memories would let a guest
+ * block in `memory.atomic.wait` where no fuel is charged and share state past one run; a second
+ * memory would double the memory cap, which is checked per memory; the others V8 in Node 20
+ * only runs behind a flag.
+ */
+export const REFUSED_FEATURES = Object.freeze({
+  shared: 'shared memories (threads)',
+  multiMemory: 'multiple memories (multi-memory)',
+  memory64: 'memory64',
+  relaxedSimd: 'relaxed SIMD',
+  extendedConst: 'extended constant expressions',
+  exnref: 'exception references (exnref)',
+} as const)
 
 /** Host ceilings applied while instrumenting. */
 export interface InstrumentOptions {
@@ -255,6 +272,12 @@ function unsupported(what: string, at: number): InstrumentError {
   return new InstrumentError(`unsupported module: ${what} (at byte offset ${at})`)
 }
 
+function refused(feature: string, at: number): InstrumentError {
+  return new InstrumentError(
+    `unsupported module: it uses ${feature}, which Warden does not run (at byte offset ${at})`,
+  )
+}
+
 /** End of the LEB128 starting at p: at most `max` bytes, all before `end`. */
 function lebEnd(b: Uint8Array, p: number, end: number, max: number): number {
   const limit = p + max
@@ -283,14 +306,17 @@ function decodeU32(b: Uint8Array, p: number, q: number): number {
   return v
 }
 
-/** Single-byte value types: i32 i64 f32 f64 v128 funcref externref exnref. */
+/** Single-byte value types: i32 i64 f32 f64 v128 funcref externref. */
 function isSimpleValType(t: number): boolean {
-  return (t >= 0x7b && t <= 0x7f) || t === 0x70 || t === 0x6f || t === 0x69
+  return (t >= 0x7b && t <= 0x7f) || t === 0x70 || t === 0x6f
 }
 
 function isRefType(t: number): boolean {
-  return t === 0x70 || t === 0x6f || t === 0x69
+  return t === 0x70 || t === 0x6f
 }
+
+/** `exnref`, a value type of the exnref proposal. */
+const EXNREF = 0x69
 
 function skipBlockType(b: Uint8Array, p: number, end: number): number {
   if (p >= end) {
@@ -317,7 +343,7 @@ function skipMemarg(b: Uint8Array, p: number, end: number): number {
     p = q
   }
   if (align & 0x40) {
-    p = lebEnd(b, p, end, 5) // multi-memory: explicit memory index
+    throw refused(REFUSED_FEATURES.multiMemory, p) // an explicit memory index
   }
   if (p < end && b[p] < 0x80) {
     return p + 1
@@ -349,9 +375,10 @@ const SIMD_IMMEDIATES: Uint8Array = (() => {
   ]) {
     t[op] = 0
   }
-  t.fill(SIMD_NONE, 0x100, 0x114) // relaxed SIMD
+  t.fill(SIMD_NONE, 0x100, 0x114) // relaxed SIMD: known, to be named when refused
   return t
 })()
+const RELAXED_SIMD_FIRST = 0x100
 
 // Section ids → required order (custom sections excepted).
 const SECTION_RANK: Record<number, number> = {
@@ -402,7 +429,6 @@ const RW_GROW = 1
 
 // What functionBody found in a body.
 const BODY_GROW = 1 // it uses memory.grow (the rewrite needs the scratch local)
-const BODY_TRY_TABLE = 2 // it has a try_table (a cached pass stops there: rerun uncached)
 
 // What an instruction does to the basic-block structure.
 const K_BOUNDARY = 1 // a new basic block starts right after it
@@ -619,7 +645,9 @@ class ModuleRewriter {
       throw malformed('unexpected end', p)
     }
     if (!isSimpleValType(this.b[p])) {
-      throw unsupported(`value type 0x${this.b[p].toString(16)}`, p)
+      throw this.b[p] === EXNREF
+        ? refused(REFUSED_FEATURES.exnref, p)
+        : unsupported(`value type 0x${this.b[p].toString(16)}`, p)
     }
     return p + 1
   }
@@ -686,6 +714,7 @@ class ModuleRewriter {
             p = this.limits(p, end, 'table')
             break
           case 0x02: // memory
+            this.oneMemory(p)
             p = this.limits(p, end, 'memory')
             this.importedMemories++
             break
@@ -769,7 +798,9 @@ class ModuleRewriter {
       throw malformed('unexpected end', p)
     }
     if (!isRefType(this.b[p])) {
-      throw unsupported(`reference type 0x${this.b[p].toString(16)}`, p)
+      throw this.b[p] === EXNREF
+        ? refused(REFUSED_FEATURES.exnref, p)
+        : unsupported(`reference type 0x${this.b[p].toString(16)}`, p)
     }
     return p + 1
   }
@@ -784,7 +815,10 @@ class ModuleRewriter {
     const flags = b[p++]
     if (kind === 'memory') {
       if (flags & 0x04) {
-        throw unsupported('memory64 memories', at)
+        throw refused(REFUSED_FEATURES.memory64, at)
+      }
+      if (flags & 0x02) {
+        throw refused(REFUSED_FEATURES.shared, at)
       }
       if (flags > 0x03) {
         throw unsupported(`memory limits flags 0x${flags.toString(16)}`, at)
@@ -846,9 +880,17 @@ class ModuleRewriter {
     return p
   }
 
+  /** Refuses a second memory, imported or defined; call before counting the one at `at`. */
+  private oneMemory(at: number): void {
+    if (this.importedMemories + this.definedMemories.length > 0) {
+      throw refused(REFUSED_FEATURES.multiMemory, at)
+    }
+  }
+
   private memorySection(start: number, end: number): number {
     let [count, p] = this.u32(start, end)
     for (let i = 0; i < count; i++) {
+      this.oneMemory(p)
       p = this.limits(p, end, 'memory')
       this.definedMemories.push(this.lastLimits)
     }
@@ -1030,14 +1072,13 @@ class ModuleRewriter {
           }
           break
         }
-        // extended-const
-        case 0x6a:
+        case 0x6a: // i32.add, sub, mul; i64.add, sub, mul
         case 0x6b:
         case 0x6c:
         case 0x7c:
         case 0x7d:
         case 0x7e:
-          break
+          throw refused(REFUSED_FEATURES.extendedConst, p - 1)
         case 0xfd: {
           let sub: number
           ;[sub, p] = this.u32(p, end)
@@ -1086,11 +1127,7 @@ class ModuleRewriter {
       }
       this.fuelLocal = total
       this.cached = total < MAX_FUNCTION_LOCALS
-      let body = this.functionBody(p, bodyEnd)
-      if (body & BODY_TRY_TABLE && this.cached) {
-        this.cached = false
-        body = this.functionBody(p, bodyEnd)
-      }
+      const body = this.functionBody(p, bodyEnd)
       if (this.cached || body & BODY_GROW) {
         if (total + 1 > MAX_FUNCTION_LOCALS) {
           throw new InstrumentError(`function ${i} has too many locals`)
@@ -1121,9 +1158,8 @@ class ModuleRewriter {
   /**
    * Streams one function's instructions into `this.fw`, inserting fuel charges and checks at
    * basic-block starts (and, when `this.cached`, the flushes and reloads of the fuel local) and
-   * rewriting global indices and `memory.grow`. Returns BODY_* flags: whether the body uses
-   * `memory.grow` (and so needs the scratch local) and whether it has a `try_table` (a cached
-   * pass stops there and returns only that flag).
+   * rewriting global indices and `memory.grow`. Returns BODY_GROW when the body uses
+   * `memory.grow` (and so needs the scratch local).
    */
   private functionBody(start: number, end: number): number {
     const b = this.b
@@ -1277,32 +1313,9 @@ class ModuleRewriter {
           depth++
           kind = K_BOUNDARY
           break
-        case 0x1f: {
-          // try_table blocktype vec(catch)
-          if (cached) {
-            return BODY_TRY_TABLE
-          }
-          p = skipBlockType(b, p, end)
-          const q = lebEnd(b, p, end, 5)
-          const n = decodeU32(b, p, q)
-          p = q
-          for (let i = 0; i < n; i++) {
-            if (p >= end) {
-              throw malformed('unexpected end', p)
-            }
-            const c = b[p++]
-            if (c > 3) {
-              throw malformed(`unknown catch kind ${c}`, p - 1)
-            }
-            if (c < 2) {
-              p = lebEnd(b, p, end, 5) // tag index
-            }
-            p = lebEnd(b, p, end, 5) // label
-          }
-          depth++
-          kind = K_BOUNDARY
-          break
-        }
+        case 0x1f: // try_table
+        case 0x0a: // throw_ref
+          throw refused(REFUSED_FEATURES.exnref, opAt)
         case 0x05: // else
         case 0x19: // catch_all
           kind = K_BOUNDARY
@@ -1345,7 +1358,6 @@ class ModuleRewriter {
           break
         case 0x00: // unreachable
         case 0x0f: // return
-        case 0x0a: // throw_ref
           flush = cached
           kind = K_TERMINATOR
           break
@@ -1594,11 +1606,14 @@ class ModuleRewriter {
     }
   }
 
-  /** 0xFD prefix: fixed-width and relaxed SIMD. */
+  /** 0xFD prefix: fixed-width SIMD. */
   private skipSimd(p: number, end: number): number {
     const b = this.b
     const q = lebEnd(b, p, end, 5)
     const sub = decodeU32(b, p, q)
+    if (sub >= RELAXED_SIMD_FIRST && sub < SIMD_IMMEDIATES.length) {
+      throw refused(REFUSED_FEATURES.relaxedSimd, p - 1)
+    }
     p = q
     const imm = sub < SIMD_IMMEDIATES.length ? SIMD_IMMEDIATES[sub] : 0
     switch (imm) {

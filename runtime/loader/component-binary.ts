@@ -139,7 +139,7 @@ function hex(byte: number): string {
 const utf8 = new TextDecoder('utf-8', { fatal: false })
 
 /** Reads LEB128 integers, bytes and names from `bytes[pos, end)`; never past `end`. */
-class ByteReader {
+export class ByteReader {
   readonly bytes: Uint8Array
   readonly end: number
   pos: number
@@ -297,8 +297,8 @@ const CORE_HEAP_TYPES = new Set([
 ])
 
 /** The immediates of each canonical definition (wasmparser 0.227 `CanonicalFunction`). */
-type Immediate = 'zero' | 'u32' | 'opts' | 'bool' | 'results'
-const CANONICALS = new Map<number, readonly Immediate[]>([
+export type Immediate = 'zero' | 'u32' | 'opts' | 'bool' | 'results'
+export const CANONICALS = new Map<number, readonly Immediate[]>([
   [0x00, ['zero', 'u32', 'opts', 'u32']], // lift
   [0x01, ['zero', 'u32', 'opts']], // lower
   [0x02, ['u32']], // resource.new

@@ -1,6 +1,7 @@
 /**
- * Loading a component: size and magic checks, digest, world and import policy, transpile and
- * instrument (off the main thread, budgeted, cached on disk), compile.
+ * Loading a component: size and magic checks, structure and names, the world it implements and
+ * the types of its imports against `wit/`, digest, transpile and instrument (off the main
+ * thread, in a budgeted pool, cached on disk), compile; kept in memory up to a size cap.
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -14,11 +15,18 @@ import type { CacheEntry } from '../transpile-cache/cache.js'
 import type { LoadedComponentMessage } from '../sandbox/protocol.js'
 import { checkComponentStructure } from './component-binary.js'
 import { checkComponentBytes, componentDigest, DEFAULT_MAX_COMPONENT_BYTES } from './component-bytes.js'
+import { readComponentSurface } from './component-types.js'
+import { checkComponentContract } from './contract.js'
+import type { ComponentKind } from './contract.js'
 import { Transpiler } from './transpile.js'
 import type { TranspileBudget } from './transpile.js'
 import { glueFunctionBody } from './glue.js'
+import { contractsWith } from './wit.js'
+import type { Contracts } from './wit-types.js'
 import { checkImports, parseWorld } from './world.js'
 import type { ComponentWorld } from './world.js'
+
+export type { ComponentKind } from './contract.js'
 
 /** The transpiler, pinned: see README "Why jco 1.11.2". Part of every cache key. */
 export const TRANSPILER = `jco@${packageVersion('@bytecodealliance/jco')}`
@@ -29,9 +37,6 @@ function packageVersion(name: string): string {
   const root = entry.slice(0, entry.lastIndexOf(`/node_modules/${name}/`) + `/node_modules/${name}`.length)
   return (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version
 }
-
-/** What a world exports decides how Warden calls it. */
-export type ComponentKind = 'action' | 'micro-app' | 'other'
 
 /** A component ready to run. */
 export interface LoadedComponent {
@@ -60,8 +65,20 @@ export interface ComponentLoaderOptions {
   maxTableElements?: number
   /** Upload cap in bytes. Default 64 MiB. */
   maxComponentBytes?: number
-  /** Transpile budget. */
+  /** Transpile budget. Default 20 s and 1 GiB of heap per job. */
   budget?: TranspileBudget
+  /** Transpile workers. Default 2. */
+  transpileWorkers?: number
+  /**
+   * Loaded components kept in memory, in bytes of instrumented modules and glue; the least
+   * recently loaded go first (the disk cache keeps them). Default 256 MiB.
+   */
+  maxMemoBytes?: number
+  /**
+   * WIT sources of interfaces beyond `wit/` that the capabilities provide (a test capability's
+   * `echo.wit`). An interface without one is checked by function names only.
+   */
+  witSources?: readonly string[]
   /**
    * Keep each instrumented core module's bytes in `sandbox.moduleBytes`, for a sandbox in
    * another process (modules cannot cross one). Default false: the thread pool would copy them
@@ -70,8 +87,28 @@ export interface ComponentLoaderOptions {
   keepModuleBytes?: boolean
 }
 
+/** Default {@link ComponentLoaderOptions.maxMemoBytes}: 256 MiB. */
+export const DEFAULT_MAX_MEMO_BYTES = 256 * 1024 * 1024
+
+/** Options of one {@link ComponentLoader.load}. */
+export interface LoadOptions {
+  /**
+   * Whose upload this is: the publisher, or `cli`. Transpile workers are shared fairly between
+   * uploaders. Default `anonymous`.
+   */
+  uploader?: string
+}
+
+interface MemoEntry {
+  loaded: Promise<LoadedComponent>
+  /** Bytes counted against the cap; 0 while loading. */
+  size: number
+  settled: boolean
+}
+
 /**
- * Loads components, memoising by digest in memory and on disk.
+ * Loads components, memoising by digest in memory (least recently used first out, past a size
+ * cap) and on disk.
  *
  * @example
  * const loader = new ComponentLoader({ dataDir, capabilities: DEFAULT_CAPABILITIES, maxMemoryPages: 16384 })
@@ -80,12 +117,19 @@ export interface ComponentLoaderOptions {
 export class ComponentLoader {
   readonly #options: ComponentLoaderOptions
   readonly #variant: string
-  readonly #memo = new Map<string, Promise<LoadedComponent>>()
+  /** In order of last use, oldest first. */
+  readonly #memo = new Map<string, MemoEntry>()
+  #memoBytes = 0
   readonly #transpiler: Transpiler
+  readonly #contracts: Contracts
 
   constructor(options: ComponentLoaderOptions) {
     this.#options = options
-    this.#transpiler = new Transpiler(options.budget)
+    this.#contracts = contractsWith(options.witSources ?? [])
+    this.#transpiler = new Transpiler({
+      ...(options.budget ? { budget: options.budget } : {}),
+      ...(options.transpileWorkers ? { workers: options.transpileWorkers } : {}),
+    })
     this.#variant = createHash('sha256')
       .update(
         JSON.stringify([
@@ -100,37 +144,96 @@ export class ComponentLoader {
   }
 
   /** Load bytes. Throws a WardenError with a stable code on any refusal. */
-  async load(bytes: Uint8Array): Promise<LoadedComponent> {
+  async load(bytes: Uint8Array, options: LoadOptions = {}): Promise<LoadedComponent> {
     checkComponentBytes(bytes, this.#options.maxComponentBytes ?? DEFAULT_MAX_COMPONENT_BYTES)
     // Every name jco would paste into the glue, and the nesting and counts jco's time grows
     // with, are checked before anything else reads the bytes (issue 6).
     checkComponentStructure(bytes)
+    // The world it implements and what it imports, with their types, against wit/; for
+    // cached builds too, so a contract change applies to them (issue 7).
+    const kind = checkComponentContract(
+      readComponentSurface(bytes),
+      this.#contracts,
+      this.#options.capabilities,
+    )
     const digest = componentDigest(bytes)
-    let pending = this.#memo.get(digest)
-    if (!pending) {
-      pending = this.#loadUncached(bytes, digest)
-      this.#memo.set(digest, pending)
-      pending.catch(() => this.#memo.delete(digest))
+    const hit = this.#memo.get(digest)
+    if (hit) {
+      this.#memo.delete(digest)
+      this.#memo.set(digest, hit)
+      return hit.loaded
     }
-    return pending
+    const entry: MemoEntry = { loaded: undefined as never, size: 0, settled: false }
+    entry.loaded = this.#loadUncached(bytes, digest, kind, options.uploader ?? 'anonymous').then(
+      ({ component, size }) => {
+        this.#settle(digest, entry, size)
+        return component
+      },
+    )
+    this.#memo.set(digest, entry)
+    entry.loaded.catch(() => {
+      if (this.#memo.get(digest) === entry) {
+        this.#memo.delete(digest)
+      }
+    })
+    return entry.loaded
   }
 
-  /** Stop the transpile worker. */
+  /** Stop the transpile workers. */
   close(): Promise<void> {
     return this.#transpiler.close()
   }
 
   /** Forget a component (after decommission). The disk cache stays until pruned. */
   forget(digest: string): void {
-    this.#memo.delete(digest)
+    const entry = this.#memo.get(digest)
+    if (entry) {
+      this.#memo.delete(digest)
+      this.#memoBytes -= entry.size
+    }
   }
 
-  async #loadUncached(bytes: Uint8Array, digest: string): Promise<LoadedComponent> {
+  /** Bytes of the components kept in memory. */
+  get memoBytes(): number {
+    return this.#memoBytes
+  }
+
+  /** Count a loaded component against the cap and drop the least recently used past it. */
+  #settle(digest: string, entry: MemoEntry, size: number): void {
+    if (this.#memo.get(digest) !== entry) {
+      return
+    }
+    entry.size = size
+    entry.settled = true
+    this.#memoBytes += size
+    const cap = this.#options.maxMemoBytes ?? DEFAULT_MAX_MEMO_BYTES
+    for (const [d, e] of this.#memo) {
+      if (this.#memoBytes <= cap) {
+        break
+      }
+      if (e.settled && e !== entry) {
+        this.#memo.delete(d)
+        this.#memoBytes -= e.size
+      }
+    }
+    if (this.#memoBytes > cap) {
+      // Larger than the whole cap on its own: served, not kept.
+      this.#memo.delete(digest)
+      this.#memoBytes -= size
+    }
+  }
+
+  async #loadUncached(
+    bytes: Uint8Array,
+    digest: string,
+    kind: ComponentKind,
+    uploader: string,
+  ): Promise<{ component: LoadedComponent; size: number }> {
     const { dataDir } = this.#options
     let entry = await readCacheEntry(dataDir, digest, this.#variant)
     const cached = entry !== undefined
     if (!entry) {
-      entry = await this.#transpile(bytes, digest)
+      entry = await this.#transpile(bytes, digest, uploader)
     }
     const world = parseWorld(entry.manifest.wit)
     const imports = checkImports(world, this.#options.capabilities)
@@ -144,9 +247,10 @@ export class ComponentLoader {
         })
       }
     }
-    return {
+    const size = entry.modules.reduce((sum, m) => sum + m.bytes.byteLength, entry.glue.length)
+    const component: LoadedComponent = {
       digest,
-      kind: kindOf(world),
+      kind,
       wit: entry.manifest.wit,
       world,
       imports,
@@ -162,13 +266,15 @@ export class ComponentLoader {
         minMemoryPages: entry.modules.reduce((sum, m) => sum + m.minMemoryPages, 0),
       },
     }
+    return { component, size }
   }
 
-  async #transpile(bytes: Uint8Array, digest: string): Promise<CacheEntry> {
+  async #transpile(bytes: Uint8Array, digest: string, uploader: string): Promise<CacheEntry> {
     const out = await this.#transpiler.transpile({
       bytes,
       maxMemoryPages: this.#options.maxMemoryPages,
       maxTableElements: this.#options.maxTableElements ?? 1_000_000,
+      uploader,
     })
     // Check the world before anything reaches the disk or a worker.
     checkImports(parseWorld(out.wit), this.#options.capabilities)
@@ -185,14 +291,4 @@ export class ComponentLoader {
       out.modules,
     )
   }
-}
-
-function kindOf(world: ComponentWorld): ComponentKind {
-  if (world.exports.some((e) => e.name === 'run' && e.kind === 'function')) {
-    return 'action'
-  }
-  if (world.exports.some((e) => e.name.startsWith('warden:platform/handler@'))) {
-    return 'micro-app'
-  }
-  return 'other'
 }

@@ -1,16 +1,24 @@
 /**
  * Runs in a worker with a heap limit, one job at a time, under a deadline (see `transpile.ts`):
  * jco reads the untrusted component, prints its world, generates the instantiation-mode glue,
- * and every core module is instrumented for fuel and memory. Hostile input can only waste
- * this worker, which is then replaced.
+ * and every core module is instrumented for fuel and memory. Or jco compiles WAT text. Hostile
+ * input can only waste this worker, which is then replaced.
  */
 import { parentPort } from 'node:worker_threads'
-import { componentWit, transpile } from '@bytecodealliance/jco'
-import { instrumentModule } from '../limits/instrument.js'
-import type { TranspileRequest, TranspileResponse } from './transpile.js'
+import { componentWit, parse, transpile } from '@bytecodealliance/jco'
+import { instrumentModule, REFUSED_FEATURES } from '../limits/instrument.js'
+import type {
+  ToTranspileWorker,
+  TranspileRequest,
+  TranspileResponse,
+  WatResponse,
+} from './transpile.js'
 
-async function transpileOne(request: TranspileRequest): Promise<TranspileResponse> {
-  const bytes = new Uint8Array(request.bytes)
+async function transpileOne(
+  request: Omit<TranspileRequest, 'uploader'>,
+): Promise<TranspileResponse> {
+  // The bytes were moved here, not copied: read them in place.
+  const { bytes } = request
   let wit: string
   let files: Record<string, Uint8Array>
   try {
@@ -31,31 +39,62 @@ async function transpileOne(request: TranspileRequest): Promise<TranspileRespons
   if (!glue) {
     return { ok: false, code: 'internal', message: 'jco produced no glue' }
   }
-  const modules: TranspileResponse & { ok: true } = {
+  const out: TranspileResponse & { ok: true } = {
     ok: true,
     wit,
     glue: new TextDecoder().decode(glue),
     modules: [],
   }
-  for (const [name, content] of Object.entries(files)) {
+  let memories = 0
+  for (const name of Object.keys(files)) {
     if (!name.endsWith('.wasm')) {
       continue
     }
+    const content = files[name]!
+    // Each module's input is dropped as soon as it is instrumented: one extra copy at a time.
+    delete files[name]
     try {
-      const out = instrumentModule(content, {
+      const instrumented = instrumentModule(content, {
         maxMemoryPages: request.maxMemoryPages,
         maxTableElements: request.maxTableElements,
       })
-      modules.modules.push({
+      memories += instrumented.memories.length
+      out.modules.push({
         name,
-        bytes: out.bytes as Uint8Array<ArrayBuffer>,
-        minMemoryPages: out.memories.reduce((sum, m) => sum + m.minPages, 0),
+        bytes: owned(instrumented.bytes as Uint8Array<ArrayBuffer>),
+        minMemoryPages: instrumented.memories.reduce((sum, m) => sum + m.minPages, 0),
       })
     } catch (error) {
       return { ok: false, code: 'invalid_component', message: `${name}: ${firstLine(error)}` }
     }
   }
-  return modules
+  // The memory cap is checked per memory, and canonical options name one: a second memory
+  // would double what a run may hold.
+  if (memories > 1) {
+    return {
+      ok: false,
+      code: 'invalid_component',
+      message:
+        `the component defines ${memories} memories: it uses ${REFUSED_FEATURES.multiMemory}, ` +
+        'which Warden does not run',
+    }
+  }
+  return out
+}
+
+async function parseOne(text: string): Promise<WatResponse> {
+  try {
+    return { ok: true, bytes: owned((await parse(text)) as Uint8Array<ArrayBuffer>) }
+  } catch (error) {
+    return { ok: false, code: 'invalid_component', message: `not valid WAT: ${firstLine(error)}` }
+  }
+}
+
+/** The bytes in a buffer of their own, so that the buffer can be moved to the main thread. */
+function owned(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
+  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
+    ? bytes
+    : bytes.slice()
 }
 
 function firstLine(error: unknown): string {
@@ -63,10 +102,24 @@ function firstLine(error: unknown): string {
   return text.split('\n')[0]!.slice(0, 500)
 }
 
-parentPort!.on('message', ({ id, request }: { id: number; request: TranspileRequest }) => {
-  transpileOne(request).then(
-    (response) => parentPort!.postMessage({ id, response }),
+parentPort!.on('message', (message: ToTranspileWorker) => {
+  const { id } = message
+  const work = message.kind === 'component' ? transpileOne(message.request) : parseOne(message.text)
+  work.then(
+    (response) => {
+      // Module bytes are moved back, not copied.
+      const transfer =
+        !response.ok
+          ? []
+          : 'modules' in response
+            ? response.modules.map((m) => m.bytes.buffer)
+            : [response.bytes.buffer]
+      parentPort!.postMessage({ id, response }, transfer)
+    },
     (error: unknown) =>
-      parentPort!.postMessage({ id, response: { ok: false, code: 'internal', message: firstLine(error) } }),
+      parentPort!.postMessage({
+        id,
+        response: { ok: false, code: 'internal', message: firstLine(error) },
+      }),
   )
 })

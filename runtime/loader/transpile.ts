@@ -1,5 +1,6 @@
 /**
- * Transpile and instrument a component off the main thread, under a time and heap budget.
+ * Transpile and instrument components off the main thread, in a small pool of workers, each
+ * job under a time and heap budget, uploaders served fairly.
  */
 import { WardenError } from '../errors.js'
 import { startWorker } from '../internal/worker.js'
@@ -8,7 +9,10 @@ import type { WardenErrorCode } from '../errors.js'
 
 /** Budget for one transpilation. */
 export interface TranspileBudget {
-  /** Deadline. Default 120 s (a 12 MiB componentize-js app takes a few seconds). */
+  /**
+   * Deadline, from the moment a worker takes the job. Default 20 s (a 12 MiB componentize-js
+   * app takes about 10 s on a loaded two-core machine).
+   */
   timeoutMs: number
   /** V8 old-generation heap of the worker, in MiB. Default 1024. */
   maxHeapMb: number
@@ -16,15 +20,46 @@ export interface TranspileBudget {
 
 /** Default {@link TranspileBudget}. */
 export const DEFAULT_TRANSPILE_BUDGET: Readonly<TranspileBudget> = Object.freeze({
-  timeoutMs: 120_000,
+  timeoutMs: 20_000,
   maxHeapMb: 1024,
 })
 
-/** @internal The worker's input. */
+/** Default number of transpile workers. */
+export const DEFAULT_TRANSPILE_WORKERS = 2
+
+/** Default most jobs one uploader may have waiting; more are refused (`limit_exceeded`). */
+export const DEFAULT_MAX_QUEUED_PER_UPLOADER = 8
+
+/**
+ * Default {@link TranspilerOptions.retireAfterBytes}: 8 MiB. jco's WebAssembly memory grows to
+ * several times the largest upload a worker has read, and never shrinks.
+ */
+export const DEFAULT_RETIRE_AFTER_BYTES = 8 * 1024 * 1024
+
+/** Options of {@link Transpiler}. */
+export interface TranspilerOptions {
+  /** Budget of each job. Default {@link DEFAULT_TRANSPILE_BUDGET}. */
+  budget?: TranspileBudget
+  /** Workers in the pool, started on demand. Default 2. */
+  workers?: number
+  /**
+   * Workers one uploader may hold at once. Default `workers - 1` (at least 1): however many
+   * slow uploads one uploader sends, a worker is left for the others.
+   */
+  maxWorkersPerUploader?: number
+  /** Jobs one uploader may have waiting for a worker. Default 8. */
+  maxQueuedPerUploader?: number
+  /** A worker that has read an upload of at least this many bytes is retired. Default 8 MiB. */
+  retireAfterBytes?: number
+}
+
+/** @internal The worker's input: a component to transpile, or WAT text to compile. */
 export interface TranspileRequest {
   bytes: Uint8Array
   maxMemoryPages: number
   maxTableElements: number
+  /** Whose upload this is (a publisher, `cli`): the unit of fairness. Default `anonymous`. */
+  uploader?: string
 }
 
 /** @internal The worker's output. */
@@ -37,64 +72,190 @@ export type TranspileResponse =
     }
   | { ok: false; code: WardenErrorCode; message: string }
 
+/** @internal What a worker answers to a WAT job. */
+export type WatResponse =
+  | { ok: true; bytes: Uint8Array<ArrayBuffer> }
+  | { ok: false; code: WardenErrorCode; message: string }
+
+/** @internal A message to a worker. */
+export type ToTranspileWorker =
+  | { id: number; kind: 'component'; request: Omit<TranspileRequest, 'uploader'> }
+  | { id: number; kind: 'wat'; text: string }
 
 interface Job {
   id: number
-  request: TranspileRequest
-  resolve: (value: TranspileResponse & { ok: true }) => void
+  uploader: string
+  message: ToTranspileWorker
+  /** Bytes the worker will read, for the retirement rule. */
+  size: number
+  resolve: (value: unknown) => void
   reject: (error: WardenError) => void
 }
 
+interface Slot {
+  worker: Worker
+  job: (Job & { timer: NodeJS.Timeout }) | undefined
+}
+
 /**
- * Runs jco and the instrumenter in a budgeted worker, one job at a time. The worker is kept
- * between jobs (jco's start-up costs about a second) and replaced after any job that broke
- * its budget.
+ * Runs jco and the instrumenter in a pool of budgeted workers. Workers start on demand and are
+ * kept between jobs (jco's start-up costs about a second), except after a job that failed or
+ * broke its budget (a trap inside jco can poison every later job in that worker) or that read
+ * a large upload: then the worker is replaced. An uploader may hold at most
+ * `maxWorkersPerUploader` workers; waiting jobs are served fewest-running-uploader first, then
+ * in order of arrival.
  *
  * @example
- * const transpiler = new Transpiler()
- * const out = await transpiler.transpile({ bytes, maxMemoryPages: 16384, maxTableElements: 1e6 })
+ * const transpiler = new Transpiler({ workers: 2 })
+ * const out = await transpiler.transpile({
+ *   bytes,
+ *   maxMemoryPages: 16384,
+ *   maxTableElements: 1e6,
+ *   uploader: 'cli',
+ * })
  */
 export class Transpiler {
   readonly #budget: TranspileBudget
+  readonly #workers: number
+  readonly #perUploader: number
+  readonly #maxQueued: number
+  readonly #retireAfter: number
   readonly #queue: Job[] = []
-  #worker: Worker | undefined
-  #current: (Job & { timer: NodeJS.Timeout }) | undefined
+  readonly #slots: Slot[] = []
+  readonly #running = new Map<string, number>()
   #nextId = 1
   #started = 0
+  #closed = false
 
-  constructor(budget: TranspileBudget = DEFAULT_TRANSPILE_BUDGET) {
-    this.#budget = budget
+  constructor(options: TranspilerOptions = {}) {
+    this.#budget = options.budget ?? DEFAULT_TRANSPILE_BUDGET
+    this.#workers = positive(options.workers ?? DEFAULT_TRANSPILE_WORKERS, 'workers')
+    this.#perUploader = positive(
+      options.maxWorkersPerUploader ?? Math.max(1, this.#workers - 1),
+      'maxWorkersPerUploader',
+    )
+    this.#maxQueued = positive(
+      options.maxQueuedPerUploader ?? DEFAULT_MAX_QUEUED_PER_UPLOADER,
+      'maxQueuedPerUploader',
+    )
+    this.#retireAfter = positive(
+      options.retireAfterBytes ?? DEFAULT_RETIRE_AFTER_BYTES,
+      'retireAfterBytes',
+    )
   }
 
   /** Transpile one component. Fails with `invalid_component` past the budget. */
   transpile(request: TranspileRequest): Promise<TranspileResponse & { ok: true }> {
-    return new Promise((resolve, reject) => {
-      this.#queue.push({ id: this.#nextId++, request, resolve, reject })
-      this.#next()
-    })
+    const { uploader = 'anonymous', ...rest } = request
+    return this.#submit(uploader, request.bytes.byteLength, (id) => ({
+      id,
+      kind: 'component',
+      request: rest,
+    }))
   }
 
-  /** Transpile workers started so far: one, plus one after every failed or broken job. */
+  /**
+   * Compile component-model WAT text to bytes, under the same budget. Fails with
+   * `invalid_component` for text jco's parser refuses or past the budget.
+   */
+  async parseWat(text: string, uploader = 'anonymous'): Promise<Uint8Array<ArrayBuffer>> {
+    const out = await this.#submit<WatResponse & { ok: true }>(uploader, text.length, (id) => ({
+      id,
+      kind: 'wat',
+      text,
+    }))
+    return out.bytes
+  }
+
+  /** Transpile workers started so far: one per busy slot, plus one after every replacement. */
   get workersStarted(): number {
     return this.#started
   }
 
-  /** Stop the worker. */
+  /** Stop every worker; jobs still waiting or running fail with `internal`. */
   async close(): Promise<void> {
-    const worker = this.#worker
-    this.#worker = undefined
-    await worker?.terminate()
+    this.#closed = true
+    for (const job of this.#queue.splice(0)) {
+      job.reject(new WardenError('internal', 'the transpiler was closed'))
+    }
+    const slots = this.#slots.splice(0)
+    await Promise.all(
+      slots.map((slot) => {
+        this.#end(slot, new WardenError('internal', 'the transpiler was closed'))
+        return slot.worker.terminate()
+      }),
+    )
   }
 
-  #next(): void {
-    if (this.#current || this.#queue.length === 0) {
-      return
+  #submit<T>(
+    uploader: string,
+    size: number,
+    message: (id: number) => ToTranspileWorker,
+  ): Promise<T> {
+    if (this.#closed) {
+      return Promise.reject(new WardenError('internal', 'the transpiler was closed'))
     }
-    const job = this.#queue.shift()!
-    const worker = (this.#worker ??= this.#spawn())
+    const waiting = this.#queue.filter((j) => j.uploader === uploader).length
+    if (waiting >= this.#maxQueued) {
+      return Promise.reject(
+        new WardenError(
+          'limit_exceeded',
+          `${waiting} uploads of this uploader are already waiting to be transpiled`,
+        ),
+      )
+    }
+    return new Promise<T>((resolve, reject) => {
+      const id = this.#nextId++
+      this.#queue.push({
+        id,
+        uploader,
+        message: message(id),
+        size,
+        resolve: resolve as (value: unknown) => void,
+        reject,
+      })
+      this.#dispatch()
+    })
+  }
+
+  /** Hand waiting jobs to idle workers, or to new ones while the pool has room. */
+  #dispatch(): void {
+    for (;;) {
+      let slot = this.#slots.find((s) => !s.job)
+      if (!slot && this.#slots.length >= this.#workers) {
+        return
+      }
+      const job = this.#pick()
+      if (!job) {
+        return
+      }
+      if (!slot) {
+        slot = { worker: this.#spawn(), job: undefined }
+        this.#slots.push(slot)
+      }
+      this.#start(slot, job)
+    }
+  }
+
+  /** The next job: of the uploader running the fewest jobs, below its share; oldest first. */
+  #pick(): Job | undefined {
+    let best: number | undefined
+    let bestRunning = Infinity
+    for (let i = 0; i < this.#queue.length; i++) {
+      const running = this.#running.get(this.#queue[i]!.uploader) ?? 0
+      if (running < this.#perUploader && running < bestRunning) {
+        best = i
+        bestRunning = running
+      }
+    }
+    return best === undefined ? undefined : this.#queue.splice(best, 1)[0]
+  }
+
+  #start(slot: Slot, job: Job): void {
     const timer = setTimeout(
       () =>
         this.#fail(
+          slot,
           new WardenError(
             'invalid_component',
             `transpiling the component took longer than ${this.#budget.timeoutMs} ms`,
@@ -102,9 +263,20 @@ export class Transpiler {
         ),
       this.#budget.timeoutMs,
     )
-    this.#current = { ...job, timer }
-    worker.ref()
-    worker.postMessage({ id: job.id, request: job.request })
+    slot.job = { ...job, timer }
+    this.#running.set(job.uploader, (this.#running.get(job.uploader) ?? 0) + 1)
+    slot.worker.ref()
+    const { message } = job
+    if (message.kind === 'component') {
+      // NB: the caller keeps its bytes; the worker gets its own copy, moved rather than cloned,
+      // so no serialised third copy exists even for a moment.
+      const bytes = message.request.bytes.slice()
+      slot.worker.postMessage({ ...message, request: { ...message.request, bytes } }, [
+        bytes.buffer,
+      ])
+    } else {
+      slot.worker.postMessage(message)
+    }
   }
 
   #spawn(): Worker {
@@ -114,57 +286,91 @@ export class Transpiler {
       resourceLimits: { maxOldGenerationSizeMb: this.#budget.maxHeapMb },
     })
     worker.unref()
-    worker.on('message', ({ id, response }: { id: number; response: TranspileResponse }) => {
-      const job = this.#current
-      if (!job || job.id !== id) {
+    const slotOf = () => this.#slots.find((s) => s.worker === worker)
+    type Answer = { id: number; response: TranspileResponse | WatResponse }
+    worker.on('message', ({ id, response }: Answer) => {
+      const slot = slotOf()
+      const job = slot?.job
+      if (!slot || !job || job.id !== id) {
         return
       }
-      clearTimeout(job.timer)
-      this.#current = undefined
-      worker.unref()
-      if (response.ok) {
-        job.resolve(response)
-      } else {
+      if (!response.ok) {
         // A component that made jco fail may have left its wasm state broken (a trap inside
         // jco poisons every later job in that instance): never reuse the worker after one.
-        this.#worker = undefined
-        void worker.terminate()
-        job.reject(new WardenError(response.code, response.message))
+        this.#fail(slot, new WardenError(response.code, response.message))
+        return
       }
-      this.#next()
+      this.#end(slot)
+      job.resolve(response)
+      if (job.size >= this.#retireAfter) {
+        this.#retire(slot)
+      }
+      this.#dispatch()
     })
-    worker.on('error', (error) =>
-      this.#fail(
-        new WardenError(
-          'invalid_component',
-          /heap|memory/i.test(String(error))
-            ? 'transpiling the component ran out of its memory budget'
-            : 'transpiling the component failed',
-          { cause: error },
-        ),
-        worker,
-      ),
-    )
-    worker.on('exit', () =>
-      this.#fail(new WardenError('invalid_component', 'transpiling the component failed'), worker),
-    )
+    worker.on('error', (error) => {
+      const slot = slotOf()
+      if (slot) {
+        const heap = /heap|memory/i.test(String(error))
+        this.#fail(
+          slot,
+          new WardenError(
+            'invalid_component',
+            heap
+              ? 'transpiling the component ran out of its memory budget'
+              : 'transpiling the component failed',
+            { cause: error },
+          ),
+        )
+      }
+    })
+    worker.on('exit', () => {
+      const slot = slotOf()
+      if (slot) {
+        this.#fail(slot, new WardenError('invalid_component', 'transpiling the component failed'))
+      }
+    })
     return worker
   }
 
-  /** End the current job with `error` and replace the worker. */
-  #fail(error: WardenError, from?: Worker): void {
-    if (from && from !== this.#worker) {
+  /** Clear a slot's job (rejecting it with `error` if given) and count it off its uploader. */
+  #end(slot: Slot, error?: WardenError): void {
+    const job = slot.job
+    if (!job) {
       return
     }
-    const worker = this.#worker
-    this.#worker = undefined
-    void worker?.terminate()
-    const job = this.#current
-    this.#current = undefined
-    if (job) {
-      clearTimeout(job.timer)
+    slot.job = undefined
+    clearTimeout(job.timer)
+    slot.worker.unref()
+    const running = (this.#running.get(job.uploader) ?? 1) - 1
+    if (running > 0) {
+      this.#running.set(job.uploader, running)
+    } else {
+      this.#running.delete(job.uploader)
+    }
+    if (error) {
       job.reject(error)
     }
-    this.#next()
   }
+
+  /** End the slot's job with `error`, retire its worker, and hand out the next job. */
+  #fail(slot: Slot, error: WardenError): void {
+    this.#end(slot, error)
+    this.#retire(slot)
+    this.#dispatch()
+  }
+
+  #retire(slot: Slot): void {
+    const at = this.#slots.indexOf(slot)
+    if (at >= 0) {
+      this.#slots.splice(at, 1)
+      void slot.worker.terminate()
+    }
+  }
+}
+
+function positive(n: number, name: string): number {
+  if (!Number.isSafeInteger(n) || n < 1) {
+    throw new TypeError(`Transpiler: ${name} must be a positive integer, got ${String(n)}`)
+  }
+  return n
 }

@@ -11,8 +11,11 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 
-/** Bump when the layout or the manifest changes. */
-export const CACHE_FORMAT = 1
+/**
+ * Bump when the layout or the manifest changes, or when the load refuses what it accepted
+ * before (2: shared memories, multiple memories and flag-only proposals are refused).
+ */
+export const CACHE_FORMAT = 2
 
 /** What is stored beside the files. */
 export interface CacheManifest {
@@ -52,7 +55,7 @@ export async function readCacheEntry(
     const modules = await Promise.all(
       manifest.modules.map(async (m) => ({
         ...m,
-        bytes: new Uint8Array(await readFile(join(dir, safeName(m.name)))),
+        bytes: whole(await readFile(join(dir, safeName(m.name)))),
       })),
     )
     const glue = await readFile(join(dir, 'glue.mjs'), 'utf8')
@@ -86,6 +89,11 @@ export async function writeCacheEntry(
     throw error
   }
   return { dir, manifest: full, gluePath: join(dir, 'glue.mjs'), glue, modules }
+}
+
+/** The file's bytes as a plain Uint8Array over the same memory: no copy. */
+function whole(buffer: Buffer): Uint8Array<ArrayBuffer> {
+  return new Uint8Array(buffer.buffer as ArrayBuffer, buffer.byteOffset, buffer.byteLength)
 }
 
 function safeName(name: string): string {

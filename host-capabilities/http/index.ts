@@ -1,7 +1,8 @@
 /**
  * `warden:platform/http`: egress to allowlisted origins only. `grant.ts` compiles the token's
- * `grants.http` once; `broker.ts` checks and sends each `fetch` on the main thread; `url.ts`,
- * `address.ts` and `redact.ts` are the pure normaliser, address classifier and redactor.
+ * `grants.http` once; `broker.ts` answers each `fetch` on the main thread: `checks.ts` (pure)
+ * authorises it, `transport.ts` sends it; `url.ts`, `address.ts` and `redact.ts` are the pure
+ * normaliser, address classifier and redactor.
  */
 export { httpDescriptor } from './descriptor.js'
 export {
@@ -9,6 +10,7 @@ export {
   decodePathSafe,
   DEFAULT_HTTP_METHODS,
   explainRefusal,
+  FORBIDDEN_REQUEST_HEADERS,
   HTTP_TOKEN,
   isCompiledHttpGrant,
   matchRequest,
@@ -36,19 +38,12 @@ export {
   parseIpBytes,
 } from './address.js'
 export type { AddressClass, AddressRange, AddressRangeMatch } from './address.js'
-export {
-  createHttpCapability,
-  FORBIDDEN_REQUEST_HEADERS,
-  HTTP_INTERFACE,
-  parseHttpRequest,
-  SECRETS_INTERFACE,
-} from './broker.js'
+export { createHttpCapability, HTTP_INTERFACE } from './broker.js'
+export type { HttpCapabilityDeps } from './broker.js'
+export { parseHttpRequest } from './checks.js'
+export type { HttpHeader, HttpRequest } from './checks.js'
+export type { HttpResponse, ResolvedAddress } from './transport.js'
 export { redactSecretBytes, redactSecrets, responseRedactor } from './redact.js'
 export type { SubstitutedSecret } from './redact.js'
-export type {
-  HttpCapabilityDeps,
-  HttpHeader,
-  HttpRequest,
-  HttpResponse,
-  ResolvedAddress,
-} from './broker.js'
+// Kept here for callers that assemble a run's grants for `fetch`: the secrets capability owns it.
+export { SECRETS_INTERFACE } from '../secrets/index.js'

@@ -150,4 +150,17 @@ describe('budget', () => {
     // The shared loader is unaffected.
     expect((await loader.load(await guestFile('echo'))).kind).toBe('action')
   })
+
+  it('answers the same refused bytes at once, without a transpile worker (outside attack)', async () => {
+    const strict = newLoader({ budget: { timeoutMs: 1, maxHeapMb: 512 } })
+    try {
+      const bytes = await compileWat(action(3))
+      expect((await refusal(strict.load(bytes))).code).toBe('invalid_component')
+      const started = strict.workersStarted
+      expect((await refusal(strict.load(bytes))).code).toBe('invalid_component')
+      expect(strict.workersStarted).toBe(started)
+    } finally {
+      await strict.close()
+    }
+  })
 })

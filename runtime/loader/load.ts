@@ -90,6 +90,11 @@ export interface ComponentLoaderOptions {
 /** Default {@link ComponentLoaderOptions.maxMemoBytes}: 256 MiB. */
 export const DEFAULT_MAX_MEMO_BYTES = 256 * 1024 * 1024
 
+/** Refusals remembered by digest, oldest dropped first. */
+const MAX_REMEMBERED_REFUSALS = 1024
+/** How long a refusal is remembered: 10 minutes (a budget refusal may pass on a quiet host). */
+const REFUSAL_MEMORY_MS = 10 * 60 * 1000
+
 /** Options of one {@link ComponentLoader.load}. */
 export interface LoadOptions {
   /**
@@ -119,6 +124,11 @@ export class ComponentLoader {
   readonly #variant: string
   /** In order of last use, oldest first. */
   readonly #memo = new Map<string, MemoEntry>()
+  /**
+   * Digests refused lately, with the refusal: the same bytes sent again are answered at once
+   * instead of holding a transpile worker for its whole budget each time.
+   */
+  readonly #refused = new Map<string, { error: WardenError; until: number }>()
   #memoBytes = 0
   readonly #transpiler: Transpiler
   readonly #contracts: Contracts
@@ -157,6 +167,11 @@ export class ComponentLoader {
       this.#options.capabilities,
     )
     const digest = componentDigest(bytes)
+    const refused = this.#refused.get(digest)
+    if (refused && refused.until > Date.now()) {
+      throw new WardenError(refused.error.code, `${refused.error.message} (refused earlier)`)
+    }
+    this.#refused.delete(digest)
     const hit = this.#memo.get(digest)
     if (hit) {
       this.#memo.delete(digest)
@@ -171,12 +186,22 @@ export class ComponentLoader {
       },
     )
     this.#memo.set(digest, entry)
-    entry.loaded.catch(() => {
+    entry.loaded.catch((error: unknown) => {
       if (this.#memo.get(digest) === entry) {
         this.#memo.delete(digest)
       }
+      if (error instanceof WardenError && error.code !== 'internal') {
+        this.#rememberRefusal(digest, error)
+      }
     })
     return entry.loaded
+  }
+
+  #rememberRefusal(digest: string, error: WardenError): void {
+    if (this.#refused.size >= MAX_REMEMBERED_REFUSALS) {
+      this.#refused.delete(this.#refused.keys().next().value!)
+    }
+    this.#refused.set(digest, { error, until: Date.now() + REFUSAL_MEMORY_MS })
   }
 
   /** Stop the transpile workers. */
@@ -191,6 +216,11 @@ export class ComponentLoader {
       this.#memo.delete(digest)
       this.#memoBytes -= entry.size
     }
+  }
+
+  /** Transpile workers started so far (see {@link Transpiler.workersStarted}). */
+  get workersStarted(): number {
+    return this.#transpiler.workersStarted
   }
 
   /** Bytes of the components kept in memory. */

@@ -24,6 +24,7 @@ import {
 } from './audit.js'
 import { parsePiiFields, putData, setDataSchema } from './data.js'
 import { runDemo } from './demo.js'
+import { terminalSafe } from './terminal.js'
 import { createValueReader } from './io.js'
 import type { CliIo } from './io.js'
 import { formatKeys, listKeys, publicJwks, rotateKey } from './keys.js'
@@ -179,15 +180,17 @@ Examples:
       out(JSON.stringify({ output, guestError, error, logs, report }))
       return
     }
+    // Guest text reaches a terminal: escape what would move the cursor, clear a line or
+    // rewrite what Warden printed (`\r`, ANSI sequences, bidi controls).
     for (const line of invocation.logs) {
-      err(`[guest ${line.level}] ${line.message}`)
+      err(`[guest ${line.level}] ${terminalSafe(line.message, false)}`)
     }
     if (invocation.ok) {
-      out(String(invocation.output))
+      out(terminalSafe(String(invocation.output), true))
     } else if (invocation.error) {
-      err(`error: ${invocation.error.code}: ${invocation.error.message}`)
+      err(`error: ${invocation.error.code}: ${terminalSafe(invocation.error.message, false)}`)
     } else {
-      err(`guest error: ${String(invocation.guestError)}`)
+      err(`guest error: ${terminalSafe(String(invocation.guestError), false)}`)
     }
   }
 

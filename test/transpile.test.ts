@@ -106,4 +106,16 @@ describe('the transpile pool', () => {
     await pool.close()
     await Promise.all([running, waiting])
   })
+
+  it("counts a job's budget from when its worker has loaded jco, not from the worker's start", async () => {
+    // A budget shorter than jco's start-up (about a second) refused every load on a cold worker
+    // (found by npm run fuzz).
+    const pool = new Transpiler({ workers: 1, budget: { timeoutMs: 800, maxHeapMb: 512 } })
+    try {
+      const out = await pool.transpile(request(await guestFile('echo')))
+      expect(out.ok).toBe(true)
+    } finally {
+      await pool.close()
+    }
+  })
 })

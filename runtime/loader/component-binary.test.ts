@@ -8,6 +8,7 @@ import {
   checkComponentStructure,
   MAX_COMPONENT_DEPTH,
   MAX_CORE_MODULES,
+  MAX_SECTIONS,
   MAX_FLATTENED_DEFINITIONS,
   MAX_NAMES,
   MAX_TYPE_DEPTH,
@@ -423,6 +424,15 @@ describe('structural limits', () => {
     const modules = (n: number) => component(...times(n, section(1, coreModule())))
     expect(walk(modules(MAX_CORE_MODULES)).counts.coreModules).toBe(MAX_CORE_MODULES)
     expect(refusal(modules(MAX_CORE_MODULES + 1)).code).toBe('invalid_component')
+  })
+
+  it(`refuses more than ${MAX_SECTIONS} sections, empty custom sections included`, () => {
+    const customs = (n: number) => component(...times(n, section(0, str('x'))))
+    expect(walk(customs(MAX_SECTIONS)).counts.sections).toBe(MAX_SECTIONS)
+    expect(refusal(customs(MAX_SECTIONS + 1)).code).toBe('invalid_component')
+    // Inside a core module too.
+    const inModule = component(section(1, coreModule(...times(MAX_SECTIONS, section(0, str('y'))))))
+    expect(refusal(inModule).code).toBe('invalid_component')
   })
 
   it(`refuses more than ${MAX_NAMES} names (here: the fields of one record)`, () => {

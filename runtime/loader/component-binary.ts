@@ -50,9 +50,15 @@ export const MAX_NAMES = 100_000
  * inside one instantiated 100 times is 10,000 copies of its definitions.
  */
 export const MAX_FLATTENED_DEFINITIONS = 100_000
+/**
+ * Sections of every component and core module, custom sections included: a million empty
+ * custom sections cost jco seconds while this walk skips them (found by npm run fuzz).
+ */
+export const MAX_SECTIONS = 10_000
 
 /** What {@link checkComponentStructure} counted. */
 export interface ComponentCounts {
+  sections: number
   components: number
   coreModules: number
   instances: number
@@ -81,6 +87,7 @@ export interface ComponentStructure {
 type CountedKey = Exclude<keyof ComponentCounts, 'flattened'>
 
 const WHAT: Readonly<Record<CountedKey, string>> = {
+  sections: 'sections',
   components: 'components',
   coreModules: 'core modules',
   instances: 'instances',
@@ -92,6 +99,7 @@ const WHAT: Readonly<Record<CountedKey, string>> = {
 }
 
 const CAPS: Readonly<Record<CountedKey, number>> = {
+  sections: MAX_SECTIONS,
   components: MAX_COMPONENTS,
   coreModules: MAX_CORE_MODULES,
   instances: MAX_INSTANCES,
@@ -392,6 +400,7 @@ class Scope {
 /** Counts, names, and the deepest value type so far; shared by every reader below. */
 class Walk {
   readonly counts: Record<CountedKey, number> = {
+    sections: 0,
     components: 0,
     coreModules: 0,
     instances: 0,
@@ -493,6 +502,7 @@ function component(w: Walk, r: ByteReader, depth: number, parent: Scope | undefi
   const scope = new Scope(`component ${w.counts.components - 1}`, parent)
   r.header(1, scope.label)
   while (!r.done) {
+    w.count('sections', r.pos)
     const id = r.byte('section id')
     const body = r.sub(`section ${id} of ${scope.label}`)
     section(w, id, body, depth, scope)
@@ -1073,6 +1083,7 @@ function coreModule(w: Walk, r: ByteReader): void {
   const m = `module ${w.counts.coreModules - 1}`
   r.header(0, `core ${m}`)
   while (!r.done) {
+    w.count('sections', r.pos)
     const id = r.byte('core section id')
     const body = r.sub(`core section ${id} of ${m}`)
     if (id === 2) {

@@ -5,6 +5,7 @@
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
+import { rm } from 'node:fs/promises'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import type { CapabilityDescriptor } from '../../host-capabilities/types.js'
@@ -272,6 +273,9 @@ export class ComponentLoader {
       try {
         modules[m.name] = await WebAssembly.compile(m.bytes)
       } catch (error) {
+        // A refused build leaves nothing on disk: its instrumented modules can be ten times
+        // the upload (found by npm run fuzz).
+        await rm(entry.dir, { recursive: true, force: true })
         throw new WardenError('invalid_component', `core module ${m.name} does not compile`, {
           cause: error,
         })

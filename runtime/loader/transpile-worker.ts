@@ -123,3 +123,6 @@ parentPort!.on('message', (message: ToTranspileWorker) => {
       }),
   )
 })
+
+// jco is loaded: from now on the job's budget measures its work, not this worker's start-up.
+parentPort!.postMessage({ ready: true })

@@ -94,8 +94,13 @@ interface Job {
 
 interface Slot {
   worker: Worker
-  job: (Job & { timer: NodeJS.Timeout }) | undefined
+  /** The worker has loaded jco; a job's budget starts only then. */
+  ready: boolean
+  job: (Job & { timer: NodeJS.Timeout | undefined }) | undefined
 }
+
+/** Longest wait for a new transpile worker to load jco: 60 s (the host's problem, not the upload's). */
+const WORKER_START_TIMEOUT_MS = 60_000
 
 /**
  * Runs jco and the instrumenter in a pool of budgeted workers. Workers start on demand and are
@@ -230,7 +235,7 @@ export class Transpiler {
         return
       }
       if (!slot) {
-        slot = { worker: this.#spawn(), job: undefined }
+        slot = { worker: this.#spawn(), ready: false, job: undefined }
         this.#slots.push(slot)
       }
       this.#start(slot, job)
@@ -251,8 +256,14 @@ export class Transpiler {
     return best === undefined ? undefined : this.#queue.splice(best, 1)[0]
   }
 
-  #start(slot: Slot, job: Job): void {
-    const timer = setTimeout(
+  /** Start the budget of the slot's job (once its worker has loaded jco). */
+  #startBudget(slot: Slot): void {
+    const job = slot.job
+    if (!job) {
+      return
+    }
+    clearTimeout(job.timer)
+    job.timer = setTimeout(
       () =>
         this.#fail(
           slot,
@@ -263,7 +274,19 @@ export class Transpiler {
         ),
       this.#budget.timeoutMs,
     )
-    slot.job = { ...job, timer }
+  }
+
+  #start(slot: Slot, job: Job): void {
+    slot.job = { ...job, timer: undefined }
+    if (slot.ready) {
+      this.#startBudget(slot)
+    } else {
+      // NB: a cold worker spends about a second loading jco; that is not the upload's time.
+      slot.job.timer = setTimeout(
+        () => this.#fail(slot, new WardenError('internal', 'a transpile worker did not start')),
+        WORKER_START_TIMEOUT_MS,
+      )
+    }
     this.#running.set(job.uploader, (this.#running.get(job.uploader) ?? 0) + 1)
     slot.worker.ref()
     const { message } = job
@@ -287,9 +310,17 @@ export class Transpiler {
     })
     worker.unref()
     const slotOf = () => this.#slots.find((s) => s.worker === worker)
-    type Answer = { id: number; response: TranspileResponse | WatResponse }
-    worker.on('message', ({ id, response }: Answer) => {
+    type Answer = { id: number; response: TranspileResponse | WatResponse } | { ready: true }
+    worker.on('message', (answer: Answer) => {
       const slot = slotOf()
+      if ('ready' in answer) {
+        if (slot) {
+          slot.ready = true
+          this.#startBudget(slot)
+        }
+        return
+      }
+      const { id, response } = answer
       const job = slot?.job
       if (!slot || !job || job.id !== id) {
         return

@@ -29,6 +29,12 @@ export interface HostConfig {
   maxRunningPerApp: number | undefined
   /** Runs of one app waiting beyond those. `WARDEN_MAX_QUEUED_PER_APP`, default 4 × the pool size. */
   maxQueuedPerApp: number | undefined
+  /** Transpile workers. `WARDEN_TRANSPILE_WORKERS`, default 2. */
+  transpileWorkers: number
+  /** Deadline of one transpilation, in ms. `WARDEN_TRANSPILE_TIMEOUT_MS`, default 20,000. */
+  transpileTimeoutMs: number
+  /** Loaded components kept in memory, in MiB. `WARDEN_LOADED_CACHE_MB`, default 256. */
+  loadedCacheMb: number
   /** Redis for the distributed mode; unset means local files. `WARDEN_REDIS_URL`. */
   redisUrl: string | undefined
   /** HTTP port. `PORT`, default 8080. */
@@ -54,6 +60,10 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
       (positiveInt(env.WARDEN_CLOCK_RESOLUTION_US, 'WARDEN_CLOCK_RESOLUTION_US') ?? 100) * 1000,
     maxRunningPerApp: positiveInt(env.WARDEN_MAX_RUNNING_PER_APP, 'WARDEN_MAX_RUNNING_PER_APP'),
     maxQueuedPerApp: positiveInt(env.WARDEN_MAX_QUEUED_PER_APP, 'WARDEN_MAX_QUEUED_PER_APP'),
+    transpileWorkers: positiveInt(env.WARDEN_TRANSPILE_WORKERS, 'WARDEN_TRANSPILE_WORKERS') ?? 2,
+    transpileTimeoutMs:
+      positiveInt(env.WARDEN_TRANSPILE_TIMEOUT_MS, 'WARDEN_TRANSPILE_TIMEOUT_MS') ?? 20_000,
+    loadedCacheMb: positiveInt(env.WARDEN_LOADED_CACHE_MB, 'WARDEN_LOADED_CACHE_MB') ?? 256,
     redisUrl: env.WARDEN_REDIS_URL || undefined,
     port: positiveInt(env.PORT, 'PORT') ?? 8080,
     ceilings: {

@@ -30,7 +30,8 @@ import { toWardenError } from './errors.js'
 import type { HostConfig } from './host-config.js'
 import { createRuntime } from './index.js'
 import type { Invocation, WardenRuntime } from './index.js'
-import type { LoadedComponent } from './loader/load.js'
+import type { LoadedComponent, LoadOptions } from './loader/load.js'
+import { DEFAULT_TRANSPILE_BUDGET } from './loader/transpile.js'
 import {
   appIdSchema,
   attenuate,
@@ -55,7 +56,16 @@ import type {
 export interface WardenOptions
   extends Pick<HostConfig, 'dataDir' | 'ceilings' | 'masterKey' | 'maxTokenLifetimeSeconds'>,
     Partial<
-      Pick<HostConfig, 'isolation' | 'clockResolutionNs' | 'maxRunningPerApp' | 'maxQueuedPerApp'>
+      Pick<
+        HostConfig,
+        | 'isolation'
+        | 'clockResolutionNs'
+        | 'maxRunningPerApp'
+        | 'maxQueuedPerApp'
+        | 'transpileWorkers'
+        | 'transpileTimeoutMs'
+        | 'loadedCacheMb'
+      >
     > {
   poolSize?: number
   /** Overrides for the http capability: a DNS `lookup` or extra CA roots, in tests. */
@@ -76,7 +86,7 @@ export interface Warden {
   readonly keys: KeyStore
   readonly audit: AuditLog
   /** Load a component (validate, transpile, instrument; cached by digest). */
-  load(bytes: Uint8Array): Promise<LoadedComponent>
+  load(bytes: Uint8Array, options?: LoadOptions): Promise<LoadedComponent>
   /** Run an action once under `token`. Token failures throw `token_*`, after an audit record. */
   run(app: LoadedComponent, input: string, options: RunOptions): Promise<Invocation>
   /** Mint a token (admin). A refusal is audited (`deny`, its code), then thrown. */
@@ -169,6 +179,11 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     ...(options.clockResolutionNs ? { clockResolutionNs: options.clockResolutionNs } : {}),
     ...(options.maxRunningPerApp ? { maxRunningPerApp: options.maxRunningPerApp } : {}),
     ...(options.maxQueuedPerApp ? { maxQueuedPerApp: options.maxQueuedPerApp } : {}),
+    ...(options.transpileWorkers ? { transpileWorkers: options.transpileWorkers } : {}),
+    ...(options.transpileTimeoutMs
+      ? { transpileBudget: { ...DEFAULT_TRANSPILE_BUDGET, timeoutMs: options.transpileTimeoutMs } }
+      : {}),
+    ...(options.loadedCacheMb ? { maxLoadedBytes: options.loadedCacheMb * 1024 * 1024 } : {}),
     brokerCapabilities: [
       createHttpCapability({ secrets, ...options.http }),
       createSecretsCapability({ source: secrets }),
@@ -285,7 +300,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     runtime,
     keys,
     audit,
-    load: (bytes) => runtime.load(bytes),
+    load: (bytes, loadOptions) => runtime.load(bytes, loadOptions),
     run,
     async grantToken(request, actor = LOCAL_ADMIN) {
       let minted: MintedToken

@@ -17,7 +17,7 @@ const QUESTION = 'host call cost, per call'
 const CALLS = 2000
 
 /** A broker capability that answers `ping(n) = n + 1`: the bridge with nothing behind it. */
-const ping: BrokerCapability = {
+export const ping: BrokerCapability = {
   descriptor: { interface: 'warden:bench/ping', versions: ['0.1.0'], functions: ['ping'], side: 'broker' },
   handle: (_fn, args) => (args[0] as number) + 1,
 }
@@ -70,6 +70,11 @@ const LOG_IMPORT = `(import "warden:platform/log@0.1.0" (instance $log
 const LOWER = `(core func $f (canon lower (func $log "write") (memory $memory-i "memory") string-encoding=utf8))
   (core func $g (canon lower (func $ping "ping")))`
 
+/** The ping guest: its input is a decimal N, and it calls the broker's `ping` N times. */
+export async function pingGuest(): Promise<Uint8Array> {
+  return compileWat(caller(LOG_IMPORT, LOWER, '(drop (call $g (local.get $i)))'))
+}
+
 export async function run(): Promise<Row[]> {
   const dir = await mkdtemp(join(tmpdir(), 'warden-bench-'))
   const warden = await createRuntime({ dataDir: dir, poolSize: 1, brokerCapabilities: [ping] })
@@ -77,9 +82,7 @@ export async function run(): Promise<Row[]> {
     const logger = await warden.load(
       await compileWat(caller(LOG_IMPORT, LOWER, '(call $f (i32.const 1) (i32.const 512) (i32.const 5))')),
     )
-    const pinger = await warden.load(
-      await compileWat(caller(LOG_IMPORT, LOWER, '(drop (call $g (local.get $i)))')),
-    )
+    const pinger = await warden.load(await pingGuest())
     await warden.pool.warm()
     const limits = { hostCalls: CALLS + 10, logLines: CALLS + 10, logBytes: 1 << 20 }
     const invoke = (app: typeof logger, n: number, grant: string[]) => async () => {

@@ -10,6 +10,8 @@ import { run as fuel } from './fuel.bench.js'
 import { run as hostCalls } from './host-calls.bench.js'
 import { run as instantiate } from './instantiate.bench.js'
 import { run as isolation } from './isolation.bench.js'
+import { run as latency } from './latency.bench.js'
+import { run as throughput } from './throughput.bench.js'
 import { run as timeout } from './timeout.bench.js'
 
 const questions: [string, () => Promise<Row[]>][] = [
@@ -19,6 +21,8 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['timeout', timeout],
   ['componentize-js', componentizeJs],
   ['isolation', isolation],
+  ['throughput', throughput],
+  ['latency', latency],
 ]
 
 const only = process.argv.slice(2)

@@ -2,6 +2,9 @@
  * Shared helpers for the benchmarks: a tinybench runner that returns medians in µs, and a
  * printer. Every file in bench/ answers one question and returns rows; `index.ts` prints them.
  */
+import { spawn } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
+import { cpus, loadavg, setPriority } from 'node:os'
 import { Bench } from 'tinybench'
 
 /** One printed figure. */
@@ -36,6 +39,92 @@ export async function medians(
     out[task.name] = result.latency.p50 * 1000
   }
   return out
+}
+
+/** Median latency and CPU time of one task, from {@link measure}. */
+export interface Measured {
+  /** Median latency, in µs. */
+  medianUs: number
+  /** CPU time of this whole process (main thread and workers) per iteration, in µs. */
+  cpuUs: number
+}
+
+/**
+ * Like {@link medians}, plus the CPU each iteration burns in this process (`process.cpuUsage`,
+ * every thread: a spin on the main thread or in a worker shows up here, and idle waiting does
+ * not). Warmup iterations are not counted.
+ */
+export async function measure(
+  tasks: Record<string, () => unknown>,
+  options: { time?: number; iterations?: number } = {},
+): Promise<Record<string, Measured>> {
+  const bench = new Bench({ time: options.time ?? 1500, iterations: options.iterations ?? 50 })
+  const cpu: Record<string, number> = {}
+  for (const [name, fn] of Object.entries(tasks)) {
+    let count = 0
+    let start = process.cpuUsage()
+    bench.add(
+      name,
+      async () => {
+        count++
+        await fn()
+      },
+      {
+        beforeAll: () => {
+          count = 0
+          start = process.cpuUsage()
+        },
+        afterAll: () => {
+          const used = process.cpuUsage(start)
+          cpu[name] = (used.user + used.system) / Math.max(count, 1)
+        },
+      },
+    )
+  }
+  await bench.run()
+  const out: Record<string, Measured> = {}
+  for (const task of bench.tasks) {
+    const result = task.result
+    if (result.state !== 'completed') {
+      throw new Error(`benchmark ${task.name} did not complete: ${result.state}`)
+    }
+    out[task.name] = { medianUs: result.latency.p50 * 1000, cpuUs: cpu[task.name]! }
+  }
+  return out
+}
+
+/**
+ * Run `fn` while spinner processes keep vCPUs busy. Default: one at `nice 19` per vCPU, the
+ * "loaded" machine whose vCPUs never park, at little cost to this process (nice 19 weighs 15
+ * against our 1024). `{ count: 1, nice: 0 }`: another process wanting a whole vCPU as much as
+ * we do, the "contended" machine.
+ */
+export async function withLoad<T>(
+  fn: () => Promise<T>,
+  options: { count?: number; nice?: number } = {},
+): Promise<T> {
+  const spinners: ChildProcess[] = []
+  for (let i = 0; i < (options.count ?? cpus().length); i++) {
+    const child = spawn(process.execPath, ['-e', 'for (;;) {}'], { stdio: 'ignore' })
+    if (child.pid !== undefined) {
+      setPriority(child.pid, options.nice ?? 19)
+    }
+    spinners.push(child)
+  }
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 200))
+    return await fn()
+  } finally {
+    for (const child of spinners) {
+      child.kill('SIGKILL')
+    }
+    await new Promise((resolve) => setTimeout(resolve, 200))
+  }
+}
+
+/** The 1-minute load average, for the notes: "idle" means nothing else ran. */
+export function load1(): string {
+  return loadavg()[0]!.toFixed(2)
 }
 
 /** Median of plain numbers. */

@@ -19,7 +19,7 @@ import type { SerializedError } from './errors.js'
 import { DEFAULT_CEILINGS, PAGES_PER_MB, resolveLimits } from './limits/limits.js'
 import type { LimitCeilings, Limits } from './limits/limits.js'
 import { ComponentLoader } from './loader/load.js'
-import type { LoadedComponent } from './loader/load.js'
+import type { LoadedComponent, LoadOptions } from './loader/load.js'
 import type { TranspileBudget } from './loader/transpile.js'
 import type { MeteringReport } from './report.js'
 import { SandboxPool } from './sandbox/pool.js'
@@ -42,8 +42,12 @@ export interface RuntimeOptions {
   ceilings?: LimitCeilings
   /** Broker-side capabilities beyond the platform's (tests add `warden:test/echo` here). */
   brokerCapabilities?: readonly BrokerCapability[]
-  /** Budget of each transpilation. */
+  /** Budget of each transpilation. Default 20 s and 1 GiB of heap. */
   transpileBudget?: TranspileBudget
+  /** Transpile workers, shared fairly between uploaders. Default 2. */
+  transpileWorkers?: number
+  /** Loaded components kept in memory, in bytes (the disk cache keeps the rest). Default 256 MiB. */
+  maxLoadedBytes?: number
   /**
    * Where runs are contained. `thread`: worker threads of this process. `process`: those
    * threads in a child process under Node's permission model, with an empty environment and,
@@ -92,7 +96,7 @@ export interface Invocation {
 /** A running Warden runtime. */
 export interface WardenRuntime {
   /** Validate, transpile, instrument and compile a component (cached by digest). */
-  load(bytes: Uint8Array): Promise<LoadedComponent>
+  load(bytes: Uint8Array, options?: LoadOptions): Promise<LoadedComponent>
   /** Run an `action` component's `run(input)` once, in a fresh instance. */
   invoke(component: LoadedComponent, input: string, options?: InvokeOptions): Promise<Invocation>
   /** Call any export (`run`, `handler.handle`) with jco-shaped arguments. */
@@ -129,6 +133,8 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     capabilities: [...DEFAULT_CAPABILITIES, ...extra.map((c) => c.descriptor)],
     maxMemoryPages: ceilings.maxMemoryMb * PAGES_PER_MB,
     ...(options.transpileBudget ? { budget: options.transpileBudget } : {}),
+    ...(options.transpileWorkers ? { transpileWorkers: options.transpileWorkers } : {}),
+    ...(options.maxLoadedBytes ? { maxMemoBytes: options.maxLoadedBytes } : {}),
     keepModuleBytes: isolation === 'process',
   })
   const brokerInterfaces: Record<string, readonly string[]> = {}
@@ -175,8 +181,12 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     opts: InvokeOptions = {},
   ): Promise<Invocation> {
     const limits = resolveLimits(opts.limits, ceilings)
-    const imported = new Set(component.imports)
-    const granted = new Set((opts.grant ?? []).filter((g) => imported.has(g)))
+    const granted = new Set<string>()
+    for (const g of opts.grant ?? []) {
+      if (component.imports.includes(g)) {
+        granted.add(g)
+      }
+    }
     // NB: created on first use: an AbortController plus its abort() costs ~25 µs per run.
     let abort: AbortController | undefined
     const context: BrokerRunContext = {
@@ -221,7 +231,11 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       ...(result.ok ? {} : { error: result.error }),
       logsDropped: metering?.logsDropped ?? 0,
     }
-    const decisions = [...(metering?.decisions ?? []), ...context.decisions].sort((a, b) => a.call - b.call)
+    // The worker's decisions come in call order; the broker's interleave with them.
+    const decisions =
+      context.decisions.length === 0
+        ? (metering?.decisions ?? [])
+        : [...(metering?.decisions ?? []), ...context.decisions].sort((a, b) => a.call - b.call)
     const logs = metering?.logs ?? []
     if (!result.ok) {
       return { ok: false, error: result.error, report, logs, decisions }
@@ -234,11 +248,13 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
   return {
     pool,
     isolation: { mode: isolation, networkIsolated },
-    load: (bytes) => loader.load(bytes),
+    load: (bytes, loadOptions) => loader.load(bytes, loadOptions),
     call,
-    async invoke(component, input, opts) {
+    invoke(component, input, opts) {
       if (component.kind !== 'action') {
-        throw new WardenError('invalid_request', 'this component is not an action (it exports no run)')
+        return Promise.reject(
+          new WardenError('invalid_request', 'this component is not an action (it exports no run)'),
+        )
       }
       return call(component, 'run', [input], opts)
     },
@@ -252,7 +268,7 @@ export { WardenError, WARDEN_ERROR_CODES, toWardenError } from './errors.js'
 export type { SerializedError, WardenErrorCode } from './errors.js'
 export type { Limits, ResolvedLimits } from './limits/limits.js'
 export { resolveLimits, DEFAULT_LIMITS } from './limits/limits.js'
-export type { LoadedComponent } from './loader/load.js'
+export type { LoadedComponent, LoadOptions } from './loader/load.js'
 export type { MeteringReport, RunOutcome } from './report.js'
 export type { Isolation, Sandbox } from './sandbox/sandbox.js'
 export { resolveHostConfig } from './host-config.js'

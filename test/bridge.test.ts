@@ -13,9 +13,9 @@ import {
 } from '../host-capabilities/test-echo/index.js'
 import { HostCallError } from '../host-capabilities/types.js'
 import type { BrokerCapability, RunContext } from '../host-capabilities/types.js'
-import { resolveLimits } from '../runtime/index.js'
 import type { Invocation, InvokeOptions, LoadedComponent } from '../runtime/index.js'
 import { DEFAULT_CHANNEL_BYTES } from '../runtime/sandbox/protocol.js'
+import { fakeRunContext } from './support/context.js'
 import { buildJsGuest } from './support/js-guest.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
@@ -235,16 +235,7 @@ describe('log', () => {
 
 describe('broker-side validation', () => {
   it('refuses a malformed call with HostCallError invalid, whatever the worker sends', () => {
-    const ctx: RunContext = {
-      invocationId: 'direct',
-      appId: 'direct',
-      digest: 'direct',
-      limits: resolveLimits(),
-      granted: new Set([ECHO_INTERFACE]),
-      grants: {},
-      counters: { brokerCalls: 0, egressBytes: 0 },
-      signal: new AbortController().signal,
-    }
+    const ctx = fakeRunContext({ granted: new Set([ECHO_INTERFACE]) })
     let thrown: unknown
     try {
       createTestEchoCapability().handle('echoItem', [{ name: 1 }], ctx)

@@ -4,10 +4,10 @@
  * ends its run with `internal`, and never rejects an unhandled promise or ends the host.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { RunContext } from '../host-capabilities/types.js'
 import { resolveLimits } from '../runtime/limits/limits.js'
 import { SandboxPool } from '../runtime/sandbox/pool.js'
 import type { PoolJob } from '../runtime/sandbox/pool.js'
+import { fakeRunContext } from './support/context.js'
 
 const unhandled: unknown[] = []
 const onUnhandled = (reason: unknown) => unhandled.push(reason)
@@ -29,16 +29,7 @@ afterAll(async () => {
 })
 
 function job(mode: string): PoolJob {
-  const context: RunContext = {
-    invocationId: mode,
-    appId: 'rogue',
-    digest: 'rogue',
-    limits: resolveLimits(),
-    granted: new Set(),
-    grants: {},
-    counters: { brokerCalls: 0, egressBytes: 0 },
-    signal: new AbortController().signal,
-  }
+  const context = fakeRunContext({ invocationId: mode, appId: 'rogue', digest: 'rogue' })
   return {
     component: { key: 'rogue', glueSource: '', glueFile: 'rogue.js', modules: {}, minMemoryPages: 0 },
     exportName: 'run',

@@ -3,11 +3,11 @@
  * runs, a short per-app queue, and refusal at once past it.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { RunContext } from '../host-capabilities/types.js'
 import { resolveLimits } from '../runtime/limits/limits.js'
 import type { LoadedComponent } from '../runtime/loader/load.js'
 import { SandboxPool } from '../runtime/sandbox/pool.js'
 import type { PoolJob, PoolResult } from '../runtime/sandbox/pool.js'
+import { fakeRunContext } from './support/context.js'
 import { infiniteLoop } from './support/guests.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
@@ -38,16 +38,12 @@ afterAll(async () => {
 
 function job(component: LoadedComponent, appId: string, timeoutMs: number): PoolJob {
   const limits = resolveLimits({ fuel: 1e12, timeoutMs })
-  const context: RunContext = {
+  const context = fakeRunContext({
     invocationId: `${appId}-${Math.random()}`,
     appId,
     digest: component.digest,
     limits,
-    granted: new Set(),
-    grants: {},
-    counters: { brokerCalls: 0, egressBytes: 0 },
-    signal: new AbortController().signal,
-  }
+  })
   return {
     component: component.sandbox,
     exportName: 'run',

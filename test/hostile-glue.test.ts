@@ -4,10 +4,10 @@
  * glue's syntax check, and tries every door to the host it can think of. Each must be shut.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { RunContext } from '../host-capabilities/types.js'
 import { resolveLimits } from '../runtime/limits/limits.js'
 import { SandboxPool } from '../runtime/sandbox/pool.js'
 import type { PoolJob } from '../runtime/sandbox/pool.js'
+import { fakeRunContext } from './support/context.js'
 
 /** A function body returning `instantiate`, as `loader/glue.ts` makes them; `run` reports. */
 const HOSTILE_GLUE = `'use strict'
@@ -62,16 +62,7 @@ beforeAll(async () => {
 afterAll(() => pool.close())
 
 function job(glueSource: string, key: string): PoolJob {
-  const context: RunContext = {
-    invocationId: key,
-    appId: 'hostile',
-    digest: 'hostile',
-    limits: resolveLimits(),
-    granted: new Set(),
-    grants: {},
-    counters: { brokerCalls: 0, egressBytes: 0 },
-    signal: new AbortController().signal,
-  }
+  const context = fakeRunContext({ invocationId: key, appId: 'hostile', digest: 'hostile' })
   return {
     component: { key, glueSource, glueFile: 'hostile.js', modules: {}, minMemoryPages: 0 },
     exportName: 'run',

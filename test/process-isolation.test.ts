@@ -19,7 +19,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
 import { createTestEchoCapability, ECHO_INTERFACE } from '../host-capabilities/test-echo/index.js'
-import type { BrokerCapability, RunContext } from '../host-capabilities/types.js'
+import type { BrokerCapability } from '../host-capabilities/types.js'
 import { resolveHostConfig } from '../runtime/host-config.js'
 import { resolveLimits } from '../runtime/index.js'
 import type { Invocation, LoadedComponent, Sandbox } from '../runtime/index.js'
@@ -31,6 +31,7 @@ import {
 } from '../runtime/sandbox/process/launch.js'
 import { ProcessSandboxPool } from '../runtime/sandbox/process/pool.js'
 import { FrameReader, frame, parseFromChild } from '../runtime/sandbox/process/protocol.js'
+import { fakeRunContext } from './support/context.js'
 import { compileWat, guestFile } from './support/wat.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
@@ -597,16 +598,7 @@ function refuse(): never {
 }
 
 function job(app: LoadedComponent, input: string) {
-  const context: RunContext = {
-    invocationId: 'test',
-    appId: 'test',
-    digest: app.digest,
-    limits: resolveLimits(),
-    granted: new Set(),
-    grants: {},
-    counters: { brokerCalls: 0, egressBytes: 0 },
-    signal: new AbortController().signal,
-  }
+  const context = fakeRunContext({ digest: app.digest })
   return {
     component: app.sandbox,
     exportName: 'run',

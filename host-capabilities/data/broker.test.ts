@@ -7,7 +7,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { createBroker } from '../../runtime/broker/broker.js'
 import type { BrokerRunContext } from '../../runtime/broker/broker.js'
 import { WardenError } from '../../runtime/errors.js'
-import { DEFAULT_LIMITS } from '../../runtime/limits/limits.js'
+import { fakeRunContext } from '../../test/support/context.js'
 import { HostCallError } from '../types.js'
 import type { RunContext } from '../types.js'
 import { createDataCapability, DATA_INTERFACE, MAX_PAGE_BYTES, MAX_PAGE_ENTRIES } from './broker.js'
@@ -47,17 +47,13 @@ function memoryStore(
 }
 
 function context(entries?: DataGrantEntry[], appId = 'app-1'): BrokerRunContext {
-  return {
+  return fakeRunContext({
     invocationId: 'inv-1',
     appId,
     digest: 'sha256:00',
-    limits: DEFAULT_LIMITS,
     granted: new Set([DATA_INTERFACE]),
     grants: entries ? { [DATA_INTERFACE]: compileDataGrant(entries) } : {},
-    counters: { brokerCalls: 0, egressBytes: 0 },
-    signal: new AbortController().signal,
-    decisions: [],
-  }
+  })
 }
 
 async function hostError(promise: unknown): Promise<HostCallError> {

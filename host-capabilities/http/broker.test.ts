@@ -11,6 +11,7 @@ import type { AddressInfo } from 'node:net'
 import { gzipSync } from 'node:zlib'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { resolveLimits } from '../../runtime/limits/limits.js'
+import { fakeRunContext } from '../../test/support/context.js'
 import { HostCallError } from '../types.js'
 import type { RunContext, SecretSource } from '../types.js'
 import { compileSecretsGrant, SECRETS_INTERFACE } from '../secrets/index.js'
@@ -106,7 +107,7 @@ function ctxFor(
   if (options.secrets) {
     grants[SECRETS_INTERFACE] = compileSecretsGrant(options.secrets)
   }
-  return {
+  return fakeRunContext({
     invocationId: 'inv-1',
     appId: 'app-1',
     digest: 'sha256:00',
@@ -114,8 +115,8 @@ function ctxFor(
     granted: new Set(Object.keys(grants)),
     grants,
     counters: { brokerCalls: 0, egressBytes: options.spent ?? 0 },
-    signal: options.signal ?? new AbortController().signal,
-  }
+    ...(options.signal ? { signal: options.signal } : {}),
+  })
 }
 
 function request(url: string, init: Partial<HttpRequest> = {}): HttpRequest {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { createBroker } from '../../runtime/broker/broker.js'
 import type { BrokerRunContext } from '../../runtime/broker/broker.js'
-import { DEFAULT_LIMITS } from '../../runtime/limits/limits.js'
+import { fakeRunContext } from '../../test/support/context.js'
 import { HostCallError } from '../types.js'
 import type { RunContext, SecretSource } from '../types.js'
 import { createSecretsCapability, REVEAL_OP, SECRETS_INTERFACE } from './broker.js'
@@ -9,17 +9,13 @@ import { compileSecretsGrant } from './grant.js'
 import type { SecretsGrantEntry } from './grant.js'
 
 function context(entries?: SecretsGrantEntry[]): BrokerRunContext {
-  return {
+  return fakeRunContext({
     invocationId: 'inv-1',
     appId: 'app-1',
     digest: 'sha256:00',
-    limits: DEFAULT_LIMITS,
     granted: new Set([SECRETS_INTERFACE]),
     grants: entries ? { [SECRETS_INTERFACE]: compileSecretsGrant(entries) } : {},
-    counters: { brokerCalls: 0, egressBytes: 0 },
-    signal: new AbortController().signal,
-    decisions: [],
-  }
+  })
 }
 
 /** A source over a map that counts its reads. */

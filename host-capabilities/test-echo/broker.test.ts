@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_CAPABILITIES } from '../index.js'
-import { resolveLimits } from '../../runtime/limits/limits.js'
+import { fakeRunContext } from '../../test/support/context.js'
 import { HostCallError } from '../types.js'
 import type { RunContext } from '../types.js'
 import {
@@ -16,16 +16,13 @@ import {
 } from './index.js'
 
 function context(signal: AbortSignal = new AbortController().signal): RunContext {
-  return {
+  return fakeRunContext({
     invocationId: 'unit',
     appId: 'unit',
     digest: 'unit',
-    limits: resolveLimits(),
     granted: new Set([ECHO_INTERFACE]),
-    grants: {},
-    counters: { brokerCalls: 0, egressBytes: 0 },
     signal,
-  }
+  })
 }
 
 function call(fn: string, args: unknown[], signal?: AbortSignal): unknown {

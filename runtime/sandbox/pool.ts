@@ -10,6 +10,7 @@
  * - Nothing a worker sends is trusted: a malformed or forged message (unknown tag, wrong
  *   length, deep nesting, wrong shape) retires that worker and ends its run with `internal`.
  */
+import { readFileSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { MessageChannel } from 'node:worker_threads'
 import type { MessagePort, ResourceLimits, Worker } from 'node:worker_threads'
@@ -18,7 +19,8 @@ import { toWardenError, WardenError } from '../errors.js'
 import { startWorker } from '../internal/worker.js'
 import type { SerializedError } from '../errors.js'
 import type { ResolvedLimits } from '../limits/limits.js'
-import { decode, encode } from './codec.js'
+import { Channel, ON_PORT, SPIN, Spinner, stateSet } from './channel.js'
+import { decode } from './codec.js'
 import { CHANNEL, DEFAULT_CHANNEL_BYTES } from './protocol.js'
 import type {
   HostCallRequest,
@@ -33,6 +35,53 @@ import { AppShares } from './fairness.js'
 import type { AppShareOptions } from './fairness.js'
 import { checkFromWorker, checkHostCallRequest } from './validate.js'
 import type { SandboxWorkerData } from './worker.js'
+
+/** STATE values the main thread acts on. */
+const WORKER_SPOKE = stateSet(CHANNEL.REQUEST, CHANNEL.RESULT)
+
+/**
+ * How many vCPUs other processes keep busy at normal priority, sampled at most every 250 ms
+ * from /proc/stat (niced work does not count: we take the CPU from it at once). 0 where
+ * /proc/stat cannot be read.
+ */
+class OtherLoad {
+  #at = 0
+  #busy = 0
+  #total = 0
+  #ownUs = 0
+  #vcpus = 0
+
+  get vcpus(): number {
+    const now = performance.now()
+    if (now - this.#at < 250) {
+      return this.#vcpus
+    }
+    this.#at = now
+    let fields: number[]
+    try {
+      const line = readFileSync('/proc/stat', 'latin1').slice(0, 256).split('\n', 1)[0]!
+      fields = line.trim().split(/\s+/).slice(1).map(Number)
+    } catch {
+      return 0
+    }
+    // user nice system idle iowait irq softirq steal: busy is all but nice, idle and iowait.
+    const [user = 0, nice = 0, system = 0, idle = 0, iowait = 0, irq = 0, softirq = 0, steal = 0] =
+      fields
+    const busy = user + system + irq + softirq + steal
+    const total = busy + nice + idle + iowait
+    const own = process.cpuUsage()
+    const ownUs = own.user + own.system
+    if (this.#total > 0 && total > this.#total) {
+      // Ticks are 10 ms (USER_HZ 100); this process's own share is not "other".
+      const others = busy - this.#busy - (ownUs - this.#ownUs) / 10_000
+      this.#vcpus = Math.max(0, (others / (total - this.#total)) * availableParallelism())
+    }
+    this.#busy = busy
+    this.#total = total
+    this.#ownUs = ownUs
+    return this.#vcpus
+  }
+}
 
 /** Options of {@link SandboxPool}. */
 export interface SandboxPoolOptions extends AppShareOptions {
@@ -79,18 +128,27 @@ interface ActiveRun {
   startedAt: number
   timer: NodeJS.Timeout
   resolve: (result: PoolResult) => void
+  /** How the main thread watches for the worker's next move after answering a host call. */
+  calls?: Spinner
 }
 
 interface Slot {
   worker: Worker
-  header: Int32Array
-  area: Uint8Array
+  channel: Channel
   responsePort: MessagePort
   controlPort: MessagePort
   ready: boolean
   dead: boolean
-  loaded: Map<string, true>
+  /**
+   * Keys loaded in the worker, least recently used first, each with how the main thread
+   * watches for the result of its runs.
+   */
+  loaded: Map<string, Spinner>
   current?: ActiveRun
+  /** A `waitAsync` on STATE is pending. */
+  waiting: boolean
+  /** `#arm` is on the stack: a nested call leaves the work to it. */
+  arming: boolean
   largeRequests: ((request: HostCallRequest) => void)[]
   pendingLarge: HostCallRequest[]
 }
@@ -114,6 +172,10 @@ export class SandboxPool {
   #replacements = 0
   /** Per-app caps (`context.appId`): running, and waiting; see `fairness.ts`. */
   readonly #shares: AppShares
+  /** Spin bounds, read once: see `channel.ts`. */
+  readonly #spin = { ...SPIN }
+  readonly #cpus = availableParallelism()
+  readonly #otherLoad = new OtherLoad()
 
   constructor(options: SandboxPoolOptions) {
     this.#options = options
@@ -184,9 +246,7 @@ export class SandboxPool {
   }
 
   #spawn(): void {
-    const channel = new SharedArrayBuffer(
-      CHANNEL.HEADER_BYTES + (this.#options.channelBytes ?? DEFAULT_CHANNEL_BYTES),
-    )
+    const channel = Channel.allocate(this.#options.channelBytes ?? DEFAULT_CHANNEL_BYTES)
     const response = new MessageChannel()
     const control = new MessageChannel()
     const workerData: SandboxWorkerData = {
@@ -195,6 +255,7 @@ export class SandboxPool {
       controlPort: control.port2,
       brokerInterfaces: this.#options.brokerInterfaces,
       ...(this.#options.clockResolutionNs ? { clockResolutionNs: this.#options.clockResolutionNs } : {}),
+      spin: { response: this.#spin.response, job: this.#spin.job },
     }
     const entry = this.#options.workerModule ?? { from: import.meta.url, name: './worker' }
     const worker = startWorker(entry.from, entry.name, {
@@ -205,13 +266,14 @@ export class SandboxPool {
     })
     const slot: Slot = {
       worker,
-      header: new Int32Array(channel, 0, CHANNEL.HEADER_BYTES / 4),
-      area: new Uint8Array(channel, CHANNEL.HEADER_BYTES),
+      channel: new Channel(channel),
       responsePort: response.port1,
       controlPort: control.port1,
       ready: false,
       dead: false,
       loaded: new Map(),
+      waiting: false,
+      arming: false,
       largeRequests: [],
       pendingLarge: [],
     }
@@ -234,15 +296,6 @@ export class SandboxPool {
     } catch {
       this.#onCrash(slot, 'the sandbox worker sent a malformed message')
     }
-  }
-
-  /** Decode a payload the worker wrote into the shared area, checking its length first. */
-  #readArea(slot: Slot): unknown {
-    const length = Atomics.load(slot.header, CHANNEL.LENGTH)
-    if (!Number.isInteger(length) || length < 0 || length > slot.area.length) {
-      throw new RangeError('bad length on the channel')
-    }
-    return decode(slot.area.subarray(0, length))
   }
 
   #onMessage(slot: Slot, received: unknown): void {
@@ -335,7 +388,7 @@ export class SandboxPool {
     slot.current = undefined
     const replace = () => {
       // Wake the waitAsync loop so it sees `dead` and stops.
-      Atomics.notify(slot.header, CHANNEL.STATE)
+      Atomics.notify(slot.channel.header, CHANNEL.STATE)
       slot.responsePort.close()
       slot.controlPort.close()
       void slot.worker.terminate()
@@ -372,7 +425,9 @@ export class SandboxPool {
         this.#shares.finish(app)
         resolve(result)
         // A worker may be free while runs of this app wait behind its cap.
-        queueMicrotask(() => this.#pump())
+        if (this.#queue.length > 0) {
+          queueMicrotask(() => this.#pump())
+        }
       })
     }
   }
@@ -392,9 +447,11 @@ export class SandboxPool {
 
   #start(slot: Slot, job: PoolJob, resolve: (r: PoolResult) => void): void {
     const key = job.component.key
-    if (slot.loaded.has(key)) {
+    let spinner = slot.loaded.get(key)
+    if (spinner) {
       slot.loaded.delete(key)
     } else {
+      spinner = new Spinner(this.#spin.run)
       this.#control(slot, { type: 'load', component: job.component })
       const max = this.#options.componentsPerWorker ?? 32
       if (slot.loaded.size >= max) {
@@ -403,7 +460,7 @@ export class SandboxPool {
         this.#control(slot, { type: 'unload', key: oldest })
       }
     }
-    slot.loaded.set(key, true)
+    slot.loaded.set(key, spinner)
     const id = this.#nextId++
     const run: ActiveRun = {
       id,
@@ -411,8 +468,17 @@ export class SandboxPool {
       resolve,
       startedAt: performance.now(),
       timer: setTimeout(() => this.#onTimeout(slot, run), job.limits.timeoutMs),
+      ...(this.#spin.call > 0 ? { calls: new Spinner(this.#spin.call) } : {}),
     }
     slot.current = run
+    // Spinning pays only on a spare vCPU: with as many busy threads as vCPUs (ours and other
+    // processes'), a spinner takes the CPU from the thread it waits for.
+    let busy = 1
+    for (const other of this.#slots) {
+      busy += other.current ? 1 : 0
+    }
+    const roomy = busy + Math.round(this.#otherLoad.vcpus) <= this.#cpus
+    Atomics.store(slot.channel.header, CHANNEL.ROOMY, roomy ? 1 : 0)
     const invoke: InvokeJob = {
       type: 'invoke',
       id,
@@ -422,63 +488,123 @@ export class SandboxPool {
       limits: job.limits,
       grant: job.grant,
     }
-    const bytes = encode(invoke)
-    if (bytes.length <= slot.area.length) {
-      slot.area.set(bytes)
-      Atomics.store(slot.header, CHANNEL.LENGTH, bytes.length)
+    // A job too large for the area follows its loads on the control port.
+    slot.channel.send(CHANNEL.JOB, invoke, () => slot.controlPort.postMessage(invoke))
+    if (roomy && spinner.us > 0) {
+      // Watch for the result on this thread rather than park (a parked vCPU wakes slowly),
+      // once the event loop has caught up; `spinner` backs off when this component's runs are
+      // not tiny.
+      setImmediate(() => {
+        if (slot.current === run) {
+          this.#guard(slot, () => this.#arm(slot, spinner))
+        }
+      })
     } else {
-      slot.controlPort.postMessage(invoke)
-      Atomics.store(slot.header, CHANNEL.LENGTH, CHANNEL.LENGTH_ON_PORT)
+      this.#guard(slot, () => this.#arm(slot))
     }
-    Atomics.store(slot.header, CHANNEL.STATE, CHANNEL.JOB)
-    Atomics.notify(slot.header, CHANNEL.STATE)
   }
 
   #control(slot: Slot, msg: ToWorkerControl): void {
     slot.controlPort.postMessage(msg)
   }
 
-  /** Wait, without blocking the event loop, for the worker's next host call. */
-  #arm(slot: Slot): void {
+  /**
+   * Follow the worker of `slot` while a run is on it: serve its host calls and take its result;
+   * when it has nothing to say yet, wait without blocking the event loop. With `watch`, first
+   * watch the channel for a while (see `channel.ts`): the worker is expected to speak soon.
+   */
+  #arm(slot: Slot, watch?: Spinner): void {
+    if (slot.arming) {
+      return
+    }
+    slot.arming = true
+    try {
+      this.#follow(slot, watch)
+    } finally {
+      slot.arming = false
+    }
+  }
+
+  #follow(slot: Slot, watch: Spinner | undefined): void {
     for (;;) {
       if (slot.dead) {
         return
       }
-      const state = Atomics.load(slot.header, CHANNEL.STATE)
+      const state = slot.channel.state
       if (state === CHANNEL.REQUEST) {
-        this.#serve(slot)
-        return
-      }
-      if (state === CHANNEL.RESULT) {
-        const message = this.#readArea(slot)
-        Atomics.store(slot.header, CHANNEL.STATE, CHANNEL.IDLE)
-        this.#onMessage(slot, message)
+        const answered = this.#serve(slot)
+        if (!answered) {
+          return
+        }
+        watch = this.#watchCalls(slot)
         continue
       }
-      const wait = Atomics.waitAsync(slot.header, CHANNEL.STATE, state)
+      if (state === CHANNEL.RESULT) {
+        const message = slot.channel.read()
+        if (message === ON_PORT) {
+          // A result too large for the area comes as a message, and never announces itself.
+          throw new RangeError('bad length on the channel')
+        }
+        slot.channel.settle(CHANNEL.IDLE)
+        this.#onMessage(slot, message)
+        watch = undefined
+        continue
+      }
+      const run = slot.current
+      if (!run) {
+        return
+      }
+      if (watch) {
+        const spoke = slot.channel.watch(WORKER_SPOKE, watch)
+        watch = undefined
+        if (spoke) {
+          continue
+        }
+      }
+      if (slot.waiting) {
+        return
+      }
+      const wait = Atomics.waitAsync(slot.channel.header, CHANNEL.STATE, state)
       if (wait.async) {
-        void wait.value.then(() => this.#guard(slot, () => this.#arm(slot)))
+        slot.waiting = true
+        void wait.value.then(() => {
+          slot.waiting = false
+          this.#guard(slot, () => this.#arm(slot))
+        })
         return
       }
     }
   }
 
-  #serve(slot: Slot): void {
+  /** How to watch for the worker's next move after answering a host call, if at all. */
+  #watchCalls(slot: Slot): Spinner | undefined {
+    const roomy = Atomics.load(slot.channel.header, CHANNEL.ROOMY) === 1
+    return roomy ? slot.current?.calls : undefined
+  }
+
+  /** Answer the host call in the area. True when the answer went at once, false if later. */
+  #serve(slot: Slot): boolean {
     const run = slot.current
-    if (Atomics.load(slot.header, CHANNEL.LENGTH) === CHANNEL.LENGTH_ON_PORT) {
+    const payload = slot.channel.read()
+    if (payload === ON_PORT) {
       void this.#nextLargeRequest(slot).then((request) =>
-        this.#guard(slot, () => this.#answer(slot, run, request)),
+        this.#guard(slot, () => {
+          if (this.#answer(slot, run, request)) {
+            this.#arm(slot, this.#watchCalls(slot))
+          }
+        }),
       )
-      return
+      return false
     }
-    const request = checkHostCallRequest(this.#readArea(slot))
+    const request = checkHostCallRequest(payload)
     if (!request) {
       throw new TypeError('malformed host call from a worker')
     }
-    this.#answer(slot, run, request)
+    return this.#answer(slot, run, request)
   }
 
-  #answer(slot: Slot, run: ActiveRun | undefined, request: HostCallRequest): void {
+  /** True when the answer went at once; otherwise it goes later and follows the worker again. */
+  #answer(slot: Slot, run: ActiveRun | undefined, request: HostCallRequest): boolean {
     let response: HostCallResponse | Promise<HostCallResponse>
     try {
       if (!run) {
@@ -489,40 +615,35 @@ export class SandboxPool {
       response = { ok: false, fatal: toWardenError(error).toJSON() }
     }
     if (response instanceof Promise) {
+      const later = (answer: HostCallResponse) => {
+        if (this.#reply(slot, run, answer)) {
+          this.#arm(slot, this.#watchCalls(slot))
+        }
+      }
       void response.then(
-        (answer) => this.#guard(slot, () => this.#reply(slot, run, answer)),
+        (answer) => this.#guard(slot, () => later(answer)),
         (error: unknown) =>
-          this.#guard(slot, () =>
-            this.#reply(slot, run, { ok: false, fatal: toWardenError(error).toJSON() }),
-          ),
+          this.#guard(slot, () => later({ ok: false, fatal: toWardenError(error).toJSON() })),
       )
-    } else {
-      this.#reply(slot, run, response)
+      return false
     }
+    return this.#reply(slot, run, response)
   }
 
-  #reply(slot: Slot, run: ActiveRun | undefined, response: HostCallResponse): void {
+  /** Send the answer, unless its run is over. */
+  #reply(slot: Slot, run: ActiveRun | undefined, response: HostCallResponse): boolean {
     if (slot.dead || slot.current !== run) {
-      return
+      return false
     }
-    let bytes: Uint8Array
+    const overflow = () => slot.responsePort.postMessage(response)
     try {
-      bytes = encode(response)
+      slot.channel.send(CHANNEL.RESPONSE, response, overflow)
     } catch (error) {
       // The broker's answer cannot cross (a host bug, not the guest's): end the run.
       response = { ok: false, fatal: toWardenError(error).toJSON() }
-      bytes = encode(response)
+      slot.channel.send(CHANNEL.RESPONSE, response, overflow)
     }
-    if (bytes.length <= slot.area.length) {
-      slot.area.set(bytes)
-      Atomics.store(slot.header, CHANNEL.LENGTH, bytes.length)
-      Atomics.store(slot.header, CHANNEL.STATE, CHANNEL.RESPONSE)
-    } else {
-      slot.responsePort.postMessage(response)
-      Atomics.store(slot.header, CHANNEL.STATE, CHANNEL.RESPONSE_ON_PORT)
-    }
-    Atomics.notify(slot.header, CHANNEL.STATE)
-    this.#arm(slot)
+    return true
   }
 
   #nextLargeRequest(slot: Slot): Promise<HostCallRequest> {

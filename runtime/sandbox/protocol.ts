@@ -1,10 +1,11 @@
 /**
  * The typed messages between the pool (main thread) and a sandbox worker, and the layout of
- * the shared channel that carries synchronous host calls.
+ * the shared channel.
  *
- * Control messages (load, invoke, result) travel by `postMessage`. Host calls travel through
- * a SharedArrayBuffer: the worker writes the request and blocks in `Atomics.wait`; the main
- * thread, woken by `Atomics.waitAsync`, answers in place. See `bridge.ts`.
+ * Component loads travel by `postMessage` on the control port. Jobs, results and host calls
+ * travel through a SharedArrayBuffer (framing in `channel.ts`): the worker blocks in
+ * `Atomics.wait`; the main thread, woken by `Atomics.waitAsync`, answers in place. Payloads
+ * too large for it fall back to a message.
  */
 import type { SerializedError } from '../errors.js'
 import type { ResolvedLimits } from '../limits/limits.js'
@@ -138,18 +139,24 @@ export type HostCallResponse =
 /**
  * Shared channel layout: an Int32 header followed by a byte area.
  * A run starts with IDLE → JOB (main) → IDLE (worker). During it, STATE moves IDLE → REQUEST
- * (worker) → RESPONSE | RESPONSE_ON_PORT (main) → IDLE (worker), once per host call. At its
- * end, IDLE → RESULT (worker) → IDLE (main). LENGTH_ON_PORT in LENGTH means the payload came
- * by message instead of through the area.
+ * (worker) → RESPONSE (main) → IDLE (worker), once per host call. At its end, IDLE → RESULT
+ * (worker) → IDLE (main). LENGTH_ON_PORT in LENGTH means the payload came by message instead
+ * of through the area: a job on the control port, a host call as `host-call-large`, an answer
+ * on the response port. A result too large for the area comes as a `result` message and
+ * leaves STATE alone.
  */
 export const CHANNEL = {
   STATE: 0,
   LENGTH: 1,
+  /**
+   * 1 when the pool found a vCPU for this worker to watch the channel on (its busy workers and
+   * the main thread fit the machine), 0 when spinning would take one from a thread with work.
+   */
+  ROOMY: 2,
   HEADER_BYTES: 16,
   IDLE: 0,
   REQUEST: 1,
   RESPONSE: 2,
-  RESPONSE_ON_PORT: 3,
   /** The worker finished a run; the serialised `result` message is in the area. */
   RESULT: 4,
   /** The main thread put a serialised {@link InvokeJob} in the area (or on the control port). */

@@ -21,7 +21,8 @@ import type { SerializedError } from '../errors.js'
 import { METER_MODULE, TRAP_FUEL, TRAP_MEMORY } from '../limits/instrument.js'
 import { PAGES_PER_MB } from '../limits/limits.js'
 import type { ResolvedLimits } from '../limits/limits.js'
-import { adoptRealm, decode, encode } from './codec.js'
+import { Channel, ON_PORT, Spinner, stateSet } from './channel.js'
+import { adoptRealm } from './codec.js'
 import { createGlueRealm } from './glue-realm.js'
 import type { GlueRealm, RealmIntrinsics, RealmTextCodec } from './glue-realm.js'
 import { lockDownWorkerRealm } from './lockdown.js'
@@ -48,6 +49,8 @@ export interface SandboxWorkerData {
   brokerInterfaces: Record<string, readonly string[]>
   /** Resolution of guests' monotonic clocks, in nanoseconds (see the WASI baseline). */
   clockResolutionNs?: number
+  /** How long this worker watches the channel before parking, in µs (`channel.ts`). */
+  spin?: { response: number; job: number }
 }
 
 // jco glue: `instantiate(getCoreModule, imports, instantiateCore)`; `any` is the ABI boundary.
@@ -132,36 +135,34 @@ const data = workerData as SandboxWorkerData
 // Everything this worker needs is imported or captured above; from here on the realm holds
 // no ambient authority (see lockdown.ts), before any guest-derived code exists.
 lockDownWorkerRealm()
-const header = new Int32Array(data.channel, 0, CHANNEL.HEADER_BYTES / 4)
-const area = new Uint8Array(data.channel, CHANNEL.HEADER_BYTES)
+const channel = new Channel(data.channel)
 const components = new Map<string, ReadyComponent | Error>()
+
+/** Any STATE but REQUEST: the broker answered. */
+const ANSWERED = ~stateSet(CHANNEL.REQUEST)
+const JOB = stateSet(CHANNEL.JOB)
+const responseSpinner = new Spinner(data.spin?.response ?? 0)
+const jobSpinner = new Spinner(data.spin?.job ?? 0)
+
+/** `spinner`, when the pool says there is a vCPU to spare for watching the channel. */
+function roomy(spinner: Spinner): Spinner | undefined {
+  return spinner.us > 0 && Atomics.load(channel.header, CHANNEL.ROOMY) === 1 ? spinner : undefined
+}
 
 /** One synchronous round trip to the broker. The guest is blocked until it returns. */
 function callBroker(request: HostCallRequest): HostCallResponse {
-  const payload = encode(request)
-  if (payload.length <= area.length) {
-    area.set(payload)
-    Atomics.store(header, CHANNEL.LENGTH, payload.length)
-  } else {
-    post({ type: 'host-call-large', bytes: payload.slice() })
-    Atomics.store(header, CHANNEL.LENGTH, CHANNEL.LENGTH_ON_PORT)
-  }
-  Atomics.store(header, CHANNEL.STATE, CHANNEL.REQUEST)
-  Atomics.notify(header, CHANNEL.STATE)
-  while (Atomics.load(header, CHANNEL.STATE) === CHANNEL.REQUEST) {
-    Atomics.wait(header, CHANNEL.STATE, CHANNEL.REQUEST)
-  }
-  let response: HostCallResponse
-  if (Atomics.load(header, CHANNEL.STATE) === CHANNEL.RESPONSE) {
-    const length = Atomics.load(header, CHANNEL.LENGTH)
-    response = decode(area.subarray(0, length)) as HostCallResponse
-  } else {
+  channel.send(CHANNEL.REQUEST, request, (payload) =>
+    post({ type: 'host-call-large', bytes: payload.slice() }),
+  )
+  channel.waitFor(ANSWERED, roomy(responseSpinner))
+  let response = channel.read() as HostCallResponse | typeof ON_PORT
+  if (response === ON_PORT) {
     const received = receiveMessageOnPort(data.responsePort)
     response = received
       ? (received.message as HostCallResponse)
       : { ok: false, fatal: { code: 'internal', message: 'host call answer lost' } }
   }
-  Atomics.store(header, CHANNEL.STATE, CHANNEL.IDLE)
+  channel.settle(CHANNEL.IDLE)
   return response
 }
 
@@ -471,15 +472,9 @@ function post(message: FromWorker): void {
 function postResult(message: FromWorker): void {
   const records =
     message.type === 'result' ? message.metering.logs.length + message.metering.decisions.length : 0
-  const payload = encode(message, { native: records > 32 })
-  if (payload.length > area.length) {
+  if (!channel.send(CHANNEL.RESULT, message, undefined, { native: records > 32 })) {
     post(message)
-    return
   }
-  area.set(payload)
-  Atomics.store(header, CHANNEL.LENGTH, payload.length)
-  Atomics.store(header, CHANNEL.STATE, CHANNEL.RESULT)
-  Atomics.notify(header, CHANNEL.STATE)
 }
 
 function handleControl(msg: ToWorkerControl): void {
@@ -506,9 +501,9 @@ function drainControl(): void {
 }
 
 function readJob(): InvokeJob | undefined {
-  const length = Atomics.load(header, CHANNEL.LENGTH)
-  if (length !== CHANNEL.LENGTH_ON_PORT) {
-    return decode(area.subarray(0, length)) as InvokeJob
+  const payload = channel.read()
+  if (payload !== ON_PORT) {
+    return payload as InvokeJob
   }
   // A job too large for the channel was queued on the control port after its loads.
   let job: InvokeJob | undefined
@@ -545,20 +540,19 @@ function emptyMetering(): WorkerMetering {
 }
 
 post({ type: 'ready' })
+let ran = false
 for (;;) {
-  const state = Atomics.load(header, CHANNEL.STATE)
-  if (state !== CHANNEL.JOB) {
-    // Sleeps until the main thread changes STATE and notifies (RESULT → IDLE does not notify).
-    Atomics.wait(header, CHANNEL.STATE, state)
-    continue
-  }
+  // Sleeps until the main thread changes STATE and notifies (RESULT → IDLE does not notify).
+  // After a result, the next job is often on its way (runs queue): watch before parking.
+  channel.waitFor(JOB, ran ? roomy(jobSpinner) : undefined)
   // A job too large for the channel waits on the control port behind its loads: readJob
   // drains both in order. Otherwise the loads are drained first, then the job read in place.
-  if (Atomics.load(header, CHANNEL.LENGTH) !== CHANNEL.LENGTH_ON_PORT) {
+  if (Atomics.load(channel.header, CHANNEL.LENGTH) !== CHANNEL.LENGTH_ON_PORT) {
     drainControl()
   }
   const job = readJob()
-  Atomics.store(header, CHANNEL.STATE, CHANNEL.IDLE)
+  channel.settle(CHANNEL.IDLE)
+  ran = job !== undefined
   if (job) {
     postResult(runJob(job))
   }

@@ -41,7 +41,8 @@ export function batch(warden: WardenRuntime, app: LoadedComponent): () => Promis
 
 /** Options of a runtime that admits {@link IN_FLIGHT} runs of one app. */
 export function throughputOptions(poolSize: number) {
-  return { poolSize, maxQueuedPerApp: 2 * IN_FLIGHT }
+  // One app on the whole pool: the default share (all workers but one) is for shared hosts.
+  return { poolSize, maxRunningPerApp: poolSize, maxQueuedPerApp: 2 * IN_FLIGHT }
 }
 
 export async function run(): Promise<Row[]> {

@@ -25,7 +25,7 @@ export interface HostConfig {
    * (microseconds), default 100 µs.
    */
   clockResolutionNs: number
-  /** Runs of one app running at once. `WARDEN_MAX_RUNNING_PER_APP`, default the pool size. */
+  /** Runs of one app running at once. `WARDEN_MAX_RUNNING_PER_APP`, default every worker but one. */
   maxRunningPerApp: number | undefined
   /** Runs of one app waiting beyond those. `WARDEN_MAX_QUEUED_PER_APP`, default 4 × the pool size. */
   maxQueuedPerApp: number | undefined

@@ -57,7 +57,7 @@ export interface RuntimeOptions {
   isolation?: Isolation
   /** Resolution of guests' monotonic clocks, in nanoseconds. Default 100 µs. */
   clockResolutionNs?: number
-  /** Runs of one app running at once (`context.appId`). Default: the pool size. */
+  /** Runs of one app running at once (`context.appId`). Default: every worker but one. */
   maxRunningPerApp?: number
   /** Runs of one app waiting beyond those; past it, `limit_exceeded` at once. Default: 4 × the pool size. */
   maxQueuedPerApp?: number
@@ -204,6 +204,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       decisions: [],
     }
     const startedAt = new Date()
+    const enqueued = performance.now()
     const result = await pool.run({
       component: component.sandbox,
       exportName,
@@ -221,6 +222,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       tokenJti: opts.tokenJti ?? null,
       startedAt: startedAt.toISOString(),
       wallMs: Math.round(result.wallMs * 1000) / 1000,
+      queuedMs: Math.round(Math.max(0, performance.now() - enqueued - result.wallMs) * 1000) / 1000,
       fuelUsed: metering?.fuelUsed ?? null,
       fuelLimit: limits.fuel,
       memoryPeakBytes: metering?.memoryPeakBytes ?? null,

@@ -14,7 +14,13 @@ export interface MeteringReport {
   tokenJti: string | null
   /** ISO 8601. */
   startedAt: string
+  /** Time in the sandbox, from the start of the run to its answer. */
   wallMs: number
+  /**
+   * Time spent waiting for a worker before the run started (other runs held them), in ms: a
+   * caller sees `queuedMs + wallMs`.
+   */
+  queuedMs: number
   fuelUsed: number | null
   fuelLimit: number
   memoryPeakBytes: number | null

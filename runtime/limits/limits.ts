@@ -94,3 +94,11 @@ export function resolveLimits(
   out.logBytes = Math.min(out.logBytes, ceilings.maxLogBytes ?? 1024 * 1024)
   return Object.freeze(out)
 }
+
+/**
+ * Bytes the glue may copy out of guest memory in one run, strings and byte lists together:
+ * 64 MiB. A copy of a byte list (`memory.buffer.slice`) lives outside the JS heap, so the
+ * worker's heap limit does not bound it: a guest returning the same 60 MiB region sixteen
+ * times held a gigabyte (found by the outside attack). Past it the run ends `limit_exceeded`.
+ */
+export const MAX_RUN_LIFT_BYTES = 64 * 1024 * 1024

@@ -7,7 +7,10 @@ import type { PoolResult } from './pool.js'
 
 /** Caps of {@link AppShares}. */
 export interface AppShareOptions {
-  /** Runs of one app running at once. Default: the pool size. */
+  /**
+   * Runs of one app running at once. Default: every worker but one (one on a pool of one), so
+   * one app's runaway runs always leave a worker for the others.
+   */
   maxRunningPerApp?: number
   /** Runs of one app waiting beyond those running. Default: 4 × the pool size. */
   maxQueuedPerApp?: number
@@ -37,7 +40,7 @@ export class AppShares {
   readonly #accepted = new Map<string, number>()
 
   constructor(poolSize: number, options: AppShareOptions = {}) {
-    this.maxRunning = options.maxRunningPerApp ?? poolSize
+    this.maxRunning = options.maxRunningPerApp ?? Math.max(1, poolSize - 1)
     this.maxAccepted = this.maxRunning + (options.maxQueuedPerApp ?? 4 * poolSize)
     if (!Number.isInteger(this.maxRunning) || this.maxRunning < 1 || !Number.isInteger(this.maxAccepted)) {
       throw new TypeError('per-app run caps must be positive integers')

@@ -18,8 +18,8 @@ import type { WorkerRunState } from '../../host-capabilities/types.js'
 import { createWasiImports } from '../../host-capabilities/wasi/worker.js'
 import { WardenError } from '../errors.js'
 import type { SerializedError } from '../errors.js'
-import { METER_MODULE, TRAP_FUEL, TRAP_MEMORY } from '../limits/instrument.js'
-import { PAGES_PER_MB } from '../limits/limits.js'
+import { MEMORY_EXPORT_PREFIX, METER_MODULE, TRAP_FUEL, TRAP_MEMORY } from '../limits/instrument.js'
+import { MAX_RUN_LIFT_BYTES, PAGES_PER_MB } from '../limits/limits.js'
 import type { ResolvedLimits } from '../limits/limits.js'
 import { Channel, ON_PORT, Spinner, stateSet } from './channel.js'
 import { adoptRealm } from './codec.js'
@@ -102,6 +102,41 @@ function payloadBytes(value: unknown, depth = 0): number {
   return total
 }
 
+/** What the current run may still lift (unbounded between runs), and its refusal if spent. */
+const lift: { left: number; exceeded: WardenError | undefined } = { left: Infinity, exceeded: undefined }
+
+function chargeLift(bytes: number): void {
+  lift.left -= bytes
+  if (lift.left < 0) {
+    // Kept, so that a glue catching the throw cannot hide it: the run ends with it regardless.
+    lift.exceeded ??= new WardenError(
+      'limit_exceeded',
+      `the run copied more than ${MAX_RUN_LIFT_BYTES} bytes out of guest memory`,
+    )
+    throw lift.exceeded
+  }
+}
+
+/** `ArrayBuffer.prototype.slice` of this realm, charging each copy to the run's lift budget. */
+function meterBufferCopies(): void {
+  const slice = ArrayBuffer.prototype.slice
+  const at = (value: unknown, size: number): number => {
+    const n = Math.trunc(Number(value)) || 0
+    return n < 0 ? Math.max(size + n, 0) : Math.min(n, size)
+  }
+  Object.defineProperty(ArrayBuffer.prototype, 'slice', {
+    value: function metered(this: ArrayBuffer, start?: number, end?: number): ArrayBuffer {
+      const size = this.byteLength
+      chargeLift(Math.max(0, at(end ?? size, size) - at(start ?? 0, size)))
+      return slice.call(this, start, end)
+    },
+    writable: false,
+    enumerable: false,
+    configurable: false,
+  })
+}
+meterBufferCopies()
+
 const decoders: Record<string, TextDecoder> = {
   'utf-8': new TextDecoder('utf-8'),
   'utf-16le': new TextDecoder('utf-16le'),
@@ -124,6 +159,7 @@ const textCodec: RealmTextCodec = {
         `the guest passed a string of ${view.byteLength} bytes; the limit is ${MAX_LIFT_BYTES}`,
       )
     }
+    chargeLift(view.byteLength)
     return decoders[label]!.decode(view)
   },
   byteLength: (text) => Buffer.byteLength(text),
@@ -375,6 +411,23 @@ function meterFor(limits: ResolvedLimits) {
 }
 
 function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
+  lift.left = MAX_RUN_LIFT_BYTES
+  lift.exceeded = undefined
+  try {
+    const result = invokeOnce(ready, msg)
+    // NB: read through a cast: the compiler cannot see that the run set it.
+    const exceeded = lift.exceeded as WardenError | undefined
+    if (exceeded && result.type === 'result') {
+      return { type: 'result', id: msg.id, ok: false, error: exceeded.toJSON(), metering: result.metering }
+    }
+    return result
+  } finally {
+    lift.left = Infinity
+    lift.exceeded = undefined
+  }
+}
+
+function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
   const limits: ResolvedLimits = msg.limits
   const capPages = limits.memoryMb * PAGES_PER_MB
   const meter = meterFor(limits)
@@ -387,6 +440,7 @@ function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
     hostCalls: 0,
   }
   const memories = new Set<WebAssembly.Memory>()
+  let definedMemories = 0
   const metering = (): WorkerMetering => {
     let memoryPeakBytes = 0
     for (const memory of memories) {
@@ -416,9 +470,18 @@ function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
       imports,
       (module, moduleImports) => {
         const core = new WebAssembly.Instance(module, { ...moduleImports, [METER_MODULE]: meter })
-        for (const value of Object.values(core.exports)) {
+        for (const [name, value] of Object.entries(core.exports)) {
           if (value instanceof WebAssembly.Memory) {
             memories.add(value)
+            // The instrumenter exports every memory a module defines as `warden:memory:N`.
+            // Each is capped on its own, so a module with a memory instantiated twice would
+            // hold twice the cap (found by the outside attack): one memory per run.
+            if (name.startsWith(MEMORY_EXPORT_PREFIX) && ++definedMemories > 1) {
+              throw new WardenError(
+                'invalid_component',
+                'the component instantiates more than one memory (a module that defines one is instantiated twice), which Warden does not run',
+              )
+            }
           }
         }
         return core

@@ -3,8 +3,15 @@ import { createGlueRealm } from './glue-realm.js'
 
 const decoder = new TextDecoder()
 const encoder = new TextEncoder()
+let charged = 0
 const realm = () =>
   createGlueRealm({
+    chargeElements: (n) => {
+      charged += n
+      if (charged > 1000) {
+        throw new RangeError('over budget')
+      }
+    },
     decode: (_label, input) => decoder.decode(input as Uint8Array),
     byteLength: (text) => encoder.encode(text).length,
     encodeInto: (text, into) => encoder.encodeInto(text, into),
@@ -65,5 +72,13 @@ describe('the glue realm', () => {
       'probe.js',
     )
     expect(out).toEqual([true, 'héllo ✓'])
+  })
+
+  it('charges every element pushed onto an array, and can stop a lift', () => {
+    const r = realm()
+    charged = 0
+    expect(r.evaluate('const a = []; for (let i = 0; i < 10; i++) { a.push(i) }; return a.length', 'p.js')).toBe(10)
+    expect(charged).toBe(10)
+    expect(() => r.evaluate('const a = []; for (;;) { a.push(0) }', 'p.js')).toThrow(/over budget/)
   })
 })

@@ -29,8 +29,13 @@ export interface GlueRealm {
   readonly intrinsics: RealmIntrinsics
 }
 
-/** What the realm's `TextDecoder`/`TextEncoder` delegate to, held only in closures. */
-export interface RealmTextCodec {
+/** What the realm's `TextDecoder`/`TextEncoder` and `Array.prototype.push` call, in closures only. */
+export interface RealmHost {
+  /**
+   * `n` elements are being added to an array: jco's glue lifts every list that is not bytes
+   * with `push`, one element at a time, with no fuel charged. Throws to stop the run.
+   */
+  chargeElements(n: number): void
   /** Decode `input` with the named encoding; may throw (e.g. past the lift cap). */
   decode(label: string, input: unknown): string
   /** UTF-8 byte length of `text`. */
@@ -42,6 +47,14 @@ export interface RealmTextCodec {
 // Runs inside the new context with our arguments; nothing of the glue exists yet.
 const SETUP = `'use strict'
 const decode = host.decode, byteLength = host.byteLength, encodeInto = host.encodeInto
+const chargeElements = host.chargeElements, apply = Reflect.apply, nativePush = Array.prototype.push
+Object.defineProperty(Array.prototype, 'push', {
+  value: function push(...items) {
+    chargeElements(items.length)
+    return apply(nativePush, this, items)
+  },
+  writable: true, enumerable: false, configurable: true,
+})
 const LABELS = { 'utf-8': 'utf-8', utf8: 'utf-8', 'unicode-1-1-utf-8': 'utf-8', 'utf-16le': 'utf-16le', 'utf-16': 'utf-16le' }
 class TextDecoder {
   #label
@@ -86,9 +99,10 @@ while (stack.length > 0) {
   for (const key of Reflect.ownKeys(value)) {
     const d = Reflect.getOwnPropertyDescriptor(value, key)
     if (d === undefined) { continue }
-    if ('value' in d) { stack.push(d.value) } else { stack.push(d.get, d.set) }
+    // Not push: push is the metered one now, and this walk is ours, not a lift.
+    if ('value' in d) { stack[stack.length] = d.value } else { stack[stack.length] = d.get; stack[stack.length] = d.set }
   }
-  stack.push(Object.getPrototypeOf(value))
+  stack[stack.length] = Object.getPrototypeOf(value)
   if (value !== globalThis) { Object.freeze(value) }
 }
 return intrinsics
@@ -101,7 +115,7 @@ return intrinsics
  * const realm = createGlueRealm(codec)
  * const instantiate = realm.evaluate(glueFunctionBody(glue), 'component.js')
  */
-export function createGlueRealm(codec: RealmTextCodec): GlueRealm {
+export function createGlueRealm(codec: RealmHost): GlueRealm {
   const context = createContext(
     {},
     { name: 'warden-glue', codeGeneration: { strings: false, wasm: false } },
@@ -113,6 +127,7 @@ export function createGlueRealm(codec: RealmTextCodec): GlueRealm {
       decode: (label: string, input: unknown) => codec.decode(label, input),
       byteLength: (text: string) => codec.byteLength(text),
       encodeInto: (text: string, into: Uint8Array) => codec.encodeInto(text, into),
+      chargeElements: (n: number) => codec.chargeElements(n),
     }),
   )
   const setup = compileFunction(SETUP, ['host'], { parsingContext: context })

@@ -24,7 +24,7 @@ import type { ResolvedLimits } from '../limits/limits.js'
 import { Channel, ON_PORT, Spinner, stateSet } from './channel.js'
 import { adoptRealm } from './codec.js'
 import { createGlueRealm } from './glue-realm.js'
-import type { GlueRealm, RealmIntrinsics, RealmTextCodec } from './glue-realm.js'
+import type { GlueRealm, RealmIntrinsics, RealmHost } from './glue-realm.js'
 import { lockDownWorkerRealm } from './lockdown.js'
 import { CHANNEL } from './protocol.js'
 import type {
@@ -102,6 +102,9 @@ function payloadBytes(value: unknown, depth = 0): number {
   return total
 }
 
+/** What one lifted list element is charged against the run's lift budget. */
+const LIFTED_ELEMENT_BYTES = 64
+
 /** What the current run may still lift (unbounded between runs), and its refusal if spent. */
 const lift: { left: number; exceeded: WardenError | undefined } = { left: Infinity, exceeded: undefined }
 
@@ -147,7 +150,7 @@ const utf8 = new TextEncoder()
  * What the glue realm's `TextDecoder` and `TextEncoder` do. jco's glue decodes every string it
  * lifts with its realm's TextDecoder, so bounding `decode` here bounds them all.
  */
-const textCodec: RealmTextCodec = {
+const textCodec: RealmHost = {
   decode(label, input) {
     const view = input as AllowSharedBufferSource
     if (!ArrayBuffer.isView(view) && !(view instanceof ArrayBuffer)) {
@@ -164,6 +167,10 @@ const textCodec: RealmTextCodec = {
   },
   byteLength: (text) => Buffer.byteLength(text),
   encodeInto: (text, into) => utf8.encodeInto(text, into),
+  // A lifted element is a JS value or object: charged as 64 bytes, so a run lifts at most
+  // 1M elements. Lists of 16M borrowed handles (no fuel, no bytes) made V8 end the whole
+  // process near the worker's heap limit (found by the second outside attack).
+  chargeElements: (n) => chargeLift(n * LIFTED_ELEMENT_BYTES),
 }
 
 const port = parentPort!

@@ -63,7 +63,9 @@ async function run(message: Extract<ToChild, { type: 'run' }>): Promise<void> {
     }
     const context: RunContext = {
       invocationId: String(message.id),
-      appId: '',
+      // The host applies the per-app shares (it knows the apps); here every run is its own,
+      // so the child's pool never holds one run behind another's app.
+      appId: String(message.id),
       digest: '',
       limits: message.limits,
       granted: new Set(message.grant.granted),

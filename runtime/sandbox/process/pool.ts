@@ -205,6 +205,9 @@ export class ProcessSandboxPool implements Sandbox {
     }
     const child = this.#child
     if (child) {
+      // NB: the child is unref'd so that it never keeps the host alive; while closing, the
+      // host must wait for its exit, or a script that awaits close() ends with it unsettled.
+      child.process.ref()
       this.#retire(child, 'pool closed')
       await child.exited
     }

@@ -30,7 +30,7 @@ export async function run(): Promise<Row[]> {
     await warden.pool.warm()
     const grant = ['warden:platform/log', 'warden:test/echo']
     const once = (app: typeof js, input: string) => async () => {
-      const r = await warden.invoke(app, input, { grant })
+      const r = await warden.invoke(app, input, { interfaces: grant })
       if (!r.ok) {
         throw new Error(JSON.stringify(r.error ?? r.guestError))
       }

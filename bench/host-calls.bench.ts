@@ -86,7 +86,7 @@ export async function run(): Promise<Row[]> {
     await warden.pool.warm()
     const limits = { hostCalls: CALLS + 10, logLines: CALLS + 10, logBytes: 1 << 20 }
     const invoke = (app: typeof logger, n: number, grant: string[]) => async () => {
-      const r = await warden.invoke(app, String(n), { grant, limits })
+      const r = await warden.invoke(app, String(n), { interfaces: grant, limits })
       if (!r.ok) {
         throw new Error(JSON.stringify(r.error))
       }

@@ -11,6 +11,7 @@ import { run as hostCalls } from './host-calls.bench.js'
 import { run as instantiate } from './instantiate.bench.js'
 import { run as isolation } from './isolation.bench.js'
 import { run as latency } from './latency.bench.js'
+import { run as peers } from './peers.bench.js'
 import { run as throughput } from './throughput.bench.js'
 import { run as timeout } from './timeout.bench.js'
 
@@ -23,6 +24,7 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['isolation', isolation],
   ['throughput', throughput],
   ['latency', latency],
+  ['peers', peers],
 ]
 
 const only = process.argv.slice(2)

@@ -67,7 +67,7 @@ export async function run(): Promise<Row[]> {
         .run('x')
     }
     const pooled = async () => {
-      const r = await warden.invoke(app, 'x', { grant: ['warden:platform/log'] })
+      const r = await warden.invoke(app, 'x', { interfaces: ['warden:platform/log'] })
       if (!r.ok) {
         throw new Error(JSON.stringify(r.error))
       }

@@ -92,7 +92,7 @@ export async function run(): Promise<Row[]> {
     const task = (warden: WardenRuntime, bytes: Uint8Array, input: string, grant: string[]) => {
       const app = warden.load(bytes)
       return async () => {
-        const r = await warden.invoke(await app, input, { grant, limits })
+        const r = await warden.invoke(await app, input, { interfaces: grant, limits })
         if (!r.ok) {
           throw new Error(JSON.stringify(r.error))
         }

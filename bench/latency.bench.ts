@@ -73,7 +73,7 @@ async function figures(dir: string): Promise<Figures> {
     await Promise.all([single.pool.warm(), wide.pool.warm()])
     const limits = { hostCalls: CALLS + 10 }
     const invoke = (app: typeof echo, input: string, grant: string[]) => async () => {
-      const r = await single.invoke(app, input, { grant, limits })
+      const r = await single.invoke(app, input, { interfaces: grant, limits })
       if (!r.ok) {
         throw new Error(JSON.stringify(r.error))
       }

@@ -23,7 +23,7 @@ export const IN_FLIGHT = 8
 /** A batch of {@link BATCH} echo runs, {@link IN_FLIGHT} at a time. */
 export function batch(warden: WardenRuntime, app: LoadedComponent): () => Promise<void> {
   const one = async () => {
-    const r = await warden.invoke(app, 'x', { grant: ['warden:platform/log'] })
+    const r = await warden.invoke(app, 'x', { interfaces: ['warden:platform/log'] })
     if (!r.ok) {
       throw new Error(JSON.stringify(r.error))
     }

@@ -28,8 +28,8 @@ import { openAuditLog } from './audit/index.js'
 import type { AuditEntry, AuditLog } from './audit/index.js'
 import { toWardenError } from './errors.js'
 import type { HostConfig } from './host-config.js'
-import { createRuntime } from './index.js'
-import type { Invocation, WardenRuntime } from './index.js'
+import { createRuntime } from './runtime.js'
+import type { Invocation, WardenRuntime } from './runtime.js'
 import type { LoadedComponent, LoadOptions } from './loader/load.js'
 import { DEFAULT_TRANSPILE_BUDGET } from './loader/transpile.js'
 import {
@@ -245,8 +245,8 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       grants[GRANT_INTERFACES.data] = compileDataGrant(effective.grants.data)
     }
     const invocation = await runtime.invoke(app, input, {
-      grant: effective.granted,
-      grants,
+      interfaces: effective.granted,
+      compiledGrants: grants,
       limits: claims.limits,
       appId: claims.app.id,
       tokenJti: claims.jti,

@@ -70,7 +70,7 @@ afterAll(async () => {
 })
 
 function invoke(request: object, options: InvokeOptions = {}): Promise<Invocation> {
-  return rt.warden.invoke(app, JSON.stringify(request), { grant: GRANT_ALL, ...options })
+  return rt.warden.invoke(app, JSON.stringify(request), { interfaces: GRANT_ALL, ...options })
 }
 
 /** The guest's JSON answer of a successful run. */
@@ -198,7 +198,7 @@ describe('errors and denials', () => {
     ['echoList', { op: 'echoList', items: [] }],
     ['bytes', { op: 'bytes', size: 3 }],
   ])('ends the run on %s without the grant, and records the denial', async (fn, req) => {
-    const run = await invoke(req, { grant: [LOG] })
+    const run = await invoke(req, { interfaces: [LOG] })
     expect(run.ok).toBe(false)
     expect(run.error?.code).toBe('capability_denied')
     expect(run.decisions).toEqual([
@@ -227,7 +227,7 @@ describe('errors and denials', () => {
 
 describe('log', () => {
   it('keeps the line a JS guest writes in the run', async () => {
-    const run = await invoke({ op: 'log', text: 'hello from JS — ✓' }, { grant: [LOG] })
+    const run = await invoke({ op: 'log', text: 'hello from JS — ✓' }, { interfaces: [LOG] })
     expect(reply(run)).toEqual({ ok: 'logged' })
     expect(run.logs).toEqual([{ level: 'info', message: 'hello from JS — ✓' }])
   })

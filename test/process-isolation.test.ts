@@ -149,7 +149,7 @@ describe('isolation: process', () => {
   })
 
   it('gives the same output and metering as worker threads', async () => {
-    const options = { grant: [LOG] }
+    const options = { interfaces: [LOG] }
     const [a, b] = await Promise.all([
       threads.warden.invoke(echo.thread, 'hello, Ada', options),
       processes.warden.invoke(echo.process, 'hello, Ada', options),
@@ -161,7 +161,7 @@ describe('isolation: process', () => {
   })
 
   it('gives the same failures and metering as worker threads', async () => {
-    for (const options of [{ grant: [LOG], limits: { fuel: 5 } }, { grant: [] }]) {
+    for (const options of [{ interfaces: [LOG], limits: { fuel: 5 } }, { interfaces: [] }]) {
       const [a, b] = await Promise.all([
         threads.warden.invoke(echo.thread, 'x', options),
         processes.warden.invoke(echo.process, 'x', options),
@@ -172,8 +172,8 @@ describe('isolation: process', () => {
 
   it('answers broker host calls in the host', async () => {
     brokerCalls.length = 0
-    const grant = [ECHO_INTERFACE]
-    const run = await processes.warden.invoke(caller, 'refused across processes', { grant })
+    const interfaces = [ECHO_INTERFACE]
+    const run = await processes.warden.invoke(caller, 'refused across processes', { interfaces })
     expect(run.error).toBeUndefined()
     expect(run.output).toBe('refused across processes')
     expect(brokerCalls).toEqual(['fail'])
@@ -181,14 +181,16 @@ describe('isolation: process', () => {
     expect(run.decisions).toMatchObject([
       { call: 1, capability: ECHO_INTERFACE, fn: 'fail', decision: 'allow' },
     ])
-    const denied = await processes.warden.invoke(caller, 'x', { grant: [] })
+    const denied = await processes.warden.invoke(caller, 'x', { interfaces: [] })
     expect(denied.error?.code).toBe('capability_denied')
   })
 
   it('runs several jobs at once, each with its own host calls', async () => {
     const inputs = Array.from({ length: 8 }, (_, i) => `run ${i}`)
     const runs = await Promise.all(
-      inputs.map((input) => processes.warden.invoke(caller, input, { grant: [ECHO_INTERFACE] })),
+      inputs.map((input) =>
+        processes.warden.invoke(caller, input, { interfaces: [ECHO_INTERFACE] }),
+      ),
     )
     expect(runs.map((r) => r.output)).toEqual(inputs)
   })
@@ -330,15 +332,15 @@ describe('faults in the sandbox process', () => {
     const pool = processPool()
     const replacements = pool.replacements
     const pid = pool.pid!
-    const hanging = processes.warden.invoke(caller, 'hang', { grant: [ECHO_INTERFACE] })
+    const hanging = processes.warden.invoke(caller, 'hang', { interfaces: [ECHO_INTERFACE] })
     await waitForBrokerCall('hang')
     process.kill(pid, 'SIGKILL')
     const run = await hanging
     expect(run.error?.code).toBe('internal')
     expect(run.report.fuelUsed).toBeNull()
     expect(pool.replacements).toBe(replacements + 1)
-    const grant = [ECHO_INTERFACE]
-    const next = await processes.warden.invoke(caller, 'after the crash', { grant })
+    const interfaces = [ECHO_INTERFACE]
+    const next = await processes.warden.invoke(caller, 'after the crash', { interfaces })
     expect(next.output).toBe('after the crash')
     expect(pool.pid).not.toBe(pid)
   })
@@ -348,7 +350,7 @@ describe('faults in the sandbox process', () => {
     const pool = processPool()
     const pid = pool.pid!
     const hanging = processes.warden.invoke(caller, 'hang', {
-      grant: [ECHO_INTERFACE],
+      interfaces: [ECHO_INTERFACE],
       limits: { timeoutMs: 200 },
     })
     await waitForBrokerCall('hang')
@@ -358,8 +360,8 @@ describe('faults in the sandbox process', () => {
     expect(run.error?.code).toBe('timeout')
     const replaced = () => pool.pid !== undefined && pool.pid !== pid
     await expect.poll(replaced, { timeout: 10_000 }).toBe(true)
-    const grant = [ECHO_INTERFACE]
-    const next = await processes.warden.invoke(caller, 'after the hang', { grant })
+    const interfaces = [ECHO_INTERFACE]
+    const next = await processes.warden.invoke(caller, 'after the hang', { interfaces })
     expect(next.output).toBe('after the hang')
   })
 

@@ -29,7 +29,7 @@ describe('hello/echo', () => {
     const app = await rt.warden.load(await guestFile('echo'))
     expect(app.kind).toBe('action')
     expect(app.imports).toEqual([LOG])
-    const run = await rt.warden.invoke(app, '{"hello":"wörld"}', { grant: [LOG] })
+    const run = await rt.warden.invoke(app, '{"hello":"wörld"}', { interfaces: [LOG] })
     expect(run.ok).toBe(true)
     expect(run.output).toBe('{"hello":"wörld"}')
     expect(run.logs).toEqual([{ level: 'info', message: '{"hello":"wörld"}' }])
@@ -117,7 +117,10 @@ describe('limits', () => {
 
   it('ends a host-call flood with limit_exceeded, granted or not', async () => {
     const app = await load(guests.hostCallFlood)
-    const granted = await rt.warden.invoke(app, 'spam', { grant: [LOG], limits: { hostCalls: 100 } })
+    const granted = await rt.warden.invoke(app, 'spam', {
+      interfaces: [LOG],
+      limits: { hostCalls: 100 },
+    })
     expect(granted.error?.code).toBe('limit_exceeded')
     expect(granted.report.hostCalls).toBe(101)
     expect(granted.logs.length).toBe(100)
@@ -128,7 +131,7 @@ describe('limits', () => {
   it('keeps at most logLines lines and counts the rest', async () => {
     const app = await load(guests.hostCallFlood)
     const run = await rt.warden.invoke(app, 'x', {
-      grant: [LOG],
+      interfaces: [LOG],
       limits: { hostCalls: 30, logLines: 10 },
     })
     expect(run.logs.length).toBe(10)

@@ -4,16 +4,21 @@
  * that is writing the log.
  */
 import type { KeyObject } from 'node:crypto'
-import { readAuditFile, readAuditVerificationKey } from '../../runtime/audit/index.js'
-import { auditLogPath, auditSigningKeyPath } from '../../runtime/warden.js'
-import { WardenError } from '../../runtime/errors.js'
-import type { AuditLog, AuditQuery } from '../../runtime/audit/index.js'
+import {
+  auditLogPath,
+  auditSigningKeyPath,
+  readAuditFile,
+  readAuditVerificationKey,
+  WardenError,
+} from '../../runtime/index.js'
 import type {
+  AuditLog,
+  AuditQuery,
   AuditRecord,
   AuditVerifyOptions,
   AuditVerifyResult,
   AuditVerifySuccess,
-} from '../../runtime/audit/index.js'
+} from '../../runtime/index.js'
 
 /** Where `openWarden` keeps the audit log of a data dir. */
 export function auditLogFile(dataDir: string): string {

@@ -2,8 +2,8 @@
  * `warden data put|schema`: write documents apps may read through scoped `data` grants, and
  * mark the fields that are personal data.
  */
-import { WardenError } from '../../runtime/errors.js'
-import type { Warden } from '../../runtime/warden.js'
+import { WardenError } from '../../runtime/index.js'
+import type { Warden } from '../../runtime/index.js'
 import { checkKey, isValidCollection, parseDataSchema } from '../../host-capabilities/data/index.js'
 
 /** Options of {@link putData}. */

@@ -20,7 +20,7 @@ const STEPS: DemoStep[] = [
     title: 'hello: logs its input and returns it',
     file: 'examples/hello/hello.wat',
     input: '{"greeting":"hello from the sandbox"}',
-    options: { grant: ['warden:platform/log'] },
+    options: { interfaces: ['warden:platform/log'] },
   },
   {
     title: 'runaway: loops forever, stopped by its fuel budget',

@@ -5,10 +5,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import type { z } from 'zod'
-import { WardenError } from '../../runtime/errors.js'
-import type { HostConfig } from '../../runtime/host-config.js'
-import { describeIssue } from '../../runtime/tokens/index.js'
-import type { Warden } from '../../runtime/warden.js'
+import { describeIssue, WardenError } from '../../runtime/index.js'
+import type { HostConfig, Warden } from '../../runtime/index.js'
 
 /** The outside world of the command line. */
 export interface CliIo {

@@ -2,8 +2,7 @@
  * `warden keys list|rotate|jwks`: the token signing key ring. Private keys never leave the
  * ring; these show public facts and public keys only.
  */
-import type { Jwks, KeyInfo } from '../../runtime/tokens/index.js'
-import type { Warden } from '../../runtime/warden.js'
+import type { Jwks, KeyInfo, Warden } from '../../runtime/index.js'
 
 /** Every key, retired ones included, newest first. Empty until the first token is signed. */
 export function listKeys(warden: Pick<Warden, 'keys'>): Promise<KeyInfo[]> {

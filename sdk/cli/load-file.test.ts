@@ -8,8 +8,7 @@ import { mkdir, mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { WardenError } from '../../runtime/errors.js'
-import { DEFAULT_MAX_COMPONENT_BYTES } from '../../runtime/loader/component-bytes.js'
+import { DEFAULT_MAX_COMPONENT_BYTES, WardenError } from '../../runtime/index.js'
 import { MAX_WAT_BYTES, readComponentFile } from './load-file.js'
 
 let dir: string

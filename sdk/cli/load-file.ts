@@ -6,11 +6,8 @@
 import { constants } from 'node:fs'
 import { open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
-import { WardenError } from '../../runtime/errors.js'
-import { DEFAULT_MAX_COMPONENT_BYTES } from '../../runtime/loader/component-bytes.js'
-import type { LoadedComponent } from '../../runtime/loader/load.js'
-import { Transpiler } from '../../runtime/loader/transpile.js'
-import type { TranspileBudget } from '../../runtime/loader/transpile.js'
+import { DEFAULT_MAX_COMPONENT_BYTES, Transpiler, WardenError } from '../../runtime/index.js'
+import type { LoadedComponent, TranspileBudget } from '../../runtime/index.js'
 
 /** Largest `.wat` text read: 16 MiB (the text of a 64 MiB component would not be typed by hand). */
 export const MAX_WAT_BYTES = 16 * 1024 * 1024

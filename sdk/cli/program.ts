@@ -5,13 +5,14 @@
  * (bad flags, or `invalid_request`), 3 the guest returned its own `err`.
  */
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
-import { verifyAuditFile } from '../../runtime/audit/index.js'
-import { WardenError, toWardenError } from '../../runtime/errors.js'
-import { resolveHostConfig } from '../../runtime/host-config.js'
-import type { HostConfig } from '../../runtime/host-config.js'
-import type { Invocation } from '../../runtime/index.js'
-import { openWarden } from '../../runtime/warden.js'
-import type { Warden } from '../../runtime/warden.js'
+import {
+  openWarden,
+  resolveHostConfig,
+  toWardenError,
+  verifyAuditFile,
+  WardenError,
+} from '../../runtime/index.js'
+import type { HostConfig, Invocation, Warden } from '../../runtime/index.js'
 import {
   auditFileReader,
   auditLogFile,

@@ -4,10 +4,8 @@
  * through the assembled Warden host ({@link runWithToken}). The pure half of the command;
  * `program.ts` parses flags and prints.
  */
-import { createRuntime } from '../../runtime/index.js'
-import type { Invocation, Limits } from '../../runtime/index.js'
-import { WardenError } from '../../runtime/errors.js'
-import type { Warden } from '../../runtime/warden.js'
+import { createRuntime, WardenError } from '../../runtime/index.js'
+import type { Invocation, Limits, Warden } from '../../runtime/index.js'
 import { loadComponentFile, readComponentFile } from './load-file.js'
 
 /** Short names accepted by `--grant`. */
@@ -77,7 +75,10 @@ export async function runApp(options: RunAppOptions): Promise<RunAppResult> {
       300,
     )
     const app = await warden.load(bytes).finally(() => clearTimeout(slow))
-    const invocation = await warden.invoke(app, options.input, { limits: options.limits, grant })
+    const invocation = await warden.invoke(app, options.input, {
+      limits: options.limits,
+      interfaces: grant,
+    })
     return { invocation, exitCode: exitCodeOf(invocation), cached: app.cached }
   } finally {
     await warden.close()

@@ -2,8 +2,8 @@
  * `warden secret set|list|delete`: write, list and delete secrets. Values go in and never
  * come out: there is no `get`, and `list` shows names and update times only.
  */
-import { WardenError } from '../../runtime/errors.js'
-import type { Warden } from '../../runtime/warden.js'
+import { WardenError } from '../../runtime/index.js'
+import type { Warden } from '../../runtime/index.js'
 import { isSecretName, MAX_SECRET_BYTES } from '../../host-capabilities/secrets/index.js'
 
 /** Where `secret set` reads the value: stdin, or a named environment variable. */

@@ -3,15 +3,20 @@
  * tokens. The pure halves of the commands; `program.ts` reads flags and prints.
  */
 import { basename, extname } from 'node:path'
-import { WardenError } from '../../runtime/errors.js'
 import {
   appIdSchema,
   grantsSchema,
   jtiSchema,
   limitsRequestSchema,
-} from '../../runtime/tokens/index.js'
-import type { CapabilityClaims, LimitsRequest, MintedToken } from '../../runtime/tokens/index.js'
-import type { TokenOp, Warden } from '../../runtime/warden.js'
+  WardenError,
+} from '../../runtime/index.js'
+import type {
+  CapabilityClaims,
+  LimitsRequest,
+  MintedToken,
+  TokenOp,
+  Warden,
+} from '../../runtime/index.js'
 import { parseJson, parseWith } from './io.js'
 import { loadComponentFile } from './load-file.js'
 

@@ -117,7 +117,7 @@ export async function fuzzOne(
   try {
     const run = await warden.invoke(app, 'fuzz', {
       limits: FUZZ_LIMITS,
-      grant: [LOG],
+      interfaces: [LOG],
       appId: 'fuzz',
     })
     const runMs = performance.now() - runStart

@@ -365,7 +365,7 @@ async function soak(warden: WardenRuntime): Promise<number> {
       const t0 = performance.now()
       const run = await warden.invoke(apps.get(kind.name)!, input, {
         ...(kind.limits ? { limits: kind.limits } : {}),
-        ...(kind.grant ? { grant: kind.grant } : {}),
+        ...(kind.grant ? { interfaces: kind.grant } : {}),
         appId: kind.healthy ? `healthy-${id}` : 'hostile',
       })
       const ms = performance.now() - t0

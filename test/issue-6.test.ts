@@ -20,6 +20,7 @@ import { buildProgram } from '../sdk/cli/program.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
 import { actionWat, guestFile } from './support/wat.js'
+import { refusal } from './support/refusal.js'
 
 let rt: TestRuntime
 let scratch: string
@@ -121,15 +122,6 @@ const CASES = Object.entries(PLACES).flatMap(([place, wat]) =>
   Object.entries(PAYLOADS).map(([payload, name]) => [place, payload, wat, name] as const),
 )
 
-async function refusal(promise: Promise<unknown>): Promise<WardenError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).toBeInstanceOf(WardenError)
-    return error as WardenError
-  }
-  throw new Error('expected a refusal')
-}
 
 /** The host is alive and well: a normal component loads and runs, in the same runtime. */
 async function expectHostAlive(): Promise<void> {

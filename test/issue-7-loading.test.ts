@@ -8,11 +8,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_CAPABILITIES } from '../host-capabilities/index.js'
-import { WardenError } from '../runtime/errors.js'
 import { REFUSED_FEATURES } from '../runtime/limits/instrument.js'
 import { ComponentLoader } from '../runtime/loader/load.js'
 import type { ComponentLoaderOptions } from '../runtime/loader/load.js'
 import { actionWat, compileWat, guestFile } from './support/wat.js'
+import { refusal } from './support/refusal.js'
 
 let dataDir: string
 let loader: ComponentLoader
@@ -36,15 +36,6 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true })
 })
 
-async function refusal(promise: Promise<unknown>): Promise<WardenError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).toBeInstanceOf(WardenError)
-    return error as WardenError
-  }
-  throw new Error('expected a refusal')
-}
 
 async function load(wat: string) {
   return loader.load(await compileWat(wat))

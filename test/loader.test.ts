@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DEFAULT_CAPABILITIES } from '../host-capabilities/index.js'
-import { WardenError } from '../runtime/errors.js'
 import { ComponentLoader } from '../runtime/loader/load.js'
 import { actionWat, compileWat, guestFile } from './support/wat.js'
+import { refusal } from './support/refusal.js'
 
 let dataDir: string
 let loader: ComponentLoader
@@ -23,15 +23,6 @@ function newLoader(options: Partial<ConstructorParameters<typeof ComponentLoader
   })
 }
 
-async function refusal(promise: Promise<unknown>): Promise<WardenError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).toBeInstanceOf(WardenError)
-    return error as WardenError
-  }
-  throw new Error('expected a refusal')
-}
 
 /** A component that imports one interface with one nullary function, and exports nothing. */
 function importing(name: string): string {

@@ -8,8 +8,9 @@ import { mkdir, mkdtemp, open, rm, truncate, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { DEFAULT_MAX_COMPONENT_BYTES, WardenError } from '../../runtime/index.js'
+import { DEFAULT_MAX_COMPONENT_BYTES } from '../../runtime/index.js'
 import { MAX_WAT_BYTES, readComponentFile } from './load-file.js'
+import { refusal } from '../../test/support/refusal.js'
 
 let dir: string
 
@@ -21,15 +22,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-async function refusal(promise: Promise<unknown>): Promise<WardenError> {
-  try {
-    await promise
-  } catch (error) {
-    expect(error).toBeInstanceOf(WardenError)
-    return error as WardenError
-  }
-  throw new Error('expected a refusal')
-}
 
 /** `promise`, or a rejection after `ms`: a read that blocks must fail the test, not hang it. */
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {

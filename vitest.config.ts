@@ -2,7 +2,12 @@ import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
   test: {
-    include: ['runtime/**/*.test.ts', 'host-capabilities/**/*.test.ts', 'sdk/**/*.test.ts', 'test/**/*.test.ts'],
+    include: [
+      'runtime/**/*.test.ts',
+      'host-capabilities/**/*.test.ts',
+      'sdk/**/*.test.ts',
+      'test/**/*.test.ts',
+    ],
     // The sandbox process runs from dist/: rebuild it first when the sources are newer.
     globalSetup: ['test/global-setup.ts'],
     // Worker-heavy suites: one process per file (preview2-shim does the same).

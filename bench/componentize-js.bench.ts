@@ -44,8 +44,19 @@ export async function run(): Promise<Row[]> {
     )
     return [
       { question: QUESTION, name: 'WAT echo through the pool (baseline)', medianUs: m.wat! },
-      { question: QUESTION, name: 'componentize-js guest, one log call', medianUs: m.js!, ratio: m.js! / m.wat!, baseline: 'WAT echo' },
-      { question: QUESTION, name: 'first load of the JS guest (transpile + instrument + compile)', medianUs: loadMs * 1000, note: 'one sample' },
+      {
+        question: QUESTION,
+        name: 'componentize-js guest, one log call',
+        medianUs: m.js!,
+        ratio: m.js! / m.wat!,
+        baseline: 'WAT echo',
+      },
+      {
+        question: QUESTION,
+        name: 'first load of the JS guest (transpile + instrument + compile)',
+        medianUs: loadMs * 1000,
+        note: 'one sample',
+      },
     ]
   } finally {
     await warden.close()

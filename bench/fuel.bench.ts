@@ -52,7 +52,9 @@ export async function run(): Promise<Row[]> {
   for (const [name, wat] of Object.entries(KERNELS)) {
     const plainBytes = await parse(wat)
     const metered = instrumentModule(plainBytes, { maxMemoryPages: 1024, maxTableElements: 1000 })
-    const plain = new WebAssembly.Instance(new WebAssembly.Module(plainBytes as Uint8Array<ArrayBuffer>))
+    const plain = new WebAssembly.Instance(
+      new WebAssembly.Module(plainBytes as Uint8Array<ArrayBuffer>),
+    )
     const meter = {
       fuel: new WebAssembly.Global({ value: 'i64', mutable: true }, 0n),
       trap: new WebAssembly.Global({ value: 'i32', mutable: true }, 0),
@@ -71,13 +73,16 @@ export async function run(): Promise<Row[]> {
     meter.fuel.value = 1n << 60n
     km()
     const used = (1n << 60n) - (meter.fuel.value as bigint)
-    const m = await medians({
-      plain: () => k(),
-      metered: () => {
-        meter.fuel.value = 1n << 60n
-        km()
+    const m = await medians(
+      {
+        plain: () => k(),
+        metered: () => {
+          meter.fuel.value = 1n << 60n
+          km()
+        },
       },
-    }, { time: 2000, iterations: 20 })
+      { time: 2000, iterations: 20 },
+    )
     rows.push({
       question: QUESTION,
       name: `${name}: plain`,

@@ -18,7 +18,12 @@ const CALLS = 2000
 
 /** A broker capability that answers `ping(n) = n + 1`: the bridge with nothing behind it. */
 export const ping: BrokerCapability = {
-  descriptor: { interface: 'warden:bench/ping', versions: ['0.1.0'], functions: ['ping'], side: 'broker' },
+  descriptor: {
+    interface: 'warden:bench/ping',
+    versions: ['0.1.0'],
+    functions: ['ping'],
+    side: 'broker',
+  },
   handle: (_fn, args) => (args[0] as number) + 1,
 }
 
@@ -80,7 +85,9 @@ export async function run(): Promise<Row[]> {
   const warden = await createRuntime({ dataDir: dir, poolSize: 1, brokerCapabilities: [ping] })
   try {
     const logger = await warden.load(
-      await compileWat(caller(LOG_IMPORT, LOWER, '(call $f (i32.const 1) (i32.const 512) (i32.const 5))')),
+      await compileWat(
+        caller(LOG_IMPORT, LOWER, '(call $f (i32.const 1) (i32.const 512) (i32.const 5))'),
+      ),
     )
     const pinger = await warden.load(await pingGuest())
     await warden.pool.warm()
@@ -93,18 +100,36 @@ export async function run(): Promise<Row[]> {
     }
     const LOG = 'warden:platform/log'
     const PING = 'warden:bench/ping'
-    const m = await medians({
-      base: invoke(logger, 0, [LOG]),
-      logKept: invoke(logger, CALLS, [LOG]),
-      logDenied: invoke(logger, CALLS, []),
-      pingBase: invoke(pinger, 0, [PING]),
-      ping: invoke(pinger, CALLS, [PING]),
-    }, { time: 3000, iterations: 30 })
+    const m = await medians(
+      {
+        base: invoke(logger, 0, [LOG]),
+        logKept: invoke(logger, CALLS, [LOG]),
+        logDenied: invoke(logger, CALLS, []),
+        pingBase: invoke(pinger, 0, [PING]),
+        ping: invoke(pinger, CALLS, [PING]),
+      },
+      { time: 3000, iterations: 30 },
+    )
     const per = (name: string, base: string) => (m[name]! - m[base]!) / CALLS
     return [
-      { question: QUESTION, name: 'log line, kept (answered in the worker)', medianUs: per('logKept', 'base'), target: '≤ 5 µs' },
-      { question: QUESTION, name: 'early denial of an ungranted capability (worker)', medianUs: per('logDenied', 'base'), target: '≤ 5 µs' },
-      { question: QUESTION, name: 'bridge to the broker and back (ping)', medianUs: per('ping', 'pingBase'), target: '≤ 40 µs' },
+      {
+        question: QUESTION,
+        name: 'log line, kept (answered in the worker)',
+        medianUs: per('logKept', 'base'),
+        target: '≤ 5 µs',
+      },
+      {
+        question: QUESTION,
+        name: 'early denial of an ungranted capability (worker)',
+        medianUs: per('logDenied', 'base'),
+        target: '≤ 5 µs',
+      },
+      {
+        question: QUESTION,
+        name: 'bridge to the broker and back (ping)',
+        medianUs: per('ping', 'pingBase'),
+        target: '≤ 40 µs',
+      },
     ]
   } finally {
     await warden.close()

@@ -19,10 +19,17 @@ export async function run(): Promise<Row[]> {
   const dir = await mkdtemp(join(tmpdir(), 'warden-bench-'))
   const warden = await createRuntime({ dataDir: dir, poolSize: 1 })
   try {
-    const { files } = await transpile(bytes, { name: 'component', instantiation: 'sync' } as Parameters<typeof transpile>[1])
+    const { files } = await transpile(bytes, {
+      name: 'component',
+      instantiation: 'sync',
+    } as Parameters<typeof transpile>[1])
     await writeFile(join(dir, 'c.mjs'), files['component.js']!)
     const glue = (await import(pathToFileURL(join(dir, 'c.mjs')).href)) as {
-      instantiate: (g: (n: string) => WebAssembly.Module, i: object, c: (m: WebAssembly.Module, i: WebAssembly.Imports) => WebAssembly.Instance) => { run: (s: string) => string }
+      instantiate: (
+        g: (n: string) => WebAssembly.Module,
+        i: object,
+        c: (m: WebAssembly.Module, i: WebAssembly.Imports) => WebAssembly.Instance,
+      ) => { run: (s: string) => string }
     }
     const plain: Record<string, WebAssembly.Module> = {}
     for (const [name, content] of Object.entries(files)) {
@@ -40,9 +47,10 @@ export async function run(): Promise<Row[]> {
     })
     const write = () => {}
     // The floor: the echo component's own core modules, wired by hand.
-    const memoryModule = Object.values(plain).find((m) =>
-      WebAssembly.Module.exports(m).some((e) => e.kind === 'memory') &&
-      WebAssembly.Module.imports(m).length === 0,
+    const memoryModule = Object.values(plain).find(
+      (m) =>
+        WebAssembly.Module.exports(m).some((e) => e.kind === 'memory') &&
+        WebAssembly.Module.imports(m).length === 0,
     )!
     const mainModule = Object.values(plain).find((m) =>
       WebAssembly.Module.exports(m).some((e) => e.name === 'run'),
@@ -55,7 +63,13 @@ export async function run(): Promise<Row[]> {
       ;(main.exports.run as (p: number, l: number) => number)(2048, 1)
     }
     const jcoPlain = () =>
-      glue.instantiate((n) => plain[n]!, { 'warden:platform/log': { write } }, (m, i) => new WebAssembly.Instance(m, i)).run('x')
+      glue
+        .instantiate(
+          (n) => plain[n]!,
+          { 'warden:platform/log': { write } },
+          (m, i) => new WebAssembly.Instance(m, i),
+        )
+        .run('x')
     const jcoMetered = () => {
       const meterImports = meter()
       return glue
@@ -75,9 +89,28 @@ export async function run(): Promise<Row[]> {
     const m = await medians({ floor, jcoPlain, jcoMetered, pooled })
     return [
       { question: QUESTION, name: 'raw V8: new Instance ×2 + call (floor)', medianUs: m.floor! },
-      { question: QUESTION, name: 'jco glue, same thread, plain modules', medianUs: m.jcoPlain!, ratio: m.jcoPlain! / m.floor!, baseline: 'floor' },
-      { question: QUESTION, name: 'jco glue, same thread, metered modules', medianUs: m.jcoMetered!, ratio: m.jcoMetered! / m.floor!, baseline: 'floor' },
-      { question: QUESTION, name: 'warden.invoke through the pool (end to end)', medianUs: m.pooled!, ratio: m.pooled! / m.floor!, baseline: 'floor', target: '≤ 150 µs' },
+      {
+        question: QUESTION,
+        name: 'jco glue, same thread, plain modules',
+        medianUs: m.jcoPlain!,
+        ratio: m.jcoPlain! / m.floor!,
+        baseline: 'floor',
+      },
+      {
+        question: QUESTION,
+        name: 'jco glue, same thread, metered modules',
+        medianUs: m.jcoMetered!,
+        ratio: m.jcoMetered! / m.floor!,
+        baseline: 'floor',
+      },
+      {
+        question: QUESTION,
+        name: 'warden.invoke through the pool (end to end)',
+        medianUs: m.pooled!,
+        ratio: m.pooled! / m.floor!,
+        baseline: 'floor',
+        target: '≤ 150 µs',
+      },
     ]
   } finally {
     await warden.close()

@@ -129,8 +129,7 @@ async function sweep(condition: string): Promise<Row[]> {
   const rows: Row[] = []
   for (const [i, [name]] of list.entries()) {
     const runs = results[i]!
-    const mid = (key: Figure, field: keyof Measured) =>
-      median(runs.map((r) => r[key][field]))
+    const mid = (key: Figure, field: keyof Measured) => median(runs.map((r) => r[key][field]))
     const others = `others ${(100 * median(runs.map((r) => r.others))).toFixed(0)} %`
     const row = (key: Figure, label: string, target: string): Row => ({
       question: QUESTION,

@@ -63,7 +63,10 @@ function withPlainDataWorkers(): () => void {
   const original = workerThreads.Worker
   workerThreads.Worker = class extends original {
     constructor(url: string | URL, options?: workerThreads.WorkerOptions) {
-      super(url, String(url).startsWith('data:') ? { ...options, execArgv: ['--no-warnings'] } : options)
+      super(
+        url,
+        String(url).startsWith('data:') ? { ...options, execArgv: ['--no-warnings'] } : options,
+      )
     }
   }
   syncBuiltinESMExports()
@@ -76,8 +79,18 @@ function withPlainDataWorkers(): () => void {
 /** Warden's median over a peer's; the note keeps the digits `×0.00` would lose. */
 function ratioRow(peer: string, baseline: string, warden: number, other: number): Row {
   const ratio = warden / other
-  const note = ratio < 0.1 ? `warden ÷ peer = ${ratio.toPrecision(2)}; the peer takes ×${(1 / ratio).toFixed(0)} Warden's time` : undefined
-  return { question: QUESTION, name: `warden ÷ ${peer}`, medianUs: warden, ratio, baseline, ...(note ? { note } : {}) }
+  const note =
+    ratio < 0.1
+      ? `warden ÷ peer = ${ratio.toPrecision(2)}; the peer takes ×${(1 / ratio).toFixed(0)} Warden's time`
+      : undefined
+  return {
+    question: QUESTION,
+    name: `warden ÷ ${peer}`,
+    medianUs: warden,
+    ratio,
+    baseline,
+    ...(note ? { note } : {}),
+  }
 }
 
 export async function run(): Promise<Row[]> {
@@ -86,7 +99,14 @@ export async function run(): Promise<Row[]> {
   const warden = await createRuntime({ dataDir: dir, poolSize: 1 })
   const module = new WebAssembly.Module((await parse(EXTISM_ECHO)) as Uint8Array<ArrayBuffer>)
   let lines = 0
-  const logger = { info: () => void lines++, debug: () => {}, warn: () => {}, error: () => {}, trace: () => {}, log: () => {} } as unknown as Console
+  const logger = {
+    info: () => void lines++,
+    debug: () => {},
+    warn: () => {},
+    error: () => {},
+    trace: () => {},
+    log: () => {},
+  } as unknown as Console
   const manifest = () => ({ wasm: [{ module }] })
   const check = (text: string | undefined) => {
     if (text !== 'x') {
@@ -125,9 +145,23 @@ export async function run(): Promise<Row[]> {
     const w = m.pooled!
     return [
       { question: QUESTION, name: 'warden.invoke through the pool (end to end)', medianUs: w },
-      { question: QUESTION, name: 'extism: fresh plugin in a worker, create+call+close', medianUs: m.extismWorker! },
-      { question: QUESTION, name: 'extism: fresh plugin, same thread, create+call+close', medianUs: m.extismSameThread!, note: 'context' },
-      { question: QUESTION, name: 'extism: one worker plugin kept, call only', medianUs: m.extismKept!, note: 'context: no fresh instance' },
+      {
+        question: QUESTION,
+        name: 'extism: fresh plugin in a worker, create+call+close',
+        medianUs: m.extismWorker!,
+      },
+      {
+        question: QUESTION,
+        name: 'extism: fresh plugin, same thread, create+call+close',
+        medianUs: m.extismSameThread!,
+        note: 'context',
+      },
+      {
+        question: QUESTION,
+        name: 'extism: one worker plugin kept, call only',
+        medianUs: m.extismKept!,
+        note: 'context: no fresh instance',
+      },
       ratioRow('extism fresh worker plugin', 'extism worker', w, m.extismWorker!),
       ratioRow('extism fresh same-thread plugin', 'extism same thread', w, m.extismSameThread!),
       ratioRow('extism kept worker plugin', 'extism kept', w, m.extismKept!),

@@ -146,6 +146,8 @@ export function printRows(rows: Row[]): void {
     const ratio = row.ratio === undefined ? '' : `  ×${row.ratio.toFixed(2)} vs ${row.baseline}`
     const target = row.target ? `  [target ${row.target}]` : ''
     const note = row.note ? `  (${row.note})` : ''
-    console.log(`  ${row.name.padEnd(52)} ${fmt(row.medianUs).padStart(9)} µs${ratio}${target}${note}`)
+    console.log(
+      `  ${row.name.padEnd(52)} ${fmt(row.medianUs).padStart(9)} µs${ratio}${target}${note}`,
+    )
   }
 }

@@ -34,7 +34,9 @@ export async function run(): Promise<Row[]> {
         quiet.push(performance.now() - t)
       }
       const started = performance.now()
-      const runaway = await warden.invoke(loop, '', { limits: { fuel: 1e12, timeoutMs: DEADLINE_MS } })
+      const runaway = await warden.invoke(loop, '', {
+        limits: { fuel: 1e12, timeoutMs: DEADLINE_MS },
+      })
       late.push(performance.now() - started - DEADLINE_MS)
       if (runaway.error?.code !== 'timeout') {
         throw new Error(`expected timeout, got ${JSON.stringify(runaway.error)}`)
@@ -48,9 +50,20 @@ export async function run(): Promise<Row[]> {
       }
     }
     return [
-      { question: QUESTION, name: 'control regained after the deadline (lateness)', medianUs: median(late) * 1000, target: '≤ 5 ms' },
+      {
+        question: QUESTION,
+        name: 'control regained after the deadline (lateness)',
+        medianUs: median(late) * 1000,
+        target: '≤ 5 ms',
+      },
       { question: QUESTION, name: 'echo run on a quiet pool', medianUs: median(quiet) * 1000 },
-      { question: QUESTION, name: 'echo run right after a kill (replacement starting)', medianUs: median(neighbour) * 1000, ratio: median(neighbour) / median(quiet), baseline: 'quiet pool' },
+      {
+        question: QUESTION,
+        name: 'echo run right after a kill (replacement starting)',
+        medianUs: median(neighbour) * 1000,
+        ratio: median(neighbour) / median(quiet),
+        baseline: 'quiet pool',
+      },
     ]
   } finally {
     await warden.close()

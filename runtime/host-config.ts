@@ -68,9 +68,11 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
     port: positiveInt(env.PORT, 'PORT') ?? 8080,
     ceilings: {
       maxMemoryMb:
-        positiveInt(env.WARDEN_MAX_MEMORY_MB, 'WARDEN_MAX_MEMORY_MB') ?? DEFAULT_CEILINGS.maxMemoryMb,
+        positiveInt(env.WARDEN_MAX_MEMORY_MB, 'WARDEN_MAX_MEMORY_MB') ??
+        DEFAULT_CEILINGS.maxMemoryMb,
       maxTimeoutMs:
-        positiveInt(env.WARDEN_MAX_TIMEOUT_MS, 'WARDEN_MAX_TIMEOUT_MS') ?? DEFAULT_CEILINGS.maxTimeoutMs,
+        positiveInt(env.WARDEN_MAX_TIMEOUT_MS, 'WARDEN_MAX_TIMEOUT_MS') ??
+        DEFAULT_CEILINGS.maxTimeoutMs,
       maxFuel: positiveInt(env.WARDEN_MAX_FUEL, 'WARDEN_MAX_FUEL') ?? DEFAULT_CEILINGS.maxFuel,
     },
     masterKey: env.WARDEN_MASTER_KEY || undefined,

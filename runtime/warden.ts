@@ -10,7 +10,12 @@
  * record per host call and one for the run, durably → answer.
  */
 import { join } from 'node:path'
-import { compileDataGrant, createDataCapability, createFileDataStore, CURSOR_KEY_PURPOSE } from '../host-capabilities/data/index.js'
+import {
+  compileDataGrant,
+  createDataCapability,
+  createFileDataStore,
+  CURSOR_KEY_PURPOSE,
+} from '../host-capabilities/data/index.js'
 import type { DataSchema, DataStore } from '../host-capabilities/data/index.js'
 import { compileHttpGrant, createHttpCapability } from '../host-capabilities/http/index.js'
 import type { HttpCapabilityDeps } from '../host-capabilities/http/index.js'
@@ -95,7 +100,11 @@ export interface Warden {
    * Derive a narrower child token (holder of `parentToken`). A refusal is audited (`deny`, its
    * code, the parent's jti once it verified; never the token), then thrown.
    */
-  attenuateToken(parentToken: string, request: AttenuationRequest, digest?: string): Promise<MintedToken>
+  attenuateToken(
+    parentToken: string,
+    request: AttenuationRequest,
+    digest?: string,
+  ): Promise<MintedToken>
   /**
    * Audit a token request that a front end (CLI, HTTP) refused before it reached
    * {@link Warden.grantToken} or {@link Warden.attenuateToken}: `deny` with the error's code.
@@ -159,7 +168,9 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
   let redactor: Redactor = createRedactor([])
   const rebuildRedactor = async () => {
     const all = await secrets.list()
-    const values = await Promise.all(all.map(async ({ name }) => ({ name, value: (await secrets.read(name)) ?? '' })))
+    const values = await Promise.all(
+      all.map(async ({ name }) => ({ name, value: (await secrets.read(name)) ?? '' })),
+    )
     redactor = createRedactor(values.filter((v) => v.value !== ''))
   }
   await rebuildRedactor()
@@ -196,7 +207,9 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
   })
   const policy = { maxLifetimeSeconds: options.maxTokenLifetimeSeconds }
 
-  const admin = async (entry: Omit<AuditEntry, 'kind' | 'decision'> & { decision?: 'allow' | 'deny' }) => {
+  const admin = async (
+    entry: Omit<AuditEntry, 'kind' | 'decision'> & { decision?: 'allow' | 'deny' },
+  ) => {
     await audit.append({ kind: 'admin', decision: 'allow', ...entry })
   }
   // A refused action is on the record too, with its code; never the token, which is a bearer
@@ -213,7 +226,11 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
   const digestOf = (value: unknown) =>
     digestSchema.safeParse(value).success ? (value as string) : null
 
-  async function run(app: LoadedComponent, input: string, runOptions: RunOptions): Promise<Invocation> {
+  async function run(
+    app: LoadedComponent,
+    input: string,
+    runOptions: RunOptions,
+  ): Promise<Invocation> {
     let claims: CapabilityClaims
     try {
       claims = await verifyToken(keys, runOptions.token, {
@@ -314,7 +331,14 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
         })
         throw error
       }
-      await admin({ actor, op: 'token.grant', target: minted.claims.jti, appId: request.appId, digest: request.digest, tokenJti: minted.claims.jti })
+      await admin({
+        actor,
+        op: 'token.grant',
+        target: minted.claims.jti,
+        appId: request.appId,
+        digest: request.digest,
+        tokenJti: minted.claims.jti,
+      })
       return minted
     },
     async attenuateToken(parentToken, request, digest) {
@@ -399,7 +423,11 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
  * @internal `value` with every secret replaced, all the way down: strings, the keys and values of lists
  * and records, and byte lists (as UTF-8). A guest may return a revealed secret in any shape.
  */
-export function redactValue(value: unknown, redact: (text: string) => string, depth: number): unknown {
+export function redactValue(
+  value: unknown,
+  redact: (text: string) => string,
+  depth: number,
+): unknown {
   if (typeof value === 'string') {
     return redact(value)
   }
@@ -437,11 +465,20 @@ function redactInvocation(invocation: Invocation, redact: (text: string) => stri
     ...invocation,
     ...(invocation.output === undefined ? {} : { output: text(invocation.output) }),
     ...(invocation.guestError === undefined ? {} : { guestError: text(invocation.guestError) }),
-    ...(invocation.error ? { error: { ...invocation.error, message: redact(invocation.error.message) } } : {}),
+    ...(invocation.error
+      ? { error: { ...invocation.error, message: redact(invocation.error.message) } }
+      : {}),
     ...(invocation.report.error
-      ? { report: { ...invocation.report, error: { ...invocation.report.error, message: redact(invocation.report.error.message) } } }
+      ? {
+          report: {
+            ...invocation.report,
+            error: { ...invocation.report.error, message: redact(invocation.report.error.message) },
+          },
+        }
       : {}),
     logs: invocation.logs.map((line) => ({ ...line, message: redact(line.message) })),
-    decisions: invocation.decisions.map((d) => (d.target === undefined ? d : { ...d, target: redact(d.target) })),
+    decisions: invocation.decisions.map((d) =>
+      d.target === undefined ? d : { ...d, target: redact(d.target) },
+    ),
   }
 }

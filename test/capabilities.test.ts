@@ -44,7 +44,14 @@ async function token(app: LoadedComponent, grants: GrantsInput): Promise<string>
 }
 
 function httpEntry(pathPrefix = '/ok/') {
-  return { scheme: 'http' as const, host: '127.0.0.1', port, methods: ['GET' as const], pathPrefix, allowPrivate: true }
+  return {
+    scheme: 'http' as const,
+    host: '127.0.0.1',
+    port,
+    methods: ['GET' as const],
+    pathPrefix,
+    allowPrivate: true,
+  }
 }
 
 async function call(input: string, grants: GrantsInput) {
@@ -80,13 +87,17 @@ afterAll(async () => {
 
 describe('http', () => {
   it('allowed: fetches from a granted origin and path', async () => {
-    const { out } = await call(`fetch|GET|http://127.0.0.1:${port}/ok/hello`, { http: [httpEntry()] })
+    const { out } = await call(`fetch|GET|http://127.0.0.1:${port}/ok/hello`, {
+      http: [httpEntry()],
+    })
     expect(out).toBe('ok 200 hello from /ok/hello auth=none')
   })
 
   it('denied: a path outside the prefix never reaches the server', async () => {
     const before = received.length
-    const { out, run } = await call(`fetch|GET|http://127.0.0.1:${port}/admin`, { http: [httpEntry()] })
+    const { out, run } = await call(`fetch|GET|http://127.0.0.1:${port}/admin`, {
+      http: [httpEntry()],
+    })
     expect(out).toMatch(/^err 0 /)
     expect(received.length).toBe(before)
     expect(run.decisions).toEqual([expect.objectContaining({ capability: HTTP, decision: 'deny' })])
@@ -95,7 +106,9 @@ describe('http', () => {
   it('imported but not granted: denied without a round trip', async () => {
     const { out, run } = await call(`fetch|GET|http://127.0.0.1:${port}/ok/x`, { log: true })
     expect(out).toMatch(/^err 0 /)
-    expect(run.decisions).toEqual([expect.objectContaining({ capability: HTTP, decision: 'deny', reason: 'not granted' })])
+    expect(run.decisions).toEqual([
+      expect.objectContaining({ capability: HTTP, decision: 'deny', reason: 'not granted' }),
+    ])
   })
 })
 
@@ -113,7 +126,9 @@ describe('secrets', () => {
   })
 
   it('reveal with the flag: the guest sees it, the response is redacted', async () => {
-    const { out } = await call('reveal|api_key', { secrets: [{ name: 'api_key', hosts: [], reveal: true }] })
+    const { out } = await call('reveal|api_key', {
+      secrets: [{ name: 'api_key', hosts: [], reveal: true }],
+    })
     expect(out).toBe('ok [redacted:api_key]')
   })
 
@@ -133,7 +148,9 @@ describe('data', () => {
   })
 
   it('allowed with pii: true shows the field; a missing key is none', async () => {
-    const { out } = await call('get|crm|contacts/alice', { data: [{ collection: 'crm', prefix: 'contacts/', pii: true }] })
+    const { out } = await call('get|crm|contacts/alice', {
+      data: [{ collection: 'crm', prefix: 'contacts/', pii: true }],
+    })
     expect(JSON.parse(out.slice('ok some '.length)).email).toBe('alice@example.com')
     expect((await call('get|crm|contacts/zed', grant)).out).toBe('ok none')
   })
@@ -150,9 +167,15 @@ describe('data', () => {
 
 describe('tokens at run time', () => {
   it('refuses a token for another build, and a revoked one, and audits both', async () => {
-    const echo = await warden.load(await readFile(new URL('./guests/echo.wat', import.meta.url)).then(async (b) => (await import('./support/wat.js')).compileWat(b.toString())))
+    const echo = await warden.load(
+      await readFile(new URL('./guests/echo.wat', import.meta.url)).then(async (b) =>
+        (await import('./support/wat.js')).compileWat(b.toString()),
+      ),
+    )
     const forEcho = await token(echo, { log: true })
-    await expect(warden.run(caller, 'get|crm|x', { token: forEcho })).rejects.toMatchObject({ code: 'token_invalid' })
+    await expect(warden.run(caller, 'get|crm|x', { token: forEcho })).rejects.toMatchObject({
+      code: 'token_invalid',
+    })
     const t = await token(caller, { log: true })
     const jti = JSON.parse(Buffer.from(t.split('.')[1]!, 'base64url').toString()).jti as string
     await warden.revokeToken(jti)
@@ -161,9 +184,9 @@ describe('tokens at run time', () => {
     expect((refused as WardenError).code).toBe('token_revoked')
     expect((refused as WardenError).message).not.toContain(t)
     const records = await warden.audit.read({ limit: 10000 })
-    expect(records.filter((r) => r.kind === 'run' && r.decision === 'deny').map((r) => r.reason)).toEqual(
-      expect.arrayContaining(['token_invalid', 'token_revoked']),
-    )
+    expect(
+      records.filter((r) => r.kind === 'run' && r.decision === 'deny').map((r) => r.reason),
+    ).toEqual(expect.arrayContaining(['token_invalid', 'token_revoked']))
   })
 })
 
@@ -186,22 +209,45 @@ world guest {
       data: [{ collection: 'crm', prefix: 'contacts/' }],
       log: true,
     }
-    const { token: t } = await warden.grantToken({ appId: 'platform', digest: app.digest, grants, lifetimeSeconds: 600 })
-    const run = await warden.run(app, JSON.stringify({ url: `http://127.0.0.1:${port}/ok/js` }), { token: t })
+    const { token: t } = await warden.grantToken({
+      appId: 'platform',
+      digest: app.digest,
+      grants,
+      lifetimeSeconds: 600,
+    })
+    const run = await warden.run(app, JSON.stringify({ url: `http://127.0.0.1:${port}/ok/js` }), {
+      token: t,
+    })
     expect(run.error).toBeUndefined()
     const out = JSON.parse(String(run.output)) as Record<string, { ok?: unknown; err?: unknown }>
     expect(out.http).toEqual({ ok: expect.anything() })
     // The upstream got the real secret; the guest got it redacted back.
     expect(received.at(-1)).toEqual({ url: '/ok/js', authorization: `Bearer ${SECRET}` })
-    expect(out.http!.ok).toEqual({ status: 200, body: 'hello from /ok/js auth=Bearer [redacted:api_key]' })
+    expect(out.http!.ok).toEqual({
+      status: 200,
+      body: 'hello from /ok/js auth=Bearer [redacted:api_key]',
+    })
     expect(out.hmac!.ok).toBe(createHmac('sha256', SECRET).update('msg').digest('hex'))
     expect(out.data!.ok).toBe(JSON.stringify({ name: 'Alice', email: '[pii]' }))
     expect(out.keys!.ok).toEqual(['contacts/alice', 'contacts/bob'])
     expect(run.logs).toEqual([{ level: 'info', message: 'platform app done' }])
     // Without the http grant, the same app is denied and the upstream sees nothing.
     const before = received.length
-    const { token: narrow } = await warden.grantToken({ appId: 'platform', digest: app.digest, grants: { log: true }, lifetimeSeconds: 600 })
-    const denied = JSON.parse(String((await warden.run(app, JSON.stringify({ url: `http://127.0.0.1:${port}/ok/js` }), { token: narrow })).output))
+    const { token: narrow } = await warden.grantToken({
+      appId: 'platform',
+      digest: app.digest,
+      grants: { log: true },
+      lifetimeSeconds: 600,
+    })
+    const denied = JSON.parse(
+      String(
+        (
+          await warden.run(app, JSON.stringify({ url: `http://127.0.0.1:${port}/ok/js` }), {
+            token: narrow,
+          })
+        ).output,
+      ),
+    )
     expect(denied.http.err).toEqual({ tag: 'denied', val: expect.any(String) })
     expect(denied.hmac.err.tag).toBe('denied')
     expect(denied.data.err.tag).toBe('denied')
@@ -212,10 +258,24 @@ world guest {
 describe('audit', () => {
   it('records every decision, verifies, and holds no secret value', async () => {
     const records = await warden.audit.read({ limit: 10000 })
-    expect(records.some((r) => r.kind === 'host-call' && r.capability === HTTP && r.decision === 'allow')).toBe(true)
-    expect(records.some((r) => r.kind === 'host-call' && r.capability === SECRETS && r.decision === 'deny')).toBe(true)
-    expect(records.some((r) => r.kind === 'host-call' && r.capability === DATA && r.decision === 'allow')).toBe(true)
-    expect(records.some((r) => r.kind === 'admin' && r.op === 'secret.put' && r.target === 'api_key')).toBe(true)
+    expect(
+      records.some(
+        (r) => r.kind === 'host-call' && r.capability === HTTP && r.decision === 'allow',
+      ),
+    ).toBe(true)
+    expect(
+      records.some(
+        (r) => r.kind === 'host-call' && r.capability === SECRETS && r.decision === 'deny',
+      ),
+    ).toBe(true)
+    expect(
+      records.some(
+        (r) => r.kind === 'host-call' && r.capability === DATA && r.decision === 'allow',
+      ),
+    ).toBe(true)
+    expect(
+      records.some((r) => r.kind === 'admin' && r.op === 'secret.put' && r.target === 'api_key'),
+    ).toBe(true)
     expect((await warden.audit.verify()).ok).toBe(true)
     const file = await readFile(join(dataDir, 'audit', 'audit.jsonl'), 'utf8')
     expect(file).not.toContain(SECRET)

@@ -31,7 +31,13 @@ afterAll(async () => {
 function job(mode: string): PoolJob {
   const context = fakeRunContext({ invocationId: mode, appId: 'rogue', digest: 'rogue' })
   return {
-    component: { key: 'rogue', glueSource: '', glueFile: 'rogue.js', modules: {}, minMemoryPages: 0 },
+    component: {
+      key: 'rogue',
+      glueSource: '',
+      glueFile: 'rogue.js',
+      modules: {},
+      minMemoryPages: 0,
+    },
     exportName: 'run',
     args: [mode],
     limits: resolveLimits({ timeoutMs: 10_000 }),
@@ -63,16 +69,19 @@ describe('a forged worker', () => {
     expect(result.ok).toBe(true)
   })
 
-  it.each(FORGERIES)('sending %s is retired, its run ends with internal, the pool heals', async (mode) => {
-    const before = pool.replacements
-    const result = await pool.run(job(mode))
-    expect(result.ok).toBe(false)
-    expect(!result.ok && result.error.code).toBe('internal')
-    expect(pool.replacements).toBe(before + 1)
-    await pool.warm()
-    const next = await pool.run(job('ok'))
-    expect(next.ok).toBe(true)
-  })
+  it.each(FORGERIES)(
+    'sending %s is retired, its run ends with internal, the pool heals',
+    async (mode) => {
+      const before = pool.replacements
+      const result = await pool.run(job(mode))
+      expect(result.ok).toBe(false)
+      expect(!result.ok && result.error.code).toBe('internal')
+      expect(pool.replacements).toBe(before + 1)
+      await pool.warm()
+      const next = await pool.run(job('ok'))
+      expect(next.ok).toBe(true)
+    },
+  )
 
   it('never left an unhandled rejection behind', async () => {
     await new Promise((resolve) => setTimeout(resolve, 50))

@@ -56,7 +56,11 @@ return function instantiate(getCoreModule, imports, instantiateCore) {
 
 let pool: SandboxPool
 beforeAll(async () => {
-  pool = new SandboxPool({ size: 1, brokerInterfaces: {}, onHostCall: () => ({ ok: true, value: null }) })
+  pool = new SandboxPool({
+    size: 1,
+    brokerInterfaces: {},
+    onHostCall: () => ({ ok: true, value: null }),
+  })
   await pool.warm()
 })
 afterAll(() => pool.close())
@@ -83,7 +87,10 @@ describe('a hostile glue in the sandbox worker', () => {
     const probes = JSON.parse(String(result.ok && result.value)) as Record<string, string>
     expect(Object.keys(probes).length).toBeGreaterThan(25)
     for (const [door, outcome] of Object.entries(probes)) {
-      expect({ door, outcome }).toEqual({ door, outcome: expect.stringMatching(/^(refused|undefined)$/) })
+      expect({ door, outcome }).toEqual({
+        door,
+        outcome: expect.stringMatching(/^(refused|undefined)$/),
+      })
     }
   })
 
@@ -108,7 +115,11 @@ return function instantiate(getCoreModule, imports) {
   })
 
   it('answers invalid_component, not internal, for glue that does not evaluate', async () => {
-    for (const [i, glue] of ["return function instantiate( {", 'return 42', "throw new Error('no')"].entries()) {
+    for (const [i, glue] of [
+      'return function instantiate( {',
+      'return 42',
+      "throw new Error('no')",
+    ].entries()) {
       const result = await pool.run(job(glue, `broken-${i}`))
       expect(!result.ok && result.error.code).toBe('invalid_component')
     }

@@ -5,6 +5,7 @@
  * jco sees the bytes: such a component is refused with `invalid_component` and the host
  * carries on.
  */
+import type { LoadedComponent } from '../runtime/index.js'
 import { existsSync } from 'node:fs'
 import { mkdtemp, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -106,8 +107,7 @@ const PAYLOADS: Record<string, string> = {
   'reads a file': `run'+process.getBuiltinModule('fs').readFileSync('/etc/passwd','utf8')+'`,
   'writes a file': `run'+process.getBuiltinModule('fs').writeFileSync('${marker('write')}','x')+'`,
   'kills the host': `run'+(process.kill(process.pid,'SIGKILL'),'')+'`,
-  'spawns a process':
-    `run'+process.getBuiltinModule('child_process').execSync('touch ${marker('spawn')}')+'`,
+  'spawns a process': `run'+process.getBuiltinModule('child_process').execSync('touch ${marker('spawn')}')+'`,
 }
 
 const PLACES: Record<string, (name: string) => string> = {
@@ -121,7 +121,6 @@ const PLACES: Record<string, (name: string) => string> = {
 const CASES = Object.entries(PLACES).flatMap(([place, wat]) =>
   Object.entries(PAYLOADS).map(([payload, name]) => [place, payload, wat, name] as const),
 )
-
 
 /** The host is alive and well: a normal component loads and runs, in the same runtime. */
 async function expectHostAlive(): Promise<void> {
@@ -186,7 +185,7 @@ describe('through the library', () => {
     await fc.assert(
       fc.asyncProperty(name, async (coreName) => {
         const bytes = await withName(coreExport, coreName)
-        let app
+        let app: LoadedComponent
         try {
           app = await rt.warden.load(bytes)
         } catch (error) {

@@ -36,7 +36,6 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true })
 })
 
-
 async function load(wat: string) {
   return loader.load(await compileWat(wat))
 }

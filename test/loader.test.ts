@@ -23,7 +23,6 @@ function newLoader(options: Partial<ConstructorParameters<typeof ComponentLoader
   })
 }
 
-
 /** A component that imports one interface with one nullary function, and exports nothing. */
 function importing(name: string): string {
   return `(component (import "${name}" (instance (export "f" (func)))))`
@@ -78,15 +77,14 @@ describe('bytes', () => {
 })
 
 describe('imports', () => {
-  it.each([
-    'wasi:filesystem/preopens@0.2.0',
-    'wasi:sockets/tcp@0.2.0',
-    'acme:unknown/thing@1.0.0',
-  ])('refuses %s, naming it', async (name) => {
-    const error = await refusal(loader.load(await compileWat(importing(name))))
-    expect(error.code).toBe('unsupported_import')
-    expect(error.message).toContain(name)
-  })
+  it.each(['wasi:filesystem/preopens@0.2.0', 'wasi:sockets/tcp@0.2.0', 'acme:unknown/thing@1.0.0'])(
+    'refuses %s, naming it',
+    async (name) => {
+      const error = await refusal(loader.load(await compileWat(importing(name))))
+      expect(error.code).toBe('unsupported_import')
+      expect(error.message).toContain(name)
+    },
+  )
 
   it('accepts the baseline and reports the declared capabilities', async () => {
     const app = await loader.load(await guestFile('echo'))

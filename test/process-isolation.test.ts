@@ -570,8 +570,9 @@ describe('what the host accepts from the child', () => {
     expect(parseFromChild([ok], runOf)).toBeUndefined()
     const request = { call: 1, capability: 'c', fn: 'f', args: 'no' }
     expect(parseFromChild({ type: 'host-call', id: 7, request }, runOf)).toBeUndefined()
-    expect(parseFromChild({ type: 'host-call', id: 7, request: { ...request, args: [] } }, runOf))
-      .toEqual({ type: 'host-call', id: 7, request: { ...request, args: [] } })
+    expect(
+      parseFromChild({ type: 'host-call', id: 7, request: { ...request, args: [] } }, runOf),
+    ).toEqual({ type: 'host-call', id: 7, request: { ...request, args: [] } })
   })
 
   it('reassembles frames split anywhere and refuses one above the limit', () => {

@@ -20,7 +20,9 @@ describe('redactValue', () => {
       redact,
       0,
     ) as Record<string, unknown>
-    expect(JSON.stringify(out, (_k, v) => (typeof v === 'bigint' ? String(v) : v))).not.toContain(SECRET)
+    expect(JSON.stringify(out, (_k, v) => (typeof v === 'bigint' ? String(v) : v))).not.toContain(
+      SECRET,
+    )
     expect(out.list).toEqual(['[redacted:tok]', ['deeper', 'x[redacted:tok]y']])
     expect(new TextDecoder().decode(out.body as Uint8Array)).toBe('token=[redacted:tok]')
     expect(out['[redacted:tok]']).toBe('key')

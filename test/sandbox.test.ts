@@ -68,7 +68,9 @@ describe('hello/echo', () => {
 
 describe('limits', () => {
   it('ends an infinite loop with fuel_exhausted', async () => {
-    const run = await rt.warden.invoke(await load(guests.infiniteLoop), '', { limits: { fuel: 1e6 } })
+    const run = await rt.warden.invoke(await load(guests.infiniteLoop), '', {
+      limits: { fuel: 1e6 },
+    })
     expect(run.error?.code).toBe('fuel_exhausted')
     expect(run.report.fuelUsed).toBe(1e6)
   })
@@ -82,7 +84,9 @@ describe('limits', () => {
   })
 
   it('ends unbounded memory.grow with memory_limit at the cap', async () => {
-    const run = await rt.warden.invoke(await load(guests.growForever), '', { limits: { memoryMb: 2 } })
+    const run = await rt.warden.invoke(await load(guests.growForever), '', {
+      limits: { memoryMb: 2 },
+    })
     expect(run.error?.code).toBe('memory_limit')
     expect(run.report.memoryPeakBytes).toBe(2 * 1024 * 1024)
   })
@@ -94,11 +98,15 @@ describe('limits', () => {
   })
 
   it('lets a guest grow within its cap and reports the peak', async () => {
-    const run = await rt.warden.invoke(await load(guests.growBy(10)), '', { limits: { memoryMb: 1 } })
+    const run = await rt.warden.invoke(await load(guests.growBy(10)), '', {
+      limits: { memoryMb: 1 },
+    })
     expect(run.ok).toBe(true)
     expect(run.output).toBe('done')
     expect(run.report.memoryPeakBytes).toBe(11 * 65536)
-    const over = await rt.warden.invoke(await load(guests.growBy(16)), '', { limits: { memoryMb: 1 } })
+    const over = await rt.warden.invoke(await load(guests.growBy(16)), '', {
+      limits: { memoryMb: 1 },
+    })
     expect(over.error?.code).toBe('memory_limit')
   })
 

@@ -46,8 +46,7 @@ describe('the transpile pool', () => {
     const pool = new Transpiler()
     try {
       const done: string[] = []
-      const track = (name: string, job: Promise<unknown>) =>
-        job.then(() => void done.push(name))
+      const track = (name: string, job: Promise<unknown>) => job.then(() => void done.push(name))
       await Promise.all([
         track('alice-slow', pool.transpile(request(slow, 'alice'))),
         track('alice-tiny', pool.transpile(request(tiny, 'alice'))),

@@ -88,7 +88,12 @@ afterAll(async () => {
 describe('WASI baseline in the sandbox', () => {
   it('turns stdout into log lines and provides random, with no grant needed', async () => {
     const core = await parse(WAT)
-    const embedded = await componentEmbed({ binary: core, witSource: WIT, world: 'test:app/app', stringEncoding: 'utf8' })
+    const embedded = await componentEmbed({
+      binary: core,
+      witSource: WIT,
+      world: 'test:app/app',
+      stringEncoding: 'utf8',
+    })
     const component = await componentNew(embedded, [])
     const app = await rt.warden.load(component)
     expect(app.imports).toEqual(
@@ -108,9 +113,16 @@ describe('WASI baseline in the sandbox', () => {
 
   it('counts stdout writes against the host-call budget, however many lines they carry', async () => {
     const core = await parse(WAT)
-    const embedded = await componentEmbed({ binary: core, witSource: WIT, world: 'test:app/app', stringEncoding: 'utf8' })
+    const embedded = await componentEmbed({
+      binary: core,
+      witSource: WIT,
+      world: 'test:app/app',
+      stringEncoding: 'utf8',
+    })
     const app = await rt.warden.load(await componentNew(embedded, []))
-    const flood = await rt.warden.invoke(app, '\n'.repeat(4000), { limits: { hostCalls: 3, logLines: 10 } })
+    const flood = await rt.warden.invoke(app, '\n'.repeat(4000), {
+      limits: { hostCalls: 3, logLines: 10 },
+    })
     expect(flood.error?.code).toBe('limit_exceeded')
     expect(flood.logs.length).toBeLessThanOrEqual(10)
     expect(flood.decisions.length).toBeLessThanOrEqual(4)

@@ -75,18 +75,25 @@ describe('worlds', () => {
     const response = run.output as { status: number; body: Uint8Array }
     expect(response.status).toBe(200)
     expect(new TextDecoder().decode(response.body)).toBe('/hello/world')
-    await expect(async () => rt.warden.invoke(app, '{}')).rejects.toMatchObject({ code: 'invalid_request' })
+    await expect(async () => rt.warden.invoke(app, '{}')).rejects.toMatchObject({
+      code: 'invalid_request',
+    })
   })
 
   it('loads an action (the action world is exercised throughout the suite)', async () => {
-    const app = await rt.warden.load(await build('action', `(module
+    const app = await rt.warden.load(
+      await build(
+        'action',
+        `(module
       (memory (export "memory") 1)
       (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 1024))
       (func (export "run") (param i32 i32) (result i32)
         (i32.store (i32.const 16) (i32.const 0))
         (i32.store (i32.const 20) (local.get 0))
         (i32.store (i32.const 24) (local.get 1))
-        (i32.const 16)))`))
+        (i32.const 16)))`,
+      ),
+    )
     expect(app.kind).toBe('action')
     expect((await rt.warden.invoke(app, 'same')).output).toBe('same')
   })
@@ -123,7 +130,10 @@ const REQUEST = { method: 'GET', path: '/after', query: '', headers: [], body: n
 
 describe('payloads larger than the shared channel', () => {
   it('carries a 1.2 MB input in and back out', async () => {
-    const app = await rt.warden.load(await build('action', `(module
+    const app = await rt.warden.load(
+      await build(
+        'action',
+        `(module
       (memory (export "memory") 40)
       (global $bump (mut i32) (i32.const 1024))
       (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
@@ -135,7 +145,9 @@ describe('payloads larger than the shared channel', () => {
         (i32.store (i32.const 16) (i32.const 0))
         (i32.store (i32.const 20) (local.get 0))
         (i32.store (i32.const 24) (local.get 1))
-        (i32.const 16)))`))
+        (i32.const 16)))`,
+      ),
+    )
     const input = `"${'x'.repeat(1_200_000)}"`
     const before = rt.warden.pool.replacements
     const run = await rt.warden.invoke(app, input)

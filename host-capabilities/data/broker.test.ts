@@ -159,8 +159,18 @@ describe('data broker: get', () => {
       createDataCapability({ store: memoryStore({ crm: contacts }), cursorKey }),
     ])
     const ctx = context(grant)
-    await onHostCall(ctx, { call: 1, capability: DATA_INTERFACE, fn: 'get', args: ['crm', 'contacts/bob'] })
-    await onHostCall(ctx, { call: 2, capability: DATA_INTERFACE, fn: 'get', args: ['crm', 'secret'] })
+    await onHostCall(ctx, {
+      call: 1,
+      capability: DATA_INTERFACE,
+      fn: 'get',
+      args: ['crm', 'contacts/bob'],
+    })
+    await onHostCall(ctx, {
+      call: 2,
+      capability: DATA_INTERFACE,
+      fn: 'get',
+      args: ['crm', 'secret'],
+    })
     expect(ctx.decisions.map((d) => d.decision)).toEqual(['allow', 'deny'])
   })
 

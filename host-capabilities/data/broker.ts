@@ -175,7 +175,7 @@ export function createDataCapability(options: DataCapabilityOptions): BrokerCapa
     }
     const [payload, macText] = parts as [string, string]
     const mac = decodeBase64url(macText)
-    if (!mac || mac.byteLength !== 32 || !decodeBase64url(payload)) {
+    if (mac?.byteLength !== 32 || !decodeBase64url(payload)) {
       throw bad()
     }
     if (!timingSafeEqual(mac, macOf(appId, payload))) {

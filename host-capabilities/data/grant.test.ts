@@ -274,9 +274,9 @@ describe('whole-segment properties (issue 7)', () => {
         fc.constant(prefix),
         fc.oneof(
           segmentKey,
-          fc.string({ unit: fc.constantFrom('a', '-', '.', '/'), maxLength: 4 }).map(
-            (tail) => `${prefix.endsWith('/') ? prefix.slice(0, -1) : prefix}${tail}`,
-          ),
+          fc
+            .string({ unit: fc.constantFrom('a', '-', '.', '/'), maxLength: 4 })
+            .map((tail) => `${prefix.endsWith('/') ? prefix.slice(0, -1) : prefix}${tail}`),
         ),
       ),
     )

@@ -89,17 +89,7 @@ describe('createFileDataStore', () => {
 
   it('lists whole segments: the prefix and keys below it, never a sibling (issue 7)', async () => {
     const store = createFileDataStore(dir)
-    const all = [
-      'r',
-      'r-archive/1',
-      'r.bak',
-      'r/1',
-      'r/1-x',
-      'r/1/a',
-      'r/2',
-      'r0',
-      'ra/1',
-    ]
+    const all = ['r', 'r-archive/1', 'r.bak', 'r/1', 'r/1-x', 'r/1/a', 'r/2', 'r0', 'ra/1']
     for (const key of all) {
       await store.put('crm', key, key)
     }

@@ -11,10 +11,16 @@
  * Keys are ordered by JavaScript string comparison (UTF-16 code units); `list` pages in that
  * order.
  */
+import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WardenError } from '../../runtime/errors.js'
-import { isErrno, readdirOrEmpty, ensurePrivateDir, writeFileAtomic } from '../internal/fs-atomic.js'
+import {
+  isErrno,
+  readdirOrEmpty,
+  ensurePrivateDir,
+  writeFileAtomic,
+} from '../internal/fs-atomic.js'
 import {
   assertCollection,
   assertKey,
@@ -223,7 +229,7 @@ export function createFileDataStore(dir: string): DataStore {
 
   /** The collection as it is on disk now, from the cache when the file is unchanged. */
   async function load(collection: string): Promise<Collection | undefined> {
-    let handle
+    let handle: FileHandle
     try {
       handle = await open(pathOf(collection), 'r')
     } catch (error) {

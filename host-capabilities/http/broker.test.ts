@@ -326,7 +326,6 @@ describe('fetch: addresses', () => {
     const allowed = await fetchWith({}, request(url), ctxFor([{ ...entry, allowPrivate: true }]))
     expect(tagOf(allowed)).toBe('ok')
   })
-
 })
 
 describe('fetch: redirects', () => {
@@ -487,7 +486,6 @@ describe('fetch: secrets', () => {
     )
     expect(tagOf(out)).toBe('upstream')
   })
-
 })
 
 /** A server that answers with the raw header lines it received, as JSON pairs. */

@@ -14,7 +14,11 @@ const LEVELS: readonly LogLine['level'][] = ['debug', 'info', 'warn', 'error']
  * Keep one log line in the run's report if the run's log budget allows; count it as dropped
  * otherwise. Returns the line's size in bytes when kept, -1 when dropped.
  */
-export function keepLogLine(state: WorkerRunState, level: LogLine['level'], message: string): number {
+export function keepLogLine(
+  state: WorkerRunState,
+  level: LogLine['level'],
+  message: string,
+): number {
   const text = truncate(message, MAX_LINE_BYTES)
   const size = Buffer.byteLength(text)
   if (state.logs.length >= state.limits.logLines || state.logBytes + size > state.limits.logBytes) {

@@ -95,8 +95,9 @@ describe('compileSecretsGrant', () => {
     expect(find('http://api.example/', 'X-Key')).toBeUndefined()
     expect(find('https://api.example:8443/', 'X-Key')).toBeUndefined()
     expect(find('https://api.example/', 'Authorization')).toBeUndefined()
-    expect(findSecretBinding(grant, 'other', parseEgressUrl('https://api.example/'), 'X-Key'))
-      .toBeUndefined()
+    expect(
+      findSecretBinding(grant, 'other', parseEgressUrl('https://api.example/'), 'X-Key'),
+    ).toBeUndefined()
   })
 
   it('answers canUse and canReveal', () => {

@@ -28,7 +28,14 @@ import { link, mkdir, readFile, stat, unlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { WardenError } from '../../runtime/errors.js'
 import type { SecretSource } from '../types.js'
-import { isErrno, readdirOrEmpty, ensurePrivateDir, syncDir, tempPathFor, writeFileAtomic } from '../internal/fs-atomic.js'
+import {
+  isErrno,
+  readdirOrEmpty,
+  ensurePrivateDir,
+  syncDir,
+  tempPathFor,
+  writeFileAtomic,
+} from '../internal/fs-atomic.js'
 import { assertSecretName, isSecretName } from './names.js'
 
 /** Bytes in a master key (AES-256). */

@@ -495,13 +495,19 @@ describe('random and clocks (end to end)', () => {
 
   it('gives each run a coarse monotonic clock that starts at 0, not the host uptime', () => {
     const imports = createWasiImports(newState(), () => {}, { clockResolutionNs: 100_000 })
-    const clock = iface<{ now(): bigint; resolution(): bigint }>(imports, 'wasi:clocks/monotonic-clock')
+    const clock = iface<{ now(): bigint; resolution(): bigint }>(
+      imports,
+      'wasi:clocks/monotonic-clock',
+    )
     const first = clock.now()
     expect(first < 1_000_000_000n).toBe(true)
     expect(first % 100_000n).toBe(0n)
     expect(clock.now() % 100_000n).toBe(0n)
     expect(clock.resolution()).toBe(100_000n)
-    const defaults = iface<{ resolution(): bigint }>(createWasiImports(newState()), 'wasi:clocks/monotonic-clock')
+    const defaults = iface<{ resolution(): bigint }>(
+      createWasiImports(newState()),
+      'wasi:clocks/monotonic-clock',
+    )
     expect(defaults.resolution()).toBe(100_000n)
   })
 

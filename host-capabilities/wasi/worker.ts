@@ -303,7 +303,9 @@ export function createWasiImports(
   onWrite: StreamWriteHook = () => {},
   options: WasiOptions = {},
 ): Record<string, object> {
-  const step = BigInt(Math.max(1, Math.floor(options.clockResolutionNs ?? DEFAULT_CLOCK_RESOLUTION_NS)))
+  const step = BigInt(
+    Math.max(1, Math.floor(options.clockResolutionNs ?? DEFAULT_CLOCK_RESOLUTION_NS)),
+  )
   const epoch = hrtime.bigint()
   const stdoutLines = lineSink((line) => keepLogLine(state, 'info', line))
   const stderrLines = lineSink((line) => keepLogLine(state, 'error', line))

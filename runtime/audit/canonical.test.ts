@@ -63,6 +63,7 @@ describe('canonicalJson', () => {
     ['Infinity', [1, Number.POSITIVE_INFINITY]],
     ['-Infinity', { a: Number.NEGATIVE_INFINITY }],
     ['undefined in an array', [1, undefined]],
+    // biome-ignore lint/suspicious/noSparseArray: the hole is the case under test
     ['a hole in an array', [1, , 3]],
     ['a BigInt', { a: 1n }],
     ['a function', { a: () => 1 }],

@@ -167,7 +167,12 @@ describe('signed checkpoints', () => {
     await expect(openSigned()).rejects.toMatchObject({ code: 'internal' })
 
     // Every checkpoint removed: a log with records and no checkpoint is not a signed log.
-    await writeRecords(rechain(records.filter((r) => r.kind !== 'checkpoint'), false))
+    await writeRecords(
+      rechain(
+        records.filter((r) => r.kind !== 'checkpoint'),
+        false,
+      ),
+    )
     expect(await verifyAuditFile(file, { checkpointKey: await publicKey() })).toEqual({
       ok: false,
       firstBadSeq: 1,
@@ -217,7 +222,10 @@ describe('signed checkpoints', () => {
     const pem = await readFile(keyFile, 'utf8')
     const d = createPrivateKey(pem).export({ format: 'jwk' }).d as string
     const seed32 = Buffer.from(d, 'base64url')
-    const body = pem.split('\n').filter((l) => l !== '' && !l.startsWith('-----')).join('')
+    const body = pem
+      .split('\n')
+      .filter((l) => l !== '' && !l.startsWith('-----'))
+      .join('')
     for (const material of [secret, body, d, seed32.toString('hex'), seed32.toString('base64')]) {
       expect(text).not.toContain(material)
     }
@@ -226,9 +234,26 @@ describe('signed checkpoints', () => {
     for (const record of checkpoints) {
       expect(Object.keys(record).sort()).toEqual(
         [
-          'seq', 'ts', 'invocationId', 'appId', 'digest', 'tokenJti', 'actor', 'kind', 'capability',
-          'op', 'target', 'decision', 'reason', 'durationMs', 'bytesOut', 'bytesIn', 'meter',
-          'checkpoint', 'prevHash', 'hash',
+          'seq',
+          'ts',
+          'invocationId',
+          'appId',
+          'digest',
+          'tokenJti',
+          'actor',
+          'kind',
+          'capability',
+          'op',
+          'target',
+          'decision',
+          'reason',
+          'durationMs',
+          'bytesOut',
+          'bytesIn',
+          'meter',
+          'checkpoint',
+          'prevHash',
+          'hash',
         ].sort(),
       )
       const fields = Object.keys(record.checkpoint!).sort()
@@ -341,7 +366,12 @@ describe('one writer per audit log', () => {
     await log.append(entry(2))
     const tail = await cli(['audit', 'tail', '-n', '2'])
     expect(tail.code).toBe(0)
-    expect(tail.stdout.trim().split('\n').map((l) => JSON.parse(l).seq)).toEqual([2, 3])
+    expect(
+      tail.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l).seq),
+    ).toEqual([2, 3])
     const verified = await cli(['audit', 'verify'])
     expect(verified.code).toBe(0)
     await log.close()

@@ -3,6 +3,7 @@
  * owner's pid, host and start time. Two writers would interleave sequence numbers and fork the
  * chain; a second one is refused instead. Readers (`verify`, `tail`) take no lock.
  */
+import type { FileHandle } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises'
 import { hostname } from 'node:os'
@@ -113,7 +114,7 @@ interface Holder {
 
 /** Create the lock file with our owner in it; false when it already exists. */
 async function create(file: string, text: string): Promise<boolean> {
-  let handle
+  let handle: FileHandle
   try {
     handle = await open(file, 'wx', 0o644)
   } catch (error) {

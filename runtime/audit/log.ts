@@ -460,7 +460,7 @@ async function findLastCheckpoint(
           lineEnd - offset <= MAX_LINE_BYTES
             ? parseRecordLine(await readText(handle, offset, lineEnd - offset))
             : undefined
-        if (!record || record.kind !== 'checkpoint') {
+        if (record?.kind !== 'checkpoint') {
           throw new WardenError('internal', 'an audit record is corrupt; verify the log', {
             cause: { file, offset },
           })

@@ -77,7 +77,10 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
     ctx.counters.brokerCalls++
     if (!capability || !ctx.granted.has(request.capability)) {
       record('deny', 'not granted')
-      return { ok: false, hostError: { tag: 'denied', val: `${request.capability} is not granted to this run` } }
+      return {
+        ok: false,
+        hostError: { tag: 'denied', val: `${request.capability} is not granted to this run` },
+      }
     }
     if (!capability.descriptor.functions.includes(request.fn) || !Array.isArray(request.args)) {
       record('deny', 'unknown function')

@@ -96,7 +96,7 @@ function sections(bytes: Uint8Array): string[] {
     const [size, start] = leb(p + 1)
     if (id === 0) {
       const [len, at] = leb(start)
-      names.push('custom:' + new TextDecoder().decode(bytes.subarray(at, at + len)))
+      names.push(`custom:${new TextDecoder().decode(bytes.subarray(at, at + len))}`)
     } else {
       names.push(String(id))
     }

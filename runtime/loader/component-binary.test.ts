@@ -158,9 +158,7 @@ describe('real components', () => {
     expect(extern).toEqual(expect.arrayContaining(['warden:platform/log@0.1.0', 'run', 'level']))
     const labels = names.filter((n) => n.kind === 'label').map((n) => n.name)
     expect(labels).toEqual(expect.arrayContaining(['debug', 'info', 'input', 'message']))
-    expect(names.find((n) => n.name === 'cabi_realloc')?.where).toBe(
-      'core export name of module 1',
-    )
+    expect(names.find((n) => n.name === 'cabi_realloc')?.where).toBe('core export name of module 1')
   })
 
   it('walks a wit-component build (jco componentNew)', async () => {
@@ -291,7 +289,7 @@ describe('malformed input', () => {
 
 /** A walk either refuses with invalid_component or passes, and then every name is allowed. */
 function expectWalkOrRefusal(bytes: Uint8Array): void {
-  let result
+  let result: ReturnType<typeof checkComponentStructure>
   try {
     result = checkComponentStructure(bytes)
   } catch (error) {

@@ -900,13 +900,7 @@ function resultList(w: Walk, r: ByteReader, scope: Scope): void {
 }
 
 /** A declaration inside a component type (`componentDecl`) or instance type (`instanceDecl`). */
-function typeDecl(
-  w: Walk,
-  r: ByteReader,
-  depth: number,
-  scope: Scope,
-  inComponent: boolean,
-): void {
+function typeDecl(w: Walk, r: ByteReader, depth: number, scope: Scope, inComponent: boolean): void {
   const form = r.byte('type declaration')
   switch (form) {
     case 0x00:

@@ -58,7 +58,7 @@ export function readComponentSurface(bytes: Uint8Array): ComponentSurface {
       throw error
     }
     // NB: a bug here must refuse the upload, not crash the loader or let it through.
-    throw new WardenError('invalid_component', 'the component\'s types could not be read', {
+    throw new WardenError('invalid_component', "the component's types could not be read", {
       cause: error,
     })
   }

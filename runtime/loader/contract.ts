@@ -88,7 +88,7 @@ function checkImportedItem(
 ): void {
   const want = contract.items.get(item)
   if (e.sort === 'func') {
-    if (!want || want.sort !== 'func') {
+    if (want?.sort !== 'func') {
       throw new WardenError(
         'unsupported_import',
         `the component imports ${name} function ${printFunc(item, e.type)}, but ${contract.name} ` +
@@ -105,7 +105,7 @@ function checkImportedItem(
     return
   }
   if (e.sort === 'type' && isValueOrResource(e.type)) {
-    if (!want || want.sort !== 'type') {
+    if (want?.sort !== 'type') {
       throw new WardenError(
         'unsupported_import',
         `the component imports ${name} type ${item}, which ${contract.name} does not have in ` +
@@ -272,7 +272,7 @@ function checkExportedInterface(
       continue
     }
     const e = items.get(item)
-    if (!e || e.sort !== 'func') {
+    if (e?.sort !== 'func') {
       throw new WardenError(
         'invalid_component',
         `the component's ${name} does not export ${printFunc(item, want.type)}`,

@@ -369,7 +369,7 @@ describe('hostile glue', () => {
     ['a prototype as a value', 'class R {} const p = R.prototype'],
     ['a key made by concatenation', "imports['constr' + 'uctor']"],
     ['a key made from a template', 'imports[`constructor`]'],
-    ['a key with a quote in it', "imports[\"run'+x+'\"]"],
+    ['a key with a quote in it', 'imports["run\'+x+\'"]'],
     ['an escaped quote in a key', "imports['run\\u0027']"],
     ['a key that is a call', "imports[String('constructor')]"],
     ['a string with a control character', "const s = 'a\\u0000b'"],

@@ -1088,7 +1088,17 @@ function startsWithPath(path: readonly string[], member: string): boolean {
 }
 
 const NUMERIC_OPERATORS: ReadonlySet<string> = new Set([
-  '-', '*', '/', '%', '**', '<<', '>>', '>>>', '&', '|', '^',
+  '-',
+  '*',
+  '/',
+  '%',
+  '**',
+  '<<',
+  '>>',
+  '>>>',
+  '&',
+  '|',
+  '^',
 ])
 
 /**

@@ -15,7 +15,11 @@ import { readCacheEntry, writeCacheEntry } from '../transpile-cache/cache.js'
 import type { CacheEntry } from '../transpile-cache/cache.js'
 import type { LoadedComponentMessage } from '../sandbox/protocol.js'
 import { checkComponentStructure } from './component-binary.js'
-import { checkComponentBytes, componentDigest, DEFAULT_MAX_COMPONENT_BYTES } from './component-bytes.js'
+import {
+  checkComponentBytes,
+  componentDigest,
+  DEFAULT_MAX_COMPONENT_BYTES,
+} from './component-bytes.js'
 import { readComponentSurface } from './component-types.js'
 import { checkComponentContract } from './contract.js'
 import type { ComponentKind } from './contract.js'
@@ -35,8 +39,12 @@ export const TRANSPILER = `jco@${packageVersion('@bytecodealliance/jco')}`
 function packageVersion(name: string): string {
   // NB: jco's `exports` hides its package.json, so find it from the entry point.
   const entry = createRequire(import.meta.url).resolve(name)
-  const root = entry.slice(0, entry.lastIndexOf(`/node_modules/${name}/`) + `/node_modules/${name}`.length)
-  return (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string }).version
+  const root = entry.slice(
+    0,
+    entry.lastIndexOf(`/node_modules/${name}/`) + `/node_modules/${name}`.length,
+  )
+  return (JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')) as { version: string })
+    .version
 }
 
 /** A component ready to run. */

@@ -30,8 +30,7 @@ const LOWER_LABEL = `${WORD}(?:-${WORD})*`
 const IDENT = '(?:0|[1-9][0-9]*)'
 const DOTTED = '[0-9A-Za-z-]+(?:\\.[0-9A-Za-z-]+)*'
 const SEMVER = `${IDENT}\\.${IDENT}\\.${IDENT}(?:-${DOTTED})?(?:\\+${DOTTED})?`
-const PLAIN_NAME =
-  `(?:${LABEL}|\\[constructor\\]${LABEL}|\\[(?:method|static)\\]${LABEL}\\.${LABEL})`
+const PLAIN_NAME = `(?:${LABEL}|\\[constructor\\]${LABEL}|\\[(?:method|static)\\]${LABEL}\\.${LABEL})`
 const INTERFACE_NAME = `${LOWER_LABEL}:${LOWER_LABEL}/${LABEL}(?:@${SEMVER})?`
 
 const LABEL_RE = new RegExp(`^${LABEL}$`)

@@ -108,12 +108,11 @@ parentPort!.on('message', (message: ToTranspileWorker) => {
   work.then(
     (response) => {
       // Module bytes are moved back, not copied.
-      const transfer =
-        !response.ok
-          ? []
-          : 'modules' in response
-            ? response.modules.map((m) => m.bytes.buffer)
-            : [response.bytes.buffer]
+      const transfer = !response.ok
+        ? []
+        : 'modules' in response
+          ? response.modules.map((m) => m.bytes.buffer)
+          : [response.bytes.buffer]
       parentPort!.postMessage({ id, response }, transfer)
     },
     (error: unknown) =>

@@ -162,7 +162,9 @@ class Parser {
 
   /** `ns:pkg`, optionally `@version`. */
   #packageName(): { name: string; version: string | undefined } {
-    const name = `${this.#id()}:${(this.#take(':'), this.#id())}`
+    const ns = this.#id()
+    this.#take(':')
+    const name = `${ns}:${this.#id()}`
     return { name, version: this.#is('ver') ? this.#take('ver').v : undefined }
   }
 
@@ -241,7 +243,9 @@ class Parser {
     if (!this.#eat(':')) {
       return first
     }
-    const path = `${first}:${this.#id()}/${(this.#take('/'), this.#id())}`
+    const pkg = this.#id()
+    this.#take('/')
+    const path = `${first}:${pkg}/${this.#id()}`
     this.#eat('ver')
     return path
   }
@@ -462,7 +466,7 @@ class Resolver {
           const from = this.interface(d.from.includes(':') ? d.from : `${decl.pkg}/${d.from}`)
           for (const { name, as } of d.names) {
             const item = from.items.get(name)
-            if (!item || item.sort !== 'type') {
+            if (item?.sort !== 'type') {
               throw new TypeError(`WIT: ${d.from} has no type ${name}`)
             }
             define(as, item.type)
@@ -617,7 +621,7 @@ export function witDir(): string {
     }
     dir = dirname(dir)
   }
-  throw new Error('cannot find Warden\'s wit/ folder')
+  throw new Error("cannot find Warden's wit/ folder")
 }
 
 let shippedTexts: readonly string[] | undefined

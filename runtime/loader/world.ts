@@ -81,7 +81,10 @@ function take(world: ComponentWorld, raw: string): void {
 }
 
 /** `warden:platform/log@0.1.0` → `{ interface: 'warden:platform/log', version: '0.1.0' }`. */
-export function splitInterfaceName(name: string): { interface: string; version: string | undefined } {
+export function splitInterfaceName(name: string): {
+  interface: string
+  version: string | undefined
+} {
   const at = name.lastIndexOf('@')
   return at < 0
     ? { interface: name, version: undefined }

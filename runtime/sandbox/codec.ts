@@ -107,7 +107,12 @@ function write(value: unknown, depth: number): void {
       scratch[pos++] = value ? TRUE : FALSE
       return
     case 'number':
-      if (Number.isInteger(value) && value >= -0x80000000 && value <= 0x7fffffff && !Object.is(value, -0)) {
+      if (
+        Number.isInteger(value) &&
+        value >= -0x80000000 &&
+        value <= 0x7fffffff &&
+        !Object.is(value, -0)
+      ) {
         ensure(5)
         scratch[pos++] = INT32
         scratch.writeInt32LE(value, pos)
@@ -274,7 +279,12 @@ function read(buf: Buffer, r: { at: number }, depth: number): unknown {
         const item = read(buf, r, depth + 1)
         if (key === '__proto__') {
           // NB: defineProperty, so a key named `__proto__` is data, not a prototype change.
-          Object.defineProperty(out, key, { value: item, enumerable: true, writable: true, configurable: true })
+          Object.defineProperty(out, key, {
+            value: item,
+            enumerable: true,
+            writable: true,
+            configurable: true,
+          })
         } else {
           out[key] = item
         }

@@ -42,7 +42,11 @@ export class AppShares {
   constructor(poolSize: number, options: AppShareOptions = {}) {
     this.maxRunning = options.maxRunningPerApp ?? Math.max(1, poolSize - 1)
     this.maxAccepted = this.maxRunning + (options.maxQueuedPerApp ?? 4 * poolSize)
-    if (!Number.isInteger(this.maxRunning) || this.maxRunning < 1 || !Number.isInteger(this.maxAccepted)) {
+    if (
+      !Number.isInteger(this.maxRunning) ||
+      this.maxRunning < 1 ||
+      !Number.isInteger(this.maxAccepted)
+    ) {
       throw new TypeError('per-app run caps must be positive integers')
     }
   }

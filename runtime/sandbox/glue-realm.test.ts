@@ -20,8 +20,22 @@ const realm = () =>
 describe('the glue realm', () => {
   it('names nothing of Node', () => {
     const r = realm()
-    for (const name of ['process', 'require', 'module', 'Buffer', 'fetch', 'setTimeout', 'console', 'Atomics', 'SharedArrayBuffer', 'eval']) {
-      expect({ name, type: r.evaluate(`return typeof ${name}`, 'probe.js') }).toEqual({ name, type: 'undefined' })
+    for (const name of [
+      'process',
+      'require',
+      'module',
+      'Buffer',
+      'fetch',
+      'setTimeout',
+      'console',
+      'Atomics',
+      'SharedArrayBuffer',
+      'eval',
+    ]) {
+      expect({ name, type: r.evaluate(`return typeof ${name}`, 'probe.js') }).toEqual({
+        name,
+        type: 'undefined',
+      })
     }
   })
 
@@ -40,9 +54,9 @@ describe('the glue realm', () => {
 
   it('has no WebAssembly compiler', () => {
     const r = realm()
-    expect(r.evaluate('return typeof WebAssembly.compile + typeof WebAssembly.Module', 'probe.js')).toBe(
-      'undefinedundefined',
-    )
+    expect(
+      r.evaluate('return typeof WebAssembly.compile + typeof WebAssembly.Module', 'probe.js'),
+    ).toBe('undefinedundefined')
   })
 
   it('refuses dynamic import', async () => {
@@ -53,9 +67,15 @@ describe('the glue realm', () => {
 
   it('keeps its built-ins frozen, so nothing a glue changes outlives it', () => {
     const r = realm()
-    expect(() => r.evaluate(`'use strict'; Object.prototype.polluted = 1`, 'probe.js')).toThrow(/not extensible|read.only|frozen/)
-    expect(() => r.evaluate(`'use strict'; Array.prototype.push = null`, 'probe.js')).toThrow(/not extensible|read.only|frozen/)
-    expect(() => r.evaluate(`'use strict'; Error.prepareStackTrace = () => 1`, 'probe.js')).toThrow(/not extensible|read.only|frozen/)
+    expect(() => r.evaluate(`'use strict'; Object.prototype.polluted = 1`, 'probe.js')).toThrow(
+      /not extensible|read.only|frozen/,
+    )
+    expect(() => r.evaluate(`'use strict'; Array.prototype.push = null`, 'probe.js')).toThrow(
+      /not extensible|read.only|frozen/,
+    )
+    expect(() => r.evaluate(`'use strict'; Error.prepareStackTrace = () => 1`, 'probe.js')).toThrow(
+      /not extensible|read.only|frozen/,
+    )
     expect(r.evaluate('return ({}).polluted', 'probe.js')).toBeUndefined()
   })
 
@@ -77,7 +97,12 @@ describe('the glue realm', () => {
   it('charges every element pushed onto an array, and can stop a lift', () => {
     const r = realm()
     charged = 0
-    expect(r.evaluate('const a = []; for (let i = 0; i < 10; i++) { a.push(i) }; return a.length', 'p.js')).toBe(10)
+    expect(
+      r.evaluate(
+        'const a = []; for (let i = 0; i < 10; i++) { a.push(i) }; return a.length',
+        'p.js',
+      ),
+    ).toBe(10)
     expect(charged).toBe(10)
     expect(() => r.evaluate('const a = []; for (;;) { a.push(0) }', 'p.js')).toThrow(/over budget/)
   })

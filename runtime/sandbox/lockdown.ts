@@ -83,7 +83,7 @@ export function lockDownWorkerRealm(): void {
   }
   const constructors = [
     Function,
-    Object.getPrototypeOf(async function () {}).constructor,
+    Object.getPrototypeOf(async () => {}).constructor,
     Object.getPrototypeOf(function* () {}).constructor,
     Object.getPrototypeOf(async function* () {}).constructor,
   ] as { prototype: object }[]

@@ -153,7 +153,6 @@ interface Slot {
   pendingLarge: HostCallRequest[]
 }
 
-
 /**
  * A pool of sandbox workers.
  *
@@ -232,12 +231,22 @@ export class SandboxPool {
   async close(): Promise<void> {
     this.#closed = true
     for (const { resolve } of this.#queue.splice(0)) {
-      resolve({ ok: false, error: { code: 'internal', message: 'pool closed' }, metering: null, wallMs: 0 })
+      resolve({
+        ok: false,
+        error: { code: 'internal', message: 'pool closed' },
+        metering: null,
+        wallMs: 0,
+      })
     }
     const slots = [...this.#slots]
     this.#slots.clear()
     for (const slot of slots) {
-      this.#endRun(slot, { ok: false, error: { code: 'internal', message: 'pool closed' }, metering: null, wallMs: 0 })
+      this.#endRun(slot, {
+        ok: false,
+        error: { code: 'internal', message: 'pool closed' },
+        metering: null,
+        wallMs: 0,
+      })
       slot.dead = true
       slot.responsePort.close()
       slot.controlPort.close()
@@ -254,7 +263,9 @@ export class SandboxPool {
       responsePort: response.port2,
       controlPort: control.port2,
       brokerInterfaces: this.#options.brokerInterfaces,
-      ...(this.#options.clockResolutionNs ? { clockResolutionNs: this.#options.clockResolutionNs } : {}),
+      ...(this.#options.clockResolutionNs
+        ? { clockResolutionNs: this.#options.clockResolutionNs }
+        : {}),
       spin: { response: this.#spin.response, job: this.#spin.job },
     }
     const entry = this.#options.workerModule ?? { from: import.meta.url, name: './worker' }
@@ -374,7 +385,10 @@ export class SandboxPool {
     this.#retire(slot, { deferred: true })
     run.resolve({
       ok: false,
-      error: { code: 'timeout', message: `the run passed its ${run.job.limits.timeoutMs} ms deadline` },
+      error: {
+        code: 'timeout',
+        message: `the run passed its ${run.job.limits.timeoutMs} ms deadline`,
+      },
       metering: null,
       wallMs: performance.now() - run.startedAt,
     })

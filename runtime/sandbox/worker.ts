@@ -57,8 +57,12 @@ export interface SandboxWorkerData {
 type Instantiate = (
   getCoreModule: (name: string) => WebAssembly.Module,
   imports: Record<string, object>,
-  instantiateCore: (module: WebAssembly.Module, imports: WebAssembly.Imports) => WebAssembly.Instance,
-) => Record<string, any> // eslint-disable-line @typescript-eslint/no-explicit-any
+  instantiateCore: (
+    module: WebAssembly.Module,
+    imports: WebAssembly.Imports,
+  ) => WebAssembly.Instance,
+  // biome-ignore lint/suspicious/noExplicitAny: the ABI boundary (STYLE.md §7)
+) => Record<string, any>
 
 interface ReadyComponent {
   instantiate: Instantiate
@@ -106,7 +110,10 @@ function payloadBytes(value: unknown, depth = 0): number {
 const LIFTED_ELEMENT_BYTES = 64
 
 /** What the current run may still lift (unbounded between runs), and its refusal if spent. */
-const lift: { left: number; exceeded: WardenError | undefined } = { left: Infinity, exceeded: undefined }
+const lift: { left: number; exceeded: WardenError | undefined } = {
+  left: Infinity,
+  exceeded: undefined,
+}
 
 function chargeLift(bytes: number): void {
   lift.left -= bytes
@@ -289,7 +296,13 @@ function bridgeCall(
   state.denial = undefined
   if (!granted.has(capability)) {
     // Early denial: decided here, recorded with the run, no round trip.
-    state.decisions.push({ call: state.hostCalls, capability, fn, decision: 'deny', reason: 'not granted' })
+    state.decisions.push({
+      call: state.hostCalls,
+      capability,
+      fn,
+      decision: 'deny',
+      reason: 'not granted',
+    })
     const thrown = { payload: { tag: 'denied', val: `${capability} is not granted to this run` } }
     state.denial = { thrown, capability }
     throw thrown
@@ -328,7 +341,10 @@ function load(component: LoadedComponentMessage): ReadyComponent {
     })
   }
   if (typeof instantiate !== 'function') {
-    throw new WardenError('invalid_component', 'the generated bindings have no instantiate function')
+    throw new WardenError(
+      'invalid_component',
+      'the generated bindings have no instantiate function',
+    )
   }
   return {
     instantiate: instantiate as Instantiate,
@@ -353,7 +369,10 @@ function isWasmError(
   realm: RealmIntrinsics | undefined,
   name: 'RuntimeError' | 'LinkError' | 'CompileError',
 ): boolean {
-  return error instanceof WebAssembly[name] || (realm !== undefined && error instanceof realm.WebAssembly[name])
+  return (
+    error instanceof WebAssembly[name] ||
+    (realm !== undefined && error instanceof realm.WebAssembly[name])
+  )
 }
 
 function classify(
@@ -366,7 +385,10 @@ function classify(
     return state.fatal.toJSON()
   }
   if (trap === TRAP_FUEL) {
-    return { code: 'fuel_exhausted', message: `the run used its ${state.limits.fuel} units of fuel` }
+    return {
+      code: 'fuel_exhausted',
+      message: `the run used its ${state.limits.fuel} units of fuel`,
+    }
   }
   if (trap === TRAP_MEMORY) {
     return {
@@ -425,7 +447,13 @@ function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
     // NB: read through a cast: the compiler cannot see that the run set it.
     const exceeded = lift.exceeded as WardenError | undefined
     if (exceeded && result.type === 'result') {
-      return { type: 'result', id: msg.id, ok: false, error: exceeded.toJSON(), metering: result.metering }
+      return {
+        type: 'result',
+        id: msg.id,
+        ok: false,
+        error: exceeded.toJSON(),
+        metering: result.metering,
+      }
     }
     return result
   } finally {
@@ -565,7 +593,11 @@ function handleControl(msg: ToWorkerControl): void {
 }
 
 function drainControl(): void {
-  for (let m = receiveMessageOnPort(data.controlPort); m; m = receiveMessageOnPort(data.controlPort)) {
+  for (
+    let m = receiveMessageOnPort(data.controlPort);
+    m;
+    m = receiveMessageOnPort(data.controlPort)
+  ) {
     handleControl(m.message as ToWorkerControl)
   }
 }
@@ -577,7 +609,11 @@ function readJob(): InvokeJob | undefined {
   }
   // A job too large for the channel was queued on the control port after its loads.
   let job: InvokeJob | undefined
-  for (let m = receiveMessageOnPort(data.controlPort); m; m = receiveMessageOnPort(data.controlPort)) {
+  for (
+    let m = receiveMessageOnPort(data.controlPort);
+    m;
+    m = receiveMessageOnPort(data.controlPort)
+  ) {
     const msg = m.message as ToWorkerControl | InvokeJob
     if (msg.type === 'invoke') {
       job = msg

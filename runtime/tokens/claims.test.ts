@@ -166,19 +166,36 @@ describe('secretGrantEntrySchema', () => {
 
 describe('secret hosts', () => {
   it('accepts origins and bare exact hosts and IPs', () => {
-    const hosts = ['api.github.com', 'https://api.github.com:8443', 'http://127.0.0.1:8080', 'http://[::1]:9000', '[::1]']
+    const hosts = [
+      'api.github.com',
+      'https://api.github.com:8443',
+      'http://127.0.0.1:8080',
+      'http://[::1]:9000',
+      '[::1]',
+    ]
     expect(secretGrantEntrySchema.safeParse({ name: 'gh', hosts }).success).toBe(true)
   })
 
   it('refuses a bare host:port, which reads two ways for IPv6 (issue 7)', () => {
-    for (const host of ['api.github.com:8443', '127.0.0.1:8080', '::1', '*.github.com', 'https://a.b/x']) {
-      expect({ host, ok: secretGrantEntrySchema.safeParse({ name: 'gh', hosts: [host] }).success }).toEqual({ host, ok: false })
+    for (const host of [
+      'api.github.com:8443',
+      '127.0.0.1:8080',
+      '::1',
+      '*.github.com',
+      'https://a.b/x',
+    ]) {
+      expect({
+        host,
+        ok: secretGrantEntrySchema.safeParse({ name: 'gh', hosts: [host] }).success,
+      }).toEqual({ host, ok: false })
     }
   })
 
   it('binds one header, never one the host sets', () => {
     const entry = { name: 'gh', hosts: ['api.github.com'] }
-    expect(secretGrantEntrySchema.safeParse({ ...entry, header: 'X-Api-Key', prefix: '' }).success).toBe(true)
+    expect(
+      secretGrantEntrySchema.safeParse({ ...entry, header: 'X-Api-Key', prefix: '' }).success,
+    ).toBe(true)
     expect(secretGrantEntrySchema.safeParse({ ...entry, header: 'Host' }).success).toBe(false)
     expect(secretGrantEntrySchema.safeParse({ ...entry, prefix: '{{' }).success).toBe(false)
   })
@@ -187,7 +204,10 @@ describe('secret hosts', () => {
 describe('data prefixes at mint', () => {
   it('refuses a * anywhere: prefixes are whole segments, not patterns (issue 7)', () => {
     for (const prefix of ['*', 'tenants/*', 'tenants/*/reports', 'a*b']) {
-      expect({ prefix, ok: dataGrantEntrySchema.safeParse({ collection: 'crm', prefix }).success }).toEqual({ prefix, ok: false })
+      expect({
+        prefix,
+        ok: dataGrantEntrySchema.safeParse({ collection: 'crm', prefix }).success,
+      }).toEqual({ prefix, ok: false })
     }
   })
 })

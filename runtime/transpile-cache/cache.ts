@@ -49,7 +49,11 @@ export async function readCacheEntry(
   const dir = cacheEntryDir(dataDir, digest, variant)
   try {
     const manifest = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as CacheManifest
-    if (manifest.format !== CACHE_FORMAT || manifest.digest !== digest || manifest.variant !== variant) {
+    if (
+      manifest.format !== CACHE_FORMAT ||
+      manifest.digest !== digest ||
+      manifest.variant !== variant
+    ) {
       return undefined
     }
     const modules = await Promise.all(

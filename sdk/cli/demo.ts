@@ -54,7 +54,9 @@ export async function runDemo(
       const app = await warden.load(await readComponentFile(join(root, step.file)))
       const run = await warden.invoke(app, step.input, step.options)
       out(`${i + 1}. ${step.title}`)
-      out(`   ${step.file}  ${app.digest.slice(0, 19)}…  imports: ${app.imports.join(', ') || 'none'}`)
+      out(
+        `   ${step.file}  ${app.digest.slice(0, 19)}…  imports: ${app.imports.join(', ') || 'none'}`,
+      )
       out(`   ${describe(run)}`)
       out(
         `   fuel ${run.report.fuelUsed ?? '?'} / ${run.report.fuelLimit}, memory peak ${formatBytes(run.report.memoryPeakBytes)} / ${formatBytes(run.report.memoryLimitBytes)}, ${run.report.wallMs.toFixed(1)} ms\n`,
@@ -83,5 +85,7 @@ function formatBytes(bytes: number | null): string {
   if (bytes === null) {
     return '?'
   }
-  return bytes >= 1024 * 1024 ? `${(bytes / 1024 / 1024).toFixed(1)} MiB` : `${(bytes / 1024).toFixed(0)} KiB`
+  return bytes >= 1024 * 1024
+    ? `${(bytes / 1024 / 1024).toFixed(1)} MiB`
+    : `${(bytes / 1024).toFixed(0)} KiB`
 }

@@ -32,7 +32,10 @@ describe('the runtime front door (STYLE.md §13)', () => {
   it('only re-exports', async () => {
     const source = await readFile(join(packageRoot(), 'runtime', 'index.ts'), 'utf8')
     const code = source.replace(/\/\*[\s\S]*?\*\//g, '').replace(/^\s*\/\/.*$/gm, '')
-    const statements = code.split(/(?<=')\s*\n/).map((s) => s.trim()).filter((s) => s !== '')
+    const statements = code
+      .split(/(?<=')\s*\n/)
+      .map((s) => s.trim())
+      .filter((s) => s !== '')
     expect(statements.length).toBeGreaterThan(0)
     for (const statement of statements) {
       expect(statement).toMatch(/^export (type )?(\{[^}]*\}|\*( as \w+)?) from '\.\/[^']+\.js'$/)

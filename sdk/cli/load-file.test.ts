@@ -22,7 +22,6 @@ afterAll(async () => {
   await rm(dir, { recursive: true, force: true })
 })
 
-
 /** `promise`, or a rejection after `ms`: a read that blocks must fail the test, not hang it. */
 function within<T>(promise: Promise<T>, ms: number): Promise<T> {
   let timer: NodeJS.Timeout | undefined

@@ -248,7 +248,12 @@ describe('warden audit', () => {
     const seqs = lines.map((line) => JSON.parse(line).seq as number)
     expect(seqs[1]! - seqs[0]!).toBe(1)
     const app = await cli(['audit', 'tail', '--app', 'hello', '-n', '10000'])
-    expect(app.stdout.trim().split('\n').every((l) => JSON.parse(l).appId === 'hello')).toBe(true)
+    expect(
+      app.stdout
+        .trim()
+        .split('\n')
+        .every((l) => JSON.parse(l).appId === 'hello'),
+    ).toBe(true)
   })
 
   // Last: it corrupts the log.

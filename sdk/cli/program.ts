@@ -68,7 +68,7 @@ export function buildProgram(io: CliIo): Command {
 
   /** Run a command body: its return value (default 0) or its error decides the exit code. */
   const act =
-    <A extends unknown[]>(body: (...args: A) => Promise<number | void>) =>
+    <A extends unknown[]>(body: (...args: A) => Promise<number | undefined>) =>
     async (...args: A): Promise<void> => {
       try {
         io.setExitCode((await body(...args)) ?? EXIT.ok)
@@ -401,7 +401,9 @@ Examples:
         if (flags.json) {
           out(JSON.stringify(list, null, 2))
         } else {
-          list.forEach((s) => out(`${s.name}\t${s.updatedAt}`))
+          for (const s of list) {
+            out(`${s.name}\t${s.updatedAt}`)
+          }
         }
       }),
     )
@@ -465,7 +467,7 @@ Example:
     .option('--expect-last-hash <hash>', 'an anchored head: the hash of that record')
     .option(
       '--public-key <file>',
-      'the PEM public key of the checkpoints (default: the data dir\'s audit-signing.key)',
+      "the PEM public key of the checkpoints (default: the data dir's audit-signing.key)",
     )
     .addHelpText(
       'after',
@@ -538,7 +540,9 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
           ...(flags.invocation === undefined ? {} : { invocationId: flags.invocation }),
           ...(flags.app === undefined ? {} : { appId: flags.app }),
         })
-        records.forEach((record) => out(JSON.stringify(record)))
+        for (const record of records) {
+          out(JSON.stringify(record))
+        }
       }),
     )
 

@@ -71,7 +71,10 @@ export async function runApp(options: RunAppOptions): Promise<RunAppResult> {
   const warden = await createRuntime({ dataDir: options.dataDir, poolSize: 1 })
   try {
     const slow = setTimeout(
-      () => options.onProgress?.('transpiling and instrumenting (first run of this build; cached afterwards)…'),
+      () =>
+        options.onProgress?.(
+          'transpiling and instrumenting (first run of this build; cached afterwards)…',
+        ),
       300,
     )
     const app = await warden.load(bytes).finally(() => clearTimeout(slow))

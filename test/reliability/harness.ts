@@ -8,7 +8,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createRuntime, WARDEN_ERROR_CODES, WardenError } from '../../runtime/index.js'
-import type { Limits, WardenRuntime } from '../../runtime/index.js'
+import type { LoadedComponent, Limits, WardenRuntime } from '../../runtime/index.js'
 
 /** Limits of every fuzz run: small, so a mutant that loads costs milliseconds. */
 export const FUZZ_LIMITS: Readonly<Limits> = Object.freeze({
@@ -97,7 +97,7 @@ export async function fuzzOne(
   deadlineMs: number = FUZZ_TRANSPILE_BUDGET.timeoutMs,
 ): Promise<FuzzOutcome> {
   const loadStart = performance.now()
-  let app
+  let app: LoadedComponent
   try {
     app = await warden.load(bytes)
   } catch (error) {

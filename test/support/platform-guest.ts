@@ -27,7 +27,9 @@ let built: Promise<Uint8Array> | undefined
 /** The platform-caller component (built once per process). */
 export function platformCaller(): Promise<Uint8Array> {
   built ??= (async () => {
-    const core = await parse(await readFile(new URL('../guests/platform-caller.wat', import.meta.url), 'utf8'))
+    const core = await parse(
+      await readFile(new URL('../guests/platform-caller.wat', import.meta.url), 'utf8'),
+    )
     const embedded = await componentEmbed({
       binary: core,
       witSource: await witSource(),

@@ -12,7 +12,9 @@ export interface TestRuntime {
 }
 
 /** Start a runtime with a small pool on a temporary data dir. */
-export async function startTestRuntime(options: Partial<RuntimeOptions> = {}): Promise<TestRuntime> {
+export async function startTestRuntime(
+  options: Partial<RuntimeOptions> = {},
+): Promise<TestRuntime> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'warden-test-')))
   const warden = await createRuntime({ poolSize: 2, ...options, dataDir })
   await warden.pool.warm()

@@ -3,6 +3,7 @@ import { defineConfig } from 'vitest/config'
 export default defineConfig({
   test: {
     include: [
+      'core/**/*.test.ts',
       'runtime/**/*.test.ts',
       'host-capabilities/**/*.test.ts',
       'sdk/**/*.test.ts',

@@ -3,8 +3,8 @@
  * `grant.ts` (pure: parse and compile the grant), `broker.ts` (main thread: check, do the I/O,
  * count budgets) and, for the few that answer inside the worker, `worker.ts`.
  */
-import type { Decision, HostErrorPayload, LogLine } from '../runtime/sandbox/protocol.js'
-import type { ResolvedLimits } from '../runtime/limits/limits.js'
+import type { Decision, HostErrorPayload, LogLine } from '../core/decisions.js'
+import type { ResolvedLimits } from '../core/limits.js'
 
 /** Where a capability's calls are answered. */
 export type CapabilitySide = 'worker' | 'broker'

@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url))
-const SOURCES = ['runtime', 'host-capabilities', 'sdk']
+const SOURCES = ['core', 'runtime', 'host-capabilities', 'sdk']
 const STAMP = join(ROOT, 'dist', 'runtime', 'sandbox', 'process', 'child.js')
 
 function newestSource(dir: string): number {

@@ -214,10 +214,14 @@ describe('the sandbox process', () => {
     expect(statSync(`/proc/${pid}/ns/user`).ino !== ownUser).toBe(inUserNs)
   })
 
-  it('may read only dist/runtime and dist/host-capabilities: nothing from node_modules', () => {
+  it('may read only dist/core, dist/runtime and dist/host-capabilities: nothing from node_modules', () => {
     const paths = childPaths()
     const dist = fileURLToPath(new URL('../dist/', import.meta.url))
-    expect(paths.readable).toEqual([join(dist, 'runtime'), join(dist, 'host-capabilities')])
+    expect(paths.readable).toEqual([
+      join(dist, 'core'),
+      join(dist, 'runtime'),
+      join(dist, 'host-capabilities'),
+    ])
     expect(paths.entry.startsWith(join(dist, 'runtime'))).toBe(true)
   })
 

@@ -15,7 +15,7 @@
  * cursor can reach a key outside the grant.
  */
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { WardenError } from '../../runtime/errors.js'
+import { WardenError } from '../../core/errors.js'
 import { HostCallError } from '../types.js'
 import type { BrokerCapability, RunContext } from '../types.js'
 import { dataDescriptor } from './descriptor.js'

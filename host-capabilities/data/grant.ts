@@ -9,7 +9,7 @@
  * an empty prefix alone is refused, so that forgetting a prefix never grants everything. PII is
  * masked unless the matching entry says `pii: true`.
  */
-import { WardenError } from '../../runtime/errors.js'
+import { WardenError } from '../../core/errors.js'
 import {
   canonicalPrefix,
   checkGrantPrefix,

@@ -14,7 +14,7 @@
 import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
-import { WardenError } from '../../runtime/errors.js'
+import { WardenError } from '../../core/errors.js'
 import {
   isErrno,
   readdirOrEmpty,

@@ -4,7 +4,7 @@
  * counted. Denied by default: without a grant every line is dropped and the denial recorded.
  */
 import { Buffer } from 'node:buffer'
-import type { Decision, LogLine } from '../../runtime/sandbox/protocol.js'
+import type { Decision, LogLine } from '../../core/decisions.js'
 import type { WorkerRunState } from '../types.js'
 import { LOG_INTERFACE, MAX_LINE_BYTES } from './descriptor.js'
 

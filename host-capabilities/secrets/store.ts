@@ -26,7 +26,7 @@
 import { createCipheriv, createDecipheriv, hkdfSync, randomBytes } from 'node:crypto'
 import { link, mkdir, readFile, stat, unlink } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { WardenError } from '../../runtime/errors.js'
+import { WardenError } from '../../core/errors.js'
 import type { SecretSource } from '../types.js'
 import {
   isErrno,

@@ -19,7 +19,7 @@
  */
 import { getRandomValues } from 'node:crypto'
 import { hrtime } from 'node:process'
-import { WardenError } from '../../runtime/errors.js'
+import { WardenError } from '../../core/errors.js'
 import { MAX_LINE_BYTES } from '../logging/descriptor.js'
 import { keepLogLine } from '../logging/worker.js'
 import type { WorkerRunState } from '../types.js'

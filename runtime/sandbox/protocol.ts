@@ -9,12 +9,9 @@
  */
 import type { SerializedError } from '../errors.js'
 import type { ResolvedLimits } from '../limits/limits.js'
+import type { Decision, HostErrorPayload, LogLine } from '../../core/decisions.js'
 
-/** A WIT `host-error` variant as jco represents it: `{ tag: 'denied', val: 'why' }`. */
-export interface HostErrorPayload {
-  tag: 'denied' | 'limit-exceeded' | 'invalid' | 'upstream'
-  val: string
-}
+export type { Decision, HostErrorPayload, LogLine } from '../../core/decisions.js'
 
 /** What the worker needs to instantiate one component: its glue and its compiled core modules. */
 export interface LoadedComponentMessage {
@@ -59,31 +56,6 @@ export interface InvokeJob {
   args: unknown[]
   limits: ResolvedLimits
   grant: WorkerGrant
-}
-
-/** One guest log line, kept in the run's report. */
-export interface LogLine {
-  level: 'debug' | 'info' | 'warn' | 'error'
-  message: string
-}
-
-/**
- * One host call's decision, made in the worker (a log line, an early denial) or in the broker.
- * Every host call gets one; `call` orders them within the run. The audit log records each.
- */
-export interface Decision {
-  /** 1-based index of the host call within the run. */
-  call: number
-  capability: string
-  fn: string
-  decision: 'allow' | 'deny'
-  /** Why, for a denial or an error answer: a short code-like phrase, never guest data. */
-  reason?: string
-  /** What was reached: a URL (before secret substitution), a secret name, a data key, a log level. */
-  target?: string
-  durationMs?: number
-  bytesOut?: number
-  bytesIn?: number
 }
 
 /** Counters the worker reports for every run, success or not. */

@@ -32,7 +32,7 @@ export function childPaths(moduleUrl: string = import.meta.url): ChildPaths {
     entry: join(root, 'runtime', 'sandbox', 'process', 'child.js'),
     // The child imports only Warden's own runtime and capability code, and no package from
     // node_modules (checked by test/process-isolation.test.ts).
-    readable: [join(root, 'runtime'), join(root, 'host-capabilities')],
+    readable: [join(root, 'core'), join(root, 'runtime'), join(root, 'host-capabilities')],
     root,
   }
 }

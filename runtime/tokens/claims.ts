@@ -4,6 +4,8 @@
  * minted token says exactly what it grants and two grants compare field by field.
  */
 import { z } from 'zod'
+// The http capability's own rules: a secret's header is one a guest could send.
+import { FORBIDDEN_REQUEST_HEADERS, HTTP_TOKEN } from '../../host-capabilities/http/grant.js'
 import { DEFAULT_LIMITS } from '../limits/limits.js'
 import { hostPatternKind } from './host.js'
 
@@ -142,25 +144,6 @@ function isSecretHost(host: string): boolean {
   return kind === 'exact' || kind === 'ip'
 }
 
-/** A header name (RFC 9110 token). */
-const HEADER_NAME = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/
-/** Headers the host sets itself: never a place for a secret. */
-const HOST_OWNED_HEADERS = new Set([
-  'host',
-  'content-length',
-  'transfer-encoding',
-  'connection',
-  'keep-alive',
-  'proxy-connection',
-  'proxy-authorization',
-  'proxy-authenticate',
-  'te',
-  'trailer',
-  'upgrade',
-  'expect',
-  'http2-settings',
-])
-
 /**
  * One http grant entry. Defaults: `scheme` `'https'` (`'http'` only when written), `port` the
  * scheme's (443 or 80), `methods` `['GET', 'HEAD']` (read-only; write the others out),
@@ -231,8 +214,8 @@ export const secretGrantEntrySchema = z.strictObject({
   /** The one header the secret may be substituted into. Default `Authorization`. */
   header: z
     .string()
-    .regex(HEADER_NAME, 'not a header name')
-    .refine((h) => !HOST_OWNED_HEADERS.has(h.toLowerCase()), 'a header the host sets')
+    .regex(HTTP_TOKEN, 'not a header name')
+    .refine((h) => !FORBIDDEN_REQUEST_HEADERS.has(h.toLowerCase()), 'a header the host sets')
     .optional(),
   /** What precedes the placeholder in that header. Default `Bearer ` for Authorization, else ''. */
   prefix: z

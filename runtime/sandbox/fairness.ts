@@ -88,4 +88,12 @@ export class AppShares {
   release(app: string): void {
     decrement(this.#accepted, app)
   }
+
+  /** `resolve`, releasing the admitted run of `app` first: what a pool queues for it. */
+  releasing(app: string, resolve: (result: PoolResult) => void): (result: PoolResult) => void {
+    return (result) => {
+      this.release(app)
+      resolve(result)
+    }
+  }
 }

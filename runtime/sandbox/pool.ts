@@ -216,13 +216,7 @@ export class SandboxPool {
       return Promise.resolve(refusal)
     }
     return new Promise((resolve) => {
-      this.#queue.push({
-        job,
-        resolve: (result) => {
-          this.#shares.release(app)
-          resolve(result)
-        },
-      })
+      this.#queue.push({ job, resolve: this.#shares.releasing(app, resolve) })
       this.#pump()
     })
   }

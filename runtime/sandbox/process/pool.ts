@@ -182,13 +182,7 @@ export class ProcessSandboxPool implements Sandbox {
     }
     this.#ensureChild()
     return new Promise((resolve) => {
-      this.#queue.push({
-        job,
-        resolve: (result) => {
-          this.#shares.release(app)
-          resolve(result)
-        },
-      })
+      this.#queue.push({ job, resolve: this.#shares.releasing(app, resolve) })
       this.#pump()
     })
   }

@@ -1,10 +1,14 @@
 /**
  * The explicit list of capabilities Warden can provide. Nothing is discovered by glob: an
- * interface not listed here is refused at load with `unsupported_import`.
+ * interface not listed here is refused at load with `unsupported_import`, and a grant field
+ * not listed here is refused in a token.
  */
+import { dataCapability } from './data/capability.js'
 import { dataDescriptor } from './data/descriptor.js'
+import { httpCapability } from './http/capability.js'
 import { httpDescriptor } from './http/descriptor.js'
-import { logDescriptor } from './logging/descriptor.js'
+import { logCapability } from './logging/capability.js'
+import { secretsCapability } from './secrets/capability.js'
 import { secretsDescriptor } from './secrets/descriptor.js'
 import type { CapabilityDescriptor } from './types.js'
 import { WASI_BASELINE } from './wasi/descriptor.js'
@@ -18,13 +22,22 @@ export const typesDescriptor: CapabilityDescriptor = {
   typesOnly: true,
 }
 
+/**
+ * THE list: every capability a token can grant, in the order grants are written and checked.
+ * A token's `grants` schema, attenuation, the effective grant of a run, compilation and the
+ * brokers are all built from it. Adding a capability is a folder and a line here.
+ */
+export const CAPABILITIES = [
+  httpCapability,
+  secretsCapability,
+  dataCapability,
+  logCapability,
+] as const
+
 /** The `warden:platform` interfaces. */
 export const PLATFORM_CAPABILITIES: readonly CapabilityDescriptor[] = [
   typesDescriptor,
-  httpDescriptor,
-  secretsDescriptor,
-  dataDescriptor,
-  logDescriptor,
+  ...CAPABILITIES.map((c) => c.descriptor),
 ]
 
 /** Every interface a component may import by default: the platform and the safe WASI baseline. */
@@ -35,6 +48,9 @@ export const DEFAULT_CAPABILITIES: readonly CapabilityDescriptor[] = [
 
 export type {
   BrokerCapability,
+  Capability,
+  CapabilityGrant,
+  CapabilityHost,
   CapabilityDescriptor,
   CapabilitySide,
   RunContext,
@@ -43,3 +59,4 @@ export type {
 export { HostCallError } from './types.js'
 export { createLogImports, logDescriptor, LOG_INTERFACE } from './logging/index.js'
 export { httpDescriptor, secretsDescriptor, dataDescriptor }
+export { dataCapability, httpCapability, logCapability, secretsCapability }

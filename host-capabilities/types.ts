@@ -5,6 +5,9 @@
  */
 import type { Decision, HostErrorPayload, LogLine } from '../core/decisions.js'
 import type { ResolvedLimits } from '../core/limits.js'
+import type { z } from 'zod'
+import type { DataReader } from './data/store.js'
+import type { HttpCapabilityDeps } from './http/broker.js'
 
 /** Where a capability's calls are answered. */
 export type CapabilitySide = 'worker' | 'broker'
@@ -82,4 +85,65 @@ export interface WorkerRunState {
 export interface SecretSource {
   /** The plaintext of secret `name`, or undefined when there is none. */
   read(name: string): Promise<string | undefined>
+}
+
+/**
+ * What a capability contributes to a capability token: one field of the token's `grants`, how
+ * it is parsed, narrowed and compiled. The token code knows no capability by name: claims,
+ * attenuation, the effective grant and compilation are all built from the list of
+ * {@link Capability} values (`host-capabilities/index.ts`).
+ */
+export interface CapabilityGrant<
+  Key extends string = string,
+  Schema extends z.ZodType = z.ZodType,
+  Compiled = unknown,
+> {
+  /** The field of a token's `grants` (`http`): a JSON key, stable once tokens carry it. */
+  readonly key: Key
+  /**
+   * The field's strict zod schema. It normalises (defaults written out, so two grants compare
+   * field by field) and defaults to granting nothing.
+   */
+  readonly schema: Schema
+  /** True when `value` grants anything at all (a non-empty list, `true`). */
+  grantsAnything(value: z.output<Schema>): boolean
+  /**
+   * Attenuation: the first part of `child` that `parent` does not cover, as a path suffix
+   * (`[2]` for a list entry, `''` for the whole field), or undefined when `child` ⊆ `parent`.
+   */
+  widening(child: z.output<Schema>, parent: z.output<Schema>): string | undefined
+  /**
+   * Compile the value once per run for the brokers, read back from `RunContext.grants` under
+   * the descriptor's interface. Absent: the brokers need nothing beyond "granted".
+   */
+  compile?(value: z.output<Schema>): Compiled
+  /**
+   * The compiled grant is also in force when the component does not import the interface:
+   * secrets bind to `http` requests of a component that never calls `secrets` itself.
+   */
+  readonly appliesWithoutImport?: boolean
+}
+
+/** What a host gives capabilities to build their brokers from. */
+export interface CapabilityHost {
+  /** Secret values, for the brokers that substitute or hash them. */
+  secrets: SecretSource
+  /** Documents, for the data capability. */
+  data: DataReader
+  /** Derive a 32-byte key for one purpose from the data dir's master key. */
+  subkey(purpose: string): Uint8Array
+  /** Overrides of the http transport (a DNS `lookup`, extra CA roots), in tests. */
+  http?: Pick<HttpCapabilityDeps, 'lookup' | 'ca'>
+}
+
+/**
+ * One capability, whole: its WIT interface, its grant, and (for broker-side capabilities) how
+ * to build its broker. Adding a capability is a folder that exports one of these and one line
+ * in the list.
+ */
+export interface Capability<Grant extends CapabilityGrant = CapabilityGrant> {
+  readonly descriptor: CapabilityDescriptor
+  readonly grant: Grant
+  /** Build the main-thread half, for capabilities whose calls are answered by the broker. */
+  broker?(host: CapabilityHost): BrokerCapability
 }

@@ -33,7 +33,10 @@ export interface RuntimeOptions {
   workerHeapMb?: number
   /** Ceilings no run may exceed. */
   ceilings?: LimitCeilings
-  /** Broker-side capabilities beyond the platform's (tests add `warden:test/echo` here). */
+  /**
+   * The brokers of broker-side capabilities (`openWarden` builds one per capability of its list;
+   * tests add `warden:test/echo`). Their interfaces load in addition to the platform's.
+   */
   brokerCapabilities?: readonly BrokerCapability[]
   /** Budget of each transpilation. Default 20 s and 1 GiB of heap. */
   transpileBudget?: TranspileBudget

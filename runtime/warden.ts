@@ -10,25 +10,18 @@
  * record per host call and one for the run, durably → answer.
  */
 import { join } from 'node:path'
-import {
-  compileDataGrant,
-  createDataCapability,
-  createFileDataStore,
-  CURSOR_KEY_PURPOSE,
-} from '../host-capabilities/data/index.js'
+import { createFileDataStore } from '../host-capabilities/data/index.js'
 import type { DataSchema, DataStore } from '../host-capabilities/data/index.js'
-import { compileHttpGrant, createHttpCapability } from '../host-capabilities/http/index.js'
 import type { HttpCapabilityDeps } from '../host-capabilities/http/index.js'
+import { CAPABILITIES } from '../host-capabilities/index.js'
 import {
-  compileSecretsGrant,
   createFileSecretStore,
   createRedactor,
-  createSecretsCapability,
   deriveSubkey,
   resolveMasterKey,
 } from '../host-capabilities/secrets/index.js'
 import type { Redactor, SecretStore } from '../host-capabilities/secrets/index.js'
-import type { BrokerCapability } from '../host-capabilities/types.js'
+import type { Capability, CapabilityHost } from '../host-capabilities/types.js'
 import { openAuditLog } from './audit/index.js'
 import type { AuditEntry, AuditLog } from './audit/index.js'
 import { toWardenError } from './errors.js'
@@ -42,10 +35,11 @@ import {
   attenuate,
   createFileRevocationList,
   createKeyStore,
+  compileGrants,
   digestSchema,
   effectiveGrant,
-  GRANT_INTERFACES,
   mintToken,
+  verifyClaims,
   verifyToken,
 } from './tokens/index.js'
 import type {
@@ -75,8 +69,11 @@ export interface WardenOptions
   poolSize?: number
   /** Overrides for the http capability: a DNS `lookup` or extra CA roots, in tests. */
   http?: Pick<HttpCapabilityDeps, 'lookup' | 'ca'>
-  /** Broker capabilities beyond the platform's (tests add `warden:test/echo`). */
-  extraCapabilities?: readonly BrokerCapability[]
+  /**
+   * Capabilities beyond {@link CAPABILITIES}: their interfaces load, their grants are token
+   * fields, their brokers answer (tests add `warden:test/echo`). Never in production.
+   */
+  extraCapabilities?: readonly Capability[]
 }
 
 /** Options of one run with a token. */
@@ -125,6 +122,18 @@ export interface Warden {
   listSecrets(): Promise<{ name: string; updatedAt: string }[]>
   /** Write a document apps may read through scoped grants (admin). */
   putData(collection: string, key: string, value: unknown, actor?: string): Promise<void>
+  /** A document as stored, PII unmasked (admin); undefined when there is none. */
+  readData(collection: string, key: string): Promise<unknown>
+  /** Delete a document (admin); false when there was none. */
+  deleteData(collection: string, key: string, actor?: string): Promise<boolean>
+  /** Collections whose schema names PII fields, sorted. */
+  piiCollections(): Promise<string[]>
+  /**
+   * Verify a capability token without running anything: signature, claims, lifetime,
+   * revocation; with `digest`, that it is for that build. Throws `token_*` or
+   * `store_unavailable`.
+   */
+  verifyToken(token: string, digest?: string): Promise<CapabilityClaims>
   setDataSchema(collection: string, schema: DataSchema, actor?: string): Promise<void>
   /** Every secret value replaced by `[redacted:NAME]`. */
   redact(text: string): string
@@ -175,6 +184,16 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
   }
   await rebuildRedactor()
   const redact = (text: string) => redactor.text(text)
+  const capabilities: readonly Capability[] = [
+    ...CAPABILITIES,
+    ...(options.extraCapabilities ?? []),
+  ]
+  const host: CapabilityHost = {
+    secrets,
+    data,
+    subkey: (purpose) => deriveSubkey(masterKey, purpose),
+    ...(options.http ? { http: options.http } : {}),
+  }
 
   // Also the data dir's writer lock: a second Warden on it is refused here.
   const audit = await openAuditLog({
@@ -195,17 +214,12 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       ? { transpileBudget: { ...DEFAULT_TRANSPILE_BUDGET, timeoutMs: options.transpileTimeoutMs } }
       : {}),
     ...(options.loadedCacheMb ? { maxLoadedBytes: options.loadedCacheMb * 1024 * 1024 } : {}),
-    brokerCapabilities: [
-      createHttpCapability({ secrets, ...options.http }),
-      createSecretsCapability({ source: secrets }),
-      createDataCapability({ store: data, cursorKey: deriveSubkey(masterKey, CURSOR_KEY_PURPOSE) }),
-      ...(options.extraCapabilities ?? []),
-    ],
+    brokerCapabilities: capabilities.flatMap((c) => (c.broker ? [c.broker(host)] : [])),
   }).catch(async (error: unknown) => {
     await audit.close()
     throw error
   })
-  const policy = { maxLifetimeSeconds: options.maxTokenLifetimeSeconds }
+  const policy = { maxLifetimeSeconds: options.maxTokenLifetimeSeconds, capabilities }
 
   const admin = async (
     entry: Omit<AuditEntry, 'kind' | 'decision'> & { decision?: 'allow' | 'deny' },
@@ -249,21 +263,10 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       })
       throw refusal
     }
-    const effective = effectiveGrant(app.imports, claims)
-    const grants: Record<string, unknown> = {}
-    if (effective.grants.http) {
-      grants[GRANT_INTERFACES.http] = compileHttpGrant(effective.grants.http)
-    }
-    // Secrets bind to http hosts even when the component does not import `secrets` itself.
-    if (claims.grants.secrets.length > 0) {
-      grants[GRANT_INTERFACES.secrets] = compileSecretsGrant(claims.grants.secrets)
-    }
-    if (effective.grants.data) {
-      grants[GRANT_INTERFACES.data] = compileDataGrant(effective.grants.data)
-    }
+    const effective = effectiveGrant(app.imports, claims, capabilities)
     const invocation = await runtime.invoke(app, input, {
       interfaces: effective.granted,
-      compiledGrants: grants,
+      compiledGrants: compileGrants(effective, claims, capabilities),
       limits: claims.limits,
       appId: claims.app.id,
       tokenJti: claims.jti,
@@ -407,6 +410,19 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       await data.put(collection, key, value)
       await admin({ actor, op: 'data.put', target: `${collection}/${key}` })
     },
+    readData: (collection, key) => data.get(collection, key),
+    async deleteData(collection, key, actor = LOCAL_ADMIN) {
+      const existed = await data.delete(collection, key)
+      await admin({ actor, op: 'data.delete', target: `${collection}/${key}` })
+      return existed
+    },
+    async piiCollections() {
+      const names = await data.listCollections()
+      const schemas = await Promise.all(names.map((name) => data.getSchema(name)))
+      return names.filter((_, i) => (schemas[i]?.piiFields.length ?? 0) > 0).sort()
+    },
+    verifyToken: (token, digest) =>
+      verifyClaims(keys, token, { revocations, ...policy, ...(digest ? { digest } : {}) }),
     async setDataSchema(collection, schema, actor = LOCAL_ADMIN) {
       await data.setSchema(collection, schema)
       await admin({ actor, op: 'data.schema', target: collection })

@@ -9,7 +9,9 @@
  * an empty prefix alone is refused, so that forgetting a prefix never grants everything. PII is
  * masked unless the matching entry says `pii: true`.
  */
+import { z } from 'zod'
 import { WardenError } from '../../core/errors.js'
+import { listGrant } from '../grant.js'
 import {
   canonicalPrefix,
   checkGrantPrefix,
@@ -207,3 +209,88 @@ export function isCompiledDataGrant(value: unknown): value is CompiledDataGrant 
     })
   )
 }
+
+/**
+ * One data grant entry as a token carries it: keys of `collection` under `prefix` by whole
+ * segments; `pii` (default false) lets the app read records marked as personal data. The empty
+ * prefix (the whole collection) must be spelled out with `wholeCollection: true`, and
+ * `wholeCollection: true` needs `''`.
+ *
+ * @example
+ * dataGrantEntrySchema.parse({ collection: 'crm', prefix: 'contacts/' })
+ * dataGrantEntrySchema.parse({ collection: 'crm', prefix: '', wholeCollection: true })
+ */
+export const dataGrantEntrySchema = z
+  .strictObject({
+    collection: z.string().refine(isValidCollection, 'not a collection name'),
+    prefix: z.string().superRefine((prefix, ctx) => {
+      const problem = checkGrantPrefix(prefix)
+      if (problem) {
+        const why = PREFIX_PROBLEMS[problem] ?? `not a canonical key prefix (${problem})`
+        ctx.addIssue({ code: 'custom', message: why })
+      }
+    }),
+    pii: z.boolean().default(false),
+    wholeCollection: z.boolean().optional(),
+  })
+  .superRefine((entry, ctx) => {
+    const whole = entry.wholeCollection === true
+    if (entry.prefix === '' && !whole) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['prefix'],
+        message: 'an empty prefix grants the whole collection: write wholeCollection: true',
+      })
+    }
+    if (entry.prefix !== '' && whole) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['wholeCollection'],
+        message: "wholeCollection: true needs prefix ''",
+      })
+    }
+  })
+  .transform((entry) => {
+    const out: { collection: string; prefix: string; pii: boolean; wholeCollection?: true } = {
+      collection: entry.collection,
+      prefix: entry.prefix,
+      pii: entry.pii,
+    }
+    if (entry.wholeCollection === true) {
+      out.wholeCollection = true
+    }
+    return out
+  })
+
+/** One data grant entry as a token carries it, normalised. */
+export type DataGrant = z.output<typeof dataGrantEntrySchema>
+
+/**
+ * True when `child` is within `parent`: same collection, the child's prefix under the parent's
+ * by whole segments ({@link keyHasPrefix}, the rule reads use; an empty parent prefix covers
+ * all only with `wholeCollection`), `pii` and `wholeCollection` only if the parent has them.
+ *
+ * @example
+ * isDataEntrySubset(
+ *   { collection: 'crm', prefix: 'contacts/eu', pii: false },
+ *   { collection: 'crm', prefix: 'contacts/', pii: true },
+ * ) // true; a child prefix 'contacts-old' would not be
+ */
+export function isDataEntrySubset(child: DataGrantEntry, parent: DataGrantEntry): boolean {
+  const c = canonicalPrefix(child.prefix)
+  const p = canonicalPrefix(parent.prefix)
+  return (
+    child.collection === parent.collection &&
+    (p === '' ? parent.wholeCollection === true : keyHasPrefix(c, p)) &&
+    (child.pii !== true || parent.pii === true) &&
+    (child.wholeCollection !== true || parent.wholeCollection === true)
+  )
+}
+
+/** The `data` field of a token's grants: schema, attenuation rule and compilation. */
+export const dataGrant = listGrant(
+  'data',
+  dataGrantEntrySchema,
+  isDataEntrySubset,
+  compileDataGrant,
+)

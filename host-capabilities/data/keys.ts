@@ -181,7 +181,7 @@ export function assertCollection(name: unknown): asserts name is string {
 /**
  * Whether `key` is under `prefix`, by whole segments: the empty prefix covers every key;
  * otherwise `key` equals the canonical prefix or starts with it and a `/`. The one rule for
- * `get`, listings, cursors and the store; `runtime/tokens/subset.ts` applies it to attenuation.
+ * `get`, listings, cursors and the store; `isDataEntrySubset` in `grant.ts` applies it to attenuation.
  *
  * @example
  * keyHasPrefix('reports/q1', 'reports') // true

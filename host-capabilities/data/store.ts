@@ -15,12 +15,7 @@ import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { WardenError } from '../../core/errors.js'
-import {
-  isErrno,
-  readdirOrEmpty,
-  ensurePrivateDir,
-  writeFileAtomic,
-} from '../internal/fs-atomic.js'
+import { isErrno, readdirOrEmpty, ensurePrivateDir, writeFileAtomic } from '../../core/fs-atomic.js'
 import {
   assertCollection,
   assertKey,

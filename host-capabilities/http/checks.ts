@@ -9,6 +9,7 @@
  */
 import { secretBindingsFor } from '../secrets/grant.js'
 import type { CompiledSecretsGrant } from '../secrets/grant.js'
+import { isSecretName } from '../secrets/names.js'
 import { HostCallError } from '../types.js'
 import { explainRefusal, FORBIDDEN_REQUEST_HEADERS, HTTP_TOKEN, matchRequest } from './grant.js'
 import type { CompiledHttpEntry, CompiledHttpGrant } from './grant.js'
@@ -46,9 +47,8 @@ export interface AuthorisedRequest {
 
 const REQUEST_FIELDS = new Set(['method', 'url', 'headers', 'body', 'timeoutMs'])
 
-/** `{{secret:NAME}}`. Names: letters, digits, `_`, `.`, `-`, at most 128. */
+/** `{{secret:NAME}}`, NAME a secret name as the secrets capability defines it. */
 const PLACEHOLDER = /\{\{secret:([^{}]*)\}\}/g
-const PLACEHOLDER_NAME = /^[A-Za-z0-9_.-]{1,128}$/
 const PLACEHOLDER_START = '{{secret:'
 const PLACEHOLDER_BYTES = Buffer.from(PLACEHOLDER_START)
 
@@ -241,7 +241,7 @@ function checkHeaders(headers: readonly HttpHeader[]): void {
 function placeholderNames({ name: header, value }: HttpHeader): string[] {
   const names: string[] = []
   const rest = value.replace(PLACEHOLDER, (_match, name: string) => {
-    if (!PLACEHOLDER_NAME.test(name)) {
+    if (!isSecretName(name)) {
       throw invalid(`malformed secret placeholder in header value (${header})`)
     }
     names.push(name)

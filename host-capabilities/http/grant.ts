@@ -7,6 +7,9 @@
  * any port but the scheme's default; paths with dot-segments or encoded separators.
  */
 import { isIP } from 'node:net'
+import { z } from 'zod'
+import { listGrant, unique } from '../grant.js'
+import { hostPatternKind, isHostSubset } from './host-pattern.js'
 import { DEFAULT_PORTS, formatOrigin, normaliseHostname } from './url.js'
 import type { EgressUrl } from './url.js'
 
@@ -355,3 +358,136 @@ export function explainRefusal(grant: CompiledHttpGrant, url: EgressUrl, method:
   const prefixes = [...new Set(forMethod.map((e) => e.pathPrefix))]
   return `path not under ${prefixes.join(' or ')}`
 }
+
+/** HTTP methods a grant may name. */
+export const HTTP_METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'] as const
+
+/** One HTTP method a grant may name. */
+export type HttpMethod = (typeof HTTP_METHODS)[number]
+
+// Printable ASCII but space, `?`, `#` and `\`; escapes and segments are checked separately.
+const PATH_PREFIX = /^\/[\x21-\x22\x24-\x3e\x40-\x5b\x5d-\x7e]*$/
+const ESCAPE = /%([0-9A-F]{2})/g
+// Unreserved characters are written as themselves; separators, dots and `%` never encoded.
+const NEVER_ENCODED = /^[A-Za-z0-9\-._~/\\%]$/
+
+/**
+ * A canonical path prefix: starts with `/`; no query, fragment, space or `\\`; escapes are
+ * `%XX` in upper case, never of an unreserved character, a separator, a dot, `%` or a control
+ * character; no `.` or `..` segment (also not before a `;`). So a string prefix of a prefix is
+ * a prefix of its decoded form, and the decoded comparison of {@link matchRequest} agrees.
+ */
+function isPathPrefix(prefix: string): boolean {
+  if (prefix.length > 2048 || !PATH_PREFIX.test(prefix)) {
+    return false
+  }
+  const withoutEscapes = prefix.replace(ESCAPE, '')
+  if (withoutEscapes.includes('%')) {
+    return false
+  }
+  for (const [, hex] of prefix.matchAll(ESCAPE)) {
+    const byte = Number.parseInt(hex!, 16)
+    if (byte < 0x20 || byte === 0x7f || NEVER_ENCODED.test(String.fromCharCode(byte))) {
+      return false
+    }
+  }
+  try {
+    decodeURIComponent(prefix)
+  } catch {
+    return false
+  }
+  return !prefix.split('/').some((segment) => {
+    const bare = segment.split(';', 1)[0]
+    return bare === '.' || bare === '..'
+  })
+}
+
+/** A host pattern: see {@link hostPatternKind}. */
+export const hostPatternSchema = z
+  .string()
+  .refine((host) => hostPatternKind(host) !== undefined, 'not a canonical host pattern')
+
+/**
+ * One http grant entry as a token carries it. Defaults: `scheme` `'https'` (`'http'` only when
+ * written), `port` the scheme's (443 or 80), `methods` `['GET', 'HEAD']` (read-only; write the
+ * others out), `pathPrefix` `'/'` (a plain string prefix: end it with `/` to stop at a segment
+ * boundary). `allowPrivate: true` lets the entry reach private and loopback addresses; `false`
+ * is dropped.
+ *
+ * @example
+ * httpGrantEntrySchema.parse({ host: 'api.github.com', pathPrefix: '/repos/' })
+ * // { scheme: 'https', host: 'api.github.com', port: 443, methods: ['GET', 'HEAD'],
+ * //   pathPrefix: '/repos/' }
+ */
+export const httpGrantEntrySchema = z
+  .strictObject({
+    scheme: z.enum(['https', 'http']).default('https'),
+    host: hostPatternSchema,
+    port: z.int().min(1).max(65535).optional(),
+    methods: z
+      .array(z.enum(HTTP_METHODS))
+      .min(1)
+      .refine(unique, 'methods repeat')
+      .default(() => DEFAULT_HTTP_METHODS.map((m) => m as HttpMethod)),
+    pathPrefix: z
+      .string()
+      .refine(
+        isPathPrefix,
+        'a path prefix starts with / and has no ?, #, \\, spaces or dot segments',
+      )
+      .default('/'),
+    allowPrivate: z.boolean().optional(),
+  })
+  .transform((entry) => {
+    const out: {
+      scheme: 'https' | 'http'
+      host: string
+      port: number
+      methods: HttpMethod[]
+      pathPrefix: string
+      allowPrivate?: true
+    } = {
+      scheme: entry.scheme,
+      host: entry.host,
+      port: entry.port ?? DEFAULT_PORTS[entry.scheme],
+      methods: entry.methods,
+      pathPrefix: entry.pathPrefix,
+    }
+    if (entry.allowPrivate === true) {
+      out.allowPrivate = true
+    }
+    return out
+  })
+
+/** One http grant entry as a token carries it, normalised. */
+export type HttpGrant = z.output<typeof httpGrantEntrySchema>
+
+function normalisePath(prefix: string): string {
+  return prefix.startsWith('/') ? prefix : `/${prefix}`
+}
+
+/**
+ * True when every request `child` allows is allowed by `parent`: same scheme and port,
+ * methods ⊆, the child's path prefix starts with the parent's (a string prefix), the host
+ * within the parent's ({@link isHostSubset}), and `allowPrivate` only if the parent has it.
+ *
+ * @example
+ * const parent = httpGrantEntrySchema.parse({ host: '*.github.com', pathPrefix: '/repos/' })
+ * const child = httpGrantEntrySchema.parse({ host: 'api.github.com', pathPrefix: '/repos/x/' })
+ * isHttpEntrySubset(child, parent) // true
+ */
+export function isHttpEntrySubset(child: HttpGrant, parent: HttpGrant): boolean {
+  return (
+    child.scheme === parent.scheme &&
+    child.port === parent.port &&
+    child.methods.every((method) => parent.methods.includes(method)) &&
+    normalisePath(child.pathPrefix).startsWith(normalisePath(parent.pathPrefix)) &&
+    isHostSubset(child.host, parent.host) &&
+    (child.allowPrivate !== true || parent.allowPrivate === true)
+  )
+}
+
+/** The `http` field of a token's grants: schema, attenuation rule and compilation. */
+export const httpGrant = listGrant('http', httpGrantEntrySchema, isHttpEntrySubset, (entries) =>
+  compileHttpGrant(entries),
+)

@@ -11,7 +11,10 @@
  * `header` (case-insensitive) must have exactly the value `prefix` + `{{secret:NAME}}`, on a
  * request to one of `hosts`; a placeholder anywhere else is refused.
  */
+import { z } from 'zod'
+import { listGrant, MAX_GRANT_ENTRIES, unique } from '../grant.js'
 import { FORBIDDEN_REQUEST_HEADERS, HTTP_TOKEN } from '../http/grant.js'
+import { hostPatternKind } from '../http/host-pattern.js'
 import { explicitOrigin, parseOrigin } from '../http/url.js'
 import type { EgressUrl } from '../http/url.js'
 import { isSecretName } from './names.js'
@@ -206,4 +209,93 @@ export function canReveal(grant: CompiledSecretsGrant | undefined, name: string)
  */
 export function isCompiledSecretsGrant(value: unknown): value is CompiledSecretsGrant {
   return typeof value === 'object' && value !== null && COMPILED in value
+}
+
+/**
+ * Where a secret may be sent, as a token writes it: an origin `https://host[:port]` or
+ * `http://host[:port]`, or a bare exact host or bracketed IP literal meaning `https://host:443`.
+ * A bare `host:port` is refused: `[::1]:8080` and `::1` read both ways. Hosts are canonical, as
+ * for http grants; {@link compileSecretsGrant} normalises and matches the exact origin.
+ */
+function isSecretHost(host: string): boolean {
+  const origin = /^(https?):\/\/(\[[^\]]+\]|[^/:?#@\\[\]]+)(?::([1-9][0-9]{0,4}))?$/.exec(host)
+  if (origin?.[3] !== undefined && Number(origin[3]) > 65535) {
+    return false
+  }
+  const kind = hostPatternKind(origin ? origin[2]! : host)
+  return kind === 'exact' || kind === 'ip'
+}
+
+/**
+ * One secrets grant entry as a token carries it: the secret `name`
+ * (`^[a-z][a-z0-9_]{0,63}$`), the `hosts` the http capability may send it to (default none),
+ * the `header` it goes in (default `Authorization`) after `prefix` (default `Bearer ` for
+ * Authorization, else ''), and whether the guest may `reveal` its plaintext (default false).
+ * Several entries for one name add up.
+ *
+ * @example
+ * secretGrantEntrySchema.parse({ name: 'github_token', hosts: ['api.github.com'] })
+ */
+export const secretGrantEntrySchema = z.strictObject({
+  name: z.string().refine(isSecretName, 'not a secret name'),
+  hosts: z
+    .array(z.string().refine(isSecretHost, 'not an origin or an exact host'))
+    .max(MAX_GRANT_ENTRIES)
+    .refine(unique, 'hosts repeat')
+    .default(() => []),
+  header: z
+    .string()
+    .regex(HTTP_TOKEN, 'not a header name')
+    .refine((h) => !FORBIDDEN_REQUEST_HEADERS.has(h.toLowerCase()), 'a header the host sets')
+    .optional(),
+  prefix: z
+    .string()
+    .regex(PREFIX, 'printable ASCII without braces, at most 64 characters')
+    .optional(),
+  reveal: z.boolean().default(false),
+})
+
+/** One secrets grant entry as a token carries it, normalised. */
+export type SecretGrant = z.output<typeof secretGrantEntrySchema>
+
+/** Every (origin, header, prefix) an entry binds, as the broker compiles them; undefined if invalid. */
+function bindingKeys(entry: SecretsGrantEntry): Set<string> | undefined {
+  try {
+    const [compiled] = compileSecretsGrant([entry]).entries
+    return new Set(compiled!.bindings.map((b) => `${b.origin} ${b.header} ${b.prefix}`))
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * True when `child` is within `parent`: same secret, every binding of the child (origin,
+ * header, prefix, as {@link compileSecretsGrant} normalises them) is one of the parent's,
+ * `reveal` only if the parent reveals. Origins are compared canonically (`api.github.com` is
+ * `https://api.github.com:443`), never by subdomain or port range; header names
+ * case-insensitively; prefixes exactly.
+ *
+ * @example
+ * isSecretEntrySubset(
+ *   { name: 'gh', hosts: ['https://api.github.com:443'], reveal: false },
+ *   { name: 'gh', hosts: ['api.github.com', 'uploads.github.com'], reveal: false },
+ * ) // true
+ */
+export function isSecretEntrySubset(child: SecretsGrantEntry, parent: SecretsGrantEntry): boolean {
+  if (child.name !== parent.name || (child.reveal === true && parent.reveal !== true)) {
+    return false
+  }
+  const childBindings = bindingKeys(child)
+  const parentBindings = bindingKeys(parent)
+  if (childBindings === undefined || parentBindings === undefined) {
+    return false
+  }
+  return [...childBindings].every((binding) => parentBindings.has(binding))
+}
+
+/** The `secrets` field of a token's grants: schema, attenuation rule and compilation. */
+export const secretsGrant = {
+  ...listGrant('secrets', secretGrantEntrySchema, isSecretEntrySubset, compileSecretsGrant),
+  // Secrets bind to http requests of a component that never imports `secrets` itself.
+  appliesWithoutImport: true,
 }

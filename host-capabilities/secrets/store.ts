@@ -35,7 +35,7 @@ import {
   syncDir,
   tempPathFor,
   writeFileAtomic,
-} from '../internal/fs-atomic.js'
+} from '../../core/fs-atomic.js'
 import { assertSecretName, isSecretName } from './names.js'
 
 /** Bytes in a master key (AES-256). */

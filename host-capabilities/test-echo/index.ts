@@ -17,3 +17,4 @@ export {
 } from './broker.js'
 export type { EchoErrorPayload, EchoItem } from './broker.js'
 export { ECHO_INTERFACE, testEchoDescriptor } from './descriptor.js'
+export { testEchoCapability } from './capability.js'

@@ -5,7 +5,8 @@
  */
 import { z } from 'zod'
 import { WardenError } from '../errors.js'
-import { describeIssue, grantsSchema, limitsRequestSchema } from './claims.js'
+import type { Capability } from '../../host-capabilities/types.js'
+import { describeIssue, limitsRequestSchema } from './claims.js'
 import type { CapabilityClaims, GrantsInput, LimitsRequest } from './claims.js'
 import type { KeyStore } from './keys.js'
 import { mintToken } from './mint.js'
@@ -44,10 +45,13 @@ export interface AttenuateOptions {
    * from an unverified token.
    */
   onParentVerified?: (parent: CapabilityClaims) => void
+  /** The capabilities whose grants a token may carry. Default Warden's, `CAPABILITIES`. */
+  capabilities?: readonly Capability[]
 }
 
 const requestSchema = z.strictObject({
-  grants: grantsSchema.optional(),
+  // Checked when minting, against the capability list in force.
+  grants: z.unknown().optional(),
   limits: limitsRequestSchema.optional(),
   lifetimeSeconds: z.int().positive().optional(),
 })
@@ -82,6 +86,7 @@ export async function attenuate(
     now,
     ...(options.digest !== undefined ? { digest: options.digest } : {}),
     ...(options.leewaySeconds !== undefined ? { leewaySeconds: options.leewaySeconds } : {}),
+    ...(options.capabilities ? { capabilities: options.capabilities } : {}),
   }
   const parent = await verifyClaims(keys, parentToken, verifyOptions)
   options.onParentVerified?.(parent)
@@ -102,11 +107,15 @@ export async function attenuate(
     {
       appId: parent.app.id,
       digest: parent.app.digest,
-      grants: parsed.data.grants ?? parent.grants,
+      grants: (parsed.data.grants as GrantsInput | undefined) ?? parent.grants,
       ...(parsed.data.limits ? { limits: parsed.data.limits } : {}),
       lifetimeSeconds,
       parent,
     },
-    { maxLifetimeSeconds: options.maxLifetimeSeconds, now },
+    {
+      maxLifetimeSeconds: options.maxLifetimeSeconds,
+      now,
+      ...(options.capabilities ? { capabilities: options.capabilities } : {}),
+    },
   )
 }

@@ -7,7 +7,7 @@ import {
   secretGrantEntrySchema,
   tokenLimitsSchema,
 } from './claims.js'
-import { hostPatternKind } from './host.js'
+import { hostPatternKind } from '../../host-capabilities/http/host-pattern.js'
 
 const DIGEST = `sha256:${'ab'.repeat(32)}`
 

@@ -17,11 +17,11 @@ export {
   appIdSchema,
   capabilityClaimsSchema,
   dataGrantEntrySchema,
-  DEFAULT_HTTP_METHODS,
-  DEFAULT_PORTS,
   describeIssue,
   digestSchema,
   grantsSchema,
+  grantsSchemaFor,
+  claimsSchemaFor,
   hostPatternSchema,
   HTTP_METHODS,
   httpGrantEntrySchema,
@@ -31,6 +31,7 @@ export {
   MAX_GRANT_ENTRIES,
   secretGrantEntrySchema,
   tokenLimitsSchema,
+  tokenSchemas,
   TOKEN_AUDIENCE,
   TOKEN_ISSUER,
   TOKEN_TYPE,
@@ -49,10 +50,10 @@ export type {
   SecretGrantEntryInput,
   TokenLimits,
 } from './claims.js'
-export { effectiveGrant, GRANT_INTERFACES } from './effective.js'
+export { compileGrants, effectiveGrant, GRANT_INTERFACES } from './effective.js'
 export type { EffectiveGrant } from './effective.js'
-export { hostPatternKind, isHostSubset } from './host.js'
-export type { HostPatternKind } from './host.js'
+export { hostPatternKind, isHostSubset } from '../../host-capabilities/http/host-pattern.js'
+export type { HostPatternKind } from '../../host-capabilities/http/host-pattern.js'
 export { createKeyStore, TOKEN_ALGORITHM } from './keys.js'
 export type { Jwks, KeyInfo, KeyStore, PublicJwk } from './keys.js'
 export { AttenuationRefused, mintToken } from './mint.js'
@@ -68,5 +69,5 @@ export {
   isHttpEntrySubset,
   isSecretEntrySubset,
 } from './subset.js'
-export { DEFAULT_LEEWAY_SECONDS, MAX_TOKEN_LENGTH, verifyToken } from './verify.js'
+export { DEFAULT_LEEWAY_SECONDS, MAX_TOKEN_LENGTH, verifyClaims, verifyToken } from './verify.js'
 export type { VerifyOptions } from './verify.js'

@@ -4,15 +4,15 @@
  */
 import { randomUUID } from 'node:crypto'
 import { WardenError } from '../errors.js'
+import type { Capability } from '../../host-capabilities/types.js'
 import {
-  capabilityClaimsSchema,
   describeIssue,
-  grantsSchema,
   limitsRequestSchema,
   MAX_CHAIN_LENGTH,
   TOKEN_AUDIENCE,
   TOKEN_ISSUER,
   TOKEN_TYPE,
+  tokenSchemas,
 } from './claims.js'
 import type { CapabilityClaims, GrantsInput, LimitsRequest } from './claims.js'
 import type { KeyStore } from './keys.js'
@@ -64,6 +64,8 @@ export interface MintPolicy {
   maxLifetimeSeconds: number
   /** The current time, in seconds since the epoch. Default: the clock. For tests. */
   now?: number
+  /** The capabilities whose grants a token may carry. Default Warden's, `CAPABILITIES`. */
+  capabilities?: readonly Capability[]
 }
 
 /** A minted token and its claims. */
@@ -105,7 +107,8 @@ export async function mintToken(
       `lifetimeSeconds ${lifetime} is above the maximum of ${max} seconds`,
     )
   }
-  const grants = grantsSchema.safeParse(request.grants)
+  const schemas = tokenSchemas(policy.capabilities)
+  const grants = schemas.grants.safeParse(request.grants)
   if (!grants.success) {
     throw new WardenError('invalid_request', describeIssue(grants.error, 'grants'))
   }
@@ -136,13 +139,13 @@ export async function mintToken(
     limits: { ...parent?.limits, ...stripUndefined(limits.data) },
     ...(parent ? { parent: parent.jti, chain: [...parent.chain, parent.jti] } : { chain: [] }),
   }
-  const parsed = capabilityClaimsSchema.safeParse(raw)
+  const parsed = schemas.claims.safeParse(raw)
   if (!parsed.success) {
     throw new WardenError('invalid_request', describeIssue(parsed.error))
   }
   const claims = parsed.data
   if (parent) {
-    const widening = findAttenuationWidening(claims, parent)
+    const widening = findAttenuationWidening(claims, parent, policy.capabilities)
     if (widening !== undefined) {
       throw new AttenuationRefused(widening, wideningMessage(widening))
     }

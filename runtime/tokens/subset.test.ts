@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest'
 import { allows, compileDataGrant } from '../../host-capabilities/data/grant.js'
 import { HTTP_METHODS } from './claims.js'
 import type { DataGrantEntry, Grants, HttpGrantEntry, HttpMethod } from './claims.js'
-import { hostPatternKind, isHostSubset } from './host.js'
+import { hostPatternKind, isHostSubset } from '../../host-capabilities/http/host-pattern.js'
 import {
   findGrantWidening,
   isDataEntrySubset,
@@ -11,7 +11,7 @@ import {
   isHttpEntrySubset,
   isSecretEntrySubset,
 } from './subset.js'
-import type { SecretBindingEntry } from './subset.js'
+import type { SecretGrantEntry as SecretBindingEntry } from './claims.js'
 
 // Small alphabets, so that generated entries overlap often and the implications get tested.
 const label = fc.constantFrom('a', 'b', 'c', 'x')

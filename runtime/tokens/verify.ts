@@ -4,7 +4,8 @@
  */
 import { decodeProtectedHeader, jwtVerify } from 'jose'
 import { WardenError } from '../errors.js'
-import { capabilityClaimsSchema, TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_TYPE } from './claims.js'
+import type { Capability } from '../../host-capabilities/types.js'
+import { TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_TYPE, tokenSchemas } from './claims.js'
 import type { CapabilityClaims } from './claims.js'
 import { TOKEN_ALGORITHM } from './keys.js'
 import type { KeyStore } from './keys.js'
@@ -31,6 +32,8 @@ export interface VerifyOptions {
   now?: number
   /** Clock leeway for `nbf`, `exp`, `iat`, in seconds. Default {@link DEFAULT_LEEWAY_SECONDS}. */
   leewaySeconds?: number
+  /** The capabilities whose grants a token may carry. Default Warden's, `CAPABILITIES`. */
+  capabilities?: readonly Capability[]
 }
 
 /** {@link VerifyOptions} without the digest: for attenuation, where no component runs. */
@@ -133,7 +136,7 @@ export async function verifyClaims(
     throw mapJoseError(error)
   }
 
-  const parsed = capabilityClaimsSchema.safeParse(payload)
+  const parsed = tokenSchemas(options.capabilities).claims.safeParse(payload)
   if (!parsed.success) {
     throw invalid('the token claims are malformed')
   }

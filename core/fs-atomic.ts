@@ -2,7 +2,7 @@
  * Atomic, private file writes: write a temporary file beside the target with mode 0o600,
  * fsync it, rename it over the target, then fsync the directory (best effort). A reader sees
  * either the old file or the new one, never a torn write.
- * Shared by the file-backed stores (secrets, data).
+ * Shared by the file-backed stores (secrets, data, the control plane's keys and registry).
  */
 import { randomBytes } from 'node:crypto'
 import { chmod, mkdir, open, readdir, rename, unlink } from 'node:fs/promises'

@@ -32,7 +32,7 @@ import {
 import { ProcessSandboxPool } from '../runtime/sandbox/process/pool.js'
 import { FrameReader, frame, parseFromChild } from '../runtime/sandbox/process/protocol.js'
 import { fakeRunContext } from './support/context.js'
-import { ECHO_CALLER } from './support/echo.js'
+import { ECHO_CALLER } from './support/guests.js'
 import { compileWat, guestFile } from './support/wat.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'

@@ -8,7 +8,7 @@
  * const run = await warden.run(app, '{"name":"Ada"}', { token })
  * await warden.close()
  */
-export { createRuntime } from './runtime.js'
+export { APP_DISABLED, createRuntime } from './runtime.js'
 export type {
   Invocation,
   InvokeOptions,
@@ -29,7 +29,7 @@ export { DEFAULT_MAX_COMPONENT_BYTES } from './loader/component-bytes.js'
 export type { LoadedComponent, LoadOptions } from './loader/load.js'
 export { DEFAULT_TRANSPILE_BUDGET, Transpiler } from './loader/transpile.js'
 export type { TranspileBudget, TranspilerOptions } from './loader/transpile.js'
-export type { Isolation, Sandbox } from './sandbox/sandbox.js'
+export type { Isolation, RunMatch, Sandbox } from './sandbox/sandbox.js'
 export {
   appIdSchema,
   describeIssue,

@@ -105,12 +105,28 @@ export interface WardenRuntime {
     args: unknown[],
     options?: InvokeOptions,
   ): Promise<Invocation>
+  /**
+   * End every queued and running run of `appId` at once with `error` (default
+   * {@link APP_DISABLED}): queued runs never start, running ones have their sandbox killed and
+   * replaced (even in a host call) and their `signal` aborted. Other apps' runs go on. Returns
+   * how many runs were ended. Refusing the app's new runs is the caller's part (`openWarden`).
+   *
+   * @example
+   * runtime.cancelApp('shop') // 2: both in-flight runs answered `app_disabled`
+   */
+  cancelApp(appId: string, error?: SerializedError): number
   /** The pool, for health and tests. */
   readonly pool: Sandbox
   /** How runs are contained, for health output and docs. */
   readonly isolation: IsolationInfo
   close(): Promise<void>
 }
+
+/** What the runs of a disabled app end with (the kill switch). */
+export const APP_DISABLED: Readonly<SerializedError> = Object.freeze({
+  code: 'app_disabled',
+  message: 'the app was disabled',
+})
 
 /** How a runtime contains its runs. */
 export interface IsolationInfo {
@@ -263,6 +279,10 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     isolation: { mode: isolation, networkIsolated },
     load: (bytes, loadOptions) => loader.load(bytes, loadOptions),
     call,
+    cancelApp(appId, error = APP_DISABLED) {
+      // The pool settles each run at once; `call` then aborts its signal, as after any run.
+      return pool.cancel((ctx) => ctx.appId === appId, error)
+    },
     invoke(component, input, opts) {
       if (component.kind !== 'action') {
         return Promise.reject(

@@ -5,7 +5,8 @@
  * - Host calls arrive over each worker's shared channel; the pool hands them to `onHostCall`
  *   and writes the answer back while the guest waits in `Atomics.wait`.
  * - A watchdog ends every run at its deadline: the worker is terminated, the run answers
- *   `timeout` at once, and a fresh worker is started in the background.
+ *   `timeout` at once, and a fresh worker is started in the background. `cancel` ends chosen
+ *   runs (an app's, when it is disabled) the same way, and drops them from the queue.
  * - A worker that dies mid-run ends that run with `internal`; the pool heals itself.
  * - Nothing a worker sends is trusted: a malformed or forged message (unknown tag, wrong
  *   length, deep nesting, wrong shape) retires that worker and ends its run with `internal`.
@@ -33,6 +34,8 @@ import type {
 } from './protocol.js'
 import { AppShares } from './fairness.js'
 import type { AppShareOptions } from './fairness.js'
+import { ended, takeMatching } from './sandbox.js'
+import type { RunMatch, Sandbox } from './sandbox.js'
 import { checkFromWorker, checkHostCallRequest } from './validate.js'
 import type { SandboxWorkerData } from './worker.js'
 
@@ -161,7 +164,7 @@ interface Slot {
  * const result = await pool.run(job)
  * await pool.close()
  */
-export class SandboxPool {
+export class SandboxPool implements Sandbox {
   readonly size: number
   readonly #options: SandboxPoolOptions
   readonly #slots = new Set<Slot>()
@@ -219,6 +222,28 @@ export class SandboxPool {
       this.#queue.push({ job, resolve: this.#shares.releasing(app, resolve) })
       this.#pump()
     })
+  }
+
+  /**
+   * End every queued or running job whose context `match`es with `error`: queued ones never
+   * start, running ones end as at their deadline (the worker is terminated, even in a host
+   * call, and replaced in the background). Returns how many jobs were ended.
+   */
+  cancel(match: RunMatch, error: SerializedError): number {
+    const running: [Slot, ActiveRun][] = []
+    for (const slot of this.#slots) {
+      if (slot.current && match(slot.current.job.context)) {
+        running.push([slot, slot.current])
+      }
+    }
+    const queued = takeMatching(this.#queue, match)
+    for (const { resolve } of queued) {
+      resolve(ended(error))
+    }
+    for (const [slot, run] of running) {
+      this.#abandon(slot, run, error)
+    }
+    return queued.length + running.length
   }
 
   /** Stop every worker. Queued runs end with `internal`. */
@@ -371,21 +396,22 @@ export class SandboxPool {
   }
 
   #onTimeout(slot: Slot, run: ActiveRun): void {
+    this.#abandon(slot, run, {
+      code: 'timeout',
+      message: `the run passed its ${run.job.limits.timeoutMs} ms deadline`,
+    })
+  }
+
+  /** End `run` with `error` now, whatever its worker is doing: the worker is killed. */
+  #abandon(slot: Slot, run: ActiveRun, error: SerializedError): void {
     if (slot.current !== run) {
       return
     }
+    clearTimeout(run.timer)
     slot.current = undefined
     // Answer first; killing and replacing the worker happens off this run's critical path.
     this.#retire(slot, { deferred: true })
-    run.resolve({
-      ok: false,
-      error: {
-        code: 'timeout',
-        message: `the run passed its ${run.job.limits.timeoutMs} ms deadline`,
-      },
-      metering: null,
-      wallMs: performance.now() - run.startedAt,
-    })
+    run.resolve(ended(error, performance.now() - run.startedAt))
   }
 
   /** Kill a worker and start its replacement, now or right after the current task. */

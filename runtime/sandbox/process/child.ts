@@ -8,9 +8,11 @@
  */
 import { Socket } from 'node:net'
 import type { RunContext } from '../../../host-capabilities/types.js'
+import type { SerializedError } from '../../errors.js'
 import { decode, encode } from '../codec.js'
 import { SandboxPool } from '../pool.js'
 import type { PoolResult } from '../pool.js'
+import { ended } from '../sandbox.js'
 import type { HostCallRequest, HostCallResponse, LoadedComponentMessage } from '../protocol.js'
 import { frame, FrameReader, PROCESS_PROTOCOL_VERSION } from './protocol.js'
 import type { ComponentBytesMessage, FromChild, ToChild } from './protocol.js'
@@ -21,6 +23,8 @@ const components = new Map<string, Promise<LoadedComponentMessage>>()
 /** Broker answers awaited by runs, by run id: a worker has one host call in flight at most. */
 const pending = new Map<number, (response: HostCallResponse) => void>()
 const runIds = new WeakMap<RunContext, number>()
+/** Runs in progress here, by id, with the error the host cancelled each with (null: none). */
+const live = new Map<number, SerializedError | null>()
 // The pool hands each job's context back to `onHostCall` and reads nothing else from it.
 const NEVER_ABORTED = new AbortController().signal
 
@@ -54,43 +58,45 @@ function onHostCall(ctx: RunContext, request: HostCallRequest): Promise<HostCall
   })
 }
 
-async function run(message: Extract<ToChild, { type: 'run' }>): Promise<void> {
-  let result: PoolResult
-  try {
-    const component = await components.get(message.key)
-    if (!component || !pool) {
-      throw new Error('component not loaded')
-    }
-    const context: RunContext = {
-      invocationId: String(message.id),
-      // The host applies the per-app shares (it knows the apps); here every run is its own,
-      // so the child's pool never holds one run behind another's app.
-      appId: String(message.id),
-      digest: '',
-      limits: message.limits,
-      granted: new Set(message.grant.granted),
-      grants: {},
-      counters: { brokerCalls: 0, egressBytes: 0 },
-      signal: NEVER_ABORTED,
-    }
-    runIds.set(context, message.id)
-    result = await pool.run({
-      component,
-      exportName: message.exportName,
-      args: message.args,
-      limits: message.limits,
-      grant: message.grant,
-      context,
-    })
-  } catch {
-    result = {
-      ok: false,
-      error: { code: 'internal', message: 'the component could not be loaded in the sandbox' },
-      metering: null,
-      wallMs: 0,
-    }
+/** Run one job of the host's in this process's pool. Never rejects. */
+async function execute(message: Extract<ToChild, { type: 'run' }>): Promise<PoolResult> {
+  const component = await components.get(message.key)?.catch(() => undefined)
+  if (!component || !pool) {
+    return ended({ code: 'internal', message: 'the component could not be loaded in the sandbox' })
   }
-  // A host call still awaited (the run timed out in it) is answered by nobody now.
+  const cancelled = live.get(message.id)
+  if (cancelled) {
+    // Cancelled while its component compiled: it never starts.
+    return ended(cancelled)
+  }
+  const context: RunContext = {
+    invocationId: String(message.id),
+    // The host applies the per-app shares (it knows the apps); here every run is its own,
+    // so the child's pool never holds one run behind another's app.
+    appId: String(message.id),
+    digest: '',
+    limits: message.limits,
+    granted: new Set(message.grant.granted),
+    grants: {},
+    counters: { brokerCalls: 0, egressBytes: 0 },
+    signal: NEVER_ABORTED,
+  }
+  runIds.set(context, message.id)
+  return pool.run({
+    component,
+    exportName: message.exportName,
+    args: message.args,
+    limits: message.limits,
+    grant: message.grant,
+    context,
+  })
+}
+
+async function run(message: Extract<ToChild, { type: 'run' }>): Promise<void> {
+  live.set(message.id, null)
+  const result = await execute(message)
+  live.delete(message.id)
+  // A host call still awaited (the run timed out or was cancelled in it) is answered by nobody now.
   pending.delete(message.id)
   const common = { type: 'result', id: message.id, replacements: pool?.replacements ?? 0 } as const
   if (result.ok) {
@@ -137,6 +143,12 @@ function onMessage(message: ToChild): void {
       return
     case 'run':
       void run(message)
+      return
+    case 'cancel':
+      if (live.has(message.id)) {
+        live.set(message.id, message.error)
+        pool?.cancel((ctx) => runIds.get(ctx) === message.id, message.error)
+      }
       return
     case 'answer': {
       const resolve = pending.get(message.id)

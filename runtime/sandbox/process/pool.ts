@@ -10,6 +10,10 @@
  * - A child that dies ends its in-flight runs with `internal` at once; a new one is started.
  * - Each run keeps a deadline here too (its `timeoutMs` plus a grace): past it the run ends
  *   with `timeout` and the child, hung, is replaced.
+ * - `cancel` ends chosen runs here at once and tells the child, whose pool kills their workers
+ *   as at a deadline; the child stays up for the other runs. A cancelled run holds its place
+ *   in the child until the child reports it over; if it has not by the run's deadline, the
+ *   child is hung and replaced.
  */
 import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
@@ -23,7 +27,8 @@ import { AppShares } from '../fairness.js'
 import type { AppShareOptions } from '../fairness.js'
 import type { PoolJob, PoolResult } from '../pool.js'
 import type { HostCallRequest, HostCallResponse } from '../protocol.js'
-import type { Sandbox } from '../sandbox.js'
+import { ended, takeMatching } from '../sandbox.js'
+import type { RunMatch, Sandbox } from '../sandbox.js'
 import { checkChildBuilt, childCommand, childPaths, detectNetworkIsolation } from './launch.js'
 import type { ChildPaths, NetworkIsolation } from './launch.js'
 import {
@@ -87,6 +92,8 @@ interface Child {
   /** Component key → whether the child has compiled it yet, least recently used first. */
   loaded: Map<string, { compiled: boolean }>
   runs: Map<number, HostRun>
+  /** Runs ended here by `cancel` that the child has not reported over yet, by id. */
+  cancelled: Map<number, HostRun>
   /** Workers the child's pool replaced, as it last reported. */
   workerReplacements: number
   stderr: string
@@ -187,6 +194,33 @@ export class ProcessSandboxPool implements Sandbox {
     })
   }
 
+  /**
+   * End every queued or running job whose context `match`es with `error`: queued ones never
+   * start; running ones answer at once, and the child kills their workers (even in a host
+   * call) and starts new ones. Returns how many jobs were ended.
+   */
+  cancel(match: RunMatch, error: SerializedError): number {
+    const child = this.#child
+    const running = child ? [...child.runs.values()].filter((run) => match(run.job.context)) : []
+    const queued = takeMatching(this.#queue, match)
+    for (const { resolve } of queued) {
+      resolve(ended(error))
+    }
+    for (const run of running) {
+      const host = child!
+      // The deadline stays armed: the child must report the run over before it.
+      host.runs.delete(run.id)
+      host.cancelled.set(run.id, run)
+      run.resolve(ended(error, performance.now() - run.startedAt))
+      try {
+        this.#send(host, { type: 'cancel', id: run.id, error: { ...error } })
+      } catch {
+        this.#retire(host, 'the sandbox process could not be told to cancel a run')
+      }
+    }
+    return queued.length + running.length
+  }
+
   /** Stop the child. Queued and running jobs end with `internal`. */
   async close(): Promise<void> {
     this.#closed = true
@@ -242,6 +276,7 @@ export class ProcessSandboxPool implements Sandbox {
       dead: false,
       loaded: new Map(),
       runs: new Map(),
+      cancelled: new Map(),
       workerReplacements: 0,
       stderr: '',
       startTimer: undefined,
@@ -298,7 +333,10 @@ export class ProcessSandboxPool implements Sandbox {
     }
     let message: FromChild | undefined
     try {
-      message = parseFromChild(decode(bytes), (id) => child.runs.get(id)?.job)
+      message = parseFromChild(
+        decode(bytes),
+        (id) => (child.runs.get(id) ?? child.cancelled.get(id))?.job,
+      )
     } catch {
       message = undefined
     }
@@ -328,7 +366,11 @@ export class ProcessSandboxPool implements Sandbox {
         return
       }
       case 'host-call': {
-        const run = child.runs.get(message.id)!
+        const run = child.runs.get(message.id)
+        if (!run) {
+          // Sent before the child heard of the cancel; its worker is being killed.
+          return
+        }
         if (run.answering || ++run.hostCalls > run.job.limits.hostCalls) {
           this.#retire(child, 'the sandbox process made a host call out of turn')
           return
@@ -338,8 +380,16 @@ export class ProcessSandboxPool implements Sandbox {
         return
       }
       case 'result': {
-        const run = child.runs.get(message.id)!
         child.workerReplacements = Math.max(child.workerReplacements, message.replacements)
+        const cancelled = child.cancelled.get(message.id)
+        if (cancelled) {
+          // Answered already: the child has only freed its place.
+          clearTimeout(cancelled.timer)
+          child.cancelled.delete(message.id)
+          this.#pump()
+          return
+        }
+        const run = child.runs.get(message.id)!
         const wallMs = performance.now() - run.startedAt
         if (message.ok) {
           const { outcome, value, metering } = message
@@ -392,7 +442,9 @@ export class ProcessSandboxPool implements Sandbox {
     if (!child?.ready || child.dead) {
       return
     }
-    for (let i = 0; i < this.#queue.length && child.runs.size < this.size; ) {
+    // A cancelled run holds its place until the child has let it go.
+    const busy = () => child.runs.size + child.cancelled.size
+    for (let i = 0; i < this.#queue.length && busy() < this.size; ) {
       const { job, resolve } = this.#queue[i]!
       const app = job.context.appId
       if (!this.#shares.canStart(app)) {
@@ -480,6 +532,10 @@ export class ProcessSandboxPool implements Sandbox {
   }
 
   #onDeadline(child: Child, run: HostRun): void {
+    if (child.cancelled.get(run.id) === run) {
+      this.#retire(child, 'the sandbox process did not end a cancelled run')
+      return
+    }
     if (child.runs.get(run.id) !== run) {
       return
     }
@@ -509,6 +565,10 @@ export class ProcessSandboxPool implements Sandbox {
         wallMs: performance.now() - run.startedAt,
       })
     }
+    for (const run of child.cancelled.values()) {
+      clearTimeout(run.timer)
+    }
+    child.cancelled.clear()
     child.pipe.destroy()
     child.process.kill('SIGKILL')
     if (this.#closed) {

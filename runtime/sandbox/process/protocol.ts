@@ -20,7 +20,7 @@ import type {
 } from '../protocol.js'
 
 /** Bumped on any change below: a child built from an older `dist/` is refused at its handshake. */
-export const PROCESS_PROTOCOL_VERSION = 1
+export const PROCESS_PROTOCOL_VERSION = 2
 
 /** Largest frame the host accepts from the child: 256 MiB (a run's value, a host call). */
 export const MAX_CHILD_FRAME_BYTES = 256 * 1024 * 1024
@@ -57,6 +57,8 @@ export type ToChild =
       grant: WorkerGrant
     }
   | { type: 'answer'; id: number; response: HostCallResponse }
+  /** The host ended run `id` (`cancel`): kill its worker, or never start it. */
+  | { type: 'cancel'; id: number; error: SerializedError }
 
 /** Child → host. */
 export type FromChild =

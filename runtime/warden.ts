@@ -8,6 +8,10 @@
  * its ancestors) → effective grant = the component's imports ∩ the token's grants → compile
  * each grant once → run → redact every secret value from what comes back → append one audit
  * record per host call and one for the run, durably → answer.
+ *
+ * The kill switch: {@link Warden.disableApp} refuses an app's new runs with `app_disabled` and
+ * ends its runs in flight with it; the set of disabled apps lives in memory, seeded from
+ * `WardenOptions.disabledApps` (the app registry keeps it across restarts).
  */
 import { join } from 'node:path'
 import { createFileDataStore } from '../host-capabilities/data/index.js'
@@ -24,9 +28,9 @@ import type { Redactor, SecretStore } from '../host-capabilities/secrets/index.j
 import type { Capability, CapabilityHost } from '../host-capabilities/types.js'
 import { openAuditLog } from './audit/index.js'
 import type { AuditEntry, AuditLog } from './audit/index.js'
-import { toWardenError } from './errors.js'
+import { toWardenError, WardenError } from './errors.js'
 import type { HostConfig } from './host-config.js'
-import { createRuntime } from './runtime.js'
+import { APP_DISABLED, createRuntime } from './runtime.js'
 import type { Invocation, WardenRuntime } from './runtime.js'
 import type { LoadedComponent, LoadOptions } from './loader/load.js'
 import { DEFAULT_TRANSPILE_BUDGET } from './loader/transpile.js'
@@ -74,6 +78,11 @@ export interface WardenOptions
    * fields, their brokers answer (tests add `warden:test/echo`). Never in production.
    */
   extraCapabilities?: readonly Capability[]
+  /**
+   * Apps disabled from the start (the kill switch's state, as the app registry kept it).
+   * Throws a TypeError on an id that is not an app id. Default: none.
+   */
+  disabledApps?: readonly string[]
 }
 
 /** Options of one run with a token. */
@@ -89,8 +98,30 @@ export interface Warden {
   readonly audit: AuditLog
   /** Load a component (validate, transpile, instrument; cached by digest). */
   load(bytes: Uint8Array, options?: LoadOptions): Promise<LoadedComponent>
-  /** Run an action once under `token`. Token failures throw `token_*`, after an audit record. */
+  /**
+   * Run an action once under `token`. Token failures throw `token_*`, and a token for a
+   * disabled app throws `app_disabled`, each after an audit record. A run ended by
+   * {@link Warden.disableApp} while in flight answers `error.code === 'app_disabled'`.
+   */
   run(app: LoadedComponent, input: string, options: RunOptions): Promise<Invocation>
+  /**
+   * The kill switch (admin): refuse the app's new runs with `app_disabled` and end its queued
+   * and running ones with it at once (their sandboxes are killed and replaced; other apps' runs
+   * go on). Takes effect before the audit record is written: a kill switch does not wait for
+   * the disk, and if the record fails the app stays disabled and the error is thrown. Returns
+   * how many runs were ended. Malformed ids throw `invalid_request`, after an audit record.
+   *
+   * @example
+   * await warden.disableApp('shop', 'admin:ada') // 3 runs ended
+   */
+  disableApp(appId: string, actor?: string): Promise<number>
+  /**
+   * Let a disabled app run again (admin). The audit record is written first: if it fails, the
+   * app stays disabled. Enabling an app that is not disabled is recorded and changes nothing.
+   */
+  enableApp(appId: string, actor?: string): Promise<void>
+  /** The disabled app ids, sorted: what the app registry persists. */
+  disabledApps(): string[]
   /** Mint a token (admin). A refusal is audited (`deny`, its code), then thrown. */
   grantToken(request: Omit<MintRequest, 'parent'>, actor?: string): Promise<MintedToken>
   /**
@@ -166,6 +197,14 @@ export function auditSigningKeyPath(dataDir: string): string {
  */
 export async function openWarden(options: WardenOptions): Promise<Warden> {
   const { dataDir } = options
+  // The kill switch's state: checked before anything is opened.
+  const disabled = new Set<string>()
+  for (const id of options.disabledApps ?? []) {
+    if (!appIdSchema.safeParse(id).success) {
+      throw new TypeError('disabledApps holds something that is not an app id')
+    }
+    disabled.add(id)
+  }
   const masterKey = await resolveMasterKey({ fromEnv: options.masterKey, dataDir })
   const keys = createKeyStore(dataDir)
   const revocations: FileRevocationList = createFileRevocationList(dataDir)
@@ -239,6 +278,14 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     appIdSchema.safeParse(value).success ? (value as string) : null
   const digestOf = (value: unknown) =>
     digestSchema.safeParse(value).success ? (value as string) : null
+  // A malformed id is refused on the record, without the free text it held.
+  const checkAppId = async (op: string, appId: string, actor: string) => {
+    if (appIdOf(appId) === null) {
+      const error = new WardenError('invalid_request', 'not an app id')
+      await refused(op, error, { actor })
+      throw error
+    }
+  }
 
   async function run(
     app: LoadedComponent,
@@ -262,6 +309,21 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
         reason: refusal.code,
       })
       throw refusal
+    }
+    // After the token verified: the app id is its claim. No await from here until the pool
+    // has the run, so a disable either refuses it here or finds it in the pool.
+    if (disabled.has(claims.app.id)) {
+      await audit.append({
+        kind: 'run',
+        op: 'run',
+        appId: claims.app.id,
+        digest: app.digest,
+        tokenJti: claims.jti,
+        actor: `app:${claims.app.id}`,
+        decision: 'deny',
+        reason: APP_DISABLED.code,
+      })
+      throw new WardenError(APP_DISABLED.code, APP_DISABLED.message)
     }
     const effective = effectiveGrant(app.imports, claims, capabilities)
     const invocation = await runtime.invoke(app, input, {
@@ -381,6 +443,19 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       const who = actor ?? (op === 'token.grant' ? LOCAL_ADMIN : UNKNOWN_HOLDER)
       await refused(op, error, { actor: who })
     },
+    async disableApp(appId, actor = LOCAL_ADMIN) {
+      await checkAppId('app.disable', appId, actor)
+      disabled.add(appId)
+      const ended = runtime.cancelApp(appId, APP_DISABLED)
+      await admin({ actor, op: 'app.disable', target: appId, appId })
+      return ended
+    },
+    async enableApp(appId, actor = LOCAL_ADMIN) {
+      await checkAppId('app.enable', appId, actor)
+      await admin({ actor, op: 'app.enable', target: appId, appId })
+      disabled.delete(appId)
+    },
+    disabledApps: () => [...disabled].sort(),
     async revokeToken(jti, actor = LOCAL_ADMIN) {
       try {
         await revocations.revoke(jti)

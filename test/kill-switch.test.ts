@@ -2,16 +2,21 @@
  * The kill switch in the runtime: `WardenRuntime.cancelApp` (the pools' `cancel`) ends an app's
  * queued and running runs at once with `app_disabled`, in both isolation modes, whether the
  * guest spins or waits in a host call; other apps' runs go on, and the pool keeps its size.
+ * `Warden.disableApp`/`enableApp` refuse and let through new runs, and the audit log has it all.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createTestEchoCapability, ECHO_INTERFACE } from '../host-capabilities/test-echo/index.js'
 import type { BrokerCapability } from '../host-capabilities/types.js'
-import type { Invocation, LoadedComponent } from '../runtime/index.js'
+import type { AuditRecord } from '../runtime/audit/index.js'
+import type { Invocation, LoadedComponent, Warden } from '../runtime/index.js'
 import type { Isolation } from '../runtime/sandbox/sandbox.js'
 import { ECHO_CALLER, infiniteLoop } from './support/guests.js'
+import { refusal } from './support/refusal.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
-import { compileWat } from './support/wat.js'
+import { openTestWarden } from './support/warden.js'
+import type { TestWarden } from './support/warden.js'
+import { compileWat, guestFile } from './support/wat.js'
 
 /** Long enough that only a cancel, never a deadline, ends a run within the test timeout. */
 const LONG = { timeoutMs: 120_000, fuel: 1e12 }
@@ -124,5 +129,110 @@ describe.each<Isolation>(['thread', 'process'])('cancelApp (isolation: %s)', (is
     const error = { code: 'internal', message: 'the host is going down' } as const
     expect(rt.warden.cancelApp('custom', error)).toBe(1)
     expect((await spinning).error).toEqual(error)
+  })
+})
+
+describe('Warden: disableApp and enableApp', () => {
+  let host: TestWarden
+  let warden: Warden
+  let loop: LoadedComponent
+  let echo: LoadedComponent
+
+  beforeAll(async () => {
+    host = await openTestWarden({ poolSize: 2 })
+    warden = host.warden
+    ;[loop, echo] = await Promise.all([
+      warden.load(await compileWat(infiniteLoop)),
+      warden.load(await guestFile('echo')),
+    ])
+  })
+
+  afterAll(async () => {
+    await host?.close()
+  })
+
+  async function token(appId: string, app: LoadedComponent): Promise<string> {
+    const request = { appId, digest: app.digest, grants: { log: true }, lifetimeSeconds: 600 }
+    return (await warden.grantToken({ ...request, limits: LONG })).token
+  }
+
+  async function since(seq: number): Promise<AuditRecord[]> {
+    return (await warden.audit.read({ limit: 10_000 })).filter((r) => r.seq > seq)
+  }
+
+  it('ends the app in flight, refuses it, lets other apps run, and lets it run again once enabled', async () => {
+    const [shopLoop, shopEcho, otherEcho] = await Promise.all([
+      token('shop', loop),
+      token('shop', echo),
+      token('other', echo),
+    ])
+    const before = warden.audit.head.seq
+    const inFlight = warden.run(loop, '"x"', { token: shopLoop })
+    await new Promise((resolve) => setTimeout(resolve, 300))
+
+    expect(await warden.disableApp('shop', 'admin:ada')).toBe(1)
+    expect(warden.disabledApps()).toEqual(['shop'])
+    const ended = await inFlight
+    expect(ended.error?.code).toBe('app_disabled')
+
+    const refused = await refusal(warden.run(echo, '"hi"', { token: shopEcho }))
+    expect(refused.code).toBe('app_disabled')
+    expect((await warden.run(echo, '"hi"', { token: otherEcho })).error).toBeUndefined()
+
+    await warden.enableApp('shop', 'admin:ada')
+    expect(warden.disabledApps()).toEqual([])
+    expect((await warden.run(echo, '"hi"', { token: shopEcho })).output).toBe('"hi"')
+
+    const records = await since(before)
+    const about = (r: AuditRecord) => r.appId === 'shop' && (r.kind === 'admin' || r.kind === 'run')
+    expect(records.filter(about)).toMatchObject([
+      { kind: 'admin', op: 'app.disable', actor: 'admin:ada', target: 'shop', decision: 'allow' },
+      { kind: 'run', op: 'run', decision: 'deny', reason: 'app_disabled' },
+      {
+        kind: 'run',
+        op: 'run',
+        actor: 'app:shop',
+        decision: 'deny',
+        reason: 'app_disabled',
+        durationMs: null,
+      },
+      { kind: 'admin', op: 'app.enable', actor: 'admin:ada', target: 'shop', decision: 'allow' },
+      { kind: 'run', op: 'run', decision: 'allow', reason: 'ok' },
+    ])
+    expect((await warden.audit.verify()).ok).toBe(true)
+  })
+
+  it('refuses a malformed app id, on the record without its text', async () => {
+    const before = warden.audit.head.seq
+    expect((await refusal(warden.disableApp('no such\napp'))).code).toBe('invalid_request')
+    expect(await since(before)).toMatchObject([
+      {
+        kind: 'admin',
+        op: 'app.disable',
+        decision: 'deny',
+        reason: 'invalid_request',
+        target: null,
+      },
+    ])
+  })
+})
+
+describe('Warden: disabled apps from the start', () => {
+  it('refuses the runs of an app it was opened with as disabled', async () => {
+    const host = await openTestWarden({ disabledApps: ['shop'] })
+    try {
+      const { warden } = host
+      const echo = await warden.load(await guestFile('echo'))
+      const request = { appId: 'shop', digest: echo.digest, grants: { log: true } }
+      const { token } = await warden.grantToken({ ...request, lifetimeSeconds: 600 })
+      expect((await refusal(warden.run(echo, '"hi"', { token }))).code).toBe('app_disabled')
+      expect(warden.disabledApps()).toEqual(['shop'])
+    } finally {
+      await host.close()
+    }
+  })
+
+  it('refuses to open with a malformed id', async () => {
+    await expect(openTestWarden({ disabledApps: ['../etc'] })).rejects.toThrow(TypeError)
   })
 })

@@ -6,6 +6,7 @@ export default defineConfig({
       'core/**/*.test.ts',
       'runtime/**/*.test.ts',
       'host-capabilities/**/*.test.ts',
+      'control-plane/**/*.test.ts',
       'sdk/**/*.test.ts',
       'test/**/*.test.ts',
     ],

@@ -29,6 +29,11 @@ export const WARDEN_ERROR_CODES = [
   'upstream_error',
   'internal',
   'store_unavailable',
+  'app_not_approved',
+  'rate_limited',
+  'method_not_allowed',
+  'conflict',
+  'guest_error',
 ] as const
 
 /** One stable error code. */
@@ -66,6 +71,11 @@ export const ERROR_META: Readonly<Record<WardenErrorCode, { status: number; blam
   upstream_error: { status: 502, blame: 'host' },
   internal: { status: 500, blame: 'host' },
   store_unavailable: { status: 503, blame: 'host' },
+  app_not_approved: { status: 403, blame: 'guest' },
+  rate_limited: { status: 429, blame: 'guest' },
+  method_not_allowed: { status: 405, blame: 'guest' },
+  conflict: { status: 409, blame: 'guest' },
+  guest_error: { status: 422, blame: 'guest' },
 }
 
 /**

@@ -39,6 +39,8 @@ export interface HostConfig {
   redisUrl: string | undefined
   /** HTTP port. `PORT`, default 8080. */
   port: number
+  /** HTTP address to listen on. `HOST`, default 127.0.0.1 (this machine only). */
+  host: string
   /** Ceilings no token or flag can exceed. */
   ceilings: LimitCeilings
   /**
@@ -66,6 +68,7 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
     loadedCacheMb: positiveInt(env.WARDEN_LOADED_CACHE_MB, 'WARDEN_LOADED_CACHE_MB') ?? 256,
     redisUrl: env.WARDEN_REDIS_URL || undefined,
     port: positiveInt(env.PORT, 'PORT') ?? 8080,
+    host: env.HOST || '127.0.0.1',
     ceilings: {
       maxMemoryMb:
         positiveInt(env.WARDEN_MAX_MEMORY_MB, 'WARDEN_MAX_MEMORY_MB') ??

@@ -17,6 +17,16 @@ export type {
   WardenRuntime,
 } from './runtime.js'
 export { auditLogPath, auditSigningKeyPath, openWarden } from './warden.js'
+export { ensurePrivateDir, writeFileAtomic } from './files.js'
+export {
+  isValidCollection,
+  isValidKey,
+  MAX_DOCUMENT_BYTES,
+  MAX_PII_FIELDS,
+  MAX_SECRET_BYTES,
+  SECRET_NAME_PATTERN,
+} from './stores.js'
+export type { DataSchema } from './stores.js'
 export type { RunOptions, TokenOp, Warden, WardenOptions } from './warden.js'
 export { resolveHostConfig } from './host-config.js'
 export type { HostConfig } from './host-config.js'

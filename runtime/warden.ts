@@ -89,6 +89,11 @@ export interface WardenOptions
 export interface RunOptions {
   /** The bearer capability token. Never logged, never echoed. */
   token: string
+  /**
+   * The registered app being run: the token must name it, not only its build (two apps can
+   * ship the same bytes). Absent for a component run outside a registry (the CLI).
+   */
+  appId?: string
 }
 
 /** An open Warden host. */
@@ -299,6 +304,9 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
         revocations,
         ...policy,
       })
+      if (runOptions.appId !== undefined && claims.app.id !== runOptions.appId) {
+        throw new WardenError('token_invalid', 'the token is for another app')
+      }
     } catch (error) {
       const refusal = toWardenError(error)
       await audit.append({

@@ -21,7 +21,7 @@ import { MAX_LINE_BYTES, readLines } from './lines.js'
 import { acquireAuditLock } from './lock.js'
 import type { AuditLock, AuditLockOwner } from './lock.js'
 import { GENESIS_HASH, buildRecord } from './record.js'
-import type { AuditEntry, AuditRecord } from './record.js'
+import type { AuditDecision, AuditEntry, AuditRecord } from './record.js'
 import { parseRecordLine, verifyAuditFileUpTo } from './verify.js'
 import type { AuditVerifyOptions, AuditVerifyResult } from './verify.js'
 
@@ -66,6 +66,12 @@ export interface AuditQuery {
   limit?: number
   invocationId?: string
   appId?: string
+  actor?: string
+  decision?: AuditDecision
+  /** Records at or after this ISO 8601 time. */
+  since?: string
+  /** Records before this ISO 8601 time. */
+  until?: string
 }
 
 /** An open audit log. */
@@ -377,7 +383,11 @@ async function readRecords(file: string, query: AuditQuery, end?: number): Promi
     if (
       record.seq < fromSeq ||
       (query.invocationId !== undefined && record.invocationId !== query.invocationId) ||
-      (query.appId !== undefined && record.appId !== query.appId)
+      (query.appId !== undefined && record.appId !== query.appId) ||
+      (query.actor !== undefined && record.actor !== query.actor) ||
+      (query.decision !== undefined && record.decision !== query.decision) ||
+      (query.since !== undefined && record.ts < query.since) ||
+      (query.until !== undefined && record.ts >= query.until)
     ) {
       continue
     }

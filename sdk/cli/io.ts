@@ -27,6 +27,8 @@ export interface CliIo {
    * `openWarden({ ...hostConfig(), poolSize: 1 })`.
    */
   openWarden?: () => Promise<Warden>
+  /** `warden serve` runs until this resolves. Default: the first SIGTERM or SIGINT. */
+  waitForStop?: () => Promise<void>
 }
 
 /**

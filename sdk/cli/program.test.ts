@@ -169,11 +169,11 @@ describe('warden token attenuate / revoke / inspect', () => {
 describe('warden keys / secret / data', () => {
   it('lists and rotates keys and prints the JWKS', async () => {
     await grant()
-    const rotated = await cli(['keys', 'rotate'])
+    const rotated = await cli(['signing-keys', 'rotate'])
     const kid = rotated.stdout.trim()
-    const list = await cli(['keys', 'list'])
+    const list = await cli(['signing-keys', 'list'])
     expect(list.stdout.split('\n')[0]).toMatch(new RegExp(`^${kid}  \\S+  signing$`))
-    const jwks = JSON.parse((await cli(['keys', 'jwks'])).stdout)
+    const jwks = JSON.parse((await cli(['signing-keys', 'jwks'])).stdout)
     expect(jwks.keys.map((k: { kid: string }) => k.kid)).toContain(kid)
   })
 

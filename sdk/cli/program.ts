@@ -4,7 +4,10 @@
  * are printed and exit codes set: 0 ok, 1 a Warden error (`error: <code>: <message>`), 2 usage
  * (bad flags, or `invalid_request`), 3 the guest returned its own `err`.
  */
+import { join } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
+import { API_ROLES, openApiKeyStore } from '../../control-plane/index.js'
+import type { ApiKeyStore, ApiRole } from '../../control-plane/index.js'
 import {
   openWarden,
   resolveHostConfig,
@@ -25,6 +28,7 @@ import {
 } from './audit.js'
 import { parsePiiFields, putData, setDataSchema } from './data.js'
 import { runDemo } from './demo.js'
+import { serveCommand } from './serve.js'
 import { terminalSafe } from './terminal.js'
 import { createValueReader } from './io.js'
 import type { CliIo } from './io.js'
@@ -319,7 +323,9 @@ token works, run with it. The signature is never printed.`,
 
   // ── warden keys ───────────────────────────────────────────────────────────────────────────
 
-  const keys = program.command('keys').description('the token signing key ring')
+  const keys = program
+    .command('signing-keys')
+    .description('the key ring that signs capability tokens')
 
   keys
     .command('list')
@@ -546,6 +552,107 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
       }),
     )
 
+  // ── warden keys (API keys) ────────────────────────────────────────────────────────────────
+
+  const apiKeys = program
+    .command('keys')
+    .description('API keys of the HTTP API (roles admin, publisher, auditor), on the data dir')
+  /** Open the key store with Warden (so the change is audited, under the data dir's lock). */
+  const withApiKeys = <T>(task: (store: ApiKeyStore, warden: Warden) => Promise<T>) =>
+    withWarden(async (warden) =>
+      task(await openApiKeyStore(join(hostConfig().dataDir, 'api-keys.json')), warden),
+    )
+
+  apiKeys
+    .command('create')
+    .description('create a key and print it once (stdout); only its hash is stored')
+    .requiredOption('--role <role>', `one of ${API_ROLES.join(', ')}`, apiRole)
+    .option('--label <text>', 'who or what holds it', 'cli')
+    .action(
+      act(async (flags: { role: ApiRole; label: string }) => {
+        const { key, info } = await withApiKeys(async (store, warden) => {
+          const made = await store.create(flags.role, { label: flags.label, actor: 'cli' })
+          await warden.audit.append({
+            kind: 'admin',
+            op: 'key.create',
+            actor: 'cli',
+            target: `key:${made.info.id}`,
+            decision: 'allow',
+            reason: flags.role,
+          })
+          return made
+        })
+        out(key)
+        err(`created ${info.role} key ${info.id}: it is shown once, store it now`)
+      }),
+    )
+
+  apiKeys
+    .command('list')
+    .description('list the keys: id, role, label, created, revoked (never the keys themselves)')
+    .option('--json', 'print JSON')
+    .action(
+      act(async (flags: { json?: boolean }) => {
+        const list = await withApiKeys(async (store) => store.list())
+        if (flags.json) {
+          out(JSON.stringify(list, null, 2))
+          return
+        }
+        for (const k of list) {
+          const state = k.revokedAt ? `revoked ${k.revokedAt}` : 'live'
+          out(
+            `${k.id}  ${k.role.padEnd(9)}  ${terminalSafe(k.label, false)}  ${k.createdAt}  ${state}`,
+          )
+        }
+      }),
+    )
+
+  apiKeys
+    .command('revoke <id>')
+    .description('revoke a key: it is refused from now on')
+    .action(
+      act(async (id: string) => {
+        const revoked = await withApiKeys(async (store, warden) => {
+          const done = await store.revoke(id, 'cli')
+          if (done) {
+            await warden.audit.append({
+              kind: 'admin',
+              op: 'key.revoke',
+              actor: 'cli',
+              target: `key:${id}`,
+              decision: 'allow',
+            })
+          }
+          return done
+        })
+        if (!revoked) {
+          throw new WardenError('not_found', 'no such key')
+        }
+        err(`revoked key ${id}`)
+      }),
+    )
+
+  // ── warden serve ──────────────────────────────────────────────────────────────────────────
+
+  program
+    .command('serve')
+    .description('serve the HTTP API on HOST:PORT (default 127.0.0.1:8080) over the data dir')
+    .option('--port <port>', 'port to listen on (default PORT or 8080; 0 picks one)', portNumber)
+    .action(
+      act(async (flags: { port?: number }) => {
+        const server = await serveCommand({
+          config: hostConfig(),
+          ...(flags.port !== undefined ? { port: flags.port } : {}),
+          out,
+          err,
+        })
+        await (io.waitForStop ? io.waitForStop() : untilSignal(err))
+        err('warden: stopping: finishing runs in flight, then closing the audit log')
+        await server.close()
+        return EXIT.ok
+      }),
+    )
+
   // ── warden demo ───────────────────────────────────────────────────────────────────────────
 
   program
@@ -579,6 +686,35 @@ export async function runCli(io: CliIo, argv: readonly string[]): Promise<void> 
     }
     throw error
   }
+}
+
+function apiRole(value: string): ApiRole {
+  if (!(API_ROLES as readonly string[]).includes(value)) {
+    throw new InvalidArgumentError(`expected one of ${API_ROLES.join(', ')}`)
+  }
+  return value as ApiRole
+}
+
+function portNumber(value: string): number {
+  const n = Number(value)
+  if (!Number.isSafeInteger(n) || n < 0 || n > 65535) {
+    throw new InvalidArgumentError('expected a port, 0 to 65535')
+  }
+  return n
+}
+
+/** Resolves on the first SIGTERM or SIGINT; a second one exits at once. */
+function untilSignal(err: (line: string) => void): Promise<void> {
+  return new Promise((resolve) => {
+    const first = (signal: NodeJS.Signals) => {
+      err(`warden: ${signal}: stopping (send it again to exit at once)`)
+      process.once('SIGTERM', () => process.exit(1))
+      process.once('SIGINT', () => process.exit(1))
+      resolve()
+    }
+    process.once('SIGTERM', first)
+    process.once('SIGINT', first)
+  })
 }
 
 function positiveInt(value: string): number {

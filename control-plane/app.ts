@@ -1,0 +1,161 @@
+/**
+ * The control plane as a hono app: the routes of DESIGN.md's HTTP API over an open Warden,
+ * its API keys, app registry and token index. Every body, query and parameter is checked with
+ * zod through `@hono/zod-openapi`, and `/openapi.json` (OpenAPI 3.1) is generated from the same
+ * schemas. `serve.ts` puts it on a port.
+ */
+import { OpenAPIHono } from '@hono/zod-openapi'
+import type { Hook } from '@hono/zod-openapi'
+import { bodyLimit } from 'hono/body-limit'
+import { DEFAULT_MAX_COMPONENT_BYTES, describeIssue, WardenError } from '../runtime/index.js'
+import type { Invocation, Warden } from '../runtime/index.js'
+import type { ApiKeyStore } from './api-keys.js'
+import type { ControlPlaneEnv } from './auth.js'
+import { answerError } from './http-errors.js'
+import type { AppRegistry } from './registry.js'
+import { registerAppRoutes } from './routes/apps.js'
+import { registerAuditRoutes } from './routes/audit.js'
+import { registerKeyRoutes } from './routes/keys.js'
+import { registerStoreRoutes } from './routes/stores.js'
+import { registerSystemRoutes } from './routes/system.js'
+import { registerTokenRoutes } from './routes/tokens.js'
+import type { TokenIndex } from './token-index.js'
+
+/** What the routes work on. */
+export interface ControlPlaneDeps {
+  warden: Warden
+  keys: ApiKeyStore
+  registry: AppRegistry
+  tokens: TokenIndex
+  /** Upload cap in bytes. Default 64 MiB (the loader's). */
+  maxUploadBytes?: number
+  /** Cap of every JSON body, in bytes. Default 1 MiB. */
+  maxJsonBytes?: number
+}
+
+/** The routes' shared state: the deps and recent invocations. */
+export interface ControlPlaneContext extends ControlPlaneDeps {
+  maxUploadBytes: number
+  /** The last runs, by invocation id, for `GET /v1/invocations/:id` (bounded). */
+  recent: RecentInvocations
+}
+
+/** A bounded map of recent invocations and the token that ran each. */
+export class RecentInvocations {
+  readonly #max: number
+  readonly #runs = new Map<string, { invocation: Invocation; tokenJti: string; appId: string }>()
+
+  constructor(max = 1000) {
+    this.#max = max
+  }
+
+  add(invocation: Invocation, tokenJti: string, appId: string): void {
+    this.#runs.set(invocation.report.invocationId, { invocation, tokenJti, appId })
+    if (this.#runs.size > this.#max) {
+      this.#runs.delete(this.#runs.keys().next().value!)
+    }
+  }
+
+  get(id: string) {
+    return this.#runs.get(id)
+  }
+}
+
+/** A route path as a regular expression, to tell `method_not_allowed` from `not_found`. */
+function routePattern(path: string): RegExp {
+  const segments = path.split('/').map((segment) => {
+    if (/^:[A-Za-z]+\{.*\}$/.test(segment)) {
+      return '.+'
+    }
+    return segment.startsWith(':') ? '[^/]+' : segment.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+  })
+  return new RegExp(`^${segments.join('/')}$`)
+}
+
+/**
+ * Build the control plane's hono app.
+ *
+ * @example
+ * const app = createControlPlane({ warden, keys, registry, tokens })
+ * serve({ fetch: app.fetch, port: 8080 })
+ */
+export function createControlPlane(deps: ControlPlaneDeps): OpenAPIHono<ControlPlaneEnv> {
+  const defaultHook: Hook<unknown, ControlPlaneEnv, string, unknown> = (result, c) => {
+    if (!result.success) {
+      return c.json(
+        { error: { code: 'invalid_request', message: describeIssue(result.error) } },
+        400,
+      )
+    }
+    return undefined
+  }
+  const app = new OpenAPIHono<ControlPlaneEnv>({ defaultHook })
+  const ctx: ControlPlaneContext = {
+    ...deps,
+    maxUploadBytes: deps.maxUploadBytes ?? DEFAULT_MAX_COMPONENT_BYTES,
+    recent: new RecentInvocations(),
+  }
+  const maxJson = deps.maxJsonBytes ?? 1024 * 1024
+  app.use('*', async (c, next) => {
+    c.header('cache-control', 'no-store')
+    c.header('x-content-type-options', 'nosniff')
+    await next()
+  })
+  app.use('/v1/*', async (c, next) => {
+    // The upload streams its own body under its own cap.
+    if (c.req.method === 'POST' && c.req.path === '/v1/apps') {
+      return next()
+    }
+    return bodyLimit({
+      maxSize: maxJson,
+      onError: () => {
+        throw new WardenError('payload_too_large', `the request body is over ${maxJson} bytes`)
+      },
+    })(c, next)
+  })
+
+  registerSystemRoutes(app, ctx)
+  registerKeyRoutes(app, ctx)
+  registerAppRoutes(app, ctx)
+  registerTokenRoutes(app, ctx)
+  registerStoreRoutes(app, ctx)
+  registerAuditRoutes(app, ctx)
+
+  app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', {
+    type: 'http',
+    scheme: 'bearer',
+    description: 'An API key (`wdn_…`) with the role the route names',
+  })
+  app.openAPIRegistry.registerComponent('securitySchemes', 'capabilityToken', {
+    type: 'http',
+    scheme: 'bearer',
+    bearerFormat: 'JWT',
+    description: 'A Warden capability token (EdDSA JWS, typ warden-cap+jwt)',
+  })
+  app.doc31('/openapi.json', {
+    openapi: '3.1.0',
+    info: {
+      title: 'Warden control plane',
+      version: '0.1.0',
+      description: 'Run untrusted WebAssembly micro-apps with capability tokens.',
+    },
+  })
+
+  const known = app.routes.map((r) => ({
+    method: r.method,
+    pattern: routePattern(r.path),
+  }))
+  app.notFound((c) => {
+    const allowed = known.filter((r) => r.method !== 'ALL' && r.pattern.test(c.req.path))
+    if (allowed.length > 0) {
+      c.header('allow', [...new Set(allowed.map((r) => r.method))].join(', '))
+      return answerError(
+        c,
+        new WardenError('method_not_allowed', `${c.req.method} is not allowed on this route`),
+      )
+    }
+    return answerError(c, new WardenError('not_found', 'no such route'))
+  })
+  app.onError((error, c) => answerError(c, error))
+  return app
+}

@@ -1,0 +1,356 @@
+/**
+ * The app registry: every uploaded micro-app with its owner, purpose, versions, risk tier,
+ * approval and status, and the component bytes, content-addressed under the data dir
+ * (`blobs/sha256/<hex>.wasm`).
+ *
+ * Rules (docs/control-plane.md):
+ * - a name (a DNS label) belongs to one app; uploading the same bytes under it again changes
+ *   nothing; other bytes are a new **version** and become current;
+ * - a `low` version is approved on upload; a `medium` or `high` one is `pending` until an admin
+ *   approves it (for `high`, an admin other than whoever uploaded it); a new version whose
+ *   tier is not above the last approved version's is approved with it;
+ * - status: `decommissioned` (final), else `disabled` (kill switch), else the current version's
+ *   `approved` or `pending`.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdir, readFile, stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { z } from 'zod'
+import { WardenError, writeFileAtomic } from '../runtime/index.js'
+import { openJsonFile } from './json-file.js'
+import type { JsonFile } from './json-file.js'
+import { isHigherTier, RISK_TIERS } from './risk.js'
+import type { RiskAssessment, RiskTier } from './risk.js'
+
+/** Where an app stands. */
+export type AppStatus = 'pending' | 'approved' | 'disabled' | 'decommissioned'
+
+/** The statuses, for filters. */
+export const APP_STATUSES: readonly AppStatus[] = ['pending', 'approved', 'disabled', 'decommissioned']
+
+/** An app name: a DNS label. */
+export const APP_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
+
+const DIGEST = /^sha256:[0-9a-f]{64}$/
+const APP_ID = /^app-[0-9a-f]{16}$/
+
+const versionSchema = z.strictObject({
+  digest: z.string().regex(DIGEST),
+  sizeBytes: z.int().nonnegative(),
+  kind: z.enum(['action', 'micro-app']),
+  world: z.string(),
+  imports: z.array(z.string()),
+  exports: z.array(z.string()),
+  riskTier: z.enum(RISK_TIERS as [RiskTier, ...RiskTier[]]),
+  riskReasons: z.array(z.string()),
+  uploadedAt: z.string(),
+  uploadedBy: z.string(),
+  approvedAt: z.string().optional(),
+  approvedBy: z.string().optional(),
+})
+
+const appSchema = z.strictObject({
+  id: z.string().regex(APP_ID),
+  name: z.string().regex(APP_NAME),
+  owner: z.string(),
+  purpose: z.string(),
+  reviewBy: z.string().optional(),
+  /** Who registered it first: only they (or an admin) add versions. */
+  publisher: z.string(),
+  versions: z.array(versionSchema).min(1),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  lastRunAt: z.string().optional(),
+  disabledAt: z.string().optional(),
+  disabledBy: z.string().optional(),
+  decommissionedAt: z.string().optional(),
+  decommissionedBy: z.string().optional(),
+})
+
+const fileSchema = z.strictObject({ version: z.literal(1), apps: z.array(appSchema) })
+
+/** One build of an app. */
+export type AppVersion = z.output<typeof versionSchema>
+type StoredApp = z.output<typeof appSchema>
+
+/** An app as the API shows it: the stored facts, its status and its current version's facts. */
+export interface AppRecord extends StoredApp {
+  status: AppStatus
+  digest: string
+  kind: AppVersion['kind']
+  world: string
+  imports: string[]
+  exports: string[]
+  riskTier: RiskTier
+  riskReasons: string[]
+}
+
+/** What an upload registers. */
+export interface Registration {
+  name: string
+  owner: string
+  purpose: string
+  reviewBy?: string
+  /** Who uploads: `key:<id>`. */
+  actor: string
+  /** Whether the actor is an admin (may add versions to anyone's app). */
+  actorIsAdmin: boolean
+  digest: string
+  sizeBytes: number
+  kind: AppVersion['kind']
+  imports: readonly string[]
+  exports: readonly string[]
+  risk: RiskAssessment
+}
+
+/** What an upload did. */
+export type RegistrationOutcome = 'created' | 'new-version' | 'unchanged'
+
+/** Filters of {@link AppRegistry.list}. */
+export interface AppFilter {
+  status?: AppStatus
+  tier?: RiskTier
+  owner?: string
+}
+
+/** The registry. */
+export interface AppRegistry {
+  /** By id (`app-…`) or name. */
+  get(idOrName: string): AppRecord | undefined
+  list(filter?: AppFilter): AppRecord[]
+  register(
+    registration: Registration,
+  ): Promise<{ record: AppRecord; outcome: RegistrationOutcome }>
+  /** Approve the current version. `forbidden` for a `high` version by whoever uploaded it. */
+  approve(id: string, actor: string): Promise<AppRecord>
+  setDisabled(id: string, disabled: boolean, actor: string): Promise<AppRecord>
+  decommission(id: string, actor: string): Promise<AppRecord>
+  /** Note a run (kept in memory, written with the next change or on {@link AppRegistry.flush}). */
+  touchRun(id: string): void
+  /** The bytes of a stored build. */
+  readBlob(digest: string): Promise<Uint8Array>
+  /** Store the bytes of a build under its digest (idempotent). */
+  putBlob(digest: string, bytes: Uint8Array): Promise<void>
+  /** Write what {@link AppRegistry.touchRun} noted. */
+  flush(): Promise<void>
+}
+
+function current(app: StoredApp): AppVersion {
+  return app.versions[app.versions.length - 1]!
+}
+
+function statusOf(app: StoredApp): AppStatus {
+  if (app.decommissionedAt) {
+    return 'decommissioned'
+  }
+  if (app.disabledAt) {
+    return 'disabled'
+  }
+  return current(app).approvedAt ? 'approved' : 'pending'
+}
+
+function view(app: StoredApp): AppRecord {
+  const v = current(app)
+  return structuredClone({
+    ...app,
+    status: statusOf(app),
+    digest: v.digest,
+    kind: v.kind,
+    world: v.world,
+    imports: v.imports,
+    exports: v.exports,
+    riskTier: v.riskTier,
+    riskReasons: v.riskReasons,
+  })
+}
+
+function notFound(): WardenError {
+  return new WardenError('not_found', 'no such app')
+}
+
+/**
+ * Open the registry of a data dir: `registry.json` and `blobs/`.
+ *
+ * @example
+ * const registry = await openAppRegistry(dataDir)
+ * const { record } = await registry.register({ name: 'hello', owner: 'it', purpose: 'demo', … })
+ */
+export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
+  const doc: JsonFile<z.output<typeof fileSchema>> = await openJsonFile(
+    join(dataDir, 'registry.json'),
+    fileSchema,
+    () => ({ version: 1 as const, apps: [] }),
+  )
+  const blobs = join(dataDir, 'blobs', 'sha256')
+  let dirty = false
+
+  const find = (idOrName: string) =>
+    doc.data.apps.find((a) => a.id === idOrName || a.name === idOrName)
+  const live = (id: string) => {
+    const app = find(id)
+    if (!app) {
+      throw notFound()
+    }
+    if (app.decommissionedAt) {
+      throw new WardenError('not_found', 'the app is decommissioned')
+    }
+    return app
+  }
+  const save = async () => {
+    dirty = false
+    await doc.save()
+  }
+  const blobPath = (digest: string) => {
+    if (!DIGEST.test(digest)) {
+      throw new WardenError('invalid_request', 'not a sha256 digest')
+    }
+    return join(blobs, `${digest.slice('sha256:'.length)}.wasm`)
+  }
+
+  return {
+    get(idOrName) {
+      const app = find(idOrName)
+      return app ? view(app) : undefined
+    },
+    list(filter = {}) {
+      return doc.data.apps
+        .map(view)
+        .filter(
+          (a) =>
+            (filter.status === undefined || a.status === filter.status) &&
+            (filter.tier === undefined || a.riskTier === filter.tier) &&
+            (filter.owner === undefined || a.owner === filter.owner),
+        )
+    },
+    async register(r) {
+      const now = new Date().toISOString()
+      const version: AppVersion = {
+        digest: r.digest,
+        sizeBytes: r.sizeBytes,
+        kind: r.kind,
+        world: `warden:platform/${r.kind}`,
+        imports: [...r.imports],
+        exports: [...r.exports],
+        riskTier: r.risk.tier,
+        riskReasons: [...r.risk.reasons],
+        uploadedAt: now,
+        uploadedBy: r.actor,
+      }
+      const existing = doc.data.apps.find((a) => a.name === r.name)
+      if (!existing) {
+        if (version.riskTier === 'low') {
+          version.approvedAt = now
+          version.approvedBy = 'policy:low-risk'
+        }
+        const app: StoredApp = {
+          id: `app-${randomBytes(8).toString('hex')}`,
+          name: r.name,
+          owner: r.owner,
+          purpose: r.purpose,
+          ...(r.reviewBy ? { reviewBy: r.reviewBy } : {}),
+          publisher: r.actor,
+          versions: [version],
+          createdAt: now,
+          updatedAt: now,
+        }
+        doc.data.apps.push(app)
+        await save()
+        return { record: view(app), outcome: 'created' }
+      }
+      if (existing.decommissionedAt) {
+        throw new WardenError('conflict', `the name ${r.name} belongs to a decommissioned app`)
+      }
+      if (existing.owner !== r.owner || (existing.publisher !== r.actor && !r.actorIsAdmin)) {
+        throw new WardenError(
+          'conflict',
+          `the name ${r.name} is taken: only its publisher or an admin adds versions, for the same owner`,
+        )
+      }
+      if (existing.versions.some((v) => v.digest === r.digest)) {
+        return { record: view(existing), outcome: 'unchanged' }
+      }
+      const approved = [...existing.versions].reverse().find((v) => v.approvedAt)
+      if (version.riskTier === 'low' || (approved && !isHigherTier(version.riskTier, approved.riskTier))) {
+        version.approvedAt = now
+        version.approvedBy = version.riskTier === 'low' ? 'policy:low-risk' : 'policy:tier-not-raised'
+      }
+      existing.versions.push(version)
+      existing.purpose = r.purpose
+      if (r.reviewBy) {
+        existing.reviewBy = r.reviewBy
+      }
+      existing.updatedAt = now
+      await save()
+      return { record: view(existing), outcome: 'new-version' }
+    },
+    async approve(id, actor) {
+      const app = live(id)
+      const v = current(app)
+      if (v.approvedAt) {
+        return view(app)
+      }
+      if (v.riskTier === 'high' && v.uploadedBy === actor) {
+        throw new WardenError(
+          'forbidden',
+          'a high-risk app needs the approval of an admin other than its publisher',
+        )
+      }
+      v.approvedAt = new Date().toISOString()
+      v.approvedBy = actor
+      app.updatedAt = v.approvedAt
+      await save()
+      return view(app)
+    },
+    async setDisabled(id, disabled, actor) {
+      const app = live(id)
+      const now = new Date().toISOString()
+      if (disabled) {
+        app.disabledAt = now
+        app.disabledBy = actor
+      } else {
+        delete app.disabledAt
+        delete app.disabledBy
+      }
+      app.updatedAt = now
+      await save()
+      return view(app)
+    },
+    async decommission(id, actor) {
+      const app = live(id)
+      const now = new Date().toISOString()
+      app.decommissionedAt = now
+      app.decommissionedBy = actor
+      app.updatedAt = now
+      await save()
+      return view(app)
+    },
+    touchRun(id) {
+      const app = find(id)
+      if (app) {
+        app.lastRunAt = new Date().toISOString()
+        dirty = true
+      }
+    },
+    async readBlob(digest) {
+      try {
+        return new Uint8Array(await readFile(blobPath(digest)))
+      } catch (error) {
+        throw new WardenError('internal', 'a stored build is missing', { cause: error })
+      }
+    },
+    async putBlob(digest, bytes) {
+      const path = blobPath(digest)
+      const there = await stat(path).catch(() => undefined)
+      if (there?.size === bytes.byteLength) {
+        return
+      }
+      await mkdir(blobs, { recursive: true, mode: 0o700 })
+      await writeFileAtomic(path, bytes)
+    },
+    async flush() {
+      if (dirty) {
+        await save()
+      }
+    },
+  }
+}

@@ -1,0 +1,423 @@
+/**
+ * `/v1/apps`: upload (registration and versions), the registry, approval, the kill switch,
+ * decommissioning, and invoking an action with a capability token.
+ */
+import { createRoute, z } from '@hono/zod-openapi'
+import type { OpenAPIHono } from '@hono/zod-openapi'
+import { toWardenError, WardenError } from '../../runtime/index.js'
+import type { Invocation, LoadedComponent } from '../../runtime/index.js'
+import type { ControlPlaneContext } from '../app.js'
+import { actorOf, requireRole, requireToken } from '../auth.js'
+import type { ControlPlaneEnv } from '../auth.js'
+import { APP_NAME, APP_STATUSES } from '../registry.js'
+import type { AppRecord } from '../registry.js'
+import { assessRisk, RISK_TIERS } from '../risk.js'
+import { errorResponses, json, jsonBody, pageQuery } from './schemas.js'
+
+const text = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(/^[^\x00-\x1f\x7f]+$/, 'no control characters')
+
+const uploadQuery = z.strictObject({
+  name: z.string().regex(APP_NAME, 'a DNS label: a-z, 0-9 and -, at most 63'),
+  owner: text(200),
+  purpose: text(1000),
+  reviewBy: z.iso.date().optional(),
+})
+
+const versionSchema = z.object({
+  digest: z.string(),
+  sizeBytes: z.number(),
+  kind: z.string(),
+  world: z.string(),
+  imports: z.array(z.string()),
+  exports: z.array(z.string()),
+  riskTier: z.enum(RISK_TIERS as ['low', 'medium', 'high']),
+  riskReasons: z.array(z.string()),
+  uploadedAt: z.string(),
+  uploadedBy: z.string(),
+  approvedAt: z.string().optional(),
+  approvedBy: z.string().optional(),
+})
+
+const appSchema = versionSchema
+  .omit({ uploadedAt: true, uploadedBy: true, approvedAt: true, approvedBy: true, sizeBytes: true })
+  .extend({
+    id: z.string(),
+    name: z.string(),
+    owner: z.string(),
+    purpose: z.string(),
+    reviewBy: z.string().optional(),
+    publisher: z.string(),
+    status: z.enum(APP_STATUSES as ['pending', 'approved', 'disabled', 'decommissioned']),
+    versions: z.array(versionSchema),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    lastRunAt: z.string().optional(),
+  })
+  .openapi('App')
+
+const idParam = z.object({ id: z.string().min(1).max(128) })
+
+const invokeAnswer = z
+  .object({
+    output: z.unknown().optional(),
+    report: z.record(z.string(), z.unknown()),
+    invocationId: z.string(),
+  })
+  .openapi('Invocation')
+
+/**
+ * Read a request body up to `cap` bytes. Past the cap: `payload_too_large` at once, the rest
+ * never read (a declared length over the cap is refused before reading anything).
+ */
+async function readCapped(request: Request, cap: number): Promise<Uint8Array> {
+  const declared = Number(request.headers.get('content-length') ?? Number.NaN)
+  if (declared > cap) {
+    throw new WardenError('payload_too_large', `the upload is over the cap of ${cap} bytes`)
+  }
+  if (!request.body) {
+    throw new WardenError('invalid_request', 'the upload is empty')
+  }
+  const reader = request.body.getReader()
+  const chunks: Uint8Array[] = []
+  let total = 0
+  for (;;) {
+    const { done, value } = await reader.read()
+    if (done) {
+      break
+    }
+    total += value.byteLength
+    if (total > cap) {
+      await reader.cancel().catch(() => undefined)
+      throw new WardenError('payload_too_large', `the upload is over the cap of ${cap} bytes`)
+    }
+    chunks.push(value)
+  }
+  if (total === 0) {
+    throw new WardenError('invalid_request', 'the upload is empty')
+  }
+  return Buffer.concat(chunks, total)
+}
+
+/** A guest's output string as JSON when it is JSON, else as the string. */
+function outputValue(output: unknown): unknown {
+  if (typeof output !== 'string') {
+    return output
+  }
+  try {
+    return JSON.parse(output)
+  } catch {
+    return output
+  }
+}
+
+export function registerAppRoutes(app: OpenAPIHono<ControlPlaneEnv>, ctx: ControlPlaneContext): void {
+  const { warden, registry, keys } = ctx
+  const admin = requireRole(keys, ['admin'])
+  const publisher = requireRole(keys, ['admin', 'publisher'])
+  const reader = requireRole(keys, ['admin', 'publisher', 'auditor'])
+
+  /** Builds by digest, loaded once: the loader's own cache is keyed by the bytes' digest too. */
+  const loaded = new Map<string, Promise<LoadedComponent>>()
+  const componentOf = (record: AppRecord): Promise<LoadedComponent> => {
+    let component = loaded.get(record.digest)
+    if (!component) {
+      component = registry.readBlob(record.digest).then((bytes) => warden.load(bytes))
+      component.catch(() => loaded.delete(record.digest))
+      loaded.set(record.digest, component)
+      if (loaded.size > 256) {
+        loaded.delete(loaded.keys().next().value!)
+      }
+    }
+    return component
+  }
+  const live = (id: string): AppRecord => {
+    const record = registry.get(id)
+    if (!record || record.status === 'decommissioned') {
+      throw new WardenError('not_found', 'no such app')
+    }
+    return record
+  }
+  const adminAction = async (
+    op: string,
+    actor: string,
+    record: Pick<AppRecord, 'id' | 'digest'>,
+    decision: 'allow' | 'deny' = 'allow',
+    reason?: string,
+  ) => {
+    await warden.audit.append({
+      kind: 'admin',
+      op,
+      actor,
+      target: record.id,
+      appId: record.id,
+      digest: record.digest,
+      decision,
+      ...(reason ? { reason } : {}),
+    })
+  }
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/apps',
+      summary: 'Upload a component: register an app, or add a version to it',
+      security: [{ apiKey: [] }],
+      middleware: [publisher] as const,
+      request: {
+        query: uploadQuery,
+        body: {
+          required: true,
+          content: { 'application/wasm': { schema: z.string().openapi({ format: 'binary' }) } },
+        },
+      },
+      responses: {
+        200: json(appSchema, 'the same bytes again: nothing changed'),
+        201: json(appSchema, 'registered, or a new version'),
+        ...errorResponses(409, 413, 415, 422),
+      },
+    }),
+    async (c) => {
+      const principal = c.get('principal')
+      const actor = actorOf(principal)
+      const meta = c.req.valid('query')
+      try {
+        const type = (c.req.header('content-type') ?? '').split(';', 1)[0]!.trim().toLowerCase()
+        if (type !== 'application/wasm') {
+          throw new WardenError(
+            'unsupported_media_type',
+            'upload the component bytes as application/wasm',
+          )
+        }
+        const bytes = await readCapped(c.req.raw, ctx.maxUploadBytes)
+        const component = await warden.load(bytes, { uploader: actor })
+        const risk = assessRisk(component.imports, await warden.piiCollections())
+        await registry.putBlob(component.digest, bytes)
+        const { record, outcome } = await registry.register({
+          ...meta,
+          actor,
+          actorIsAdmin: principal.role === 'admin',
+          digest: component.digest,
+          sizeBytes: bytes.byteLength,
+          kind: component.kind,
+          imports: component.imports,
+          exports: component.world.exports.map((e) => e.name),
+          risk,
+        })
+        loaded.set(component.digest, Promise.resolve(component))
+        if (outcome !== 'unchanged') {
+          await adminAction(outcome === 'created' ? 'app.register' : 'app.version', actor, record)
+        }
+        return c.json(record as never, outcome === 'unchanged' ? 200 : 201)
+      } catch (error) {
+        await warden.audit.append({
+          kind: 'admin',
+          op: 'app.upload',
+          actor,
+          target: meta.name,
+          decision: 'deny',
+          reason: toWardenError(error).code,
+        })
+        throw error
+      }
+    },
+  )
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/apps',
+      summary: 'The registry',
+      security: [{ apiKey: [] }],
+      middleware: [reader] as const,
+      request: {
+        query: z.strictObject({
+          status: z.enum(APP_STATUSES as ['pending', 'approved', 'disabled', 'decommissioned']).optional(),
+          tier: z.enum(RISK_TIERS as ['low', 'medium', 'high']).optional(),
+          owner: z.string().max(200).optional(),
+          ...pageQuery,
+        }),
+      },
+      responses: {
+        200: json(z.object({ apps: z.array(appSchema), nextCursor: z.string().nullable() }), 'apps'),
+        ...errorResponses(),
+      },
+    }),
+    (c) => {
+      const { limit, cursor, ...filter } = c.req.valid('query')
+      const all = registry.list(filter)
+      const start = cursor ? all.findIndex((a) => a.id === cursor) + 1 : 0
+      const apps = all.slice(start, start + limit)
+      const next = start + limit < all.length ? apps[apps.length - 1]!.id : null
+      return c.json({ apps, nextCursor: next } as never, 200)
+    },
+  )
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/apps/{id}',
+      summary: 'One app, with its versions and the tokens granted for it (never their strings)',
+      security: [{ apiKey: [] }],
+      middleware: [reader] as const,
+      request: { params: idParam },
+      responses: {
+        200: json(appSchema.extend({ tokens: z.array(z.record(z.string(), z.unknown())) }), 'the app'),
+        ...errorResponses(404),
+      },
+    }),
+    (c) => {
+      const record = registry.get(c.req.valid('param').id)
+      if (!record) {
+        throw new WardenError('not_found', 'no such app')
+      }
+      return c.json({ ...record, tokens: ctx.tokens.list(record.id) } as never, 200)
+    },
+  )
+
+  const transition = (
+    path: string,
+    summary: string,
+    act: (record: AppRecord, actor: string) => Promise<AppRecord>,
+  ) =>
+    app.openapi(
+      createRoute({
+        method: 'post',
+        path,
+        summary,
+        security: [{ apiKey: [] }],
+        middleware: [admin] as const,
+        request: { params: idParam },
+        responses: { 200: json(appSchema, 'the app'), ...errorResponses(404) },
+      }),
+      async (c) => {
+        const record = live(c.req.valid('param').id)
+        return c.json((await act(record, actorOf(c.get('principal')))) as never, 200)
+      },
+    )
+
+  transition('/v1/apps/{id}/approve', 'Approve the current version', async (record, actor) => {
+    try {
+      const approved = await registry.approve(record.id, actor)
+      await adminAction('app.approve', actor, approved)
+      return approved
+    } catch (error) {
+      await adminAction('app.approve', actor, record, 'deny', toWardenError(error).code)
+      throw error
+    }
+  })
+  transition(
+    '/v1/apps/{id}/disable',
+    'Kill switch: refuse new runs and end running ones',
+    async (record, actor) => {
+      const disabled = await registry.setDisabled(record.id, true, actor)
+      await warden.disableApp(record.id, actor)
+      return disabled
+    },
+  )
+  transition('/v1/apps/{id}/enable', 'Lift the kill switch', async (record, actor) => {
+    const enabled = await registry.setDisabled(record.id, false, actor)
+    await warden.enableApp(record.id, actor)
+    return enabled
+  })
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/apps/{id}',
+      summary: 'Decommission: revoke every token, end runs, keep the audit records',
+      security: [{ apiKey: [] }],
+      middleware: [admin] as const,
+      request: { params: idParam },
+      responses: { 200: json(appSchema, 'the decommissioned app'), ...errorResponses(404) },
+    }),
+    async (c) => {
+      const actor = actorOf(c.get('principal'))
+      const record = live(c.req.valid('param').id)
+      await warden.disableApp(record.id, actor)
+      for (const token of ctx.tokens.list(record.id)) {
+        if (!token.revokedAt) {
+          await warden.revokeToken(token.jti, actor)
+          await ctx.tokens.markRevoked(token.jti, actor)
+        }
+      }
+      const gone = await registry.decommission(record.id, actor)
+      await adminAction('app.decommission', actor, gone)
+      return c.json(gone as never, 200)
+    },
+  )
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/apps/{id}/invoke',
+      summary: 'Run an action once, under the capability token sent as bearer',
+      security: [{ capabilityToken: [] }],
+      request: { params: idParam, ...jsonBody(z.strictObject({ input: z.unknown() })) },
+      responses: {
+        200: json(invokeAnswer, 'the output and the metering report'),
+        ...errorResponses(404, 408, 422, 429, 504),
+      },
+    }),
+    async (c) => {
+      const token = requireToken(c.req.header('authorization'))
+      const record = live(c.req.valid('param').id)
+      const { input } = c.req.valid('json')
+      if (record.status !== 'approved') {
+        const code = record.status === 'disabled' ? 'app_disabled' : 'app_not_approved'
+        await warden.audit.append({
+          kind: 'run',
+          op: 'run',
+          appId: record.id,
+          digest: record.digest,
+          decision: 'deny',
+          reason: code,
+        })
+        throw new WardenError(
+          code,
+          code === 'app_disabled' ? 'the app is disabled' : 'the app is waiting for approval',
+        )
+      }
+      if (record.kind !== 'action') {
+        throw new WardenError('invalid_request', 'only an action is invoked; this is a micro-app')
+      }
+      const component = await componentOf(record)
+      const json = input === undefined ? 'null' : JSON.stringify(input)
+      const invocation: Invocation = await warden.run(component, json, { token, appId: record.id })
+      registry.touchRun(record.id)
+      ctx.recent.add(invocation, invocation.report.tokenJti ?? '', record.id)
+      const { report } = invocation
+      c.header('x-warden-invocation', report.invocationId)
+      c.header('x-warden-fuel', String(report.fuelUsed ?? ''))
+      if (invocation.ok) {
+        const answer = {
+          output: outputValue(invocation.output),
+          report,
+          invocationId: report.invocationId,
+        }
+        return c.json(answer as never, 200)
+      }
+      if (invocation.error) {
+        const error = WardenError.fromJSON(invocation.error)
+        // Typed as never: the error answers carry the report beside the error body.
+        return c.json(
+          { error: error.toJSON(), report, invocationId: report.invocationId },
+          error.status as 422,
+        ) as never
+      }
+      return c.json(
+        {
+          error: { code: 'guest_error', message: 'the app returned an error' },
+          guestError: outputValue(invocation.guestError),
+          report,
+          invocationId: report.invocationId,
+        },
+        422,
+      ) as never
+    },
+  )
+}

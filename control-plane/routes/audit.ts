@@ -1,0 +1,197 @@
+/**
+ * `/v1/audit` (query, verify, head) for admins and auditors, and `/v1/invocations/:id`: a run's
+ * report and audit records, for admins, auditors and the token that ran it.
+ */
+import { createRoute, z } from '@hono/zod-openapi'
+import type { OpenAPIHono } from '@hono/zod-openapi'
+import { WardenError } from '../../runtime/index.js'
+import type { AuditRecord } from '../../runtime/index.js'
+import type { ControlPlaneContext } from '../app.js'
+import { bearerOf, requireRole } from '../auth.js'
+import type { ControlPlaneEnv } from '../auth.js'
+import { errorResponses, json } from './schemas.js'
+
+const isoTime = z.iso.datetime({ offset: true }).transform((t) => new Date(t).toISOString())
+
+const recordSchema = z.record(z.string(), z.unknown()).openapi('AuditRecord')
+
+export function registerAuditRoutes(
+  app: OpenAPIHono<ControlPlaneEnv>,
+  ctx: ControlPlaneContext,
+): void {
+  const { warden, keys } = ctx
+  const auditor = requireRole(keys, ['admin', 'auditor'])
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/audit',
+      summary: 'Audit records, oldest first; JSON lines with Accept: application/x-ndjson',
+      security: [{ apiKey: [] }],
+      middleware: [auditor] as const,
+      request: {
+        query: z.strictObject({
+          limit: z.coerce.number().int().min(1).max(1000).default(100),
+          cursor: z.coerce.number().int().min(1).optional().openapi({ description: 'a seq' }),
+          app: z.string().max(128).optional(),
+          invocation: z.string().max(128).optional(),
+          actor: z.string().max(200).optional(),
+          decision: z.enum(['allow', 'deny']).optional(),
+          since: isoTime.optional(),
+          until: isoTime.optional(),
+        }),
+      },
+      responses: {
+        200: json(
+          z.object({ records: z.array(recordSchema), nextCursor: z.number().nullable() }),
+          'records',
+        ),
+        ...errorResponses(),
+      },
+    }),
+    async (c) => {
+      const q = c.req.valid('query')
+      const records = await warden.audit.read({
+        fromSeq: q.cursor ?? 1,
+        limit: q.limit,
+        ...(q.app ? { appId: q.app } : {}),
+        ...(q.invocation ? { invocationId: q.invocation } : {}),
+        ...(q.actor ? { actor: q.actor } : {}),
+        ...(q.decision ? { decision: q.decision } : {}),
+        ...(q.since ? { since: q.since } : {}),
+        ...(q.until ? { until: q.until } : {}),
+      })
+      const nextCursor = records.length === q.limit ? records[records.length - 1]!.seq + 1 : null
+      if ((c.req.header('accept') ?? '').includes('application/x-ndjson')) {
+        if (nextCursor !== null) {
+          c.header('x-next-cursor', String(nextCursor))
+        }
+        c.header('content-type', 'application/x-ndjson')
+        return c.body(records.map((r) => `${JSON.stringify(r)}\n`).join(''), 200) as never
+      }
+      return c.json({ records, nextCursor } as never, 200)
+    },
+  )
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/audit/verify',
+      summary: 'Verify the hash chain and the signed checkpoints',
+      security: [{ apiKey: [] }],
+      middleware: [auditor] as const,
+      responses: {
+        200: json(
+          z.object({
+            ok: z.boolean(),
+            records: z.number(),
+            lastSeq: z.number(),
+            lastHash: z.string(),
+            firstBad: z.number().optional(),
+            reason: z.string().optional(),
+            lastCheckpoint: z.object({ seq: z.number(), ts: z.string() }).nullable().optional(),
+            unsigned: z.number().optional(),
+          }),
+          'the result',
+        ),
+        ...errorResponses(),
+      },
+    }),
+    async (c) => {
+      const result = await warden.audit.verify()
+      if (result.ok) {
+        return c.json(
+          {
+            ok: true,
+            records: result.count,
+            lastSeq: result.lastSeq,
+            lastHash: result.lastHash,
+            lastCheckpoint: result.lastCheckpoint,
+            unsigned: result.unsigned,
+          },
+          200,
+        )
+      }
+      return c.json(
+        {
+          ok: false,
+          records: result.firstBadSeq - 1,
+          lastSeq: result.firstBadSeq - 1,
+          lastHash: '',
+          firstBad: result.firstBadSeq,
+          reason: result.reason,
+        },
+        200,
+      )
+    },
+  )
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/audit/head',
+      summary: 'The head of the chain: publish it elsewhere to detect a later rewrite',
+      security: [{ apiKey: [] }],
+      middleware: [auditor] as const,
+      responses: {
+        200: json(z.object({ seq: z.number(), hash: z.string() }), 'the head'),
+        ...errorResponses(),
+      },
+    }),
+    (c) => c.json({ ...warden.audit.head }, 200),
+  )
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/invocations/{id}',
+      summary: "A run's metering report and audit records",
+      security: [{ apiKey: [] }, { capabilityToken: [] }] as { [k: string]: string[] }[],
+      request: { params: z.object({ id: z.string().min(1).max(128) }) },
+      responses: {
+        200: json(
+          z.object({
+            invocationId: z.string(),
+            report: z.record(z.string(), z.unknown()).nullable(),
+            records: z.array(recordSchema),
+          }),
+          'the run',
+        ),
+        ...errorResponses(404),
+      },
+    }),
+    async (c) => {
+      const { id } = c.req.valid('param')
+      const credential = bearerOf(c.req.header('authorization'))
+      if (credential === undefined) {
+        throw new WardenError('unauthorized', 'send an API key or the token that ran it')
+      }
+      const recent = ctx.recent.get(id)
+      const records: AuditRecord[] = await warden.audit.read({ invocationId: id, limit: 10_000 })
+      const run = records.find((r) => r.kind === 'run')
+      const ranWith = recent?.tokenJti ?? run?.tokenJti ?? null
+      const key = credential.startsWith('wdn_') ? keys.authenticate(credential) : undefined
+      if (credential.startsWith('wdn_')) {
+        if (!key) {
+          throw new WardenError('unauthorized', 'the API key is unknown or revoked')
+        }
+        if (key.role !== 'admin' && key.role !== 'auditor') {
+          throw new WardenError('forbidden', 'this route needs the role admin or auditor')
+        }
+      } else {
+        const claims = await warden.verifyToken(credential)
+        if (ranWith === null || claims.jti !== ranWith) {
+          // The same answer whether the run exists or not: a token learns only its own runs.
+          throw new WardenError('not_found', 'no such invocation')
+        }
+      }
+      if (!recent && records.length === 0) {
+        throw new WardenError('not_found', 'no such invocation')
+      }
+      return c.json(
+        { invocationId: id, report: (recent?.invocation.report ?? null) as never, records } as never,
+        200,
+      )
+    },
+  )
+}

@@ -1,0 +1,181 @@
+/**
+ * `/v1/tokens`: grant (admin), attenuate (any holder, with the parent as bearer), revoke and
+ * list (admin; never token strings). Grants and limits are the token claims' own schemas, built
+ * from the capability list.
+ */
+import { createRoute, z } from '@hono/zod-openapi'
+import type { OpenAPIHono } from '@hono/zod-openapi'
+import { grantsSchema, jtiSchema, limitsRequestSchema, WardenError } from '../../runtime/index.js'
+import type { MintedToken } from '../../runtime/index.js'
+import type { ControlPlaneContext } from '../app.js'
+import { actorOf, requireRole, requireToken } from '../auth.js'
+import type { ControlPlaneEnv } from '../auth.js'
+import { tokenEntrySchema } from '../token-index.js'
+import type { TokenEntry } from '../token-index.js'
+import { errorResponses, json, jsonBody } from './schemas.js'
+
+const ttl = z.int().positive().openapi({ description: 'seconds until exp' })
+
+const mintedSchema = z
+  .object({
+    token: z.string().openapi({ description: 'the capability token: shown once, never stored' }),
+    jti: z.string(),
+    exp: z.int(),
+    app: z.object({ id: z.string(), digest: z.string() }),
+    grants: z.record(z.string(), z.unknown()),
+    limits: z.record(z.string(), z.unknown()),
+    parent: z.string().optional(),
+  })
+  .openapi('MintedToken')
+
+
+function answer({ token, claims }: MintedToken) {
+  return {
+    token,
+    jti: claims.jti,
+    exp: claims.exp,
+    app: claims.app,
+    grants: claims.grants,
+    limits: claims.limits,
+    ...(claims.parent ? { parent: claims.parent } : {}),
+  }
+}
+
+function entryOf({ claims }: MintedToken, grantedBy: string): TokenEntry {
+  return {
+    jti: claims.jti,
+    appId: claims.app.id,
+    digest: claims.app.digest,
+    ...(claims.parent ? { parent: claims.parent } : {}),
+    grants: claims.grants,
+    limits: claims.limits,
+    iat: claims.iat,
+    exp: claims.exp,
+    grantedBy,
+  }
+}
+
+export function registerTokenRoutes(
+  app: OpenAPIHono<ControlPlaneEnv>,
+  ctx: ControlPlaneContext,
+): void {
+  const { warden, registry, tokens } = ctx
+  const admin = requireRole(ctx.keys, ['admin'])
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/tokens',
+      summary: "Grant a capability token for an approved app's current build",
+      security: [{ apiKey: [] }],
+      middleware: [admin] as const,
+      request: jsonBody(
+        z.strictObject({
+          app: z.string().min(1).max(128).openapi({ description: 'app id or name' }),
+          grants: grantsSchema.optional(),
+          limits: limitsRequestSchema.optional(),
+          ttlSeconds: ttl.optional().openapi({ description: 'default 3600, at most the maximum' }),
+        }),
+      ),
+      responses: { 201: json(mintedSchema, 'the token, once'), ...errorResponses(404) },
+    }),
+    async (c) => {
+      const actor = actorOf(c.get('principal'))
+      const body = c.req.valid('json')
+      const record = registry.get(body.app)
+      try {
+        if (!record || record.status === 'decommissioned') {
+          throw new WardenError('not_found', 'no such app')
+        }
+        if (record.status === 'disabled') {
+          throw new WardenError('app_disabled', 'the app is disabled')
+        }
+        if (record.status !== 'approved') {
+          throw new WardenError('app_not_approved', 'the app is waiting for approval')
+        }
+      } catch (error) {
+        await warden.auditTokenRefusal('token.grant', error, actor)
+        throw error
+      }
+      const minted = await warden.grantToken(
+        {
+          appId: record.id,
+          digest: record.digest,
+          grants: body.grants ?? {},
+          ...(body.limits ? { limits: body.limits } : {}),
+          lifetimeSeconds: body.ttlSeconds ?? 3600,
+        },
+        actor,
+      )
+      await tokens.add(entryOf(minted, actor))
+      return c.json(answer(minted) as never, 201)
+    },
+  )
+
+  app.openapi(
+    createRoute({
+      method: 'post',
+      path: '/v1/tokens/attenuate',
+      summary: 'Derive a narrower child of the token sent as bearer',
+      security: [{ capabilityToken: [] }],
+      request: jsonBody(
+        z.strictObject({
+          grants: grantsSchema.optional(),
+          limits: limitsRequestSchema.optional(),
+          ttlSeconds: ttl.optional(),
+        }),
+      ),
+      responses: { 201: json(mintedSchema, 'the child token, once'), ...errorResponses() },
+    }),
+    async (c) => {
+      const parent = requireToken(c.req.header('authorization'))
+      const body = c.req.valid('json')
+      const minted = await warden.attenuateToken(parent, {
+        ...(body.grants ? { grants: body.grants } : {}),
+        ...(body.limits ? { limits: body.limits } : {}),
+        ...(body.ttlSeconds ? { lifetimeSeconds: body.ttlSeconds } : {}),
+      })
+      await tokens.add(entryOf(minted, `holder:${minted.claims.parent ?? 'unknown'}`))
+      return c.json(answer(minted) as never, 201)
+    },
+  )
+
+  app.openapi(
+    createRoute({
+      method: 'delete',
+      path: '/v1/tokens/{jti}',
+      summary: 'Revoke a token and every token derived from it',
+      security: [{ apiKey: [] }],
+      middleware: [admin] as const,
+      request: { params: z.object({ jti: jtiSchema }) },
+      responses: {
+        200: json(z.object({ jti: z.string(), revoked: z.literal(true) }), 'revoked'),
+        ...errorResponses(),
+      },
+    }),
+    async (c) => {
+      const { jti } = c.req.valid('param')
+      const actor = actorOf(c.get('principal'))
+      await warden.revokeToken(jti, actor)
+      await tokens.markRevoked(jti, actor)
+      return c.json({ jti, revoked: true as const }, 200)
+    },
+  )
+
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/v1/tokens',
+      summary: 'Tokens granted, newest first (never their strings)',
+      security: [{ apiKey: [] }],
+      middleware: [admin] as const,
+      request: { query: z.strictObject({ app: z.string().max(128).optional() }) },
+      responses: { 200: json(z.object({ tokens: z.array(tokenEntrySchema) }), 'tokens'), ...errorResponses() },
+    }),
+    (c) => {
+      const { app: appRef } = c.req.valid('query')
+      const appId = appRef === undefined ? undefined : (registry.get(appRef)?.id ?? appRef)
+      return c.json({ tokens: tokens.list(appId) } as never, 200)
+    },
+  )
+}

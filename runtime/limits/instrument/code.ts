@@ -1,0 +1,558 @@
+/**
+ * The code section: streams each function body once, inserting fuel charges and checks at
+ * basic-block starts, the flushes and reloads of the fuel local, and the `memory.grow` cap, and
+ * shifting global indices past the meter imports. See `../instrument.ts` for the scheme.
+ */
+import { ByteWriter, decodeU32, lebEnd, lebLength } from './bytes.js'
+import { COST } from './cost-model.js'
+import { InstrumentError, REFUSED_FEATURES, malformed, refused, unsupported } from './errors.js'
+import { MAX_FUNCTION_LOCALS, TRAP_FUEL, TRAP_MEMORY } from './meter.js'
+import {
+  IMM,
+  IMMEDIATES,
+  NUMERIC_OPS,
+  OP,
+  TYPE,
+  skipAtomic,
+  skipBlockType,
+  skipFc,
+  skipMemarg,
+  skipSimd,
+  skipValType,
+} from './opcodes.js'
+
+/** What the code section needs to know about the rest of the module. */
+export interface CodeContext {
+  /** Parameter count of every type, by type index. */
+  paramCounts: readonly number[]
+  /** Type index of every defined function. */
+  funcTypes: readonly number[]
+  /** Imported globals: defined globals at or above this index shift by the meter imports. */
+  importedGlobals: number
+  /** How far defined globals shift (the meter imports). */
+  globalShift: number
+  fuelGlobal: number
+  trapGlobal: number
+  capGlobal: number
+}
+
+// Kinds of in-place rewrites recorded while scanning a straight-line segment.
+const RW_GLOBAL = 0
+const RW_GROW = 1
+
+// What functionBody found in a body.
+const BODY_GROW = 1 // it uses memory.grow (the rewrite needs the scratch local)
+
+// What an instruction does to the basic-block structure.
+const K_BOUNDARY = 1 // a new basic block starts right after it
+const K_TERMINATOR = 2 // what follows (up to the next boundary) is dead
+const K_FINAL = 3 // the `end` of the function body
+
+const NUMERIC_FIRST = NUMERIC_OPS.first
+const NUMERIC_LAST = NUMERIC_OPS.last
+
+export class CodeRewriter {
+  private readonly b: Uint8Array
+  private readonly ctx: CodeContext
+  private readonly fw = new ByteWriter(1 << 16)
+  /** The global-only fuel check (uncached functions): `global.get $fuel; …; end`. */
+  private readonly checkBytes: Uint8Array
+
+  // Per function.
+  /** Index of the added i64 local: the fuel cache, and the `memory.grow` scratch. */
+  private fuelLocal = 0
+  /** Whether the current function meters on `fuelLocal` (else on the global, as in v1). */
+  private cached = false
+  /** `fuelLocal` is stale: the next charge starts from the global (after entry, call, catch). */
+  private reload = false
+
+  private readonly rwStart: number[] = []
+  private readonly rwEnd: number[] = []
+  private readonly rwKind: number[] = []
+  private readonly rwValue: number[] = []
+
+  constructor(bytes: Uint8Array, ctx: CodeContext) {
+    this.b = bytes
+    this.ctx = ctx
+    const w = new ByteWriter(32)
+    // global.get $fuel; i64.const 0; i64.lt_s; if; i32.const 1; global.set $trap; unreachable; end
+    w.byte(OP.globalGet)
+    w.u32(ctx.fuelGlobal)
+    w.byte(OP.i64Const)
+    w.byte(0x00)
+    w.byte(OP.i64LtS)
+    this.trapSequence(w, TRAP_FUEL, false)
+    this.checkBytes = w.buf.slice(0, w.pos)
+  }
+
+  /** Rewrites the code section b[start, end) and returns its new contents. */
+  codeSection(start: number, end: number): ByteWriter {
+    const b = this.b
+    let p = lebEnd(b, start, end, 5)
+    const count = decodeU32(b, start, p)
+    const { paramCounts, funcTypes } = this.ctx
+    if (count !== funcTypes.length) {
+      throw malformed('function and code section counts differ', start)
+    }
+    const code = new ByteWriter(Math.ceil((end - start) * 1.4) + 1024)
+    code.u32(count)
+    const fw = this.fw
+    for (let i = 0; i < count; i++) {
+      let q = lebEnd(b, p, end, 5)
+      const size = decodeU32(b, p, q)
+      p = q
+      const bodyEnd = p + size
+      if (bodyEnd > end) {
+        throw malformed('function body runs past the code section', p)
+      }
+      const localsAt = p
+      q = lebEnd(b, p, bodyEnd, 5)
+      const groups = decodeU32(b, p, q)
+      p = q
+      const groupsAt = p
+      let total = paramCounts[funcTypes[i]]
+      for (let j = 0; j < groups; j++) {
+        q = lebEnd(b, p, bodyEnd, 5)
+        total += decodeU32(b, p, q)
+        p = q
+        if (total > MAX_FUNCTION_LOCALS) {
+          throw new InstrumentError(`function ${i} has too many locals`)
+        }
+        p = skipValType(b, p, bodyEnd)
+      }
+      this.fuelLocal = total
+      this.cached = total < MAX_FUNCTION_LOCALS
+      const body = this.functionBody(p, bodyEnd)
+      if (this.cached || body & BODY_GROW) {
+        if (total + 1 > MAX_FUNCTION_LOCALS) {
+          throw new InstrumentError(`function ${i} has too many locals`)
+        }
+        // The locals as they were, then one i64.
+        const header = lebLength(groups + 1) + (p - groupsAt) + 2
+        code.u32(header + fw.pos)
+        code.u32(groups + 1)
+        code.copy(b, groupsAt, p)
+        code.byte(0x01)
+        code.byte(TYPE.i64)
+      } else {
+        code.u32(p - localsAt + fw.pos)
+        code.copy(b, localsAt, p)
+      }
+      code.copy(fw.buf, 0, fw.pos)
+      p = bodyEnd
+    }
+    if (p !== end) {
+      throw malformed('code section size does not match its contents', p)
+    }
+    return code
+  }
+
+  /**
+   * `if; [local.get $f; global.set $fuel;] i32.const reason; global.set $trap; unreachable; end`:
+   * the flush (by default, in a cached function) leaves the exact fuel for the host to read.
+   */
+  private trapSequence(w: ByteWriter, reason: number, flush = this.cached): void {
+    w.ensure(28)
+    w.byte(OP.if)
+    w.byte(TYPE.empty)
+    if (flush) {
+      w.byte(OP.localGet)
+      w.u32(this.fuelLocal)
+      w.byte(OP.globalSet)
+      w.u32(this.ctx.fuelGlobal)
+    }
+    w.byte(OP.i32Const)
+    w.byte(reason)
+    w.byte(OP.globalSet)
+    w.u32(this.ctx.trapGlobal)
+    w.byte(OP.unreachable)
+    w.byte(OP.end)
+  }
+
+  /**
+   * Streams one function's instructions into `this.fw`, inserting fuel charges and checks at
+   * basic-block starts (and, when `this.cached`, the flushes and reloads of the fuel local) and
+   * rewriting global indices and `memory.grow`. Returns BODY_GROW when the body uses
+   * `memory.grow` (and so needs the scratch local).
+   */
+  private functionBody(start: number, end: number): number {
+    const b = this.b
+    const gImported = this.ctx.importedGlobals
+    const gShift = this.ctx.globalShift
+    const rwStart = this.rwStart
+    const rwEnd = this.rwEnd
+    const rwKind = this.rwKind
+    const rwValue = this.rwValue
+    const cached = this.cached
+    this.fw.pos = 0
+    this.reload = cached
+    let nrw = 0
+    let p = start
+    let segStart = start
+    let live = true
+    let check = true
+    let cost = 0
+    let depth = 1
+    let usesGrow = false
+
+    for (;;) {
+      if (p >= end) {
+        throw malformed('function body has no end', p)
+      }
+      const opAt = p
+      const op = b[p++]
+      cost += COST.instruction
+      if (op >= NUMERIC_FIRST && op <= NUMERIC_LAST) {
+        continue
+      }
+      switch (IMMEDIATES[op]) {
+        case IMM.none:
+          continue
+        case IMM.local:
+          if (p < end && b[p] < 0x80) {
+            p++
+          } else {
+            p = lebEnd(b, p, end, 5)
+          }
+          continue
+        case IMM.global: {
+          const q = lebEnd(b, p, end, 5)
+          const idx = b[p] < 0x80 ? b[p] : decodeU32(b, p, q)
+          if (idx >= gImported) {
+            rwStart[nrw] = p
+            rwEnd[nrw] = q
+            rwKind[nrw] = RW_GLOBAL
+            rwValue[nrw] = idx + gShift
+            nrw++
+          }
+          p = q
+          continue
+        }
+        case IMM.memarg:
+          p = skipMemarg(b, p, end)
+          continue
+        case IMM.leb32:
+          if (p < end && b[p] < 0x80) {
+            p++
+          } else {
+            p = lebEnd(b, p, end, 5)
+          }
+          continue
+        case IMM.leb64:
+          p = lebEnd(b, p, end, 10)
+          continue
+        case IMM.f32:
+          p += 4
+          if (p > end) {
+            throw malformed('unexpected end', end)
+          }
+          continue
+        case IMM.f64:
+          p += 8
+          if (p > end) {
+            throw malformed('unexpected end', end)
+          }
+          continue
+        case IMM.selectT: {
+          const q = lebEnd(b, p, end, 5)
+          const n = decodeU32(b, p, q)
+          p = q
+          for (let i = 0; i < n; i++) {
+            p = skipValType(b, p, end)
+          }
+          continue
+        }
+        case IMM.memoryGrow: {
+          const q = lebEnd(b, p, end, 5)
+          rwStart[nrw] = p - 1
+          rwEnd[nrw] = q
+          rwKind[nrw] = RW_GROW
+          rwValue[nrw] = decodeU32(b, p, q)
+          nrw++
+          p = q
+          cost += COST.memoryGrow - COST.instruction
+          usesGrow = true
+          continue
+        }
+        case IMM.prefixFc:
+          p = skipFc(b, p, end)
+          continue
+        case IMM.prefixSimd:
+          p = skipSimd(b, p, end)
+          continue
+        case IMM.prefixAtomic:
+          p = skipAtomic(b, p, end)
+          continue
+        case IMM.control:
+          break
+        default:
+          throw unsupported(`unknown opcode 0x${op.toString(16)}`, p - 1)
+      }
+
+      let kind = 0
+      // Flush the fuel local to the global before this instruction (cached functions only).
+      let flush = false
+      switch (op) {
+        case OP.block:
+        case OP.loop:
+        case OP.if:
+        case OP.try: // legacy exception handling
+          p = skipBlockType(b, p, end)
+          depth++
+          kind = K_BOUNDARY
+          break
+        case OP.tryTable:
+        case OP.throwRef:
+          throw refused(REFUSED_FEATURES.exnref, opAt)
+        case OP.else:
+        case OP.catchAll:
+          kind = K_BOUNDARY
+          break
+        case OP.catch: // tagidx
+        case OP.call: // funcidx
+          p = lebEnd(b, p, end, 5)
+          flush = cached && op === OP.call
+          kind = K_BOUNDARY
+          break
+        case OP.brIf: {
+          const q = lebEnd(b, p, end, 5)
+          flush = cached && decodeU32(b, p, q) === depth - 1
+          p = q
+          kind = K_BOUNDARY
+          break
+        }
+        case OP.delegate: // label: closes a try
+          p = lebEnd(b, p, end, 5)
+          if (--depth === 0) {
+            throw malformed('delegate closes the function body', p)
+          }
+          kind = K_BOUNDARY
+          break
+        case OP.callIndirect: // type table
+          p = lebEnd(b, p, end, 5)
+          p = lebEnd(b, p, end, 5)
+          cost += COST.callIndirect - COST.instruction
+          flush = cached
+          kind = K_BOUNDARY
+          break
+        case OP.end:
+          if (--depth === 0) {
+            flush = cached
+            kind = K_FINAL
+          } else {
+            kind = K_BOUNDARY
+          }
+          break
+        case OP.unreachable:
+        case OP.return:
+          flush = cached
+          kind = K_TERMINATOR
+          break
+        case OP.throw: // tagidx
+        case OP.rethrow: // depth
+        case OP.returnCall: // funcidx
+          p = lebEnd(b, p, end, 5)
+          flush = cached
+          kind = K_TERMINATOR
+          break
+        case OP.br: {
+          const q = lebEnd(b, p, end, 5)
+          flush = cached && decodeU32(b, p, q) === depth - 1
+          p = q
+          kind = K_TERMINATOR
+          break
+        }
+        case OP.returnCallIndirect: // type table
+          p = lebEnd(b, p, end, 5)
+          p = lebEnd(b, p, end, 5)
+          cost += COST.callIndirect - COST.instruction
+          flush = cached
+          kind = K_TERMINATOR
+          break
+        case OP.brTable: {
+          // vec(label) label
+          const q = lebEnd(b, p, end, 5)
+          const n = decodeU32(b, p, q)
+          p = q
+          for (let i = 0; i <= n; i++) {
+            let label: number
+            if (p < end && b[p] < 0x80) {
+              label = b[p++]
+            } else {
+              const r = lebEnd(b, p, end, 5)
+              label = decodeU32(b, p, r)
+              p = r
+            }
+            if (label === depth - 1) {
+              flush = cached
+            }
+          }
+          kind = K_TERMINATOR
+          break
+        }
+      }
+
+      // A basic block ends here: emit the segment (charge first, then check, then the code).
+      this.emitSegment(segStart, opAt, p, nrw, live ? cost : -1, live && check, live && flush)
+      nrw = 0
+      segStart = p
+      if (kind === K_FINAL) {
+        break
+      }
+      live = kind === K_BOUNDARY
+      check = op === OP.loop
+      cost = 0
+      // After a call returns, or an exception was caught, the global is ahead of the local.
+      if (
+        cached &&
+        (op === OP.call || op === OP.callIndirect || op === OP.catch || op === OP.catchAll)
+      ) {
+        this.reload = true
+      }
+    }
+    if (p !== end) {
+      throw malformed('code after the end of the function body', p)
+    }
+    return usesGrow ? BODY_GROW : 0
+  }
+
+  /**
+   * Writes charge (cost > 0) and check, then b[from, to) with the recorded rewrites applied; `at`
+   * is where the block's last instruction starts, and `flush` stores the fuel local to the global
+   * right before it.
+   */
+  private emitSegment(
+    from: number,
+    at: number,
+    to: number,
+    nrw: number,
+    cost: number,
+    check: boolean,
+    flush: boolean,
+  ): void {
+    const fw = this.fw
+    const fuelGlobal = this.ctx.fuelGlobal
+    if (this.cached) {
+      const f = this.fuelLocal
+      fw.ensure(32)
+      if (cost > 0 || this.reload) {
+        // (global.get $fuel | local.get $f); i64.const cost; i64.sub; (local.set | local.tee) $f
+        if (this.reload) {
+          fw.byte(OP.globalGet)
+          fw.u32(fuelGlobal)
+          this.reload = false
+        } else {
+          fw.byte(OP.localGet)
+          fw.u32(f)
+        }
+        if (cost > 0) {
+          fw.byte(OP.i64Const)
+          fw.s64(cost)
+          fw.byte(OP.i64Sub)
+        }
+        fw.byte(check ? OP.localTee : OP.localSet)
+        fw.u32(f)
+      } else if (check) {
+        fw.byte(OP.localGet)
+        fw.u32(f)
+      }
+      if (check) {
+        // i64.const 0; i64.lt_s; if; local.get $f; global.set $fuel; i32.const 1;
+        // global.set $trap; unreachable; end
+        fw.byte(OP.i64Const)
+        fw.byte(0x00)
+        fw.byte(OP.i64LtS)
+        this.trapSequence(fw, TRAP_FUEL)
+      }
+    } else {
+      if (cost > 0) {
+        // global.get $fuel; i64.const cost; i64.sub; global.set $fuel
+        fw.ensure(24)
+        fw.byte(OP.globalGet)
+        fw.u32(fuelGlobal)
+        fw.byte(OP.i64Const)
+        fw.s64(cost)
+        fw.byte(OP.i64Sub)
+        fw.byte(OP.globalSet)
+        fw.u32(fuelGlobal)
+      }
+      if (check) {
+        fw.copy(this.checkBytes, 0, this.checkBytes.length)
+      }
+    }
+    const b = this.b
+    let cur = from
+    for (let k = 0; k < nrw; k++) {
+      fw.copy(b, cur, this.rwStart[k])
+      if (this.rwKind[k] === RW_GLOBAL) {
+        fw.u32(this.rwValue[k])
+      } else {
+        this.emitGrow(this.rwValue[k])
+      }
+      cur = this.rwEnd[k]
+    }
+    if (flush) {
+      fw.copy(b, cur, at)
+      this.emitFlush()
+      cur = at
+    }
+    fw.copy(b, cur, to)
+  }
+
+  /** `local.get $f; global.set $fuel`: the global catches up with the fuel local. */
+  private emitFlush(): void {
+    const fw = this.fw
+    fw.ensure(12)
+    fw.byte(OP.localGet)
+    fw.u32(this.fuelLocal)
+    fw.byte(OP.globalSet)
+    fw.u32(this.ctx.fuelGlobal)
+  }
+
+  /**
+   * `memory.grow M` with the cap check: stack effect [i32] -> [i32], as the original. The added
+   * i64 local is the scratch; in a cached function it is flushed first and reloaded after.
+   */
+  private emitGrow(mem: number): void {
+    const fw = this.fw
+    const d = this.fuelLocal
+    const cached = this.cached
+    if (cached) {
+      this.emitFlush()
+    }
+    fw.ensure(64)
+    fw.byte(OP.i64ExtendI32U)
+    fw.byte(OP.localTee) // $d
+    fw.u32(d)
+    fw.byte(OP.memorySize)
+    fw.u32(mem)
+    fw.byte(OP.i64ExtendI32U)
+    fw.byte(OP.i64Add)
+    fw.byte(OP.globalGet) // $memory_cap
+    fw.u32(this.ctx.capGlobal)
+    fw.byte(OP.i64ExtendI32U)
+    fw.byte(OP.i64GtU)
+    this.trapSequence(fw, TRAP_MEMORY, false)
+    fw.byte(OP.localGet) // $d
+    fw.u32(d)
+    fw.byte(OP.i32WrapI64)
+    fw.byte(OP.memoryGrow)
+    fw.u32(mem)
+    fw.byte(OP.i64ExtendI32S)
+    fw.byte(OP.localTee) // $d
+    fw.u32(d)
+    fw.byte(OP.i64Const) // -1
+    fw.byte(0x7f)
+    fw.byte(OP.i64Eq)
+    this.trapSequence(fw, TRAP_MEMORY, false)
+    fw.byte(OP.localGet) // $d
+    fw.u32(d)
+    fw.byte(OP.i32WrapI64)
+    if (cached) {
+      fw.byte(OP.globalGet) // $fuel
+      fw.u32(this.ctx.fuelGlobal)
+      fw.byte(OP.localSet) // $f
+      fw.u32(d)
+    }
+  }
+}

@@ -1,0 +1,43 @@
+/** What the rewriter adds to a module and promises the loader: names, trap reasons, limits, types. */
+
+/** Import module name of the metering globals. A guest may not import from it itself. */
+export const METER_MODULE = 'warden:meter'
+/** Value written to the `trap` global when fuel ran out (the guest then hits `unreachable`). */
+export const TRAP_FUEL = 1
+/** Value written to the `trap` global when `memory.grow` went past the cap or failed. */
+export const TRAP_MEMORY = 2
+/**
+ * Most locals (parameters included) a function may have, as in V8. The rewriter adds one (the
+ * fuel cache, also the `memory.grow` scratch); a function already at the limit is metered on the
+ * global instead, and then rejected only if it uses `memory.grow`.
+ */
+export const MAX_FUNCTION_LOCALS = 50_000
+/** Prefix of the names under which every defined memory is exported: `warden:memory:0`, … */
+export const MEMORY_EXPORT_PREFIX = 'warden:memory:'
+
+/** Host ceilings applied while instrumenting. */
+export interface InstrumentOptions {
+  /**
+   * Host-wide ceiling for every linear memory, in 64 KiB pages. Declared maxima above it (or
+   * absent) are lowered to it. At most 65536.
+   */
+  maxMemoryPages: number
+  /** Host-wide ceiling for every table, in elements. */
+  maxTableElements: number
+}
+
+/** A rewritten module and what the loader needs to know about it. */
+export interface InstrumentedModule {
+  /** The instrumented core module; it imports `fuel`, `trap`, `memory_cap` from `warden:meter`. */
+  bytes: Uint8Array
+  /**
+   * One entry per defined (not imported) memory, in index order: its exported name and min pages
+   * after rewrite.
+   */
+  memories: { exportName: string; minPages: number; maxPages: number }[]
+  /**
+   * {@link COST_MODEL_VERSION}: bumped when the cost model or the metering code changes (used as a
+   * cache key).
+   */
+  costModelVersion: number
+}

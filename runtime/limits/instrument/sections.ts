@@ -1,0 +1,634 @@
+/**
+ * The section walk: checks section order and sizes, copies what does not change, and rewrites
+ * what does (meter imports appended, defined globals shifted, limits lowered, memories exported,
+ * the `name` section dropped). The code section goes to {@link CodeRewriter}.
+ */
+import { ByteWriter, bytesEqual, decodeU32, lebEnd, utf8, utf8Decoder } from './bytes.js'
+import { CodeRewriter } from './code.js'
+import { COST_MODEL_VERSION } from './cost-model.js'
+import { InstrumentError, REFUSED_FEATURES, malformed, refused, unsupported } from './errors.js'
+import { MEMORY_EXPORT_PREFIX, METER_MODULE } from './meter.js'
+import type { InstrumentedModule } from './meter.js'
+import { EXTERNAL, OP, SECTION, TYPE, skipRefType, skipValType } from './opcodes.js'
+
+/** The globals appended to the imports, in order: `fuel`, `trap`, `memory_cap`. */
+const METER_GLOBALS = [
+  ['fuel', TYPE.i64, 1],
+  ['trap', TYPE.i32, 1],
+  ['memory_cap', TYPE.i32, 0],
+] as const
+
+// Section ids → required order (custom sections excepted).
+const SECTION_RANK: Record<number, number> = {
+  [SECTION.type]: 1,
+  [SECTION.import]: 2,
+  [SECTION.function]: 3,
+  [SECTION.table]: 4,
+  [SECTION.memory]: 5,
+  [SECTION.tag]: 6,
+  [SECTION.global]: 7,
+  [SECTION.export]: 8,
+  [SECTION.start]: 9,
+  [SECTION.element]: 10,
+  [SECTION.dataCount]: 11,
+  [SECTION.code]: 12,
+  [SECTION.data]: 13,
+}
+const RANK_IMPORT = SECTION_RANK[SECTION.import]
+const RANK_EXPORT = SECTION_RANK[SECTION.export]
+
+const METER_MODULE_BYTES = utf8.encode(METER_MODULE)
+const NAME_BYTES = utf8.encode('name')
+
+export class ModuleRewriter {
+  private readonly b: Uint8Array
+  private readonly maxMemoryPages: number
+  private readonly maxTableElements: number
+  private readonly out: ByteWriter
+  private readonly sec = new ByteWriter(1 << 16)
+  /** Start of the not yet copied input in the current section (see copyTo). */
+  private from = 0
+
+  private readonly paramCounts: number[] = []
+  private readonly funcTypes: number[] = []
+  private importedGlobals = 0
+  private importedMemories = 0
+  private readonly definedMemories: { min: number; max: number }[] = []
+  private importsDone = false
+  private exportsDone = false
+  private sawCode = false
+
+  /** Limits of the memory last passed to `limits`, after the rewrite. */
+  private lastLimits = { min: 0, max: 0 }
+
+  constructor(bytes: Uint8Array, maxMemoryPages: number, maxTableElements: number) {
+    this.b = bytes
+    this.maxMemoryPages = maxMemoryPages
+    this.maxTableElements = maxTableElements
+    this.out = new ByteWriter(Math.ceil(bytes.length * 1.3) + 1024)
+  }
+
+  run(): InstrumentedModule {
+    const b = this.b
+    if (b.length < 8) {
+      throw malformed('shorter than the module header', 0)
+    }
+    if (b[0] !== 0x00 || b[1] !== 0x61 || b[2] !== 0x73 || b[3] !== 0x6d) {
+      throw malformed('bad magic number (not WebAssembly)', 0)
+    }
+    if (b[4] === 0x0d && b[6] === 0x01 && b[7] === 0x00) {
+      throw unsupported('this is a component; instrument its core modules instead', 4)
+    }
+    if (b[4] !== 0x01 || b[5] !== 0x00 || b[6] !== 0x00 || b[7] !== 0x00) {
+      throw unsupported('binary format version is not 1', 4)
+    }
+    this.out.copy(b, 0, 8)
+
+    let p = 8
+    let lastRank = 0
+    while (p < b.length) {
+      const id = b[p]
+      const sizeAt = p + 1
+      const sizeEnd = lebEnd(b, sizeAt, b.length, 5)
+      const start = sizeEnd
+      const end = start + decodeU32(b, sizeAt, sizeEnd)
+      if (end > b.length) {
+        throw malformed(`section ${id} runs past the end of the module`, p)
+      }
+      if (id === SECTION.custom) {
+        this.customSection(p, start, end)
+        p = end
+        continue
+      }
+      const rank = SECTION_RANK[id]
+      if (rank === undefined) {
+        throw malformed(`unknown section id ${id}`, p)
+      }
+      if (rank <= lastRank) {
+        throw malformed(`section ${id} is out of order or repeated`, p)
+      }
+      lastRank = rank
+      if (rank > RANK_IMPORT && !this.importsDone) {
+        this.importSection(-1, -1)
+      }
+      if (rank > RANK_EXPORT && !this.exportsDone) {
+        this.exportSection(-1, -1)
+      }
+      this.section(id, p, start, end)
+      p = end
+    }
+    if (!this.importsDone) {
+      this.importSection(-1, -1)
+    }
+    if (!this.exportsDone) {
+      this.exportSection(-1, -1)
+    }
+    if (!this.sawCode && this.funcTypes.length > 0) {
+      throw malformed('function section without a code section', b.length)
+    }
+
+    const memories = this.definedMemories.map((m, i) => ({
+      exportName: MEMORY_EXPORT_PREFIX + String(this.importedMemories + i),
+      minPages: m.min,
+      maxPages: m.max,
+    }))
+    return {
+      bytes: this.out.buf.slice(0, this.out.pos),
+      memories,
+      costModelVersion: COST_MODEL_VERSION,
+    }
+  }
+
+  private customSection(at: number, start: number, end: number): void {
+    const b = this.b
+    const nameEnd = lebEnd(b, start, end, 5)
+    const len = decodeU32(b, start, nameEnd)
+    if (nameEnd + len > end) {
+      throw malformed('custom section name runs past the section', at)
+    }
+    // The name section maps indices that the rewrite changes; drop it rather than mislead.
+    if (bytesEqual(b, nameEnd, len, NAME_BYTES)) {
+      return
+    }
+    this.out.copy(b, at, end)
+  }
+
+  private section(id: number, at: number, start: number, end: number): void {
+    const sec = this.sec
+    sec.pos = 0
+    this.from = start
+    let p: number
+    switch (id) {
+      case SECTION.type:
+        p = this.typeSection(start, end)
+        break
+      case SECTION.import:
+        this.importSection(start, end)
+        return
+      case SECTION.function:
+        p = this.functionSection(start, end)
+        break
+      case SECTION.table:
+        p = this.tableSection(start, end)
+        break
+      case SECTION.memory:
+        p = this.memorySection(start, end)
+        break
+      case SECTION.global:
+        p = this.globalSection(start, end)
+        break
+      case SECTION.export:
+        this.exportSection(start, end)
+        return
+      case SECTION.element:
+        p = this.elementSection(start, end)
+        break
+      case SECTION.code:
+        this.codeSection(start, end)
+        return
+      case SECTION.data:
+        p = this.dataSection(start, end)
+        break
+      case SECTION.start: // a function index, unchanged
+      case SECTION.dataCount:
+        p = lebEnd(this.b, start, end, 5)
+        decodeU32(this.b, start, p)
+        break
+      default: // tag: (attribute, type index) pairs, unchanged
+        p = end
+        break
+    }
+    if (p !== end) {
+      throw malformed(`section ${id} size does not match its contents`, at)
+    }
+    this.copyTo(end)
+    this.emitSection(id)
+  }
+
+  private emitSection(id: number): void {
+    const out = this.out
+    out.byte(id)
+    out.u32(this.sec.pos)
+    out.copy(this.sec.buf, 0, this.sec.pos)
+  }
+
+  /** Copies the input from `this.from` up to `to` into the section buffer. */
+  private copyTo(to: number): void {
+    this.sec.copy(this.b, this.from, to)
+    this.from = to
+  }
+
+  private u32(p: number, end: number): [number, number] {
+    const q = lebEnd(this.b, p, end, 5)
+    return [decodeU32(this.b, p, q), q]
+  }
+
+  private typeSection(start: number, end: number): number {
+    const b = this.b
+    let [count, p] = this.u32(start, end)
+    for (let i = 0; i < count; i++) {
+      if (p >= end) {
+        throw malformed('unexpected end of type section', p)
+      }
+      if (b[p] !== TYPE.func) {
+        throw unsupported(`type form 0x${b[p].toString(16)} (only func types)`, p)
+      }
+      let n: number
+      ;[n, p] = this.u32(p + 1, end)
+      this.paramCounts.push(n)
+      for (let j = 0; j < n; j++) {
+        p = skipValType(b, p, end)
+      }
+      ;[n, p] = this.u32(p, end)
+      for (let j = 0; j < n; j++) {
+        p = skipValType(b, p, end)
+      }
+    }
+    return p
+  }
+
+  /** Import section (start < 0: there was none; emit one with only the meter imports). */
+  private importSection(start: number, end: number): void {
+    const b = this.b
+    const sec = this.sec
+    sec.pos = 0
+    let count = 0
+    let p = start
+    if (start >= 0) {
+      ;[count, p] = this.u32(start, end)
+      sec.u32(count + METER_GLOBALS.length)
+      this.from = p
+      for (let i = 0; i < count; i++) {
+        let len: number
+        ;[len, p] = this.u32(p, end)
+        if (p + len > end) {
+          throw malformed('import module name runs past the section', p)
+        }
+        if (bytesEqual(b, p, len, METER_MODULE_BYTES)) {
+          throw new InstrumentError(`the module already imports from "${METER_MODULE}"`)
+        }
+        ;[len, p] = this.u32(p + len, end)
+        if (p + len > end) {
+          throw malformed('import name runs past the section', p)
+        }
+        p += len
+        if (p >= end) {
+          throw malformed('unexpected end of import section', p)
+        }
+        const kind = b[p++]
+        switch (kind) {
+          case EXTERNAL.func:
+            p = this.u32(p, end)[1]
+            break
+          case EXTERNAL.table:
+            p = skipRefType(b, p, end)
+            p = this.limits(p, end, 'table')
+            break
+          case EXTERNAL.memory:
+            this.oneMemory(p)
+            p = this.limits(p, end, 'memory')
+            this.importedMemories++
+            break
+          case EXTERNAL.global:
+            p = skipValType(b, p, end)
+            if (p >= end || b[p] > 1) {
+              throw malformed('bad global mutability', p)
+            }
+            p++
+            this.importedGlobals++
+            break
+          case EXTERNAL.tag:
+            if (p >= end || b[p] !== 0) {
+              throw malformed('bad tag attribute', p)
+            }
+            p = this.u32(p + 1, end)[1]
+            break
+          default:
+            throw malformed(`unknown import kind ${kind}`, p - 1)
+        }
+      }
+      if (p !== end) {
+        throw malformed('import section size does not match its contents', p)
+      }
+      this.copyTo(end)
+    } else {
+      sec.u32(METER_GLOBALS.length)
+    }
+    for (const [field, type, mut] of METER_GLOBALS) {
+      sec.name(METER_MODULE)
+      sec.name(field)
+      sec.byte(EXTERNAL.global)
+      sec.byte(type)
+      sec.byte(mut)
+    }
+    this.emitSection(SECTION.import)
+    this.importsDone = true
+  }
+
+  /** Rewrites the limits at p to the host ceiling; returns the end of the original limits. */
+  private limits(p: number, end: number, kind: 'memory' | 'table'): number {
+    const b = this.b
+    if (p >= end) {
+      throw malformed('unexpected end of limits', p)
+    }
+    const at = p
+    const flags = b[p++]
+    if (kind === 'memory') {
+      if (flags & 0x04) {
+        throw refused(REFUSED_FEATURES.memory64, at)
+      }
+      if (flags & 0x02) {
+        throw refused(REFUSED_FEATURES.shared, at)
+      }
+      if (flags > 0x03) {
+        throw unsupported(`memory limits flags 0x${flags.toString(16)}`, at)
+      }
+    } else if (flags > 0x01) {
+      throw unsupported(`table limits flags 0x${flags.toString(16)}`, at)
+    }
+    let min: number
+    ;[min, p] = this.u32(p, end)
+    let max = Infinity
+    if (flags & 0x01) {
+      ;[max, p] = this.u32(p, end)
+    }
+    const ceiling = kind === 'memory' ? this.maxMemoryPages : this.maxTableElements
+    if (min > ceiling) {
+      throw new InstrumentError(`${kind} minimum above the host ceiling`)
+    }
+    const newMax = Math.min(max, ceiling)
+    this.copyTo(at)
+    this.sec.byte((flags & 0x02) | 0x01)
+    this.sec.u32(min)
+    this.sec.u32(newMax)
+    this.from = p
+    if (kind === 'memory') {
+      this.lastLimits = { min, max: newMax }
+    }
+    return p
+  }
+
+  private functionSection(start: number, end: number): number {
+    let [count, p] = this.u32(start, end)
+    for (let i = 0; i < count; i++) {
+      let t: number
+      ;[t, p] = this.u32(p, end)
+      if (t >= this.paramCounts.length) {
+        throw malformed(`function type index ${t} out of range`, p)
+      }
+      this.funcTypes.push(t)
+    }
+    return p
+  }
+
+  private tableSection(start: number, end: number): number {
+    const b = this.b
+    let [count, p] = this.u32(start, end)
+    for (let i = 0; i < count; i++) {
+      if (p < end && b[p] === 0x40) {
+        if (p + 1 >= end || b[p + 1] !== 0x00) {
+          throw malformed('bad table entry prefix', p)
+        }
+        p = skipRefType(b, p + 2, end)
+        p = this.limits(p, end, 'table')
+        p = this.constExpr(p, end)
+      } else {
+        p = skipRefType(b, p, end)
+        p = this.limits(p, end, 'table')
+      }
+    }
+    return p
+  }
+
+  /** Refuses a second memory, imported or defined; call before counting the one at `at`. */
+  private oneMemory(at: number): void {
+    if (this.importedMemories + this.definedMemories.length > 0) {
+      throw refused(REFUSED_FEATURES.multiMemory, at)
+    }
+  }
+
+  private memorySection(start: number, end: number): number {
+    let [count, p] = this.u32(start, end)
+    for (let i = 0; i < count; i++) {
+      this.oneMemory(p)
+      p = this.limits(p, end, 'memory')
+      this.definedMemories.push(this.lastLimits)
+    }
+    return p
+  }
+
+  private globalSection(start: number, end: number): number {
+    const b = this.b
+    let [count, p] = this.u32(start, end)
+    for (let i = 0; i < count; i++) {
+      p = skipValType(b, p, end)
+      if (p >= end || b[p] > 1) {
+        throw malformed('bad global mutability', p)
+      }
+      p = this.constExpr(p + 1, end)
+    }
+    return p
+  }
+
+  /** Export section (start < 0: there was none). Adds `warden:memory:N` for defined memories. */
+  private exportSection(start: number, end: number): void {
+    const b = this.b
+    const sec = this.sec
+    sec.pos = 0
+    this.exportsDone = true
+    const added = this.definedMemories.length
+    const names = new Set<string>()
+    if (start >= 0) {
+      let [count, p] = this.u32(start, end)
+      sec.u32(count + added)
+      this.from = p
+      for (let i = 0; i < count; i++) {
+        let len: number
+        ;[len, p] = this.u32(p, end)
+        if (p + len > end) {
+          throw malformed('export name runs past the section', p)
+        }
+        try {
+          names.add(utf8Decoder.decode(b.subarray(p, p + len)))
+        } catch (err) {
+          throw new InstrumentError(
+            `malformed module: export name is not UTF-8 (at byte offset ${p})`,
+            { cause: err },
+          )
+        }
+        p += len
+        if (p >= end) {
+          throw malformed('unexpected end of export section', p)
+        }
+        const kind = b[p++]
+        if (kind > EXTERNAL.tag) {
+          throw malformed(`unknown export kind ${kind}`, p - 1)
+        }
+        const idxAt = p
+        let idx: number
+        ;[idx, p] = this.u32(p, end)
+        if (kind === EXTERNAL.global && idx >= this.importedGlobals) {
+          this.copyTo(idxAt)
+          sec.u32(idx + METER_GLOBALS.length)
+          this.from = p
+        }
+      }
+      if (p !== end) {
+        throw malformed('export section size does not match its contents', p)
+      }
+      this.copyTo(end)
+    } else if (added === 0) {
+      return
+    } else {
+      sec.u32(added)
+    }
+    for (let i = 0; i < added; i++) {
+      const index = this.importedMemories + i
+      const name = MEMORY_EXPORT_PREFIX + String(index)
+      if (names.has(name)) {
+        throw new InstrumentError(`the module already exports "${name}"`)
+      }
+      sec.name(name)
+      sec.byte(EXTERNAL.memory)
+      sec.u32(index)
+    }
+    this.emitSection(SECTION.export)
+  }
+
+  private elementSection(start: number, end: number): number {
+    const b = this.b
+    let [count, p] = this.u32(start, end)
+    for (let i = 0; i < count; i++) {
+      let flags: number
+      ;[flags, p] = this.u32(p, end)
+      if (flags > 7) {
+        throw malformed(`unknown element segment flags ${flags}`, p)
+      }
+      if ((flags & 1) === 0) {
+        if (flags & 2) {
+          p = this.u32(p, end)[1] // table index
+        }
+        p = this.constExpr(p, end)
+      }
+      if (flags & 3) {
+        if (flags & 4) {
+          p = skipRefType(b, p, end)
+        } else if (p >= end || b[p] !== 0x00) {
+          throw malformed('bad element kind', p)
+        } else {
+          p++
+        }
+      }
+      let n: number
+      ;[n, p] = this.u32(p, end)
+      for (let j = 0; j < n; j++) {
+        p = flags & 4 ? this.constExpr(p, end) : this.u32(p, end)[1]
+      }
+    }
+    return p
+  }
+
+  private dataSection(start: number, end: number): number {
+    let [count, p] = this.u32(start, end)
+    for (let i = 0; i < count; i++) {
+      let flags: number
+      ;[flags, p] = this.u32(p, end)
+      if (flags > 2) {
+        throw malformed(`unknown data segment flags ${flags}`, p)
+      }
+      if (flags === 2) {
+        p = this.u32(p, end)[1] // memory index
+      }
+      if (flags !== 1) {
+        p = this.constExpr(p, end)
+      }
+      let len: number
+      ;[len, p] = this.u32(p, end)
+      p += len
+      if (p > end) {
+        throw malformed('data segment runs past the section', p)
+      }
+    }
+    return p
+  }
+
+  /** A constant expression up to and including its `end`; rewrites `global.get` indices. */
+  private constExpr(p: number, end: number): number {
+    const b = this.b
+    for (;;) {
+      if (p >= end) {
+        throw malformed('constant expression without end', p)
+      }
+      const op = b[p++]
+      switch (op) {
+        case OP.end:
+          return p
+        case OP.i32Const:
+          p = lebEnd(b, p, end, 5)
+          break
+        case OP.i64Const:
+          p = lebEnd(b, p, end, 10)
+          break
+        case OP.f32Const:
+          p += 4
+          break
+        case OP.f64Const:
+          p += 8
+          break
+        case OP.refNull: // heaptype
+          p = lebEnd(b, p, end, 5)
+          break
+        case OP.refFunc:
+          p = lebEnd(b, p, end, 5)
+          break
+        case OP.globalGet: {
+          const at = p
+          let idx: number
+          ;[idx, p] = this.u32(p, end)
+          if (idx >= this.importedGlobals) {
+            this.copyTo(at)
+            this.sec.u32(idx + METER_GLOBALS.length)
+            this.from = p
+          }
+          break
+        }
+        case OP.i32Add:
+        case OP.i32Sub:
+        case OP.i32Mul:
+        case OP.i64Add:
+        case OP.i64Sub:
+        case OP.i64Mul:
+          throw refused(REFUSED_FEATURES.extendedConst, p - 1)
+        case OP.prefixSimd: {
+          let sub: number
+          ;[sub, p] = this.u32(p, end)
+          if (sub !== 0x0c) {
+            throw unsupported(`SIMD opcode ${sub} in a constant expression`, p)
+          }
+          p += 16 // v128.const
+          break
+        }
+        default:
+          throw unsupported(`opcode 0x${op.toString(16)} in a constant expression`, p - 1)
+      }
+    }
+  }
+
+  private codeSection(start: number, end: number): void {
+    this.sawCode = true
+    const ig = this.importedGlobals
+    const code = new CodeRewriter(this.b, {
+      paramCounts: this.paramCounts,
+      funcTypes: this.funcTypes,
+      importedGlobals: ig,
+      globalShift: METER_GLOBALS.length,
+      fuelGlobal: ig,
+      trapGlobal: ig + 1,
+      capGlobal: ig + 2,
+    }).codeSection(start, end)
+    const out = this.out
+    out.byte(SECTION.code)
+    out.u32(code.pos)
+    out.copy(code.buf, 0, code.pos)
+  }
+}

@@ -12,6 +12,7 @@ import {
   instrumentModule,
 } from './instrument.js'
 import type { InstrumentOptions } from './instrument.js'
+import { rewriteModule } from './instrument/sections.js'
 
 // NB: the project's lib setting (ES2023, no DOM) has no WebAssembly types, so describe the part of
 // the JS API these tests use.
@@ -320,9 +321,9 @@ describe('instrumentModule: fuel', () => {
   })
 })
 
-// Fuel lives in a local per function (cost model 2); the global must hold the exact amount
-// wherever a caller, a callee, the host or a trap reads it. The amounts pinned below are those of
-// cost model 1.
+// Fuel lives in a local per function (cost models 2 and 3); the global must hold the exact amount
+// wherever the host, a caller outside the threading or a trap reads it. The amounts pinned below
+// are those of cost model 1.
 const CACHE_WAT = `(module
   (import "env" "probe" (func $probe))
   (tag $e (param i32))
@@ -349,7 +350,7 @@ const CACHE_WAT = `(module
     (nop))
   (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0))))`
 
-describe('instrumentModule: fuel cached in a local', () => {
+describe('instrumentModule: fuel in a local', () => {
   const cached = async (fuel = 1000n) => {
     const seen: bigint[] = []
     const probe = () => {
@@ -372,14 +373,84 @@ describe('instrumentModule: fuel cached in a local', () => {
     expect(cost('tail', 9)).toBe(69n)
   })
 
-  it('appends the local, loads it at entry, flushes before calls and reloads after', async () => {
-    const plain = await wat(`(module (tag $e) (func $g)
-      (func (param i32) (result i32) (local f32)
-        (call $g)
-        (block (drop (br_if 1 (i32.const 1) (local.get 0))) (br_if 0 (local.get 0)))
-        (i32.const 2))
-      (func try (call $g) catch $e (nop) end))`)
-    const body = await printedBodies(instrumentModule(plain, OPTS).bytes)
+  const SHAPES_WAT = `(module (tag $e) (func $g)
+    (func (param i32) (result i32) (local f32)
+      (call $g)
+      (block (drop (br_if 1 (i32.const 1) (local.get 0))) (br_if 0 (local.get 0)))
+      (i32.const 2))
+    (func try (call $g) catch $e (nop) end))`
+
+  it('threads fuel: a wrapper at each index, the body at i + n with a fuel parameter and result', async () => {
+    const body = await printedBodies(instrumentModule(await wat(SHAPES_WAT), OPTS).bytes)
+    // The original indices keep their types and pass the global in and out.
+    expect(body(1)).toEqual(['local.get 0', 'global.get 0', 'call 4', 'global.set 0'])
+    // Parameter 0 keeps its index, the fuel parameter is 1, the declared f32 local moves to 2.
+    const check = (f: number) => [
+      'i64.const 0',
+      'i64.lt_s',
+      'if',
+      `local.get ${f}`,
+      'global.set 0',
+      'i32.const 1',
+      'global.set 1',
+      'unreachable',
+      'end',
+    ]
+    expect(body(4)).toEqual([
+      '(local f32)',
+      'block (result i32)', // branches to the function's label land here
+      'local.get 1',
+      'i64.const 1',
+      'i64.sub',
+      'local.tee 1',
+      ...check(1),
+      'local.get 1', // fuel in…
+      'call 3',
+      'local.set 1', // …and back: no global
+      ...CHARGE(1, 1),
+      'block',
+      ...CHARGE(3, 1),
+      'i32.const 1',
+      'local.get 0',
+      'br_if 1 (;@1;)', // to the function's label: no flush
+      ...CHARGE(3, 1),
+      'drop',
+      'local.get 0',
+      'br_if 0 (;@2;)',
+      ...CHARGE(1, 1),
+      'end',
+      ...CHARGE(2, 1),
+      'i32.const 2',
+      'end',
+      'local.get 1', // the fuel result
+    ])
+    // A catch body starts from the global: the code that threw flushed it.
+    expect(body(5)).toEqual([
+      'block',
+      'local.get 0',
+      'i64.const 1',
+      'i64.sub',
+      'local.tee 0',
+      ...check(0),
+      'try',
+      ...CHARGE(1, 0),
+      'local.get 0',
+      'call 3',
+      'local.set 0',
+      ...CHARGE(1, 0),
+      'catch 0',
+      ...RELOAD(2, 0),
+      'nop',
+      'end',
+      ...CHARGE(1, 0),
+      'end',
+      'local.get 0',
+    ])
+  })
+
+  it('appends the local, loads it at entry, flushes before calls and reloads after (cached scheme)', async () => {
+    const plain = await wat(SHAPES_WAT)
+    const body = await printedBodies(rewriteModule(plain, 64, 1000, 'cached').bytes)
     // Parameter 0 and local 1 keep their indices; the fuel local is 2.
     expect(body(1)).toEqual([
       '(local f32 i64)',

@@ -16,25 +16,50 @@
  * The cost model (what each instruction costs, where blocks start, where fuel is checked) and
  * {@link COST_MODEL_VERSION} are documented in one place, `instrument/cost-model.ts`.
  *
- * Fuel is cached in a local. The imported `fuel` global sits behind an indirection the engine
- * cannot keep in a register, so each function gets one extra i64 local `$f` (appended after its
- * own locals; existing indices do not move) and the charges and checks work on it:
+ * Fuel lives in a local `$f` in every function (the imported `fuel` global sits behind an
+ * indirection the engine cannot keep in a register) and is threaded through internal calls
+ * (cost model 3; the amounts are those of versions 1 and 2):
  *
- * - entry: `$f = fuel - cost`, then the check; after a call returns, and at the start of a legacy
- *   `catch`/`catch_all` body, `$f` is reloaded from the global the same way (the callee, or the
- *   code that threw, charged the global);
- * - `$f` is flushed to the global (`local.get $f; global.set $fuel`) wherever another function or
- *   the host can read or charge it, or control leaves the function: before every call
- *   (`call`, `call_indirect`, `return_call*`), `return`, branch to the function's own label
- *   (`br`, `br_if`, any label of `br_table`), the final `end`, `throw`, `rethrow`,
- *   `unreachable`, `memory.grow`, and before the fuel trap.
+ * - every defined function i of type T = (params) -> (results) gets a twin i' = i + n (n defined
+ *   functions) of type T' = (params, i64) -> (results, i64), appended to the type section (with,
+ *   for two or more results, the block type [] -> (results)). i' holds the instrumented body;
+ *   `$f` is its fuel parameter, so its declared locals move up by one (`local.*` indices
+ *   rewritten). i keeps its type and becomes a wrapper: `global.get $fuel`, `call i'`,
+ *   `global.set $fuel`. Exports, tables, elements, `ref.func`, `start` and the host keep seeing
+ *   the original types and indices, and read the fuel in the global;
+ * - entry: `$f -= cost` and the check. A direct call of a defined function j becomes
+ *   `local.get $f; call j'; local.set $f`, a `return_call j` becomes `local.get $f;
+ *   return_call j'`: fuel goes in as the last argument and comes back as the last result, with
+ *   no store to the global;
+ * - the body runs in an outer `block` with the function's results, then `local.get $f`: `br`,
+ *   `br_if` and `br_table` to the function's label land in that block and leave unchanged;
+ *   `return` becomes `local.get $f; return`;
+ * - `$f` is flushed to the global (`local.get $f; global.set $fuel`) wherever the host or code
+ *   outside the threading can read or charge it: before a call of an import and
+ *   `call_indirect` (both reload `$f` from the global after), `throw`, `rethrow`,
+ *   `unreachable`, `memory.grow` (reloaded after), and the fuel trap. A legacy `catch` or
+ *   `catch_all` reloads `$f` from the global (the code that threw flushed it).
  *
- * So whenever a callee, a caller, the host or a trap the rewriter inserted (fuel, memory cap) can
- * read the global, it holds exactly what version 1 had there: the amounts did not change. After a
- * guest trap the engine raises itself (out-of-bounds access, division by zero, stack overflow…),
- * `fuelUsed` counts up to the last call, return or check (the last flush): still deterministic,
- * possibly short of what the function charged since. Functions that already have the most
- * locals allowed keep charging the global directly, as in version 1.
+ * So whenever the host, a caller outside the threading or a trap the rewriter inserted (fuel,
+ * memory cap) reads the global, it holds exactly what versions 1 and 2 had there. After a guest
+ * trap the engine raises itself (out-of-bounds access, division by zero, stack overflow…),
+ * `fuelUsed` counts up to the last flush: still deterministic, but flushes are rarer than in
+ * version 2 (which flushed at every call and return), so it can be short of what the run charged
+ * by everything since the export was entered or the host last saw the fuel.
+ *
+ * A module falls back as a whole, before or during the code section (the walk restarts), to
+ * version 2's code, with no added types or functions: fuel cached in an added local per function,
+ * flushed to the global before every call, `return`, branch to the function's label and final
+ * `end`, and reloaded after every call. It does when it has a `return_call` of an import or a
+ * `return_call_indirect` (a tail call into something that returns no fuel; turning it into a plain
+ * call would break the constant stack of tail-call loops), a function at the locals limit, a
+ * function type at V8's 1000-parameter or 1000-result limit, or when the added types or
+ * functions would pass V8's 1,000,000. In that scheme, functions that already have the most
+ * locals allowed charge the global directly, as in version 1.
+ *
+ * Function and type indices past the input's are refused wherever they appear (exports,
+ * elements, `ref.func`, `start`, calls, block and `call_indirect` types): in the output they
+ * would name the added functions and types, which take fuel as an argument.
  *
  * Accepted: what V8 in Node 20 runs without a flag, and Warden meters and isolates: MVP, sign
  * extension, saturating truncation, bulk memory, reference types (funcref, externref), fixed-width
@@ -53,7 +78,7 @@
  * - `instrument/meter.ts`, `instrument/errors.ts`: the names, limits and errors of the API.
  */
 
-import { ModuleRewriter } from './instrument/sections.js'
+import { rewriteModule } from './instrument/sections.js'
 import type { InstrumentOptions, InstrumentedModule } from './instrument/meter.js'
 
 export { COST_MODEL_VERSION } from './instrument/cost-model.js'
@@ -94,5 +119,5 @@ export function instrumentModule(
   ) {
     throw new TypeError('instrumentModule: maxTableElements must be an integer in [0, 2^32-1]')
   }
-  return new ModuleRewriter(bytes, maxMemoryPages, maxTableElements).run()
+  return rewriteModule(bytes, maxMemoryPages, maxTableElements, 'threaded')
 }

@@ -1,7 +1,8 @@
 /**
  * The code section: streams each function body once, inserting fuel charges and checks at
- * basic-block starts, the flushes and reloads of the fuel local, and the `memory.grow` cap, and
- * shifting global indices past the meter imports. See `../instrument.ts` for the scheme.
+ * basic-block starts, the `memory.grow` cap, and the code that keeps fuel in a local (threaded
+ * through internal calls, or flushed to the global around them), and shifting global indices
+ * past the meter imports. See `../instrument.ts` for the two schemes.
  */
 import { ByteWriter, decodeU32, lebEnd, lebLength } from './bytes.js'
 import { COST } from './cost-model.js'
@@ -23,8 +24,20 @@ import {
 
 /** What the code section needs to know about the rest of the module. */
 export interface CodeContext {
+  /**
+   * Thread fuel through internal calls: function i's body moves to i + n (n defined functions)
+   * with an extra trailing i64 parameter and result, and i becomes a wrapper. Otherwise every
+   * function keeps its index and caches fuel in an added local (cost model 2's code).
+   */
+  threaded: boolean
   /** Parameter count of every type, by type index. */
   paramCounts: readonly number[]
+  /** Types in the input module: a type index at or above this is invalid. */
+  typeCount: number
+  /** Block type (`[] -> results`) of every type, encoded; used by threaded bodies. */
+  resultBlockTypes: readonly Uint8Array[]
+  /** Imported functions: a function index below this is an import. */
+  importedFuncs: number
   /** Type index of every defined function. */
   funcTypes: readonly number[]
   /** Imported globals: defined globals at or above this index shift by the meter imports. */
@@ -36,9 +49,24 @@ export interface CodeContext {
   capGlobal: number
 }
 
+/**
+ * The module cannot be metered with fuel threaded through calls (a tail call to an import or
+ * through a table, a function at the locals limit, a type or function count near V8's limits);
+ * the caller starts over with the cached scheme.
+ */
+export class FuelThreadingUnsupported extends Error {}
+
 // Kinds of in-place rewrites recorded while scanning a straight-line segment.
 const RW_GLOBAL = 0
 const RW_GROW = 1
+/** Threaded: a local index at or past the fuel parameter, shifted by one. */
+const RW_LOCAL = 2
+/** Threaded: `call f` → `local.get $f; call f'; local.set $f`. */
+const RW_CALL = 3
+/** Threaded: `return_call f` → `local.get $f; return_call f'`. */
+const RW_RETURN_CALL = 4
+/** Threaded: `return` → `local.get $f; return`. */
+const RW_RETURN = 5
 
 // What functionBody found in a body.
 const BODY_GROW = 1 // it uses memory.grow (the rewrite needs the scratch local)
@@ -59,10 +87,15 @@ export class CodeRewriter {
   private readonly checkBytes: Uint8Array
 
   // Per function.
-  /** Index of the added i64 local: the fuel cache, and the `memory.grow` scratch. */
+  /**
+   * Index of the fuel local `$f`: the added i64 local (cached scheme) or the fuel parameter
+   * (threaded scheme); also the `memory.grow` scratch.
+   */
   private fuelLocal = 0
   /** Whether the current function meters on `fuelLocal` (else on the global, as in v1). */
   private cached = false
+  /** Whether the current function's fuel arrives as its last parameter and leaves as its last result. */
+  private threaded = false
   /** `fuelLocal` is stale: the next charge starts from the global (after entry, call, catch). */
   private reload = false
 
@@ -90,12 +123,19 @@ export class CodeRewriter {
     const b = this.b
     let p = lebEnd(b, start, end, 5)
     const count = decodeU32(b, start, p)
-    const { paramCounts, funcTypes } = this.ctx
+    const { paramCounts, funcTypes, threaded } = this.ctx
     if (count !== funcTypes.length) {
       throw malformed('function and code section counts differ', start)
     }
-    const code = new ByteWriter(Math.ceil((end - start) * 1.4) + 1024)
-    code.u32(count)
+    const code = new ByteWriter(Math.ceil((end - start) * 1.4) + 1024 + (threaded ? count * 16 : 0))
+    if (threaded) {
+      code.u32(2 * count)
+      for (let i = 0; i < count; i++) {
+        this.emitWrapper(code, i)
+      }
+    } else {
+      code.u32(count)
+    }
     const fw = this.fw
     for (let i = 0; i < count; i++) {
       let q = lebEnd(b, p, end, 5)
@@ -110,7 +150,8 @@ export class CodeRewriter {
       const groups = decodeU32(b, p, q)
       p = q
       const groupsAt = p
-      let total = paramCounts[funcTypes[i]]
+      const params = paramCounts[funcTypes[i]]
+      let total = params
       for (let j = 0; j < groups; j++) {
         q = lebEnd(b, p, bodyEnd, 5)
         total += decodeU32(b, p, q)
@@ -120,9 +161,26 @@ export class CodeRewriter {
         }
         p = skipValType(b, p, bodyEnd)
       }
+      if (threaded) {
+        // The fuel parameter takes one more local slot.
+        if (total + 1 > MAX_FUNCTION_LOCALS) {
+          throw new FuelThreadingUnsupported(`function ${i} is at the locals limit`)
+        }
+        this.fuelLocal = params
+        this.cached = true
+        this.threaded = true
+        this.functionBody(p, bodyEnd, funcTypes[i])
+        // The locals as they were: the fuel local is the parameter.
+        code.u32(p - localsAt + fw.pos)
+        code.copy(b, localsAt, p)
+        code.copy(fw.buf, 0, fw.pos)
+        p = bodyEnd
+        continue
+      }
       this.fuelLocal = total
       this.cached = total < MAX_FUNCTION_LOCALS
-      const body = this.functionBody(p, bodyEnd)
+      this.threaded = false
+      const body = this.functionBody(p, bodyEnd, funcTypes[i])
       if (this.cached || body & BODY_GROW) {
         if (total + 1 > MAX_FUNCTION_LOCALS) {
           throw new InstrumentError(`function ${i} has too many locals`)
@@ -145,6 +203,32 @@ export class CodeRewriter {
       throw malformed('code section size does not match its contents', p)
     }
     return code
+  }
+
+  /**
+   * The body left at defined function i's own index (threaded scheme), with its original type:
+   * `local.get 0 … local.get P-1; global.get $fuel; call i'; global.set $fuel`. Exports, tables,
+   * `ref.func`, `start` and the host keep calling i and see the fuel in the global.
+   */
+  private emitWrapper(code: ByteWriter, i: number): void {
+    const { paramCounts, funcTypes, importedFuncs, fuelGlobal } = this.ctx
+    const params = paramCounts[funcTypes[i]]
+    const w = this.fw
+    w.pos = 0
+    w.byte(0x00) // no locals
+    for (let k = 0; k < params; k++) {
+      w.byte(OP.localGet)
+      w.u32(k)
+    }
+    w.byte(OP.globalGet)
+    w.u32(fuelGlobal)
+    w.byte(OP.call)
+    w.u32(importedFuncs + funcTypes.length + i)
+    w.byte(OP.globalSet)
+    w.u32(fuelGlobal)
+    w.byte(OP.end)
+    code.u32(w.pos)
+    code.copy(w.buf, 0, w.pos)
   }
 
   /**
@@ -175,17 +259,32 @@ export class CodeRewriter {
    * rewriting global indices and `memory.grow`. Returns BODY_GROW when the body uses
    * `memory.grow` (and so needs the scratch local).
    */
-  private functionBody(start: number, end: number): number {
+  private functionBody(start: number, end: number, type: number): number {
     const b = this.b
-    const gImported = this.ctx.importedGlobals
-    const gShift = this.ctx.globalShift
+    const ctx = this.ctx
+    const gImported = ctx.importedGlobals
+    const gShift = ctx.globalShift
+    const typeCount = ctx.typeCount
+    const importedFuncs = ctx.importedFuncs
+    const totalFuncs = importedFuncs + ctx.funcTypes.length
+    const threaded = this.threaded
+    // Threaded: locals at or past the fuel parameter move up by one.
+    const firstShifted = threaded ? this.fuelLocal : 0xffff_ffff
     const rwStart = this.rwStart
     const rwEnd = this.rwEnd
     const rwKind = this.rwKind
     const rwValue = this.rwValue
     const cached = this.cached
     this.fw.pos = 0
-    this.reload = cached
+    // Threaded: fuel arrives in the parameter. Cached: it is loaded from the global at entry.
+    this.reload = cached && !threaded
+    if (threaded) {
+      // The body runs in a block with the function's results, so that every branch to the
+      // function's label lands before the `local.get $f` that appends the fuel result.
+      const bt = ctx.resultBlockTypes[type]
+      this.fw.byte(OP.block)
+      this.fw.copy(bt, 0, bt.length)
+    }
     let nrw = 0
     let p = start
     let segStart = start
@@ -208,13 +307,23 @@ export class CodeRewriter {
       switch (IMMEDIATES[op]) {
         case IMM.none:
           continue
-        case IMM.local:
-          if (p < end && b[p] < 0x80) {
+        case IMM.local: {
+          if (p < end && b[p] < 0x80 && b[p] < firstShifted) {
             p++
-          } else {
-            p = lebEnd(b, p, end, 5)
+            continue
           }
+          const q = lebEnd(b, p, end, 5)
+          const idx = decodeU32(b, p, q)
+          if (idx >= firstShifted) {
+            rwStart[nrw] = p
+            rwEnd[nrw] = q
+            rwKind[nrw] = RW_LOCAL
+            rwValue[nrw] = idx + 1
+            nrw++
+          }
+          p = q
           continue
+        }
         case IMM.global: {
           const q = lebEnd(b, p, end, 5)
           const idx = b[p] < 0x80 ? b[p] : decodeU32(b, p, q)
@@ -241,6 +350,14 @@ export class CodeRewriter {
         case IMM.leb64:
           p = lebEnd(b, p, end, 10)
           continue
+        case IMM.funcIndex: {
+          const q = lebEnd(b, p, end, 5)
+          if (decodeU32(b, p, q) >= totalFuncs) {
+            throw malformed('function index out of range', p)
+          }
+          p = q
+          continue
+        }
         case IMM.f32:
           p += 4
           if (p > end) {
@@ -292,12 +409,14 @@ export class CodeRewriter {
       let kind = 0
       // Flush the fuel local to the global before this instruction (cached functions only).
       let flush = false
+      // Reload the fuel local from the global after it (cached functions only).
+      let reload = false
       switch (op) {
         case OP.block:
         case OP.loop:
         case OP.if:
         case OP.try: // legacy exception handling
-          p = skipBlockType(b, p, end)
+          p = skipBlockType(b, p, end, typeCount)
           depth++
           kind = K_BOUNDARY
           break
@@ -305,18 +424,44 @@ export class CodeRewriter {
         case OP.throwRef:
           throw refused(REFUSED_FEATURES.exnref, opAt)
         case OP.else:
+          kind = K_BOUNDARY
+          break
         case OP.catchAll:
+          // The code that threw charged the global.
+          reload = cached
           kind = K_BOUNDARY
           break
         case OP.catch: // tagidx
-        case OP.call: // funcidx
           p = lebEnd(b, p, end, 5)
-          flush = cached && op === OP.call
+          reload = cached
           kind = K_BOUNDARY
           break
+        case OP.call: {
+          // funcidx
+          const q = lebEnd(b, p, end, 5)
+          const callee = decodeU32(b, p, q)
+          if (callee >= totalFuncs) {
+            throw malformed(`function index ${callee} out of range`, p)
+          }
+          if (threaded && callee >= importedFuncs) {
+            // `local.get $f; call callee'; local.set $f`: fuel goes in and comes back.
+            rwStart[nrw] = opAt
+            rwEnd[nrw] = q
+            rwKind[nrw] = RW_CALL
+            rwValue[nrw] = callee + ctx.funcTypes.length
+            nrw++
+          } else {
+            // An import, or the cached scheme: the callee reads and charges the global.
+            flush = cached
+            reload = cached
+          }
+          p = q
+          kind = K_BOUNDARY
+          break
+        }
         case OP.brIf: {
           const q = lebEnd(b, p, end, 5)
-          flush = cached && decodeU32(b, p, q) === depth - 1
+          flush = cached && !threaded && decodeU32(b, p, q) === depth - 1
           p = q
           kind = K_BOUNDARY
           break
@@ -329,41 +474,79 @@ export class CodeRewriter {
           kind = K_BOUNDARY
           break
         case OP.callIndirect: // type table
-          p = lebEnd(b, p, end, 5)
+          p = this.typeIndex(p, end, typeCount)
           p = lebEnd(b, p, end, 5)
           cost += COST.callIndirect - COST.instruction
           flush = cached
+          reload = cached
           kind = K_BOUNDARY
           break
         case OP.end:
           if (--depth === 0) {
-            flush = cached
+            // Threaded: the fuel result is appended after this `end` (see below).
+            flush = cached && !threaded
             kind = K_FINAL
           } else {
             kind = K_BOUNDARY
           }
           break
         case OP.unreachable:
-        case OP.return:
           flush = cached
+          kind = K_TERMINATOR
+          break
+        case OP.return:
+          if (threaded) {
+            rwStart[nrw] = opAt
+            rwEnd[nrw] = p
+            rwKind[nrw] = RW_RETURN
+            rwValue[nrw] = 0
+            nrw++
+          } else {
+            flush = cached
+          }
           kind = K_TERMINATOR
           break
         case OP.throw: // tagidx
         case OP.rethrow: // depth
-        case OP.returnCall: // funcidx
           p = lebEnd(b, p, end, 5)
           flush = cached
           kind = K_TERMINATOR
           break
+        case OP.returnCall: {
+          // funcidx
+          const q = lebEnd(b, p, end, 5)
+          const callee = decodeU32(b, p, q)
+          if (callee >= totalFuncs) {
+            throw malformed(`function index ${callee} out of range`, p)
+          }
+          if (threaded) {
+            if (callee < importedFuncs) {
+              throw new FuelThreadingUnsupported('return_call of an import')
+            }
+            rwStart[nrw] = opAt
+            rwEnd[nrw] = q
+            rwKind[nrw] = RW_RETURN_CALL
+            rwValue[nrw] = callee + ctx.funcTypes.length
+            nrw++
+          } else {
+            flush = cached
+          }
+          p = q
+          kind = K_TERMINATOR
+          break
+        }
         case OP.br: {
           const q = lebEnd(b, p, end, 5)
-          flush = cached && decodeU32(b, p, q) === depth - 1
+          flush = cached && !threaded && decodeU32(b, p, q) === depth - 1
           p = q
           kind = K_TERMINATOR
           break
         }
         case OP.returnCallIndirect: // type table
-          p = lebEnd(b, p, end, 5)
+          if (threaded) {
+            throw new FuelThreadingUnsupported('return_call_indirect')
+          }
+          p = this.typeIndex(p, end, typeCount)
           p = lebEnd(b, p, end, 5)
           cost += COST.callIndirect - COST.instruction
           flush = cached
@@ -384,7 +567,7 @@ export class CodeRewriter {
               p = r
             }
             if (label === depth - 1) {
-              flush = cached
+              flush = cached && !threaded
             }
           }
           kind = K_TERMINATOR
@@ -397,16 +580,20 @@ export class CodeRewriter {
       nrw = 0
       segStart = p
       if (kind === K_FINAL) {
+        if (threaded) {
+          // The `end` just copied closes the body's block; the function returns $f last.
+          this.fw.ensure(8)
+          this.fw.byte(OP.localGet)
+          this.fw.u32(this.fuelLocal)
+          this.fw.byte(OP.end)
+        }
         break
       }
       live = kind === K_BOUNDARY
       check = op === OP.loop
       cost = 0
       // After a call returns, or an exception was caught, the global is ahead of the local.
-      if (
-        cached &&
-        (op === OP.call || op === OP.callIndirect || op === OP.catch || op === OP.catchAll)
-      ) {
+      if (reload) {
         this.reload = true
       }
     }
@@ -414,6 +601,15 @@ export class CodeRewriter {
       throw malformed('code after the end of the function body', p)
     }
     return usesGrow ? BODY_GROW : 0
+  }
+
+  /** Skips a type index (of `call_indirect`), rejecting one past the input's types. */
+  private typeIndex(p: number, end: number, typeCount: number): number {
+    const q = lebEnd(this.b, p, end, 5)
+    if (decodeU32(this.b, p, q) >= typeCount) {
+      throw malformed('type index out of range', p)
+    }
+    return q
   }
 
   /**
@@ -484,10 +680,37 @@ export class CodeRewriter {
     let cur = from
     for (let k = 0; k < nrw; k++) {
       fw.copy(b, cur, this.rwStart[k])
-      if (this.rwKind[k] === RW_GLOBAL) {
-        fw.u32(this.rwValue[k])
-      } else {
-        this.emitGrow(this.rwValue[k])
+      const value = this.rwValue[k]
+      switch (this.rwKind[k]) {
+        case RW_GLOBAL:
+        case RW_LOCAL:
+          fw.u32(value)
+          break
+        case RW_GROW:
+          this.emitGrow(value)
+          break
+        case RW_CALL:
+          fw.ensure(20)
+          fw.byte(OP.localGet)
+          fw.u32(this.fuelLocal)
+          fw.byte(OP.call)
+          fw.u32(value)
+          fw.byte(OP.localSet)
+          fw.u32(this.fuelLocal)
+          break
+        case RW_RETURN_CALL:
+          fw.ensure(12)
+          fw.byte(OP.localGet)
+          fw.u32(this.fuelLocal)
+          fw.byte(OP.returnCall)
+          fw.u32(value)
+          break
+        default: // RW_RETURN
+          fw.ensure(8)
+          fw.byte(OP.localGet)
+          fw.u32(this.fuelLocal)
+          fw.byte(OP.return)
+          break
       }
       cur = this.rwEnd[k]
     }

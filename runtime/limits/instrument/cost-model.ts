@@ -20,8 +20,9 @@
 /**
  * Version of the static fuel cost model and of the code that meters it; part of the
  * instrumentation cache key. 2: same amounts as 1, fuel cached in a local per function.
+ * 3: same amounts, fuel threaded through internal calls as an extra parameter and result.
  */
-export const COST_MODEL_VERSION = 2
+export const COST_MODEL_VERSION = 3
 
 /** Fuel per instruction, by class. */
 export const COST = {

@@ -8,7 +8,8 @@ export const TRAP_FUEL = 1
 export const TRAP_MEMORY = 2
 /**
  * Most locals (parameters included) a function may have, as in V8. The rewriter adds one (the
- * fuel cache, also the `memory.grow` scratch); a function already at the limit is metered on the
+ * fuel parameter or cached local, also the `memory.grow` scratch); a module with a function
+ * already at the limit falls back to the cached scheme, where that function is metered on the
  * global instead, and then rejected only if it uses `memory.grow`.
  */
 export const MAX_FUNCTION_LOCALS = 50_000

@@ -135,6 +135,8 @@ export const IMM = {
   prefixAtomic: 13,
   /** Structured control, branches, calls, returns, exceptions: may end a basic block. */
   control: 14,
+  /** `ref.func`: a function index, checked against the input's functions. */
+  funcIndex: 15,
 } as const
 
 /** Immediate kind ({@link IMM}) of every single-byte opcode. */
@@ -150,9 +152,10 @@ export const IMMEDIATES: Uint8Array = (() => {
   }
   t[OP.globalGet] = IMM.global
   t[OP.globalSet] = IMM.global
-  for (const op of [OP.i32Const, OP.tableGet, OP.tableSet, OP.memorySize, OP.refFunc, OP.refNull]) {
+  for (const op of [OP.i32Const, OP.tableGet, OP.tableSet, OP.memorySize, OP.refNull]) {
     t[op] = IMM.leb32
   }
+  t[OP.refFunc] = IMM.funcIndex
   t[OP.i64Const] = IMM.leb64
   t[OP.f32Const] = IMM.f32
   t[OP.f64Const] = IMM.f64
@@ -260,7 +263,8 @@ export function isRefType(t: number): boolean {
   return t === TYPE.funcref || t === TYPE.externref
 }
 
-export function skipBlockType(b: Uint8Array, p: number, end: number): number {
+/** Skips a block type; a type index must be below `typeCount` (the input's types). */
+export function skipBlockType(b: Uint8Array, p: number, end: number, typeCount: number): number {
   if (p >= end) {
     throw malformed('unexpected end', p)
   }
@@ -272,7 +276,13 @@ export function skipBlockType(b: Uint8Array, p: number, end: number): number {
   if ((t & 0xc0) === 0x40) {
     throw unsupported(`block type 0x${t.toString(16)}`, p)
   }
-  return lebEnd(b, p, end, 5)
+  const q = lebEnd(b, p, end, 5)
+  // A non-negative s33 of at most 5 bytes reads as the unsigned value when its sign bit is clear.
+  const index = decodeU32(b, p, q)
+  if ((b[q - 1] & 0x40) !== 0 || index >= typeCount) {
+    throw malformed('block type index out of range', p)
+  }
+  return q
 }
 
 export function skipMemarg(b: Uint8Array, p: number, end: number): number {

@@ -4,7 +4,7 @@
  * the `name` section dropped). The code section goes to {@link CodeRewriter}.
  */
 import { ByteWriter, bytesEqual, decodeU32, lebEnd, utf8, utf8Decoder } from './bytes.js'
-import { CodeRewriter } from './code.js'
+import { CodeRewriter, FuelThreadingUnsupported } from './code.js'
 import { COST_MODEL_VERSION } from './cost-model.js'
 import { InstrumentError, REFUSED_FEATURES, malformed, refused, unsupported } from './errors.js'
 import { MEMORY_EXPORT_PREFIX, METER_MODULE } from './meter.js'
@@ -40,17 +40,63 @@ const RANK_EXPORT = SECTION_RANK[SECTION.export]
 const METER_MODULE_BYTES = utf8.encode(METER_MODULE)
 const NAME_BYTES = utf8.encode('name')
 
-export class ModuleRewriter {
+/** V8's limits (`wasm-limits.h`) that the threaded scheme's added types and functions must fit. */
+const V8_MAX_TYPES = 1_000_000
+const V8_MAX_FUNCTIONS = 1_000_000
+const V8_MAX_PARAMS = 1_000
+const V8_MAX_RESULTS = 1_000
+
+/**
+ * How fuel reaches the code: `threaded` through internal calls as an extra parameter and
+ * result (falling back to `cached` for the whole module where it cannot), or `cached` in a local
+ * per function, flushed to the global around every call (cost model 2's code).
+ */
+export type FuelScheme = 'threaded' | 'cached'
+
+/**
+ * Rewrites a module with the given scheme. Internal: {@link instrumentModule} validates the
+ * options and uses `threaded`; tests compare the schemes.
+ */
+export function rewriteModule(
+  bytes: Uint8Array,
+  maxMemoryPages: number,
+  maxTableElements: number,
+  scheme: FuelScheme,
+): InstrumentedModule {
+  if (scheme === 'threaded') {
+    try {
+      return new ModuleRewriter(bytes, maxMemoryPages, maxTableElements, true).run()
+    } catch (err) {
+      if (!(err instanceof FuelThreadingUnsupported)) {
+        throw err
+      }
+    }
+  }
+  return new ModuleRewriter(bytes, maxMemoryPages, maxTableElements, false).run()
+}
+
+class ModuleRewriter {
   private readonly b: Uint8Array
   private readonly maxMemoryPages: number
   private readonly maxTableElements: number
+  /** Thread fuel through internal calls (see `FuelScheme`). */
+  private readonly threaded: boolean
   private readonly out: ByteWriter
   private readonly sec = new ByteWriter(1 << 16)
   /** Start of the not yet copied input in the current section (see copyTo). */
   private from = 0
 
   private readonly paramCounts: number[] = []
+  /** Result count of every type, by type index. */
+  /** Per type, 4 offsets in the input: its param types' start and end, its result types'. */
+  private readonly typeBytes: number[] = []
+  private readonly resultCounts: number[] = []
+  /** Threaded: per type, the index of its fuel-threaded form (params, i64) -> (results, i64). */
+  private readonly threadedTypes: number[] = []
+  /** Threaded: per type, the block type `[] -> results`, encoded. */
+  private readonly resultBlockTypes: Uint8Array[] = []
   private readonly funcTypes: number[] = []
+  private importedFuncs = 0
   private importedGlobals = 0
   private importedMemories = 0
   private readonly definedMemories: { min: number; max: number }[] = []
@@ -61,10 +107,16 @@ export class ModuleRewriter {
   /** Limits of the memory last passed to `limits`, after the rewrite. */
   private lastLimits = { min: 0, max: 0 }
 
-  constructor(bytes: Uint8Array, maxMemoryPages: number, maxTableElements: number) {
+  constructor(
+    bytes: Uint8Array,
+    maxMemoryPages: number,
+    maxTableElements: number,
+    threaded: boolean,
+  ) {
     this.b = bytes
     this.maxMemoryPages = maxMemoryPages
     this.maxTableElements = maxTableElements
+    this.threaded = threaded
     this.out = new ByteWriter(Math.ceil(bytes.length * 1.3) + 1024)
   }
 
@@ -161,12 +213,26 @@ export class ModuleRewriter {
     switch (id) {
       case SECTION.type:
         p = this.typeSection(start, end)
+        if (this.threaded) {
+          if (p !== end) {
+            throw malformed(`section ${id} size does not match its contents`, at)
+          }
+          this.emitThreadedTypes(start, end)
+          return
+        }
         break
       case SECTION.import:
         this.importSection(start, end)
         return
       case SECTION.function:
         p = this.functionSection(start, end)
+        if (this.threaded) {
+          if (p !== end) {
+            throw malformed(`section ${id} size does not match its contents`, at)
+          }
+          this.emitThreadedFunctions(start, end)
+          return
+        }
         break
       case SECTION.table:
         p = this.tableSection(start, end)
@@ -190,6 +256,8 @@ export class ModuleRewriter {
         p = this.dataSection(start, end)
         break
       case SECTION.start: // a function index, unchanged
+        p = this.funcIndex(start, end)
+        break
       case SECTION.dataCount:
         p = lebEnd(this.b, start, end, 5)
         decodeU32(this.b, start, p)
@@ -223,6 +291,90 @@ export class ModuleRewriter {
     return [decodeU32(this.b, p, q), q]
   }
 
+  /**
+   * Skips a function index, rejecting one past the input's functions: in the threaded scheme the
+   * indices past them belong to the added functions, which take fuel as a parameter.
+   */
+  private funcIndex(p: number, end: number): number {
+    const [idx, q] = this.u32(p, end)
+    if (idx >= this.importedFuncs + this.funcTypes.length) {
+      throw malformed(`function index ${idx} out of range`, p)
+    }
+    return q
+  }
+
+  /**
+   * Threaded: the type section as it was, then per type T = (params) -> (results) its
+   * fuel-threaded form (params, i64) -> (results, i64), and for T with 2 or more results the
+   * block type [] -> (results) of the body's outer block.
+   */
+  private emitThreadedTypes(start: number, end: number): void {
+    const b = this.b
+    const count = this.paramCounts.length
+    const added = new ByteWriter(end - start + count * 8)
+    let next = count
+    for (let t = 0; t < count; t++) {
+      const params = this.paramCounts[t]
+      const results = this.resultCounts[t]
+      if (params + 1 > V8_MAX_PARAMS || results + 1 > V8_MAX_RESULTS) {
+        this.threadedTypes.push(-1)
+        this.resultBlockTypes.push(new Uint8Array(0))
+        continue
+      }
+      const [paramsAt, paramsEnd, resultsAt, resultsEnd] = this.typeBytes.slice(4 * t, 4 * t + 4)
+      added.byte(TYPE.func)
+      added.u32(params + 1)
+      added.copy(b, paramsAt, paramsEnd)
+      added.byte(TYPE.i64)
+      added.u32(results + 1)
+      added.copy(b, resultsAt, resultsEnd)
+      added.byte(TYPE.i64)
+      this.threadedTypes.push(next++)
+      if (results === 0) {
+        this.resultBlockTypes.push(Uint8Array.of(TYPE.empty))
+      } else if (results === 1) {
+        this.resultBlockTypes.push(Uint8Array.of(b[resultsAt]))
+      } else {
+        added.byte(TYPE.func)
+        added.byte(0)
+        added.u32(results)
+        added.copy(b, resultsAt, resultsEnd)
+        const bt = new ByteWriter(8)
+        bt.s64(next++)
+        this.resultBlockTypes.push(bt.buf.slice(0, bt.pos))
+      }
+    }
+    if (next > V8_MAX_TYPES) {
+      throw new FuelThreadingUnsupported('too many types')
+    }
+    const sec = this.sec
+    sec.pos = 0
+    sec.u32(next)
+    sec.copy(b, lebEnd(b, start, end, 5), end)
+    sec.copy(added.buf, 0, added.pos)
+    this.emitSection(SECTION.type)
+  }
+
+  /** Threaded: the function section as it was, then the fuel-threaded form of each function. */
+  private emitThreadedFunctions(start: number, end: number): void {
+    const n = this.funcTypes.length
+    if (this.importedFuncs + 2 * n > V8_MAX_FUNCTIONS) {
+      throw new FuelThreadingUnsupported('too many functions')
+    }
+    const sec = this.sec
+    sec.pos = 0
+    sec.u32(2 * n)
+    sec.copy(this.b, lebEnd(this.b, start, end, 5), end)
+    for (const t of this.funcTypes) {
+      const threaded = this.threadedTypes[t]
+      if (threaded < 0) {
+        throw new FuelThreadingUnsupported('a function type is at the parameter or result limit')
+      }
+      sec.u32(threaded)
+    }
+    this.emitSection(SECTION.function)
+  }
+
   private typeSection(start: number, end: number): number {
     const b = this.b
     let [count, p] = this.u32(start, end)
@@ -236,13 +388,18 @@ export class ModuleRewriter {
       let n: number
       ;[n, p] = this.u32(p + 1, end)
       this.paramCounts.push(n)
+      this.typeBytes.push(p)
       for (let j = 0; j < n; j++) {
         p = skipValType(b, p, end)
       }
+      this.typeBytes.push(p)
       ;[n, p] = this.u32(p, end)
+      this.resultCounts.push(n)
+      this.typeBytes.push(p)
       for (let j = 0; j < n; j++) {
         p = skipValType(b, p, end)
       }
+      this.typeBytes.push(p)
     }
     return p
   }
@@ -277,9 +434,15 @@ export class ModuleRewriter {
         }
         const kind = b[p++]
         switch (kind) {
-          case EXTERNAL.func:
-            p = this.u32(p, end)[1]
+          case EXTERNAL.func: {
+            let t: number
+            ;[t, p] = this.u32(p, end)
+            if (t >= this.paramCounts.length) {
+              throw malformed(`function type index ${t} out of range`, p)
+            }
+            this.importedFuncs++
             break
+          }
           case EXTERNAL.table:
             p = skipRefType(b, p, end)
             p = this.limits(p, end, 'table')
@@ -467,6 +630,9 @@ export class ModuleRewriter {
         const idxAt = p
         let idx: number
         ;[idx, p] = this.u32(p, end)
+        if (kind === EXTERNAL.func) {
+          this.funcIndex(idxAt, end)
+        }
         if (kind === EXTERNAL.global && idx >= this.importedGlobals) {
           this.copyTo(idxAt)
           sec.u32(idx + METER_GLOBALS.length)
@@ -522,7 +688,7 @@ export class ModuleRewriter {
       let n: number
       ;[n, p] = this.u32(p, end)
       for (let j = 0; j < n; j++) {
-        p = flags & 4 ? this.constExpr(p, end) : this.u32(p, end)[1]
+        p = flags & 4 ? this.constExpr(p, end) : this.funcIndex(p, end)
       }
     }
     return p
@@ -579,7 +745,7 @@ export class ModuleRewriter {
           p = lebEnd(b, p, end, 5)
           break
         case OP.refFunc:
-          p = lebEnd(b, p, end, 5)
+          p = this.funcIndex(p, end)
           break
         case OP.globalGet: {
           const at = p
@@ -618,7 +784,11 @@ export class ModuleRewriter {
     this.sawCode = true
     const ig = this.importedGlobals
     const code = new CodeRewriter(this.b, {
+      threaded: this.threaded,
       paramCounts: this.paramCounts,
+      typeCount: this.paramCounts.length,
+      resultBlockTypes: this.resultBlockTypes,
+      importedFuncs: this.importedFuncs,
       funcTypes: this.funcTypes,
       importedGlobals: ig,
       globalShift: METER_GLOBALS.length,

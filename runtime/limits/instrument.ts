@@ -43,9 +43,10 @@
  * So whenever the host, a caller outside the threading or a trap the rewriter inserted (fuel,
  * memory cap) reads the global, it holds exactly what versions 1 and 2 had there. After a guest
  * trap the engine raises itself (out-of-bounds access, division by zero, stack overflow…),
- * `fuelUsed` counts up to the last flush: still deterministic, but flushes are rarer than in
- * version 2 (which flushed at every call and return), so it can be short of what the run charged
- * by everything since the export was entered or the host last saw the fuel.
+ * the global holds the count of the last flush only, which can be short of what the run charged
+ * by everything since the export was entered or the host last saw the fuel; so the worker
+ * reports such a run as having spent its whole budget (`runtime/sandbox/worker.ts`): trapping on
+ * purpose never under-reports, and the figure stays deterministic.
  *
  * A module falls back as a whole, before or during the code section (the walk restarts), to
  * version 2's code, with no added types or functions: fuel cached in an added local per function,

@@ -558,7 +558,18 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
     return { type: 'result', id: msg.id, ok: true, outcome, value, metering: metering() }
   } catch (error) {
     const serialized = classify(error, state, meter.trap.value as number, ready.realm)
-    return { type: 'result', id: msg.id, ok: false, error: serialized, metering: metering() }
+    const spent = metering()
+    // The engine stopped the guest inside a function (a trap, a stack overflow), where the
+    // fuel count lives in a local the host cannot read: the run is charged its whole budget,
+    // so that trapping on purpose never reports less than was spent. Deterministic still.
+    const engineStop =
+      (meter.trap.value as number) === 0 &&
+      (isWasmError(error, ready.realm, 'RuntimeError') ||
+        (isA(error, ready.realm, 'RangeError') && /call stack/i.test(error.message)))
+    if (engineStop) {
+      spent.fuelUsed = limits.fuel
+    }
+    return { type: 'result', id: msg.id, ok: false, error: serialized, metering: spent }
   }
 }
 

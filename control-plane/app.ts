@@ -11,7 +11,12 @@ import { DEFAULT_MAX_COMPONENT_BYTES, describeIssue, WardenError } from '../runt
 import type { Invocation, Warden } from '../runtime/index.js'
 import type { ApiKeyStore } from './api-keys.js'
 import type { ControlPlaneEnv } from './auth.js'
+import { bearerOf } from './auth.js'
 import { answerError } from './http-errors.js'
+import { createMetrics } from './metrics.js'
+import type { ControlPlaneMetrics } from './metrics.js'
+import { createRateLimiter, DEFAULT_RATE_LIMITS } from './rate-limit.js'
+import type { RateLimits } from './rate-limit.js'
 import type { AppRegistry } from './registry.js'
 import { registerAppRoutes } from './routes/apps.js'
 import { registerAuditRoutes } from './routes/audit.js'
@@ -31,6 +36,8 @@ export interface ControlPlaneDeps {
   maxUploadBytes?: number
   /** Cap of every JSON body, in bytes. Default 1 MiB. */
   maxJsonBytes?: number
+  /** Requests per second per API key and per capability token. Default {@link DEFAULT_RATE_LIMITS}. */
+  rateLimits?: RateLimits
 }
 
 /** The routes' shared state: the deps and recent invocations. */
@@ -38,6 +45,7 @@ export interface ControlPlaneContext extends ControlPlaneDeps {
   maxUploadBytes: number
   /** The last runs, by invocation id, for `GET /v1/invocations/:id` (bounded). */
   recent: RecentInvocations
+  metrics: ControlPlaneMetrics
 }
 
 /** A bounded map of recent invocations and the token that ran each. */
@@ -94,11 +102,24 @@ export function createControlPlane(deps: ControlPlaneDeps): OpenAPIHono<ControlP
     ...deps,
     maxUploadBytes: deps.maxUploadBytes ?? DEFAULT_MAX_COMPONENT_BYTES,
     recent: new RecentInvocations(),
+    metrics: createMetrics(deps.warden),
   }
   const maxJson = deps.maxJsonBytes ?? 1024 * 1024
+  const limiter = createRateLimiter(deps.rateLimits ?? DEFAULT_RATE_LIMITS)
   app.use('*', async (c, next) => {
+    const started = performance.now()
     c.header('cache-control', 'no-store')
     c.header('x-content-type-options', 'nosniff')
+    await next()
+    // The route's pattern, never the path a caller chose.
+    const route = c.req.routePath === '/*' || c.req.routePath === '*' ? 'unmatched' : c.req.routePath
+    ctx.metrics.request(route, c.req.method, c.res.status, (performance.now() - started) / 1000)
+  })
+  app.use('/v1/*', async (c, next) => {
+    const credential = bearerOf(c.req.header('authorization'))
+    if (credential !== undefined) {
+      await limiter.check(credential)
+    }
     await next()
   })
   app.use('/v1/*', async (c, next) => {

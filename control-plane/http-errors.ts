@@ -8,6 +8,7 @@ import { HTTPException } from 'hono/http-exception'
 import type { ContentfulStatusCode } from 'hono/utils/http-status'
 import { toWardenError, WardenError } from '../runtime/index.js'
 import type { WardenErrorCode } from '../runtime/index.js'
+import { RateLimited } from './rate-limit.js'
 
 /** The body of every error answer. */
 export interface ErrorBody {
@@ -35,6 +36,9 @@ export function errorAnswer(error: unknown): { body: ErrorBody; status: Contentf
 /** Answer `error` on `c`. */
 export function answerError(c: Context, error: unknown): Response {
   const { body, status } = errorAnswer(error)
+  if (error instanceof RateLimited) {
+    c.header('retry-after', String(error.retryAfterSeconds))
+  }
   if (status === 413) {
     // The rest of the body was never read: the connection cannot carry another request.
     c.header('connection', 'close')

@@ -82,7 +82,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         reason: 'admin',
       })
     }
-    const app = createControlPlane({ warden, keys, registry, tokens })
+    const app = createControlPlane({
+      warden,
+      keys,
+      registry,
+      tokens,
+      rateLimits: config.rateLimits,
+    })
     const host = options.host ?? config.host
     const listening = await new Promise<AddressInfo>((resolve, reject) => {
       server = serve({ fetch: app.fetch, port: options.port ?? config.port, hostname: host }, (info) =>

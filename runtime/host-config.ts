@@ -41,6 +41,11 @@ export interface HostConfig {
   port: number
   /** HTTP address to listen on. `HOST`, default 127.0.0.1 (this machine only). */
   host: string
+  /**
+   * Requests per second one API key (`WARDEN_RATE_LIMIT_KEY_RPS`, default 100) and one
+   * capability token (`WARDEN_RATE_LIMIT_TOKEN_RPS`, default 500) may send.
+   */
+  rateLimits: { keyRps: number; tokenRps: number }
   /** Ceilings no token or flag can exceed. */
   ceilings: LimitCeilings
   /**
@@ -69,6 +74,10 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
     redisUrl: env.WARDEN_REDIS_URL || undefined,
     port: positiveInt(env.PORT, 'PORT') ?? 8080,
     host: env.HOST || '127.0.0.1',
+    rateLimits: {
+      keyRps: positiveInt(env.WARDEN_RATE_LIMIT_KEY_RPS, 'WARDEN_RATE_LIMIT_KEY_RPS') ?? 100,
+      tokenRps: positiveInt(env.WARDEN_RATE_LIMIT_TOKEN_RPS, 'WARDEN_RATE_LIMIT_TOKEN_RPS') ?? 500,
+    },
     ceilings: {
       maxMemoryMb:
         positiveInt(env.WARDEN_MAX_MEMORY_MB, 'WARDEN_MAX_MEMORY_MB') ??

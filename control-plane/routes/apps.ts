@@ -387,7 +387,15 @@ export function registerAppRoutes(app: OpenAPIHono<ControlPlaneEnv>, ctx: Contro
       }
       const component = await componentOf(record)
       const json = input === undefined ? 'null' : JSON.stringify(input)
-      const invocation: Invocation = await warden.run(component, json, { token, appId: record.id })
+      ctx.metrics.runStarted()
+      let invocation: Invocation
+      try {
+        invocation = await warden.run(component, json, { token, appId: record.id })
+      } catch (error) {
+        ctx.metrics.runEnded(undefined, toWardenError(error).code)
+        throw error
+      }
+      ctx.metrics.runEnded(invocation)
       registry.touchRun(record.id)
       ctx.recent.add(invocation, invocation.report.tokenJti ?? '', record.id)
       const { report } = invocation

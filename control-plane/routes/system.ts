@@ -2,6 +2,7 @@
 import { createRoute, z } from '@hono/zod-openapi'
 import type { OpenAPIHono } from '@hono/zod-openapi'
 import type { ControlPlaneContext } from '../app.js'
+import { requireRole } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import { json } from './schemas.js'
 
@@ -51,5 +52,21 @@ export function registerSystemRoutes(
       },
     }),
     async (c) => c.json((await ctx.warden.keys.jwks()) as never, 200),
+  )
+  app.openapi(
+    createRoute({
+      method: 'get',
+      path: '/metrics',
+      summary: 'Prometheus metrics (an admin or auditor key: scrape with bearer credentials)',
+      security: [{ apiKey: [] }],
+      middleware: [requireRole(ctx.keys, ['admin', 'auditor'])] as const,
+      responses: {
+        200: { description: 'the Prometheus text format', content: { 'text/plain': { schema: z.string() } } },
+      },
+    }),
+    async (c) => {
+      c.header('content-type', ctx.metrics.registry.contentType)
+      return c.body(await ctx.metrics.registry.metrics(), 200) as never
+    },
   )
 }

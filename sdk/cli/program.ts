@@ -640,13 +640,15 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
     .option('--port <port>', 'port to listen on (default PORT or 8080; 0 picks one)', portNumber)
     .action(
       act(async (flags: { port?: number }) => {
+        // Listen for the signals first: one that comes while starting stops it once started.
+        const stop = io.waitForStop ? io.waitForStop() : untilSignal(err)
         const server = await serveCommand({
           config: hostConfig(),
           ...(flags.port !== undefined ? { port: flags.port } : {}),
           out,
           err,
         })
-        await (io.waitForStop ? io.waitForStop() : untilSignal(err))
+        await stop
         err('warden: stopping: finishing runs in flight, then closing the audit log')
         await server.close()
         return EXIT.ok

@@ -1,0 +1,126 @@
+/**
+ * `/metrics` in the Prometheus text format (`prom-client`, one registry per server): runs by
+ * outcome and code, fuel, wall time and memory histograms, runs in flight, the pool's size and
+ * replacements, host calls by capability and decision, HTTP requests by route and status.
+ * Labels never carry app ids, tokens or anything a caller chose beyond the route pattern.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { Invocation, Warden } from '../runtime/index.js'
+
+/** The server's metrics. */
+export interface ControlPlaneMetrics {
+  readonly registry: Registry
+  /** Count one HTTP request: its route pattern (not its path), method and status. */
+  request(route: string, method: string, status: number, seconds: number): void
+  /** A run starts / ends (in flight). */
+  runStarted(): void
+  runEnded(invocation: Invocation | undefined, refusedCode?: string): void
+}
+
+/**
+ * Metrics over `warden`'s pool.
+ *
+ * @example
+ * const metrics = createMetrics(warden)
+ * app.get('/metrics', async (c) => c.text(await metrics.registry.metrics()))
+ */
+export function createMetrics(warden: Warden): ControlPlaneMetrics {
+  const registry = new Registry()
+  const runs = new Counter({
+    name: 'warden_runs_total',
+    help: 'Runs by outcome (ok, err, an error code, or refused) and code',
+    labelNames: ['outcome', 'code'] as const,
+    registers: [registry],
+  })
+  const fuel = new Histogram({
+    name: 'warden_run_fuel_used',
+    help: 'Fuel a run used',
+    buckets: [1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10],
+    registers: [registry],
+  })
+  const wall = new Histogram({
+    name: 'warden_run_wall_seconds',
+    help: 'Time a run spent in the sandbox',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30],
+    registers: [registry],
+  })
+  const memory = new Histogram({
+    name: 'warden_run_memory_peak_bytes',
+    help: "Peak of a run's linear memory",
+    buckets: [65536, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1024 << 20],
+    registers: [registry],
+  })
+  const hostCalls = new Counter({
+    name: 'warden_host_calls_total',
+    help: 'Host calls by capability and decision',
+    labelNames: ['capability', 'decision'] as const,
+    registers: [registry],
+  })
+  let inFlight = 0
+  new Gauge({
+    name: 'warden_runs_in_flight',
+    help: 'Runs started through the API and not answered yet',
+    registers: [registry],
+    collect() {
+      this.set(inFlight)
+    },
+  })
+  new Gauge({
+    name: 'warden_pool_size',
+    help: 'Sandbox workers in the pool',
+    registers: [registry],
+    collect() {
+      this.set(warden.runtime.pool.size)
+    },
+  })
+  new Gauge({
+    name: 'warden_pool_replacements',
+    help: 'Sandbox workers started to replace killed or crashed ones since start',
+    registers: [registry],
+    collect() {
+      this.set(warden.runtime.pool.replacements)
+    },
+  })
+  const requests = new Counter({
+    name: 'warden_http_requests_total',
+    help: 'HTTP requests by route pattern, method and status',
+    labelNames: ['route', 'method', 'status'] as const,
+    registers: [registry],
+  })
+  const latency = new Histogram({
+    name: 'warden_http_request_seconds',
+    help: 'HTTP request duration by route pattern and method',
+    labelNames: ['route', 'method'] as const,
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
+    registers: [registry],
+  })
+  return {
+    registry,
+    request(route, method, status, seconds) {
+      requests.inc({ route, method, status: String(status) })
+      latency.observe({ route, method }, seconds)
+    },
+    runStarted() {
+      inFlight++
+    },
+    runEnded(invocation, refusedCode) {
+      inFlight--
+      if (!invocation) {
+        runs.inc({ outcome: 'refused', code: refusedCode ?? 'internal' })
+        return
+      }
+      const { report } = invocation
+      runs.inc({ outcome: report.outcome, code: invocation.error?.code ?? '' })
+      if (report.fuelUsed !== null) {
+        fuel.observe(report.fuelUsed)
+      }
+      wall.observe(report.wallMs / 1000)
+      if (report.memoryPeakBytes !== null) {
+        memory.observe(report.memoryPeakBytes)
+      }
+      for (const d of invocation.decisions) {
+        hostCalls.inc({ capability: d.capability, decision: d.decision })
+      }
+    },
+  }
+}

@@ -1,0 +1,64 @@
+/**
+ * Per-credential rate limits (`rate-limiter-flexible`, in memory: one server; Redis mode will
+ * share them). An API key is limited by its id, a capability token by a hash of the presented
+ * string (so floods of bad tokens are limited too, before any signature is checked). Past the
+ * limit: `429 rate_limited` with `Retry-After`.
+ */
+import { createHash } from 'node:crypto'
+import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible'
+import { WardenError } from '../runtime/index.js'
+
+/** Requests per second allowed to one API key and to one capability token. */
+export interface RateLimits {
+  keyRps: number
+  tokenRps: number
+}
+
+/** Defaults: 100 requests/s per API key, 500 per capability token. */
+export const DEFAULT_RATE_LIMITS: Readonly<RateLimits> = Object.freeze({
+  keyRps: 100,
+  tokenRps: 500,
+})
+
+/** A rate-limit check; throws `rate_limited` (with `retryAfterSeconds`) past the limit. */
+export interface RateLimiter {
+  check(credential: string): Promise<void>
+}
+
+/** `rate_limited`, and when to come back. */
+export class RateLimited extends WardenError {
+  readonly retryAfterSeconds: number
+  constructor(retryAfterSeconds: number) {
+    super('rate_limited', 'too many requests with this credential: slow down')
+    this.retryAfterSeconds = retryAfterSeconds
+  }
+}
+
+/**
+ * One limiter for API keys and capability tokens.
+ *
+ * @example
+ * const limiter = createRateLimiter({ keyRps: 100, tokenRps: 500 })
+ * await limiter.check(bearer) // throws RateLimited past the limit
+ */
+export function createRateLimiter(limits: RateLimits): RateLimiter {
+  const keys = new RateLimiterMemory({ points: limits.keyRps, duration: 1, keyPrefix: 'key' })
+  const tokens = new RateLimiterMemory({ points: limits.tokenRps, duration: 1, keyPrefix: 'tok' })
+  return {
+    async check(credential) {
+      const isKey = credential.startsWith('wdn_')
+      // Key ids are public; token strings are bearer credentials: never kept as map keys.
+      const id = isKey
+        ? credential.slice(0, 20)
+        : createHash('sha256').update(credential).digest('base64url').slice(0, 22)
+      try {
+        await (isKey ? keys : tokens).consume(id)
+      } catch (rejection) {
+        if (rejection instanceof RateLimiterRes) {
+          throw new RateLimited(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)))
+        }
+        throw rejection
+      }
+    },
+  }
+}

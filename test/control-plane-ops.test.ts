@@ -1,0 +1,144 @@
+/**
+ * Operating the server: rate limits per credential, Prometheus metrics, and `warden serve` as
+ * a process that stops cleanly on SIGTERM (runs finished, audit log closed with a checkpoint).
+ */
+import { spawn } from 'node:child_process'
+import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { adminKeyPath, startServer } from '../control-plane/index.js'
+import type { RunningServer } from '../control-plane/index.js'
+import { resolveHostConfig, verifyAuditFile } from '../runtime/index.js'
+import { tieredGuest } from './support/tiered-guest.js'
+
+let dataDir: string
+let server: RunningServer
+let adminKey: string
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(join(tmpdir(), 'warden-ops-'))
+  const config = {
+    ...resolveHostConfig({ WARDEN_DATA_DIR: dataDir }),
+    poolSize: 1,
+    rateLimits: { keyRps: 5, tokenRps: 5 },
+  }
+  server = await startServer({ config, port: 0, host: '127.0.0.1' })
+  adminKey = (await readFile(adminKeyPath(dataDir), 'utf8')).trim()
+})
+
+afterAll(async () => {
+  await server?.close()
+  await rm(dataDir, { recursive: true, force: true })
+})
+
+function get(path: string, auth?: string) {
+  return fetch(`${server.url}${path}`, auth ? { headers: { authorization: `Bearer ${auth}` } } : {})
+}
+
+describe('rate limits', () => {
+  it('answers 429 rate_limited with Retry-After past a credential’s rate, per credential', async () => {
+    const answers = await Promise.all(Array.from({ length: 12 }, () => get('/v1/keys', adminKey)))
+    const limited = answers.filter((a) => a.status === 429)
+    expect(limited.length).toBeGreaterThan(0)
+    expect(Number(limited[0]!.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+    expect((await limited[0]!.json()).error.code).toBe('rate_limited')
+    // A forged token is limited too, before any signature is checked.
+    const forged = await Promise.all(
+      Array.from({ length: 12 }, () =>
+        fetch(`${server.url}/v1/apps/x/invoke`, {
+          method: 'POST',
+          headers: {
+            authorization: 'Bearer forged.token.value',
+            'content-type': 'application/json',
+          },
+          body: '{"input":1}',
+        }),
+      ),
+    )
+    expect(forged.some((a) => a.status === 429)).toBe(true)
+    await new Promise((r) => setTimeout(r, 1100))
+    expect((await get('/healthz')).status).toBe(200)
+  })
+})
+
+describe('metrics', () => {
+  it('serves Prometheus text to admins and auditors only, with runs and requests counted', async () => {
+    await new Promise((r) => setTimeout(r, 1100))
+    const query = new URLSearchParams({ name: 'metered', owner: 'ops', purpose: 'metrics' })
+    const app = await (
+      await fetch(`${server.url}/v1/apps?${query}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/wasm' },
+        body: Buffer.from(await tieredGuest(['log'], 'metered')) as unknown as BodyInit,
+      })
+    ).json()
+    const { token } = await (
+      await fetch(`${server.url}/v1/tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ app: app.id, grants: { log: true } }),
+      })
+    ).json()
+    const run = await fetch(`${server.url}/v1/apps/${app.id}/invoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: '{"input":"hi"}',
+    })
+    expect(run.status).toBe(200)
+    expect((await get('/metrics')).status).toBe(401)
+    await new Promise((r) => setTimeout(r, 1100))
+    const metrics = await get('/metrics', adminKey)
+    expect(metrics.status).toBe(200)
+    const text = await metrics.text()
+    expect(text).toContain('warden_runs_total{outcome="ok",code=""} 1')
+    expect(text).toMatch(
+      /warden_http_requests_total\{route="\/v1\/apps\/:id\/invoke",method="POST",status="200"\} 1/,
+    )
+    expect(text).toContain('warden_pool_size 1')
+    expect(text).not.toContain(app.id)
+    expect(text).not.toContain(token)
+  })
+})
+
+describe('warden serve as a process', () => {
+  it('stops on SIGTERM with exit 0, after closing the audit log with a signed checkpoint', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'warden-serve-'))
+    const main = fileURLToPath(new URL('../dist/sdk/cli/main.js', import.meta.url))
+    const child = spawn(process.execPath, [main, 'serve', '--port', '0'], {
+      env: { ...process.env, WARDEN_DATA_DIR: dir, WARDEN_POOL_SIZE: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    try {
+      let stdout = ''
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString()
+          const match = /listening on (http:\/\/\S+)/.exec(stdout)
+          if (match) {
+            resolve(match[1]!)
+          }
+        })
+        child.once('exit', (code) => reject(new Error(`exited early with ${code}`)))
+      })
+      expect((await fetch(`${url}/healthz`)).status).toBe(200)
+      const exited = new Promise<number | null>((resolve) => child.once('exit', resolve))
+      child.kill('SIGTERM')
+      expect(await exited).toBe(0)
+      const key = await readFile(join(dir, 'admin.key'), 'utf8')
+      expect(stdout).not.toContain(key.trim())
+      const { readAuditVerificationKey } = await import('../runtime/audit/index.js')
+      const verified = await verifyAuditFile(join(dir, 'audit', 'audit.jsonl'), {
+        checkpointKey: await readAuditVerificationKey(join(dir, 'audit-signing.key')),
+      })
+      expect(verified.ok).toBe(true)
+      if (verified.ok) {
+        expect(verified.unsigned).toBe(0)
+      }
+    } finally {
+      child.kill('SIGKILL')
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -12,6 +12,7 @@ import { run as instantiate } from './instantiate.bench.js'
 import { run as isolation } from './isolation.bench.js'
 import { run as latency } from './latency.bench.js'
 import { run as peers } from './peers.bench.js'
+import { run as server } from './server.bench.js'
 import { run as throughput } from './throughput.bench.js'
 import { run as timeout } from './timeout.bench.js'
 
@@ -25,6 +26,7 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['throughput', throughput],
   ['latency', latency],
   ['peers', peers],
+  ['server', server],
 ]
 
 const only = process.argv.slice(2)

@@ -3,6 +3,9 @@
  * function elsewhere in this folder; here flags are parsed, Warden is opened and closed, results
  * are printed and exit codes set: 0 ok, 1 a Warden error (`error: <code>: <message>`), 2 usage
  * (bad flags, or `invalid_request`), 3 the guest returned its own `err`.
+ *
+ * With `--server <url>` (or `WARDEN_SERVER`) the admin commands talk to that server with the
+ * API key in `WARDEN_KEY` (see `remote.ts`); a command that exists both ways branches inside.
  */
 import { join } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
@@ -15,7 +18,15 @@ import {
   verifyAuditFile,
   WardenError,
 } from '../../runtime/index.js'
-import type { HostConfig, Invocation, Warden } from '../../runtime/index.js'
+import type {
+  GrantsInput,
+  HostConfig,
+  Invocation,
+  LimitsRequest,
+  Warden,
+} from '../../runtime/index.js'
+import { WardenApiError } from '../client/index.js'
+import type { App, AppStatus, RiskTier, WardenClient } from '../client/index.js'
 import {
   auditFileReader,
   auditLogFile,
@@ -27,12 +38,22 @@ import {
   verifyAudit,
 } from './audit.js'
 import { parsePiiFields, putData, setDataSchema } from './data.js'
+import { grantsFromFlags, hasGrantFlags, parseFuel, parseTtl } from './grant-flags.js'
+import type { GrantFlagValues } from './grant-flags.js'
 import { runDemo } from './demo.js'
 import { serveCommand } from './serve.js'
 import { terminalSafe } from './terminal.js'
 import { createValueReader } from './io.js'
 import type { CliIo } from './io.js'
 import { formatKeys, listKeys, publicJwks, rotateKey } from './keys.js'
+import { readComponentFile } from './load-file.js'
+import {
+  connectRemote,
+  formatAppDetail,
+  formatAppLine,
+  formatRemoteVerify,
+  tailRemoteAudit,
+} from './remote.js'
 import { EXIT, runApp, runWithToken } from './run.js'
 import { checkSecretName, deleteSecret, listSecrets, readSecretValue, setSecret } from './secret.js'
 import {
@@ -77,6 +98,11 @@ export function buildProgram(io: CliIo): Command {
       try {
         io.setExitCode((await body(...args)) ?? EXIT.ok)
       } catch (error) {
+        if (error instanceof WardenApiError) {
+          err(`error: ${error.code}: ${terminalSafe(error.message, false)}`)
+          io.setExitCode(error.code === 'invalid_request' ? EXIT.usage : EXIT.wardenError)
+          return
+        }
         const e = toWardenError(error)
         err(`error: ${e.code}: ${error instanceof WardenError ? e.message : String(error)}`)
         io.setExitCode(e.code === 'invalid_request' ? EXIT.usage : EXIT.wardenError)
@@ -100,6 +126,26 @@ export function buildProgram(io: CliIo): Command {
     .configureOutput({ writeOut: (s) => io.stdout(s), writeErr: (s) => io.stderr(s) })
     .showHelpAfterError()
     .exitOverride()
+    .option(
+      '--server <url>',
+      'talk to this Warden server (default $WARDEN_SERVER), with the API key in $WARDEN_KEY',
+    )
+
+  /** The server's client when `--server` or `WARDEN_SERVER` is set; else a local command. */
+  const remote = (): WardenClient | undefined =>
+    connectRemote(program.opts<{ server?: string }>().server, io.env)
+  /** The server's client; `invalid_request` for a command that only exists remotely. */
+  const needRemote = (what: string): WardenClient => {
+    const client = remote()
+    if (!client) {
+      throw new WardenError(
+        'invalid_request',
+        `${what} talks to a server: pass --server <url> or set WARDEN_SERVER`,
+      )
+    }
+    return client
+  }
+  const printJson = (value: unknown) => out(JSON.stringify(value, null, 2))
 
   // ── warden run ────────────────────────────────────────────────────────────────────────────
 
@@ -205,37 +251,118 @@ Examples:
     .command('token')
     .description('mint, attenuate, revoke and inspect capability tokens')
 
-  token
-    .command('grant')
-    .description('mint a capability token for one build of a component; prints only the token')
-    .argument('<component>', 'the component (.wasm or .wat): the token binds to its digest')
-    .requiredOption('--grants <json|@file|->', 'what the token grants (see below)')
-    .option('--limits <json|@file|->', 'per-run limits: fuel, memoryMb, timeoutMs, hostCalls, …')
-    .option('--ttl <seconds>', `lifetime in seconds (default ${DEFAULT_TTL})`, positiveInt)
-    .option('--app-id <id>', "the app id (default: the component file's name without extension)")
-    .option('-q, --quiet', 'do not print the claims summary on stderr')
+  /** `--grants`, the readable grant flags, `--limits`, `--fuel`, `--ttl` and `--quiet`. */
+  const withGrantFlags = (command: Command, ttlHelp: string): Command =>
+    command
+      .option('--grants <json|@file|->', 'what the token grants, as JSON (see below)')
+      .option('--http <url>', 'grant http to this URL prefix (repeatable)', collect)
+      .option(
+        '--method <method>',
+        'methods of the --http entries (repeatable; default GET, HEAD)',
+        collect,
+      )
+      .option(
+        '--secret <name@host>',
+        'grant a secret, sent only to this host (repeatable)',
+        collect,
+      )
+      .option(
+        '--data <collection:prefix>',
+        'grant reads under this key prefix (repeatable)',
+        collect,
+      )
+      .option('--log', 'grant the log capability')
+      .option('--limits <json|@file|->', 'per-run limits: fuel, memoryMb, timeoutMs, hostCalls, …')
+      .option('--fuel <n>', 'fuel per run: 1000000 or 5e8 (over --limits)', usage(parseFuel))
+      .option('--ttl <1h|30m|3600>', ttlHelp, usage(parseTtl))
+      .option('-q, --quiet', 'do not print the claims summary on stderr')
+      .hook('preAction', (self) => {
+        const flags = self.opts<TokenFlags>()
+        if (flags.grants === undefined && !hasGrantFlags(flags)) {
+          self.error(
+            "error: required option '--grants <json|@file|->' not specified " +
+              '(or give --http, --secret, --data or --log)',
+            { code: 'commander.missingMandatoryOptionValue' },
+          )
+        }
+      })
+
+  /** The grants and limits of a token command's flags, as JSON to check and send. */
+  const tokenRequest = async (flags: TokenFlags) => {
+    const reader = createValueReader(io)
+    const base = flags.grants === undefined ? {} : await reader.json(flags.grants, '--grants')
+    const grants = hasGrantFlags(flags) ? grantsFromFlags(flags, base) : base
+    let limits =
+      flags.limits === undefined ? undefined : await reader.json(flags.limits, '--limits')
+    if (flags.fuel !== undefined) {
+      if (limits !== undefined && (typeof limits !== 'object' || limits === null)) {
+        throw new WardenError('invalid_request', '--limits must be a JSON object')
+      }
+      limits = { ...(limits as object | undefined), fuel: flags.fuel }
+    }
+    return { grants, limits }
+  }
+
+  const printMinted = (
+    minted: { token: string } & Parameters<typeof describeClaims>[0],
+    quiet?: boolean,
+  ) => {
+    out(minted.token)
+    if (!quiet) {
+      describeClaims(minted).forEach(err)
+    }
+  }
+
+  withGrantFlags(
+    token
+      .command('grant')
+      .description('mint a capability token for one build of a component; prints only the token')
+      .argument(
+        '<component|app>',
+        'the component (.wasm or .wat); with --server, the app id or name',
+      ),
+    `lifetime: seconds, or 90s, 30m, 1h, 7d (default ${DEFAULT_TTL} s)`,
+  )
+    .option(
+      '--app-id <id>',
+      "local: the app id (default: the component file's name without extension)",
+    )
     .addHelpText(
       'after',
       `
 The token goes to stdout alone, the claims summary to stderr: TOKEN=$(warden token grant …).
+Locally the token binds to the component file's digest; with --server, to the current build
+of the registered, approved app.
 Grants, as JSON (a field left out grants nothing; an unknown field is an error):
   {"log": true,
    "http": [{"host": "api.github.com", "pathPrefix": "/repos/", "methods": ["GET"]}],
    "secrets": [{"name": "github_token", "hosts": ["api.github.com"]}],
    "data": [{"collection": "crm", "prefix": "contacts/", "pii": false}]}
+or as flags, added to --grants: --http https://api.github.com/repos/ [--method POST],
+  --secret github_token@api.github.com, --data crm:contacts/, --log.
 Limits, as JSON: {"fuel": 1000000, "memoryMb": 16, "timeoutMs": 2000, "hostCalls": 100,
   "egressBytes": 1048576, "logLines": 100, "logBytes": 8192} (any subset; the rest default).
 
 Examples:
   $ warden token grant examples/hello/hello.wat --grants '{"log":true}'
-  $ warden token grant app.wasm --grants @grants.json --limits '{"fuel":1000000}' --ttl 600`,
+  $ warden token grant app.wasm --grants @grants.json --limits '{"fuel":1000000}' --ttl 600
+  $ warden --server http://127.0.0.1:8080 token grant gh-stats --log \\
+      --http https://api.github.com/repos/ --secret github_token@api.github.com --ttl 1h --fuel 5e8`,
     )
     .action(
-      act(async (component: string, flags: GrantFlags) => {
-        const reader = createValueReader(io)
-        const grants = await reader.json(flags.grants, '--grants')
-        const limits =
-          flags.limits === undefined ? undefined : await reader.json(flags.limits, '--limits')
+      act(async (component: string, flags: TokenFlags & { appId?: string }) => {
+        const { grants, limits } = await tokenRequest(flags)
+        const client = remote()
+        if (client) {
+          const minted = await client.grantToken({
+            app: component,
+            grants: grants as GrantsInput,
+            ...(limits === undefined ? {} : { limits: limits as LimitsRequest }),
+            ...(flags.ttl === undefined ? {} : { ttlSeconds: flags.ttl }),
+          })
+          printMinted(minted, flags.quiet)
+          return
+        }
         const minted = await withWarden((warden) =>
           grantToken(warden, {
             file: component,
@@ -246,37 +373,45 @@ Examples:
             ...(flags.quiet ? {} : { onProgress: progress }),
           }),
         )
-        out(minted.token)
-        if (!flags.quiet) {
-          describeClaims(minted.claims).forEach(err)
-        }
+        printMinted({ token: minted.token, ...minted.claims }, flags.quiet)
       }),
     )
 
-  token
-    .command('attenuate')
-    .description('derive a narrower child token from a token you hold; prints only the child')
-    .argument('<token>', 'the parent token, @file, or - for stdin')
-    .requiredOption('--grants <json|@file|->', "the child's grants, each within the parent's")
-    .option('--limits <json|@file|->', "the child's limits, each ≤ the parent's (default: its)")
-    .option('--ttl <seconds>', "lifetime, seconds (default: to the parent's expiry)", positiveInt)
-    .option('-q, --quiet', 'do not print the claims summary on stderr')
+  withGrantFlags(
+    token
+      .command('attenuate')
+      .description('derive a narrower child token from a token you hold; prints only the child')
+      .argument('<token>', 'the parent token, @file, or - for stdin'),
+    "lifetime: seconds, or 90s, 30m, 1h (default: to the parent's expiry)",
+  )
     .addHelpText(
       'after',
       `
-Anything wider than the parent (a grant, a limit, a later expiry) is refused with forbidden.
-Revoking the parent revokes the child.
+The child's grants (--grants and the grant flags, as for token grant) must each be within the
+parent's, its limits ≤ the parent's (a limit left out is the parent's), its expiry ≤ the
+parent's. Anything wider is refused with forbidden. Revoking the parent revokes the child.
+With --server, the server derives it (the parent is sent as the bearer).
 
 Example:
   $ CHILD=$(warden token attenuate "$TOKEN" --grants '{"log":false}' --ttl 300)`,
     )
     .action(
-      act(async (parent: string, flags: AttenuateFlags) => {
-        const reader = createValueReader(io)
-        const parentToken = await reader.text(parent, 'the token')
-        const grants = await reader.json(flags.grants, '--grants')
-        const limits =
-          flags.limits === undefined ? undefined : await reader.json(flags.limits, '--limits')
+      act(async (parent: string, flags: TokenFlags) => {
+        const parentToken = (await createValueReader(io).text(parent, 'the token')).trim()
+        const { grants, limits } = await tokenRequest(flags)
+        const client = remote()
+        if (client) {
+          const minted = await client.attenuateToken(
+            {
+              grants: grants as GrantsInput,
+              ...(limits === undefined ? {} : { limits: limits as LimitsRequest }),
+              ...(flags.ttl === undefined ? {} : { ttlSeconds: flags.ttl }),
+            },
+            parentToken,
+          )
+          printMinted(minted, flags.quiet)
+          return
+        }
         const minted = await withWarden((warden) =>
           attenuateToken(warden, {
             parent: parentToken,
@@ -285,10 +420,7 @@ Example:
             ...(flags.ttl === undefined ? {} : { ttlSeconds: flags.ttl }),
           }),
         )
-        out(minted.token)
-        if (!flags.quiet) {
-          describeClaims(minted.claims).forEach(err)
-        }
+        printMinted({ token: minted.token, ...minted.claims }, flags.quiet)
       }),
     )
 
@@ -298,8 +430,35 @@ Example:
     .argument('<jti>', 'the token id (`jti` in its claims: see `warden token inspect`)')
     .action(
       act(async (jti: string) => {
-        await withWarden((warden) => revokeToken(warden, jti))
+        const client = remote()
+        if (client) {
+          await client.revokeToken(jti)
+        } else {
+          await withWarden((warden) => revokeToken(warden, jti))
+        }
         err(`revoked ${jti} and every token derived from it`)
+      }),
+    )
+
+  token
+    .command('list')
+    .description('with --server: the tokens granted, newest first (never their strings)')
+    .option('--app <app>', 'only the tokens of this app (id or name)')
+    .option('--json', 'print JSON')
+    .action(
+      act(async (flags: { app?: string; json?: boolean }) => {
+        const tokens = await needRemote('token list').listTokens(flags.app)
+        if (flags.json) {
+          printJson(tokens)
+          return
+        }
+        for (const t of tokens) {
+          const state = t.revokedAt ? `revoked ${t.revokedAt}` : 'live'
+          const parent = t.parent ? `  child of ${t.parent}` : ''
+          out(
+            `${t.jti}  ${t.appId}  exp ${new Date(t.exp * 1000).toISOString()}  ${state}${parent}`,
+          )
+        }
       }),
     )
 
@@ -392,7 +551,12 @@ Examples:
             ? { stdin: () => io.readStdin() }
             : { fromEnv: flags.fromEnv, env: io.env },
         )
-        await withWarden((warden) => setSecret(warden, name, value))
+        const client = remote()
+        if (client) {
+          await client.secrets.set(name, value)
+        } else {
+          await withWarden((warden) => setSecret(warden, name, value))
+        }
         err(`secret ${name} set`)
       }),
     )
@@ -403,7 +567,8 @@ Examples:
     .option('--json', 'print JSON')
     .action(
       act(async (flags: { json?: boolean }) => {
-        const list = await withWarden(listSecrets)
+        const client = remote()
+        const list = client ? await client.secrets.list() : await withWarden(listSecrets)
         if (flags.json) {
           out(JSON.stringify(list, null, 2))
         } else {
@@ -420,7 +585,12 @@ Examples:
     .argument('<name>', 'the secret name')
     .action(
       act(async (name: string) => {
-        await withWarden((warden) => deleteSecret(warden, name))
+        const client = remote()
+        if (!client) {
+          await withWarden((warden) => deleteSecret(warden, name))
+        } else if (!(await client.secrets.delete(checkSecretName(name)))) {
+          throw new WardenError('not_found', `no secret named ${name}`)
+        }
         err(`secret ${name} deleted`)
       }),
     )
@@ -444,8 +614,32 @@ Example:
     .action(
       act(async (collection: string, key: string, document: string) => {
         const value = await createValueReader(io).json(document, 'the document')
-        await withWarden((warden) => putData(warden, { collection, key, value }))
+        const client = remote()
+        if (client) {
+          await client.data.put(collection, key, value)
+        } else {
+          await withWarden((warden) => putData(warden, { collection, key, value }))
+        }
         err(`put ${collection}/${key}`)
+      }),
+    )
+
+  data
+    .command('get')
+    .description('print one document as stored (PII unmasked), as JSON')
+    .argument('<collection>', 'the collection')
+    .argument('<key>', 'the key')
+    .option('--json', 'print JSON (the default: a document is JSON)')
+    .action(
+      act(async (collection: string, key: string) => {
+        const client = remote()
+        const value = client
+          ? await client.data.get(collection, key)
+          : await withWarden((warden) => warden.readData(collection, key))
+        if (value === undefined) {
+          throw new WardenError('not_found', 'no such document')
+        }
+        printJson(value)
       }),
     )
 
@@ -457,7 +651,12 @@ Example:
     .action(
       act(async (collection: string, flags: { pii: string }) => {
         const fields = parsePiiFields(flags.pii)
-        await withWarden((warden) => setDataSchema(warden, collection, fields))
+        const client = remote()
+        if (client) {
+          await client.data.schema(collection, fields)
+        } else {
+          await withWarden((warden) => setDataSchema(warden, collection, fields))
+        }
         err(`schema of ${collection}: pii ${fields.length > 0 ? fields.join(', ') : '(none)'}`)
       }),
     )
@@ -489,6 +688,10 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
     .action(
       act(
         async (flags: { expectLastSeq?: number; expectLastHash?: string; publicKey?: string }) => {
+          const client = remote()
+          if (client) {
+            return verifyRemote(client, flags)
+          }
           // NB: the files are read directly, not through openWarden: opening refuses a log whose
           // last record is corrupt, which is exactly when verifying it matters, and takes the
           // writer's lock, which a running Warden holds.
@@ -540,6 +743,13 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
     .option('--app <id>', 'only the records of this app')
     .action(
       act(async (flags: { limit?: number; invocation?: string; app?: string }) => {
+        const client = remote()
+        if (client) {
+          for (const record of await tailRemoteAudit(client, flags)) {
+            out(JSON.stringify(record))
+          }
+          return
+        }
         // NB: reads the file, without the writer's lock, so it works while Warden runs.
         const records = await tailAudit(auditFileReader(auditLogFile(hostConfig().dataDir)), {
           ...(flags.limit === undefined ? {} : { limit: flags.limit }),
@@ -551,6 +761,56 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
         }
       }),
     )
+
+  audit
+    .command('head')
+    .description('with --server: the head of the chain (seq and hash), to keep elsewhere')
+    .option('--json', 'print JSON')
+    .action(
+      act(async (flags: { json?: boolean }) => {
+        const head = await needRemote('audit head').audit.head()
+        if (flags.json) {
+          printJson(head)
+        } else {
+          out(`seq ${head.seq} hash ${head.hash}`)
+        }
+      }),
+    )
+
+  /** `audit verify --server`: the server verifies; an expected head is checked here. */
+  const verifyRemote = async (
+    client: WardenClient,
+    flags: { expectLastSeq?: number; expectLastHash?: string; publicKey?: string },
+  ): Promise<number> => {
+    if (flags.publicKey !== undefined) {
+      throw new WardenError(
+        'invalid_request',
+        '--public-key is for a local verify: the server uses its key',
+      )
+    }
+    const answer = await client.audit.verify()
+    const lines = formatRemoteVerify(answer)
+    if (!answer.ok) {
+      lines.forEach(err)
+      return EXIT.wardenError
+    }
+    if (flags.expectLastSeq !== undefined) {
+      // The anchored record, read back from the verified chain: absent means the log was cut.
+      const { records } = await client.audit.query({ cursor: flags.expectLastSeq, limit: 1 })
+      const anchored = records[0]?.seq === flags.expectLastSeq ? records[0] : undefined
+      if (
+        !anchored ||
+        (flags.expectLastHash !== undefined && anchored.hash !== flags.expectLastHash)
+      ) {
+        err(
+          `the log does not hold the expected head (seq ${flags.expectLastSeq}): cut or rewritten`,
+        )
+        return EXIT.wardenError
+      }
+    }
+    lines.forEach(out)
+    return EXIT.ok
+  }
 
   // ── warden keys (API keys) ────────────────────────────────────────────────────────────────
 
@@ -570,6 +830,13 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
     .option('--label <text>', 'who or what holds it', 'cli')
     .action(
       act(async (flags: { role: ApiRole; label: string }) => {
+        const client = remote()
+        if (client) {
+          const made = await client.keys.create(flags.role, flags.label)
+          out(made.key)
+          err(`created ${made.role} key ${made.id}: it is shown once, store it now`)
+          return
+        }
         const { key, info } = await withApiKeys(async (store, warden) => {
           const made = await store.create(flags.role, { label: flags.label, actor: 'cli' })
           await warden.audit.append({
@@ -593,7 +860,10 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
     .option('--json', 'print JSON')
     .action(
       act(async (flags: { json?: boolean }) => {
-        const list = await withApiKeys(async (store) => store.list())
+        const client = remote()
+        const list = client
+          ? await client.keys.list()
+          : await withApiKeys(async (store) => store.list())
         if (flags.json) {
           out(JSON.stringify(list, null, 2))
           return
@@ -612,6 +882,12 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
     .description('revoke a key: it is refused from now on')
     .action(
       act(async (id: string) => {
+        const client = remote()
+        if (client) {
+          await client.keys.revoke(id)
+          err(`revoked key ${id}`)
+          return
+        }
         const revoked = await withApiKeys(async (store, warden) => {
           const done = await store.revoke(id, 'cli')
           if (done) {
@@ -629,6 +905,171 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
           throw new WardenError('not_found', 'no such key')
         }
         err(`revoked key ${id}`)
+      }),
+    )
+
+  // ── warden apps, warden invoke (remote) ─────────────────────────────────────────────────
+
+  const apps = program
+    .command('apps')
+    .description('with --server: upload apps, list and show them, approve, disable, delete')
+
+  apps
+    .command('upload')
+    .description('upload a component: register an app, or add a version; prints the app id')
+    .argument('<file>', 'a .wasm component, or .wat component text (compiled here first)')
+    .requiredOption('--name <name>', 'the app name: a DNS label (a-z, 0-9, -)')
+    .requiredOption('--owner <owner>', 'who answers for it')
+    .requiredOption('--purpose <text>', 'what it is for')
+    .option('--review-by <YYYY-MM-DD>', 'when it must be reviewed again')
+    .option('--json', 'print the app as JSON')
+    .action(
+      act(
+        async (
+          file: string,
+          flags: {
+            name: string
+            owner: string
+            purpose: string
+            reviewBy?: string
+            json?: boolean
+          },
+        ) => {
+          const client = needRemote('apps upload')
+          const bytes = await readComponentFile(file)
+          const { app, changed } = await client.upload(bytes, {
+            name: flags.name,
+            owner: flags.owner,
+            purpose: flags.purpose,
+            ...(flags.reviewBy === undefined ? {} : { reviewBy: flags.reviewBy }),
+          })
+          if (flags.json) {
+            printJson(app)
+          } else {
+            out(app.id)
+          }
+          err(`${changed ? 'uploaded' : 'unchanged:'} ${formatAppLine(app)}`)
+        },
+      ),
+    )
+
+  apps
+    .command('list')
+    .description('the registry: id, name, status, risk tier, owner')
+    .option('--status <status>', 'pending, approved, disabled or decommissioned')
+    .option('--tier <tier>', 'low, medium or high')
+    .option('--owner <owner>', 'only this owner')
+    .option('--json', 'print JSON')
+    .action(
+      act(
+        async (flags: { status?: AppStatus; tier?: RiskTier; owner?: string; json?: boolean }) => {
+          const client = needRemote('apps list')
+          const { json, ...filter } = flags
+          const all: App[] = []
+          let cursor: string | undefined
+          do {
+            const page = await client.listApps({
+              ...filter,
+              limit: 1000,
+              ...(cursor ? { cursor } : {}),
+            })
+            all.push(...page.apps)
+            cursor = page.nextCursor ?? undefined
+          } while (cursor)
+          if (json) {
+            printJson(all)
+          } else {
+            all.map(formatAppLine).forEach(out)
+          }
+        },
+      ),
+    )
+
+  apps
+    .command('show')
+    .description('one app: its facts, versions and tokens (never token strings)')
+    .argument('<app>', 'the app id or name')
+    .option('--json', 'print JSON')
+    .action(
+      act(async (app: string, flags: { json?: boolean }) => {
+        const detail = await needRemote('apps show').getApp(app)
+        if (flags.json) {
+          printJson(detail)
+        } else {
+          formatAppDetail(detail).forEach(out)
+        }
+      }),
+    )
+
+  const appActions = [
+    ['approve', 'approve the current version (admin; a high-risk one needs another admin)'],
+    ['disable', 'kill switch: refuse new runs, end running ones (app_disabled)'],
+    ['enable', 'lift the kill switch'],
+    ['delete', 'decommission: revoke every token, end runs, keep the audit records'],
+  ] as const
+  for (const [name, description] of appActions) {
+    apps
+      .command(name)
+      .description(description)
+      .argument('<app>', 'the app id or name')
+      .action(
+        act(async (app: string) => {
+          const client = needRemote(`apps ${name}`)
+          const done = await (name === 'delete' ? client.decommission(app) : client[name](app))
+          err(`${done.name} (${done.id}): ${done.status}`)
+        }),
+      )
+  }
+
+  program
+    .command('invoke')
+    .description('with --server: run an action once under a capability token')
+    .argument('<app>', 'the app id or name')
+    .option('-i, --input <json|@file|->', 'the input, as JSON', '{}')
+    .option('-t, --token <jwt|@file|->', 'the capability token (default: $WARDEN_TOKEN)')
+    .option('--json', 'print one JSON object: output, invocationId and the metering report')
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 ok, 1 Warden error (the code is printed), 2 usage, 3 the app returned its err.
+
+Example:
+  $ warden --server http://127.0.0.1:8080 invoke hello --input '{"name":"Ada"}' --token "$TOKEN"`,
+    )
+    .action(
+      act(async (app: string, flags: { input: string; token?: string; json?: boolean }) => {
+        const client = needRemote('invoke')
+        const reader = createValueReader(io)
+        const input = await reader.json(flags.input, '--input')
+        const tokenArg = flags.token ?? (io.env.WARDEN_TOKEN || undefined)
+        if (tokenArg === undefined) {
+          throw new WardenError('invalid_request', 'invoke needs --token or WARDEN_TOKEN')
+        }
+        const jwt = (await reader.text(tokenArg, '--token')).trim()
+        try {
+          const result = await client.invoke(app, input, jwt)
+          if (flags.json) {
+            out(JSON.stringify(result))
+          } else {
+            const output = result.output
+            out(terminalSafe(typeof output === 'string' ? output : JSON.stringify(output), true))
+          }
+          return EXIT.ok
+        } catch (error) {
+          if (!(error instanceof WardenApiError) || error.report === undefined) {
+            throw error
+          }
+          if (flags.json) {
+            const { code, message } = error
+            const { report, invocationId, guestError } = error
+            out(JSON.stringify({ error: { code, message }, guestError, report, invocationId }))
+          } else if (error.code === 'guest_error') {
+            err(`guest error: ${terminalSafe(JSON.stringify(error.guestError) ?? '', false)}`)
+          } else {
+            err(`error: ${error.code}: ${terminalSafe(error.message, false)}`)
+          }
+          return error.code === 'guest_error' ? EXIT.guestError : EXIT.wardenError
+        }
       }),
     )
 
@@ -738,17 +1179,27 @@ interface RunFlags {
   json?: boolean
 }
 
-interface GrantFlags {
-  grants: string
+/** The flags of `token grant` and `token attenuate`. */
+interface TokenFlags extends GrantFlagValues {
+  grants?: string
   limits?: string
+  fuel?: number
   ttl?: number
-  appId?: string
   quiet?: boolean
 }
 
-interface AttenuateFlags {
-  grants: string
-  limits?: string
-  ttl?: number
-  quiet?: boolean
+/** Commander's collector of a repeatable option. */
+function collect(value: string, previous: string[] = []): string[] {
+  return [...previous, value]
+}
+
+/** A pure parser as a commander argument parser: its refusal is a usage error. */
+function usage<T>(parse: (value: string) => T): (value: string) => T {
+  return (value) => {
+    try {
+      return parse(value)
+    } catch (error) {
+      throw new InvalidArgumentError((error as Error).message)
+    }
+  }
 }

@@ -170,7 +170,13 @@ export function defaultAppId(file: string): string {
  * A short summary of a token's claims for stderr: app and build, jti, expiry, grants, limits.
  * Never the token itself.
  */
-export function describeClaims(claims: CapabilityClaims): string[] {
+export function describeClaims(
+  claims: Pick<CapabilityClaims, 'app' | 'jti' | 'exp'> & {
+    parent?: string | undefined
+    grants: unknown
+    limits: unknown
+  },
+): string[] {
   const inSeconds = claims.exp - Math.floor(Date.now() / 1000)
   return [
     `app:    ${claims.app.id} (${claims.app.digest})`,

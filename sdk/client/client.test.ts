@@ -2,37 +2,32 @@
  * WardenClient against a real server on a random port: every method's happy path, and a typed
  * error for each area (code and status, never a credential in the message).
  */
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import { afterAll, beforeAll, describe, expect, expectTypeOf, it } from 'vitest'
-import { adminKeyPath, startServer } from '../../control-plane/index.js'
 import type { RunningServer } from '../../control-plane/index.js'
-import { resolveHostConfig } from '../../runtime/index.js'
+import { startTestServer } from '../../test/support/server.js'
+import type { TestServer } from '../../test/support/server.js'
 import { tieredGuest } from '../../test/support/tiered-guest.js'
 import { compileWat } from '../../test/support/wat.js'
 import { WardenApiError, WardenClient } from './index.js'
 import type { App, InvokeResult, MintedToken } from './index.js'
 
-let dataDir: string
+let host: TestServer
 let server: RunningServer
 let adminKey: string
 let admin: WardenClient
 let helloBytes: Uint8Array
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(join(tmpdir(), 'warden-client-'))
-  const config = { ...resolveHostConfig({ WARDEN_DATA_DIR: dataDir }), poolSize: 2 }
-  server = await startServer({ config, port: 0, host: '127.0.0.1' })
-  adminKey = (await readFile(adminKeyPath(dataDir), 'utf8')).trim()
+  host = await startTestServer('warden-client-')
+  ;({ server, adminKey } = host)
   admin = new WardenClient({ server: server.url, key: adminKey })
   const wat = await readFile(new URL('../../examples/hello/hello.wat', import.meta.url), 'utf8')
   helloBytes = await compileWat(wat)
 })
 
 afterAll(async () => {
-  await server?.close()
-  await rm(dataDir, { recursive: true, force: true })
+  await host?.close()
 })
 
 /** The WardenApiError `task` rejects with; fails the test if it resolves or throws another. */

@@ -112,7 +112,8 @@ export function createControlPlane(deps: ControlPlaneDeps): OpenAPIHono<ControlP
     c.header('x-content-type-options', 'nosniff')
     await next()
     // The route's pattern, never the path a caller chose.
-    const route = c.req.routePath === '/*' || c.req.routePath === '*' ? 'unmatched' : c.req.routePath
+    const route =
+      c.req.routePath === '/*' || c.req.routePath === '*' ? 'unmatched' : c.req.routePath
     ctx.metrics.request(route, c.req.method, c.res.status, (performance.now() - started) / 1000)
   })
   app.use('/v1/*', async (c, next) => {

@@ -26,7 +26,12 @@ import type { RiskAssessment, RiskTier } from './risk.js'
 export type AppStatus = 'pending' | 'approved' | 'disabled' | 'decommissioned'
 
 /** The statuses, for filters. */
-export const APP_STATUSES: readonly AppStatus[] = ['pending', 'approved', 'disabled', 'decommissioned']
+export const APP_STATUSES: readonly AppStatus[] = [
+  'pending',
+  'approved',
+  'disabled',
+  'decommissioned',
+]
 
 /** An app name: a DNS label. */
 export const APP_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
@@ -118,9 +123,7 @@ export interface AppRegistry {
   /** By id (`app-…`) or name. */
   get(idOrName: string): AppRecord | undefined
   list(filter?: AppFilter): AppRecord[]
-  register(
-    registration: Registration,
-  ): Promise<{ record: AppRecord; outcome: RegistrationOutcome }>
+  register(registration: Registration): Promise<{ record: AppRecord; outcome: RegistrationOutcome }>
   /** Approve the current version. `forbidden` for a `high` version by whoever uploaded it. */
   approve(id: string, actor: string): Promise<AppRecord>
   setDisabled(id: string, disabled: boolean, actor: string): Promise<AppRecord>
@@ -270,9 +273,13 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
         return { record: view(existing), outcome: 'unchanged' }
       }
       const approved = [...existing.versions].reverse().find((v) => v.approvedAt)
-      if (version.riskTier === 'low' || (approved && !isHigherTier(version.riskTier, approved.riskTier))) {
+      if (
+        version.riskTier === 'low' ||
+        (approved && !isHigherTier(version.riskTier, approved.riskTier))
+      ) {
         version.approvedAt = now
-        version.approvedBy = version.riskTier === 'low' ? 'policy:low-risk' : 'policy:tier-not-raised'
+        version.approvedBy =
+          version.riskTier === 'low' ? 'policy:low-risk' : 'policy:tier-not-raised'
       }
       existing.versions.push(version)
       existing.purpose = r.purpose

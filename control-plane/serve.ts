@@ -91,8 +91,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     })
     const host = options.host ?? config.host
     const listening = await new Promise<AddressInfo>((resolve, reject) => {
-      server = serve({ fetch: app.fetch, port: options.port ?? config.port, hostname: host }, (info) =>
-        resolve(info),
+      server = serve(
+        { fetch: app.fetch, port: options.port ?? config.port, hostname: host },
+        (info) => resolve(info),
       )
       server.once('error', reject)
     })

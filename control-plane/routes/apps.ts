@@ -115,7 +115,10 @@ function outputValue(output: unknown): unknown {
   }
 }
 
-export function registerAppRoutes(app: OpenAPIHono<ControlPlaneEnv>, ctx: ControlPlaneContext): void {
+export function registerAppRoutes(
+  app: OpenAPIHono<ControlPlaneEnv>,
+  ctx: ControlPlaneContext,
+): void {
   const { warden, registry, keys } = ctx
   const admin = requireRole(keys, ['admin'])
   const publisher = requireRole(keys, ['admin', 'publisher'])
@@ -236,14 +239,19 @@ export function registerAppRoutes(app: OpenAPIHono<ControlPlaneEnv>, ctx: Contro
       middleware: [reader] as const,
       request: {
         query: z.strictObject({
-          status: z.enum(APP_STATUSES as ['pending', 'approved', 'disabled', 'decommissioned']).optional(),
+          status: z
+            .enum(APP_STATUSES as ['pending', 'approved', 'disabled', 'decommissioned'])
+            .optional(),
           tier: z.enum(RISK_TIERS as ['low', 'medium', 'high']).optional(),
           owner: z.string().max(200).optional(),
           ...pageQuery,
         }),
       },
       responses: {
-        200: json(z.object({ apps: z.array(appSchema), nextCursor: z.string().nullable() }), 'apps'),
+        200: json(
+          z.object({ apps: z.array(appSchema), nextCursor: z.string().nullable() }),
+          'apps',
+        ),
         ...errorResponses(),
       },
     }),
@@ -266,7 +274,10 @@ export function registerAppRoutes(app: OpenAPIHono<ControlPlaneEnv>, ctx: Contro
       middleware: [reader] as const,
       request: { params: idParam },
       responses: {
-        200: json(appSchema.extend({ tokens: z.array(z.record(z.string(), z.unknown())) }), 'the app'),
+        200: json(
+          appSchema.extend({ tokens: z.array(z.record(z.string(), z.unknown())) }),
+          'the app',
+        ),
         ...errorResponses(404),
       },
     }),

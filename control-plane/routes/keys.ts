@@ -22,7 +22,10 @@ const keyInfoSchema = z
 
 const idParam = z.object({ id: z.string().refine(isApiKeyId, 'not a key id') })
 
-export function registerKeyRoutes(app: OpenAPIHono<ControlPlaneEnv>, ctx: ControlPlaneContext): void {
+export function registerKeyRoutes(
+  app: OpenAPIHono<ControlPlaneEnv>,
+  ctx: ControlPlaneContext,
+): void {
   const admin = requireRole(ctx.keys, ['admin'])
   app.openapi(
     createRoute({
@@ -34,7 +37,11 @@ export function registerKeyRoutes(app: OpenAPIHono<ControlPlaneEnv>, ctx: Contro
       request: jsonBody(
         z.strictObject({
           role: z.enum(API_ROLES),
-          label: z.string().min(1).max(200).regex(/^[\x20-\x7e]+$/, 'printable ASCII'),
+          label: z
+            .string()
+            .min(1)
+            .max(200)
+            .regex(/^[\x20-\x7e]+$/, 'printable ASCII'),
         }),
       ),
       responses: {
@@ -64,7 +71,10 @@ export function registerKeyRoutes(app: OpenAPIHono<ControlPlaneEnv>, ctx: Contro
       summary: 'List API keys (never their secrets)',
       security: [{ apiKey: [] }],
       middleware: [admin] as const,
-      responses: { 200: json(z.object({ keys: z.array(keyInfoSchema) }), 'keys'), ...errorResponses() },
+      responses: {
+        200: json(z.object({ keys: z.array(keyInfoSchema) }), 'keys'),
+        ...errorResponses(),
+      },
     }),
     (c) => c.json({ keys: ctx.keys.list() }, 200),
   )

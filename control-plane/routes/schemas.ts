@@ -13,7 +13,10 @@ export const errorSchema = z
 
 /** The error answers every authenticated route can give. */
 export function errorResponses(...statuses: number[]) {
-  const out: Record<number, { description: string; content: { 'application/json': { schema: typeof errorSchema } } }> = {}
+  const out: Record<
+    number,
+    { description: string; content: { 'application/json': { schema: typeof errorSchema } } }
+  > = {}
   for (const status of [400, 401, 403, ...statuses]) {
     out[status] = {
       description: 'an error with a stable code (docs/errors.md)',

@@ -25,8 +25,14 @@ export function registerSystemRoutes(
       path: '/readyz',
       summary: 'Readiness: the sandbox pool is warm and the stores answer',
       responses: {
-        200: json(z.object({ ready: z.boolean(), checks: z.record(z.string(), z.boolean()) }), 'ready or not'),
-        503: json(z.object({ ready: z.boolean(), checks: z.record(z.string(), z.boolean()) }), 'not ready'),
+        200: json(
+          z.object({ ready: z.boolean(), checks: z.record(z.string(), z.boolean()) }),
+          'ready or not',
+        ),
+        503: json(
+          z.object({ ready: z.boolean(), checks: z.record(z.string(), z.boolean()) }),
+          'not ready',
+        ),
       },
     }),
     async (c) => {
@@ -61,7 +67,10 @@ export function registerSystemRoutes(
       security: [{ apiKey: [] }],
       middleware: [requireRole(ctx.keys, ['admin', 'auditor'])] as const,
       responses: {
-        200: { description: 'the Prometheus text format', content: { 'text/plain': { schema: z.string() } } },
+        200: {
+          description: 'the Prometheus text format',
+          content: { 'text/plain': { schema: z.string() } },
+        },
       },
     }),
     async (c) => {

@@ -28,7 +28,6 @@ const mintedSchema = z
   })
   .openapi('MintedToken')
 
-
 function answer({ token, claims }: MintedToken) {
   return {
     token,
@@ -170,11 +169,17 @@ export function registerTokenRoutes(
       security: [{ apiKey: [] }],
       middleware: [admin] as const,
       request: { query: z.strictObject({ app: z.string().max(128).optional() }) },
-      responses: { 200: json(z.object({ tokens: z.array(tokenEntrySchema) }), 'tokens'), ...errorResponses() },
+      responses: {
+        200: json(z.object({ tokens: z.array(tokenEntrySchema) }), 'tokens'),
+        ...errorResponses(),
+      },
     }),
     (c) => {
       const { app: appRef } = c.req.valid('query')
-      const appId = appRef === undefined ? undefined : (registry.get(appRef)?.id ?? appRef)
+      const appId = appRef === undefined ? undefined : registry.get(appRef)?.id
+      if (appRef !== undefined && appId === undefined) {
+        throw new WardenError('not_found', 'no such app')
+      }
       return c.json({ tokens: tokens.list(appId) } as never, 200)
     },
   )

@@ -181,7 +181,8 @@ export interface AuditVerifyAnswer {
   ok: boolean
   records: number
   lastSeq: number
-  lastHash: string
+  /** Absent when the chain does not verify. */
+  lastHash?: string
   firstBad?: number
   reason?: string
   lastCheckpoint?: { seq: number; ts: string } | null

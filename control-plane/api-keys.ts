@@ -95,7 +95,12 @@ export function isApiKeyId(id: string): boolean {
  * keys.authenticate(key)?.role // 'publisher'
  */
 export async function openApiKeyStore(file: string): Promise<ApiKeyStore> {
-  const doc = await openJsonFile(file, fileSchema, () => ({ version: 1 as const, keys: [] }))
+  const doc = await openJsonFile(
+    file,
+    fileSchema,
+    () => ({ version: 1 as const, keys: [] }),
+    'the API key file',
+  )
   const byId = new Map<string, StoredKey>(doc.data.keys.map((key) => [key.id, key]))
 
   return {

@@ -16,6 +16,8 @@ import { answerError } from './http-errors.js'
 import { createMetrics } from './metrics.js'
 import type { ControlPlaneMetrics } from './metrics.js'
 import { createRateLimiter, DEFAULT_RATE_LIMITS } from './rate-limit.js'
+import { createRefusalAudit } from './refusals.js'
+import type { RefusalAudit } from './refusals.js'
 import type { RateLimits } from './rate-limit.js'
 import type { AppRegistry } from './registry.js'
 import { registerAppRoutes } from './routes/apps.js'
@@ -46,6 +48,8 @@ export interface ControlPlaneContext extends ControlPlaneDeps {
   /** The last runs, by invocation id, for `GET /v1/invocations/:id` (bounded). */
   recent: RecentInvocations
   metrics: ControlPlaneMetrics
+  /** Audit records of refused credentials, bounded per client address. */
+  refusals: RefusalAudit
 }
 
 /** A bounded map of recent invocations and the token that ran each. */
@@ -103,6 +107,7 @@ export function createControlPlane(deps: ControlPlaneDeps): OpenAPIHono<ControlP
     maxUploadBytes: deps.maxUploadBytes ?? DEFAULT_MAX_COMPONENT_BYTES,
     recent: new RecentInvocations(),
     metrics: createMetrics(deps.warden),
+    refusals: createRefusalAudit(deps.warden.audit),
   }
   const maxJson = deps.maxJsonBytes ?? 1024 * 1024
   const limiter = createRateLimiter(deps.rateLimits ?? DEFAULT_RATE_LIMITS)

@@ -29,13 +29,17 @@ export async function openJsonFile<S extends z.ZodType>(
   file: string,
   schema: S,
   empty: () => z.output<S>,
+  /** What the file holds, for error messages (which never carry its path): `the registry`. */
+  what = 'a control-plane file',
 ): Promise<JsonFile<z.output<S>>> {
   let text: string | undefined
   try {
     text = await readFile(file, 'utf8')
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-      throw new WardenError('store_unavailable', `${file} cannot be read`, { cause: error })
+      throw new WardenError('store_unavailable', `${what} cannot be read`, {
+        cause: error,
+      })
     }
   }
   let data: z.output<S>
@@ -44,7 +48,7 @@ export async function openJsonFile<S extends z.ZodType>(
   } else {
     const parsed = schema.safeParse(safeJson(text))
     if (!parsed.success) {
-      throw new WardenError('internal', `${file} is not valid: not read`)
+      throw new WardenError('internal', `${what} is not valid: not read`, { cause: { file } })
     }
     data = parsed.data
   }
@@ -60,7 +64,7 @@ export async function openJsonFile<S extends z.ZodType>(
           await writeFileAtomic(file, body)
         })
         .catch((error: unknown) => {
-          throw new WardenError('store_unavailable', `${file} could not be written`, {
+          throw new WardenError('store_unavailable', `${what} could not be written`, {
             cause: error,
           })
         })

@@ -6,9 +6,9 @@
  * Rules (docs/control-plane.md):
  * - a name (a DNS label) belongs to one app; uploading the same bytes under it again changes
  *   nothing; other bytes are a new **version** and become current;
- * - a `low` version is approved on upload; a `medium` or `high` one is `pending` until an admin
- *   approves it (for `high`, an admin other than whoever uploaded it); a new version whose
- *   tier is not above the last approved version's is approved with it;
+ * - a `low` version is approved on upload; every `medium` or `high` one is `pending` until an
+ *   admin approves it by its digest (for `high`, an admin who is not its uploader nor a key the
+ *   uploader made);
  * - status: `decommissioned` (final), else `disabled` (kill switch), else the current version's
  *   `approved` or `pending`.
  */
@@ -19,7 +19,7 @@ import { z } from 'zod'
 import { WardenError, writeFileAtomic } from '../runtime/index.js'
 import { openJsonFile } from './json-file.js'
 import type { JsonFile } from './json-file.js'
-import { isHigherTier, RISK_TIERS } from './risk.js'
+import { RISK_TIERS } from './risk.js'
 import type { RiskAssessment, RiskTier } from './risk.js'
 
 /** Where an app stands. */
@@ -33,8 +33,8 @@ export const APP_STATUSES: readonly AppStatus[] = [
   'decommissioned',
 ]
 
-/** An app name: a DNS label. */
-export const APP_NAME = /^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
+/** An app name: a DNS label, never the shape of an app id (`app-` and 16 hex digits). */
+export const APP_NAME = /^(?!app-[0-9a-f]{16}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
 
 const DIGEST = /^sha256:[0-9a-f]{64}$/
 const APP_ID = /^app-[0-9a-f]{16}$/
@@ -124,8 +124,16 @@ export interface AppRegistry {
   get(idOrName: string): AppRecord | undefined
   list(filter?: AppFilter): AppRecord[]
   register(registration: Registration): Promise<{ record: AppRecord; outcome: RegistrationOutcome }>
-  /** Approve the current version. `forbidden` for a `high` version by whoever uploaded it. */
-  approve(id: string, actor: string): Promise<AppRecord>
+  /**
+   * Approve the current version, named by its `digest` (`conflict` when another build became
+   * current). `forbidden` for a `high` version when its uploader is in `approverLineage`: the
+   * approving key and every key that made it, back to the bootstrap.
+   */
+  approve(
+    id: string,
+    actor: string,
+    review: { digest: string | undefined; approverLineage: readonly string[] },
+  ): Promise<AppRecord>
   setDisabled(id: string, disabled: boolean, actor: string): Promise<AppRecord>
   decommission(id: string, actor: string): Promise<AppRecord>
   /** Note a run (kept in memory, written with the next change or on {@link AppRegistry.flush}). */
@@ -183,6 +191,7 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
     join(dataDir, 'registry.json'),
     fileSchema,
     () => ({ version: 1 as const, apps: [] }),
+    'the app registry',
   )
   const blobs = join(dataDir, 'blobs', 'sha256')
   let dirty = false
@@ -199,9 +208,15 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
     }
     return app
   }
-  const save = async () => {
+  /** Write the registry; when that fails, undo the change in memory too (fail closed). */
+  const save = async (undo?: () => void) => {
     dirty = false
-    await doc.save()
+    try {
+      await doc.save()
+    } catch (error) {
+      undo?.()
+      throw error
+    }
   }
   const blobPath = (digest: string) => {
     if (!DIGEST.test(digest)) {
@@ -257,7 +272,7 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
           updatedAt: now,
         }
         doc.data.apps.push(app)
-        await save()
+        await save(() => doc.data.apps.pop())
         return { record: view(app), outcome: 'created' }
       }
       if (existing.decommissionedAt) {
@@ -272,14 +287,16 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
       if (existing.versions.some((v) => v.digest === r.digest)) {
         return { record: view(existing), outcome: 'unchanged' }
       }
-      const approved = [...existing.versions].reverse().find((v) => v.approvedAt)
-      if (
-        version.riskTier === 'low' ||
-        (approved && !isHigherTier(version.riskTier, approved.riskTier))
-      ) {
+      // Only a low-risk build is approved without review: an admin approves every medium or
+      // high build by its digest, so no build runs that nobody looked at.
+      if (version.riskTier === 'low') {
         version.approvedAt = now
-        version.approvedBy =
-          version.riskTier === 'low' ? 'policy:low-risk' : 'policy:tier-not-raised'
+        version.approvedBy = 'policy:low-risk'
+      }
+      const before = {
+        purpose: existing.purpose,
+        reviewBy: existing.reviewBy,
+        updatedAt: existing.updatedAt,
       }
       existing.versions.push(version)
       existing.purpose = r.purpose
@@ -287,25 +304,42 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
         existing.reviewBy = r.reviewBy
       }
       existing.updatedAt = now
-      await save()
+      await save(() => {
+        existing.versions.pop()
+        Object.assign(existing, before)
+        if (before.reviewBy === undefined) {
+          delete existing.reviewBy
+        }
+      })
       return { record: view(existing), outcome: 'new-version' }
     },
-    async approve(id, actor) {
+    async approve(id, actor, { digest, approverLineage }) {
       const app = live(id)
       const v = current(app)
       if (v.approvedAt) {
         return view(app)
       }
-      if (v.riskTier === 'high' && v.uploadedBy === actor) {
+      if (digest !== v.digest) {
+        throw new WardenError(
+          digest === undefined ? 'invalid_request' : 'conflict',
+          digest === undefined
+            ? 'name the build you reviewed: ?digest=sha256:…'
+            : 'the current build is not the one you reviewed: review it again',
+        )
+      }
+      if (v.riskTier === 'high' && approverLineage.includes(v.uploadedBy)) {
         throw new WardenError(
           'forbidden',
-          'a high-risk app needs the approval of an admin other than its publisher',
+          'a high-risk build needs an admin other than its publisher, or a key its publisher made',
         )
       }
       v.approvedAt = new Date().toISOString()
       v.approvedBy = actor
       app.updatedAt = v.approvedAt
-      await save()
+      await save(() => {
+        delete v.approvedAt
+        delete v.approvedBy
+      })
       return view(app)
     },
     async setDisabled(id, disabled, actor) {

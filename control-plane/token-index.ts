@@ -29,7 +29,10 @@ export type TokenEntry = z.output<typeof tokenEntrySchema>
 
 /** The index. */
 export interface TokenIndex {
+  /** Record a minted token. */
   add(entry: TokenEntry): Promise<void>
+  /** Live (unexpired, unrevoked) children recorded for `parent`. */
+  childrenOf(parent: string): number
   get(jti: string): TokenEntry | undefined
   /** Newest first; of one app when `appId` is given. */
   list(appId?: string): TokenEntry[]
@@ -44,10 +47,12 @@ export interface TokenIndex {
  * await tokens.add({ jti, appId, digest, grants, limits, iat, exp, grantedBy: 'key:…' })
  */
 export async function openTokenIndex(dataDir: string): Promise<TokenIndex> {
-  const doc = await openJsonFile(join(dataDir, 'tokens.json'), fileSchema, () => ({
-    version: 1 as const,
-    tokens: [],
-  }))
+  const doc = await openJsonFile(
+    join(dataDir, 'tokens.json'),
+    fileSchema,
+    () => ({ version: 1 as const, tokens: [] }),
+    'the token index',
+  )
   const dayAgo = Math.floor(Date.now() / 1000) - 86_400
   doc.data.tokens = doc.data.tokens.filter((t) => t.exp > dayAgo)
   const find = (jti: string) => doc.data.tokens.find((t) => t.jti === jti)
@@ -55,6 +60,11 @@ export async function openTokenIndex(dataDir: string): Promise<TokenIndex> {
     async add(entry) {
       doc.data.tokens.push(structuredClone(entry))
       await doc.save()
+    },
+    childrenOf(parent) {
+      const now = Math.floor(Date.now() / 1000)
+      return doc.data.tokens.filter((t) => t.parent === parent && !t.revokedAt && t.exp > now)
+        .length
     },
     get(jti) {
       const entry = find(jti)

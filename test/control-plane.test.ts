@@ -312,7 +312,7 @@ describe('upload and the registry', () => {
     expect(listed.body.apps.map((a: { name: string }) => a.name)).toContain('logger')
   })
 
-  it('keeps medium and high apps pending until an admin approves; high needs another admin', async () => {
+  it('keeps medium and high apps pending until an admin approves the build reviewed', async () => {
     const medium = await upload(await tieredGuest(['http']), 'fetcher')
     expect(medium.body).toMatchObject({ riskTier: 'medium', status: 'pending' })
     expect(medium.body.riskReasons.join(' ')).toContain('http')
@@ -321,14 +321,63 @@ describe('upload and the registry', () => {
       json: { app: 'fetcher', grants: {} },
     })
     expectError(refused, 403, 'app_not_approved')
-    const approved = await api('POST', `/v1/apps/${medium.body.id}/approve`, { auth: adminKey })
+    // Approval names the build reviewed; a build swapped in since is not approved with it.
+    expectError(
+      await api('POST', '/v1/apps/fetcher/approve', { auth: adminKey }),
+      400,
+      'invalid_request',
+    )
+    const swapped = await upload(await tieredGuest(['http'], 'swapped'), 'fetcher')
+    expect(swapped.body.status).toBe('pending')
+    expectError(
+      await api('POST', `/v1/apps/fetcher/approve?digest=${medium.body.digest}`, {
+        auth: adminKey,
+      }),
+      409,
+      'conflict',
+    )
+    const approved = await api('POST', `/v1/apps/fetcher/approve?digest=${swapped.body.digest}`, {
+      auth: adminKey,
+    })
     expect(approved.body.status).toBe('approved')
+    // Every medium or high build is reviewed: a new one is pending again.
+    const next = await upload(await tieredGuest(['http'], 'next'), 'fetcher')
+    expect(next.body.status).toBe('pending')
+  })
 
-    const high = await upload(await tieredGuest(['secrets']), 'signer', adminKey)
+  it('approves a high-risk build only by an admin other than its publisher, or a key it made', async () => {
+    const high = await upload(await tieredGuest(['secrets']), 'signer', secondAdminKey)
     expect(high.body).toMatchObject({ riskTier: 'high', status: 'pending' })
-    expectError(await api('POST', '/v1/apps/signer/approve', { auth: adminKey }), 403, 'forbidden')
-    const ok = await api('POST', '/v1/apps/signer/approve', { auth: secondAdminKey })
-    expect(ok.body.status).toBe('approved')
+    const approve = (key: string) =>
+      api('POST', `/v1/apps/signer/approve?digest=${high.body.digest}`, { auth: key })
+    expectError(await approve(secondAdminKey), 403, 'forbidden')
+    // Another admin key made by the publisher is still the publisher (outside attack).
+    const sock = (
+      await api('POST', '/v1/keys', {
+        auth: secondAdminKey,
+        json: { role: 'admin', label: 'sock' },
+      })
+    ).body.key
+    expectError(await approve(sock), 403, 'forbidden')
+    await api('DELETE', `/v1/keys/${sock.split('_')[1]}`, { auth: adminKey })
+    expect((await approve(adminKey)).body.status).toBe('approved')
+  })
+
+  it('refuses a name that looks like an app id, and keeps a big upload intact', async () => {
+    expectError(
+      await upload(await tieredGuest(['log']), 'app-0123456789abcdef'),
+      400,
+      'invalid_request',
+    )
+    // Past Node's 4 KiB Buffer pool: the bytes must reach the registry as uploaded (outside attack).
+    const big = await tieredGuest(['log'], 'x'.repeat(20_000))
+    expect(big.byteLength).toBeGreaterThan(16 * 1024)
+    const answer = await upload(big, 'big')
+    expect(answer.status).toBe(201)
+    const stored = await readFile(
+      join(dataDir, 'blobs', 'sha256', `${answer.body.digest.slice('sha256:'.length)}.wasm`),
+    )
+    expect(Buffer.compare(stored, Buffer.from(big))).toBe(0)
   })
 })
 
@@ -422,6 +471,67 @@ describe('tokens, invoke and the audit trail', () => {
     )
   })
 
+  it('tells a caller without a valid token for the app nothing about it', async () => {
+    const pending = await upload(await tieredGuest(['http'], 'quiet'), 'quiet')
+    const forged = 'e30.e30.AAAA'
+    const answers = await Promise.all(
+      ['quiet', 'hello', 'no-such-app', pending.body.id].map((id) =>
+        api('POST', `/v1/apps/${id}/invoke`, { auth: forged, json: { input: 1 } }),
+      ),
+    )
+    for (const answer of answers) {
+      expectError(answer, 401, 'token_invalid')
+    }
+    const other = (
+      await api('POST', '/v1/tokens', { auth: adminKey, json: { app: 'hello', grants: {} } })
+    ).body.token
+    for (const id of ['quiet', 'no-such-app']) {
+      expectError(
+        await api('POST', `/v1/apps/${id}/invoke`, { auth: other, json: { input: 1 } }),
+        401,
+        'token_invalid',
+      )
+    }
+    const text = `{"input":${'['.repeat(20_000)}1${']'.repeat(20_000)}}`
+    const nested = await api('POST', `/v1/apps/${hello.id}/invoke`, {
+      auth: other,
+      body: text,
+      type: 'application/json',
+    })
+    expect(nested.status).toBeLessThan(500)
+  })
+
+  it('bounds the audit records of refused credentials per client', async () => {
+    const before = (await api('GET', '/v1/audit/head', { auth: auditorKey })).body.seq
+    await Promise.all(
+      Array.from({ length: 60 }, () =>
+        api('POST', `/v1/apps/${hello.id}/invoke`, { auth: 'x.y.z', json: { input: 1 } }),
+      ),
+    )
+    const after = (await api('GET', '/v1/audit/head', { auth: auditorKey })).body.seq
+    expect(after - before).toBeLessThanOrEqual(20)
+    expect(after - before).toBeGreaterThan(0)
+  })
+
+  it('caps the live children of one token', async () => {
+    const parent = (
+      await api('POST', '/v1/tokens', { auth: adminKey, json: { app: 'hello', grants: {} } })
+    ).body.token
+    const children = []
+    for (let i = 0; i < 100; i++) {
+      children.push(api('POST', '/v1/tokens/attenuate', { auth: parent, json: {} }))
+    }
+    expect((await Promise.all(children)).every((a) => a.status === 201)).toBe(true)
+    expectError(
+      await api('POST', '/v1/tokens/attenuate', { auth: parent, json: {} }),
+      429,
+      'limit_exceeded',
+    )
+    const listed = (await api('GET', '/v1/apps/hello', { auth: adminKey })).body
+    expect(listed.tokens.length).toBeLessThanOrEqual(100)
+    expect(listed.tokenCount).toBeGreaterThan(100)
+  })
+
   it('reports a guest failure with its code and the report', async () => {
     const loop = (await upload(await compileWat(infiniteLoop), 'looper')).body
     const token = (
@@ -487,10 +597,11 @@ describe('tokens, invoke and the audit trail', () => {
     ).toBe(200)
     const gone = await api('DELETE', `/v1/apps/${app.id}`, { auth: adminKey })
     expect(gone.body.status).toBe('decommissioned')
+    // Its tokens are revoked: they are refused before anything else is looked at.
     expectError(
       await api('POST', `/v1/apps/${app.id}/invoke`, { auth: token, json: { input: 'x' } }),
-      404,
-      'not_found',
+      401,
+      'token_revoked',
     )
     const tokens = (await api('GET', `/v1/tokens?app=${app.id}`, { auth: adminKey })).body.tokens
     expect(tokens.every((t: { revokedAt?: string }) => t.revokedAt)).toBe(true)

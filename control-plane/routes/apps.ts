@@ -5,7 +5,7 @@
 import { createRoute, z } from '@hono/zod-openapi'
 import type { OpenAPIHono } from '@hono/zod-openapi'
 import { toWardenError, WardenError } from '../../runtime/index.js'
-import type { Invocation, LoadedComponent } from '../../runtime/index.js'
+import type { CapabilityClaims, Invocation, LoadedComponent } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
 import { actorOf, requireRole, requireToken } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
@@ -119,7 +119,7 @@ export function registerAppRoutes(
   app: OpenAPIHono<ControlPlaneEnv>,
   ctx: ControlPlaneContext,
 ): void {
-  const { warden, registry, keys } = ctx
+  const { warden, registry, keys, refusals } = ctx
   const admin = requireRole(keys, ['admin'])
   const publisher = requireRole(keys, ['admin', 'publisher'])
   const reader = requireRole(keys, ['admin', 'publisher', 'auditor'])
@@ -286,14 +286,18 @@ export function registerAppRoutes(
       if (!record) {
         throw new WardenError('not_found', 'no such app')
       }
-      return c.json({ ...record, tokens: ctx.tokens.list(record.id) } as never, 200)
+      const granted = ctx.tokens.list(record.id)
+      return c.json(
+        { ...record, tokens: granted.slice(0, 100), tokenCount: granted.length } as never,
+        200,
+      )
     },
   )
 
   const transition = (
     path: string,
     summary: string,
-    act: (record: AppRecord, actor: string) => Promise<AppRecord>,
+    act: (record: AppRecord, actor: string, digest: string | undefined) => Promise<AppRecord>,
   ) =>
     app.openapi(
       createRoute({
@@ -302,25 +306,53 @@ export function registerAppRoutes(
         summary,
         security: [{ apiKey: [] }],
         middleware: [admin] as const,
-        request: { params: idParam },
-        responses: { 200: json(appSchema, 'the app'), ...errorResponses(404) },
+        request: {
+          params: idParam,
+          query: z.strictObject({
+            digest: z
+              .string()
+              .regex(/^sha256:[0-9a-f]{64}$/)
+              .optional()
+              .openapi({ description: 'approve: the build you reviewed' }),
+          }),
+        },
+        responses: { 200: json(appSchema, 'the app'), ...errorResponses(404, 409) },
       }),
       async (c) => {
         const record = live(c.req.valid('param').id)
-        return c.json((await act(record, actorOf(c.get('principal')))) as never, 200)
+        const { digest } = c.req.valid('query')
+        return c.json((await act(record, actorOf(c.get('principal')), digest)) as never, 200)
       },
     )
 
-  transition('/v1/apps/{id}/approve', 'Approve the current version', async (record, actor) => {
-    try {
-      const approved = await registry.approve(record.id, actor)
-      await adminAction('app.approve', actor, approved)
-      return approved
-    } catch (error) {
-      await adminAction('app.approve', actor, record, 'deny', toWardenError(error).code)
-      throw error
+  /** The approving key and every key that made it: `key:<id>` … `bootstrap`. */
+  const lineageOf = (actor: string): string[] => {
+    const out: string[] = []
+    let at: string | undefined = actor
+    while (at !== undefined && !out.includes(at)) {
+      out.push(at)
+      at = at.startsWith('key:') ? keys.get(at.slice('key:'.length))?.createdBy : undefined
     }
-  })
+    return out
+  }
+
+  transition(
+    '/v1/apps/{id}/approve',
+    'Approve the current build, named by its digest',
+    async (record, actor, digest) => {
+      try {
+        const approved = await registry.approve(record.id, actor, {
+          digest,
+          approverLineage: lineageOf(actor),
+        })
+        await adminAction('app.approve', actor, approved)
+        return approved
+      } catch (error) {
+        await adminAction('app.approve', actor, record, 'deny', toWardenError(error).code)
+        throw error
+      }
+    },
+  )
   transition(
     '/v1/apps/{id}/disable',
     'Kill switch: refuse new runs and end running ones',
@@ -376,7 +408,22 @@ export function registerAppRoutes(
     }),
     async (c) => {
       const token = requireToken(c.req.header('authorization'))
-      const record = live(c.req.valid('param').id)
+      const { id } = c.req.valid('param')
+      // The token first: whoever holds no valid token for this app learns nothing about it
+      // (exists, pending, disabled), and nothing of theirs is serialised.
+      let claims: CapabilityClaims
+      try {
+        claims = await warden.verifyToken(token)
+      } catch (error) {
+        await refusals.record(c, toWardenError(error).code)
+        throw error
+      }
+      const found = registry.get(id)
+      if (!found || found.id !== claims.app.id || found.status === 'decommissioned') {
+        await refusals.record(c, 'token_invalid')
+        throw new WardenError('token_invalid', 'the token is for another app')
+      }
+      const record = found
       const { input } = c.req.valid('json')
       if (record.status !== 'approved') {
         const code = record.status === 'disabled' ? 'app_disabled' : 'app_not_approved'
@@ -385,6 +432,8 @@ export function registerAppRoutes(
           op: 'run',
           appId: record.id,
           digest: record.digest,
+          tokenJti: claims.jti,
+          actor: `app:${record.id}`,
           decision: 'deny',
           reason: code,
         })
@@ -396,8 +445,13 @@ export function registerAppRoutes(
       if (record.kind !== 'action') {
         throw new WardenError('invalid_request', 'only an action is invoked; this is a micro-app')
       }
+      let json: string
+      try {
+        json = input === undefined ? 'null' : JSON.stringify(input)
+      } catch {
+        throw new WardenError('invalid_request', 'input: nested too deeply')
+      }
       const component = await componentOf(record)
-      const json = input === undefined ? 'null' : JSON.stringify(input)
       ctx.metrics.runStarted()
       let invocation: Invocation
       try {

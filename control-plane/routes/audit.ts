@@ -4,7 +4,7 @@
  */
 import { createRoute, z } from '@hono/zod-openapi'
 import type { OpenAPIHono } from '@hono/zod-openapi'
-import { WardenError } from '../../runtime/index.js'
+import { toWardenError, WardenError } from '../../runtime/index.js'
 import type { AuditRecord } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
 import { bearerOf, requireRole } from '../auth.js'
@@ -166,12 +166,10 @@ export function registerAuditRoutes(
       if (credential === undefined) {
         throw new WardenError('unauthorized', 'send an API key or the token that ran it')
       }
-      const recent = ctx.recent.get(id)
-      const records: AuditRecord[] = await warden.audit.read({ invocationId: id, limit: 10_000 })
-      const run = records.find((r) => r.kind === 'run')
-      const ranWith = recent?.tokenJti ?? run?.tokenJti ?? null
-      const key = credential.startsWith('wdn_') ? keys.authenticate(credential) : undefined
+      // The credential first: nothing is read for a caller who may not read it.
+      let tokenJti: string | undefined
       if (credential.startsWith('wdn_')) {
+        const key = keys.authenticate(credential)
         if (!key) {
           throw new WardenError('unauthorized', 'the API key is unknown or revoked')
         }
@@ -179,11 +177,23 @@ export function registerAuditRoutes(
           throw new WardenError('forbidden', 'this route needs the role admin or auditor')
         }
       } else {
-        const claims = await warden.verifyToken(credential)
-        if (ranWith === null || claims.jti !== ranWith) {
-          // The same answer whether the run exists or not: a token learns only its own runs.
-          throw new WardenError('not_found', 'no such invocation')
+        try {
+          tokenJti = (await warden.verifyToken(credential)).jti
+        } catch (error) {
+          await ctx.refusals.record(c, toWardenError(error).code)
+          throw error
         }
+      }
+      const recent = ctx.recent.get(id)
+      if (tokenJti !== undefined && recent && recent.tokenJti !== tokenJti) {
+        throw new WardenError('not_found', 'no such invocation')
+      }
+      const records: AuditRecord[] = await warden.audit.read({ invocationId: id, limit: 10_000 })
+      const run = records.find((r) => r.kind === 'run')
+      const ranWith = recent?.tokenJti ?? run?.tokenJti ?? null
+      if (tokenJti !== undefined && ranWith !== tokenJti) {
+        // The same answer whether the run exists or not: a token learns only its own runs.
+        throw new WardenError('not_found', 'no such invocation')
       }
       if (!recent && records.length === 0) {
         throw new WardenError('not_found', 'no such invocation')

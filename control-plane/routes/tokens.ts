@@ -5,14 +5,23 @@
  */
 import { createRoute, z } from '@hono/zod-openapi'
 import type { OpenAPIHono } from '@hono/zod-openapi'
-import { grantsSchema, jtiSchema, limitsRequestSchema, WardenError } from '../../runtime/index.js'
-import type { MintedToken } from '../../runtime/index.js'
+import {
+  grantsSchema,
+  jtiSchema,
+  limitsRequestSchema,
+  toWardenError,
+  WardenError,
+} from '../../runtime/index.js'
+import type { CapabilityClaims, MintedToken } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
 import { actorOf, requireRole, requireToken } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import { tokenEntrySchema } from '../token-index.js'
 import type { TokenEntry } from '../token-index.js'
 import { errorResponses, json, jsonBody } from './schemas.js'
+
+/** Most live (unexpired, unrevoked) children one token may have. */
+export const MAX_LIVE_CHILDREN = 100
 
 const ttl = z.int().positive().openapi({ description: 'seconds until exp' })
 
@@ -129,6 +138,20 @@ export function registerTokenRoutes(
     async (c) => {
       const parent = requireToken(c.req.header('authorization'))
       const body = c.req.valid('json')
+      let claims: CapabilityClaims
+      try {
+        claims = await warden.verifyToken(parent)
+      } catch (error) {
+        await ctx.refusals.record(c, toWardenError(error).code)
+        throw error
+      }
+      // Each child is recorded in the token index: a holder must not grow it without bound.
+      if (tokens.childrenOf(claims.jti) >= MAX_LIVE_CHILDREN) {
+        throw new WardenError(
+          'limit_exceeded',
+          `a token may have at most ${MAX_LIVE_CHILDREN} live children: revoke some, or let them expire`,
+        )
+      }
       const minted = await warden.attenuateToken(parent, {
         ...(body.grants ? { grants: body.grants } : {}),
         ...(body.limits ? { limits: body.limits } : {}),
@@ -168,19 +191,25 @@ export function registerTokenRoutes(
       summary: 'Tokens granted, newest first (never their strings)',
       security: [{ apiKey: [] }],
       middleware: [admin] as const,
-      request: { query: z.strictObject({ app: z.string().max(128).optional() }) },
+      request: {
+        query: z.strictObject({
+          app: z.string().max(128).optional(),
+          limit: z.coerce.number().int().min(1).max(1000).default(100),
+        }),
+      },
       responses: {
-        200: json(z.object({ tokens: z.array(tokenEntrySchema) }), 'tokens'),
+        200: json(z.object({ tokens: z.array(tokenEntrySchema), total: z.int() }), 'tokens'),
         ...errorResponses(),
       },
     }),
     (c) => {
-      const { app: appRef } = c.req.valid('query')
+      const { app: appRef, limit } = c.req.valid('query')
       const appId = appRef === undefined ? undefined : registry.get(appRef)?.id
       if (appRef !== undefined && appId === undefined) {
         throw new WardenError('not_found', 'no such app')
       }
-      return c.json({ tokens: tokens.list(appId) } as never, 200)
+      const all = tokens.list(appId)
+      return c.json({ tokens: all.slice(0, limit), total: all.length } as never, 200)
     },
   )
 }

@@ -292,8 +292,9 @@ export class Transpiler {
     const { message } = job
     if (message.kind === 'component') {
       // NB: the caller keeps its bytes; the worker gets its own copy, moved rather than cloned,
-      // so no serialised third copy exists even for a moment.
-      const bytes = message.request.bytes.slice()
+      // so no serialised third copy exists even for a moment. A copy in a buffer of its own:
+      // `Buffer#slice` is a view, and moving its memory would empty the caller's bytes.
+      const bytes = new Uint8Array(message.request.bytes)
       slot.worker.postMessage({ ...message, request: { ...message.request, bytes } }, [
         bytes.buffer,
       ])

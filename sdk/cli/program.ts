@@ -1001,8 +1001,21 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
       }),
     )
 
+  apps
+    .command('approve')
+    .description(
+      'approve the current build, named by the digest you reviewed (admin; a high-risk one needs an admin other than its publisher)',
+    )
+    .argument('<app>', 'the app id or name')
+    .option('--digest <sha256:…>', 'the build you reviewed (see `apps show`)')
+    .action(
+      act(async (app: string, flags: { digest?: string }) => {
+        const done = await needRemote('apps approve').approve(app, flags.digest)
+        err(`${done.name} (${done.id}): ${done.status}`)
+      }),
+    )
+
   const appActions = [
-    ['approve', 'approve the current version (admin; a high-risk one needs another admin)'],
     ['disable', 'kill switch: refuse new runs, end running ones (app_disabled)'],
     ['enable', 'lift the kill switch'],
     ['delete', 'decommission: revoke every token, end runs, keep the audit records'],

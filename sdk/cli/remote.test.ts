@@ -86,7 +86,10 @@ describe('warden --server', () => {
     const pending = await warden(['token', 'grant', 'fetcher', '--log'])
     expect(pending.code).toBe(1)
     expect(pending.stderr).toMatch(/^error: app_not_approved: /)
-    await ok(['apps', 'approve', 'fetcher'])
+    const unreviewed = await warden(['apps', 'approve', 'fetcher'])
+    expect(unreviewed.code).toBe(2)
+    const { digest } = JSON.parse(await ok(['apps', 'show', 'fetcher', '--json']))
+    await ok(['apps', 'approve', 'fetcher', '--digest', digest])
     expect(JSON.parse(await ok(['apps', 'show', 'fetcher', '--json'])).status).toBe('approved')
 
     const helloId = await ok([
@@ -209,7 +212,7 @@ describe('warden --server', () => {
     expect(await ok(['invoke', 'hello', '--token', fresh, '--input', '2'])).toBe('2')
     await ok(['apps', 'delete', 'hello'])
     const gone = await warden(['invoke', 'hello', '--token', fresh])
-    expect([gone.code, gone.stderr]).toEqual([1, expect.stringMatching(/^error: not_found: /)])
+    expect([gone.code, gone.stderr]).toEqual([1, expect.stringMatching(/^error: token_revoked: /)])
   })
 
   it('writes secrets and data, and manages API keys', async () => {

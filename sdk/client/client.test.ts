@@ -101,7 +101,9 @@ describe('WardenClient', () => {
       'app_not_approved',
       403,
     )
-    expect((await admin.approve('fetcher')).status).toBe('approved')
+    expectCode(await refusal(admin.approve('fetcher')), 'invalid_request', 400)
+    expectCode(await refusal(admin.approve('fetcher', `sha256:${'0'.repeat(64)}`)), 'conflict', 409)
+    expect((await admin.approve('fetcher', medium.app.digest)).status).toBe('approved')
   })
 
   it('grants, invokes, attenuates, lists and revokes tokens', async () => {
@@ -145,7 +147,7 @@ describe('WardenClient', () => {
     expect((await admin.enable('hello')).status).toBe('approved')
     expect((await admin.invoke('hello', 'hi', token)).output).toBe('hi')
     expect((await admin.decommission('hello')).status).toBe('decommissioned')
-    expectCode(await refusal(admin.invoke('hello', {}, token)), 'not_found', 404)
+    expectCode(await refusal(admin.invoke('hello', {}, token)), 'token_revoked', 401)
     expectCode(await refusal(admin.decommission('hello')), 'not_found', 404)
   })
 

@@ -119,9 +119,17 @@ export class WardenClient {
     return this.#json({ method: 'GET', path: `/v1/apps/${seg(app)}`, auth: this.#key })
   }
 
-  /** Approve the current version (admin). */
-  approve(app: string): Promise<App> {
-    return this.#appAction(app, 'approve')
+  /**
+   * Approve the current build (admin), named by the `digest` you reviewed: the server answers
+   * `conflict` when another build became current since.
+   */
+  approve(app: string, digest?: string): Promise<App> {
+    const query = digest === undefined ? '' : `?digest=${encodeURIComponent(digest)}`
+    return this.#json({
+      method: 'POST',
+      path: `/v1/apps/${seg(app)}/approve${query}`,
+      auth: this.#key,
+    })
   }
 
   /** Kill switch: refuse new runs and end running ones (admin). */
@@ -287,7 +295,7 @@ export class WardenClient {
 
   // ── plumbing ────────────────────────────────────────────────────────────────────────────
 
-  #appAction(app: string, action: 'approve' | 'disable' | 'enable'): Promise<App> {
+  #appAction(app: string, action: 'disable' | 'enable'): Promise<App> {
     return this.#json({ method: 'POST', path: `/v1/apps/${seg(app)}/${action}`, auth: this.#key })
   }
 

@@ -1,11 +1,13 @@
 /**
- * Transpile and instrument components off the main thread, in a small pool of workers, each
- * job under a time and heap budget, uploaders served fairly.
+ * Transpile and instrument components outside the host process, in a small pool of child
+ * processes, each job under a time and heap budget, uploaders served fairly.
  */
-import { WardenError } from '../errors.js'
-import { startWorker } from '../internal/worker.js'
-import type { Worker } from 'node:worker_threads'
+import type { ChildProcess } from 'node:child_process'
+import { channel } from 'node:diagnostics_channel'
+import type { Socket } from 'node:net'
+import { WARDEN_ERROR_CODES, WardenError } from '../errors.js'
 import type { WardenErrorCode } from '../errors.js'
+import { forkChild } from '../internal/child.js'
 
 /** Budget for one transpilation. */
 export interface TranspileBudget {
@@ -14,7 +16,7 @@ export interface TranspileBudget {
    * app takes about 10 s on a loaded two-core machine).
    */
   timeoutMs: number
-  /** V8 old-generation heap of the worker, in MiB. Default 1024. */
+  /** V8 old-generation heap of the child process, in MiB. Default 1024. */
   maxHeapMb: number
 }
 
@@ -24,7 +26,7 @@ export const DEFAULT_TRANSPILE_BUDGET: Readonly<TranspileBudget> = Object.freeze
   maxHeapMb: 1024,
 })
 
-/** Default number of transpile workers. */
+/** Default number of transpile child processes. */
 export const DEFAULT_TRANSPILE_WORKERS = 2
 
 /** Default most jobs one uploader may have waiting; more are refused (`limit_exceeded`). */
@@ -32,7 +34,7 @@ export const DEFAULT_MAX_QUEUED_PER_UPLOADER = 8
 
 /**
  * Default {@link TranspilerOptions.retireAfterBytes}: 8 MiB. jco's WebAssembly memory grows to
- * several times the largest upload a worker has read, and never shrinks.
+ * several times the largest upload a child has read, and never shrinks.
  */
 export const DEFAULT_RETIRE_AFTER_BYTES = 8 * 1024 * 1024
 
@@ -40,20 +42,20 @@ export const DEFAULT_RETIRE_AFTER_BYTES = 8 * 1024 * 1024
 export interface TranspilerOptions {
   /** Budget of each job. Default {@link DEFAULT_TRANSPILE_BUDGET}. */
   budget?: TranspileBudget
-  /** Workers in the pool, started on demand. Default 2. */
+  /** Child processes in the pool ("workers"), started on demand. Default 2. */
   workers?: number
   /**
-   * Workers one uploader may hold at once. Default `workers - 1` (at least 1): however many
-   * slow uploads one uploader sends, a worker is left for the others.
+   * Children one uploader may hold at once. Default `workers - 1` (at least 1): however many
+   * slow uploads one uploader sends, a child is left for the others.
    */
   maxWorkersPerUploader?: number
-  /** Jobs one uploader may have waiting for a worker. Default 8. */
+  /** Jobs one uploader may have waiting for a child. Default 8. */
   maxQueuedPerUploader?: number
-  /** A worker that has read an upload of at least this many bytes is retired. Default 8 MiB. */
+  /** A child that has read an upload of at least this many bytes is retired. Default 8 MiB. */
   retireAfterBytes?: number
 }
 
-/** @internal The worker's input: a component to transpile, or WAT text to compile. */
+/** @internal The child's input: a component to transpile, or WAT text to compile. */
 export interface TranspileRequest {
   bytes: Uint8Array
   maxMemoryPages: number
@@ -62,7 +64,7 @@ export interface TranspileRequest {
   uploader?: string
 }
 
-/** @internal The worker's output. */
+/** @internal The child's output. */
 export type TranspileResponse =
   | {
       ok: true
@@ -72,43 +74,77 @@ export type TranspileResponse =
     }
   | { ok: false; code: WardenErrorCode; message: string }
 
-/** @internal What a worker answers to a WAT job. */
+/** @internal What a child answers to a WAT job. */
 export type WatResponse =
   | { ok: true; bytes: Uint8Array<ArrayBuffer> }
   | { ok: false; code: WardenErrorCode; message: string }
 
-/** @internal A message to a worker. */
-export type ToTranspileWorker =
+/** @internal A message to a child. */
+export type ToTranspileChild =
   | { id: number; kind: 'component'; request: Omit<TranspileRequest, 'uploader'> }
   | { id: number; kind: 'wat'; text: string }
+
+/** @internal A message from a child: it has loaded jco, or the answer to job `id`. */
+export type FromTranspileChild =
+  | { ready: true }
+  | { id: number; response: TranspileResponse | WatResponse; maxRssBytes: number }
+
+/**
+ * What `warden.transpile.job` publishes when a job ends (only while it has subscribers).
+ *
+ * @example
+ * diagnostics_channel.subscribe('warden.transpile.job', (m) => console.log((m as TranspileJobEvent).maxRssBytes))
+ */
+export interface TranspileJobEvent {
+  /** The child process that ran the job. */
+  pid: number | undefined
+  uploader: string
+  kind: 'component' | 'wat'
+  /** Bytes of the input. */
+  inputBytes: number
+  /** Time from the child taking the job (or being ready for it) to its end. */
+  durationMs: number
+  /** The failure's code; undefined for a success. */
+  code: WardenErrorCode | undefined
+  /** The child's peak resident set, as it reported with its answer; undefined if it died. */
+  maxRssBytes: number | undefined
+}
+
+const jobChannel = channel('warden.transpile.job')
 
 interface Job {
   id: number
   uploader: string
-  message: ToTranspileWorker
-  /** Bytes the worker will read, for the retirement rule. */
+  message: ToTranspileChild
+  /** Bytes the child will read, for the retirement rule. */
   size: number
   resolve: (value: unknown) => void
   reject: (error: WardenError) => void
 }
 
 interface Slot {
-  worker: Worker
-  /** The worker has loaded jco; a job's budget starts only then. */
+  child: ChildProcess
+  /** The child has loaded jco; a job's budget starts only then. */
   ready: boolean
-  job: (Job & { timer: NodeJS.Timeout | undefined }) | undefined
+  job: (Job & { timer: NodeJS.Timeout | undefined; startedAt: number }) | undefined
+  /** The end of the child's stderr, for the cause of a crash. */
+  stderr: string
+  exited: Promise<void>
 }
 
-/** Longest wait for a new transpile worker to load jco: 60 s (the host's problem, not the upload's). */
-const WORKER_START_TIMEOUT_MS = 60_000
+/** Longest wait for a new transpile child to load jco: 60 s (the host's problem, not the upload's). */
+const CHILD_START_TIMEOUT_MS = 60_000
+const STDERR_TAIL_CHARS = 4096
 
 /**
- * Runs jco and the instrumenter in a pool of budgeted workers. Workers start on demand and are
- * kept between jobs (jco's start-up costs about a second), except after a job that failed or
- * broke its budget (a trap inside jco can poison every later job in that worker) or that read
- * a large upload: then the worker is replaced. An uploader may hold at most
- * `maxWorkersPerUploader` workers; waiting jobs are served fewest-running-uploader first, then
- * in order of arrival.
+ * Runs jco and the instrumenter in a pool of budgeted child processes ("workers"), so that
+ * jco's memory, which grows to many times a large upload, is never the host's. Each child has
+ * an empty environment, a V8 heap cap, and exits when the host goes. Children start on demand
+ * and are kept between jobs (jco's start-up costs about a second), except after a job that
+ * failed, crashed or broke its budget (a trap inside jco can poison every later job in that
+ * process) or that read a large upload: then the child is killed and replaced. An uploader may
+ * hold at most `maxWorkersPerUploader` children; waiting jobs are served fewest-running-uploader
+ * first, then in order of arrival.
  *
  * @example
  * const transpiler = new Transpiler({ workers: 2 })
@@ -172,12 +208,20 @@ export class Transpiler {
     return out.bytes
   }
 
-  /** Transpile workers started so far: one per busy slot, plus one after every replacement. */
+  /**
+   * Transpile child processes started so far: one per busy slot, plus one after every
+   * replacement.
+   */
   get workersStarted(): number {
     return this.#started
   }
 
-  /** Stop every worker; jobs still waiting or running fail with `internal`. */
+  /** Process ids of the live transpile children (for health checks and tests). */
+  get pids(): number[] {
+    return this.#slots.flatMap((s) => (s.child.pid === undefined ? [] : [s.child.pid]))
+  }
+
+  /** Stop every child; jobs still waiting or running fail with `internal`. */
   async close(): Promise<void> {
     this.#closed = true
     for (const job of this.#queue.splice(0)) {
@@ -187,7 +231,10 @@ export class Transpiler {
     await Promise.all(
       slots.map((slot) => {
         this.#end(slot, new WardenError('internal', 'the transpiler was closed'))
-        return slot.worker.terminate()
+        // Held until the child is gone, or the host's event loop could end before `exited`.
+        ref(slot.child, true)
+        slot.child.kill('SIGKILL')
+        return slot.exited
       }),
     )
   }
@@ -195,7 +242,7 @@ export class Transpiler {
   #submit<T>(
     uploader: string,
     size: number,
-    message: (id: number) => ToTranspileWorker,
+    message: (id: number) => ToTranspileChild,
   ): Promise<T> {
     if (this.#closed) {
       return Promise.reject(new WardenError('internal', 'the transpiler was closed'))
@@ -223,7 +270,7 @@ export class Transpiler {
     })
   }
 
-  /** Hand waiting jobs to idle workers, or to new ones while the pool has room. */
+  /** Hand waiting jobs to idle children, or to new ones while the pool has room. */
   #dispatch(): void {
     for (;;) {
       let slot = this.#slots.find((s) => !s.job)
@@ -235,7 +282,7 @@ export class Transpiler {
         return
       }
       if (!slot) {
-        slot = { worker: this.#spawn(), ready: false, job: undefined }
+        slot = this.#spawn()
         this.#slots.push(slot)
       }
       this.#start(slot, job)
@@ -256,13 +303,14 @@ export class Transpiler {
     return best === undefined ? undefined : this.#queue.splice(best, 1)[0]
   }
 
-  /** Start the budget of the slot's job (once its worker has loaded jco). */
+  /** Start the budget of the slot's job (once its child has loaded jco). */
   #startBudget(slot: Slot): void {
     const job = slot.job
     if (!job) {
       return
     }
     clearTimeout(job.timer)
+    job.startedAt = performance.now()
     job.timer = setTimeout(
       () =>
         this.#fail(
@@ -277,116 +325,159 @@ export class Transpiler {
   }
 
   #start(slot: Slot, job: Job): void {
-    slot.job = { ...job, timer: undefined }
+    slot.job = { ...job, timer: undefined, startedAt: performance.now() }
     if (slot.ready) {
       this.#startBudget(slot)
     } else {
-      // NB: a cold worker spends about a second loading jco; that is not the upload's time.
+      // NB: a cold child spends about a second loading jco; that is not the upload's time.
       slot.job.timer = setTimeout(
-        () => this.#fail(slot, new WardenError('internal', 'a transpile worker did not start')),
-        WORKER_START_TIMEOUT_MS,
+        () => this.#fail(slot, new WardenError('internal', 'a transpile child did not start')),
+        CHILD_START_TIMEOUT_MS,
       )
     }
     this.#running.set(job.uploader, (this.#running.get(job.uploader) ?? 0) + 1)
-    slot.worker.ref()
+    ref(slot.child, true)
     const { message } = job
-    if (message.kind === 'component') {
-      // NB: the caller keeps its bytes; the worker gets its own copy, moved rather than cloned,
-      // so no serialised third copy exists even for a moment. A copy in a buffer of its own:
-      // `Buffer#slice` is a view, and moving its memory would empty the caller's bytes.
-      const bytes = new Uint8Array(message.request.bytes)
-      slot.worker.postMessage({ ...message, request: { ...message.request, bytes } }, [
-        bytes.buffer,
-      ])
-    } else {
-      slot.worker.postMessage(message)
-    }
+    // NB: the bytes are serialised straight from the caller's buffer (no copy of our own); they
+    // go last, so the serialiser's buffer grows once, to their size, instead of doubling after.
+    const out: ToTranspileChild =
+      message.kind === 'component'
+        ? {
+            id: message.id,
+            kind: 'component',
+            request: {
+              maxMemoryPages: message.request.maxMemoryPages,
+              maxTableElements: message.request.maxTableElements,
+              bytes: message.request.bytes,
+            },
+          }
+        : message
+    slot.child.send(out, (error) => {
+      if (error && slot.job?.id === job.id) {
+        this.#fail(slot, new WardenError('internal', 'a transpile child did not take its job'))
+      }
+    })
   }
 
-  #spawn(): Worker {
+  #spawn(): Slot {
     this.#started++
-    const worker = startWorker(import.meta.url, './transpile-worker', {
+    const child = forkChild(import.meta.url, './transpile-child', {
+      // Nothing of the host's environment (secrets, tokens, the data dir): jco needs none.
       env: {},
-      resourceLimits: { maxOldGenerationSizeMb: this.#budget.maxHeapMb },
+      execArgv: [`--max-old-space-size=${this.#budget.maxHeapMb}`],
     })
-    worker.unref()
-    const slotOf = () => this.#slots.find((s) => s.worker === worker)
-    type Answer = { id: number; response: TranspileResponse | WatResponse } | { ready: true }
-    worker.on('message', (answer: Answer) => {
-      const slot = slotOf()
-      if ('ready' in answer) {
-        if (slot) {
-          slot.ready = true
-          this.#startBudget(slot)
-        }
+    const slot: Slot = {
+      child,
+      ready: false,
+      job: undefined,
+      stderr: '',
+      exited: new Promise((resolve) => child.once('exit', () => resolve())),
+    }
+    ref(child, false)
+    const own = () => this.#slots.includes(slot)
+    child.stderr?.setEncoding('utf8')
+    child.stderr?.on('data', (chunk: string) => {
+      slot.stderr = (slot.stderr + chunk).slice(-STDERR_TAIL_CHARS)
+    })
+    child.on('message', (raw: unknown) => {
+      if (!own()) {
         return
       }
-      const { id, response } = answer
-      const job = slot?.job
-      if (!slot || !job || job.id !== id) {
+      const answer = parseAnswer(raw)
+      if (!answer) {
+        this.#fail(slot, new WardenError('internal', 'a transpile child sent a malformed answer'))
+        return
+      }
+      if ('ready' in answer) {
+        slot.ready = true
+        this.#startBudget(slot)
+        return
+      }
+      const { id, response, maxRssBytes } = answer
+      const job = slot.job
+      if (!job || job.id !== id) {
         return
       }
       if (!response.ok) {
         // A component that made jco fail may have left its wasm state broken (a trap inside
-        // jco poisons every later job in that instance): never reuse the worker after one.
-        this.#fail(slot, new WardenError(response.code, response.message))
+        // jco poisons every later job in that instance): never reuse the child after one.
+        this.#fail(slot, new WardenError(response.code, response.message), maxRssBytes)
         return
       }
-      this.#end(slot)
+      this.#end(slot, undefined, maxRssBytes)
       job.resolve(response)
       if (job.size >= this.#retireAfter) {
         this.#retire(slot)
       }
       this.#dispatch()
     })
-    worker.on('error', (error) => {
-      const slot = slotOf()
-      if (slot) {
-        const heap = /heap|memory/i.test(String(error))
-        this.#fail(
-          slot,
-          new WardenError(
-            'invalid_component',
-            heap
-              ? 'transpiling the component ran out of its memory budget'
-              : 'transpiling the component failed',
-            { cause: error },
-          ),
-        )
+    child.on('error', (error) => {
+      // Fork failed, or the channel broke: the child is of no further use.
+      if (own()) {
+        this.#fail(slot, new WardenError('internal', 'a transpile child failed', { cause: error }))
       }
     })
-    worker.on('exit', () => {
-      const slot = slotOf()
-      if (slot) {
-        this.#fail(slot, new WardenError('invalid_component', 'transpiling the component failed'))
+    child.on('exit', (code, signal) => {
+      if (!own()) {
+        return
       }
+      const cause = new Error(
+        `transpile child exited (code ${code}, signal ${signal}): ${slot.stderr.trim()}`,
+      )
+      if (!slot.ready) {
+        this.#fail(slot, new WardenError('internal', 'a transpile child did not start', { cause }))
+        return
+      }
+      // A crash mid-job (V8's fatal out-of-memory, a kill) is the job's failure, as a trap is.
+      const heap = /heap limit|out of memory/i.test(slot.stderr)
+      this.#fail(
+        slot,
+        new WardenError(
+          'invalid_component',
+          heap
+            ? 'transpiling the component ran out of its memory budget'
+            : 'transpiling the component failed',
+          { cause },
+        ),
+      )
     })
-    return worker
+    return slot
   }
 
   /** Clear a slot's job (rejecting it with `error` if given) and count it off its uploader. */
-  #end(slot: Slot, error?: WardenError): void {
+  #end(slot: Slot, error?: WardenError, maxRssBytes?: number): void {
     const job = slot.job
     if (!job) {
       return
     }
     slot.job = undefined
     clearTimeout(job.timer)
-    slot.worker.unref()
+    ref(slot.child, false)
     const running = (this.#running.get(job.uploader) ?? 1) - 1
     if (running > 0) {
       this.#running.set(job.uploader, running)
     } else {
       this.#running.delete(job.uploader)
     }
+    if (jobChannel.hasSubscribers) {
+      jobChannel.publish({
+        pid: slot.child.pid,
+        uploader: job.uploader,
+        kind: job.message.kind,
+        inputBytes: job.size,
+        durationMs: performance.now() - job.startedAt,
+        code: error?.code,
+        maxRssBytes,
+      } satisfies TranspileJobEvent)
+    }
     if (error) {
       job.reject(error)
     }
   }
 
-  /** End the slot's job with `error`, retire its worker, and hand out the next job. */
-  #fail(slot: Slot, error: WardenError): void {
-    this.#end(slot, error)
+  /** End the slot's job with `error`, retire its child, and hand out the next job. */
+  #fail(slot: Slot, error: WardenError, maxRssBytes?: number): void {
+    this.#end(slot, error, maxRssBytes)
     this.#retire(slot)
     this.#dispatch()
   }
@@ -395,9 +486,70 @@ export class Transpiler {
     const at = this.#slots.indexOf(slot)
     if (at >= 0) {
       this.#slots.splice(at, 1)
-      void slot.worker.terminate()
+      slot.child.kill('SIGKILL')
     }
   }
+}
+
+/**
+ * Keep the host's event loop alive for a child only while it has a job: an idle pool must not
+ * hold the process open. The process handle, the message channel and the stderr pipe each
+ * count.
+ */
+function ref(child: ChildProcess, on: boolean): void {
+  const handles: ({ ref(): unknown; unref(): unknown } | null | undefined)[] = [
+    child,
+    child.channel,
+    // A piped stdio stream is a socket.
+    child.stderr as Socket | null,
+  ]
+  for (const handle of handles) {
+    if (on) {
+      handle?.ref()
+    } else {
+      handle?.unref()
+    }
+  }
+}
+
+const CODES: ReadonlySet<unknown> = new Set(WARDEN_ERROR_CODES)
+
+/**
+ * A child's message, or undefined when it is not one of ours. The child only runs our code on
+ * hostile bytes, but whatever crosses a process boundary is checked before it is used.
+ */
+function parseAnswer(raw: unknown): FromTranspileChild | undefined {
+  if (!isRecord(raw)) {
+    return undefined
+  }
+  if (raw.ready === true) {
+    return { ready: true }
+  }
+  const { id, response, maxRssBytes } = raw
+  if (!Number.isSafeInteger(id) || typeof maxRssBytes !== 'number' || !isRecord(response)) {
+    return undefined
+  }
+  const ok =
+    response.ok === false
+      ? CODES.has(response.code) && typeof response.message === 'string'
+      : response.ok === true &&
+        ('modules' in response
+          ? typeof response.wit === 'string' &&
+            typeof response.glue === 'string' &&
+            Array.isArray(response.modules) &&
+            response.modules.every(
+              (m: unknown) =>
+                isRecord(m) &&
+                typeof m.name === 'string' &&
+                m.bytes instanceof Uint8Array &&
+                Number.isSafeInteger(m.minMemoryPages),
+            )
+          : response.bytes instanceof Uint8Array)
+  return ok ? (raw as FromTranspileChild) : undefined
+}
+
+function isRecord(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null
 }
 
 function positive(n: number, name: string): number {

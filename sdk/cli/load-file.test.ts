@@ -67,12 +67,17 @@ describe('readComponentFile', () => {
   })
 
   it('compiles WAT within a budget', async () => {
-    const file = join(dir, 'small.wat')
-    await writeFile(file, '(component)')
+    // Text that takes jco a few hundred ms: past 1 ms even with jco warm (a warm child
+    // parses `(component)` in well under a millisecond).
+    const funcs = Array.from({ length: 5_000 }, (_, i) => `(func (export "f${i}"))`)
+    const slow = join(dir, 'slow.wat')
+    await writeFile(slow, `(component (core module ${funcs.join('\n')}))`)
     const error = await refusal(
-      readComponentFile(file, { budget: { timeoutMs: 1, maxHeapMb: 256 } }),
+      readComponentFile(slow, { budget: { timeoutMs: 1, maxHeapMb: 256 } }),
     )
     expect(error.code).toBe('invalid_component')
+    const file = join(dir, 'small.wat')
+    await writeFile(file, '(component)')
     expect(Array.from(await readComponentFile(file)).slice(0, 4)).toEqual([0, 0x61, 0x73, 0x6d])
   })
 

@@ -1,37 +1,39 @@
 /**
- * Runs in a worker with a heap limit, one job at a time, under a deadline (see `transpile.ts`):
- * jco reads the untrusted component, prints its world, generates the instantiation-mode glue,
- * and every core module is instrumented for fuel and memory. Or jco compiles WAT text. Hostile
- * input can only waste this worker, which is then replaced.
+ * Runs in a child process of its own with a heap limit and an empty environment, one job at a
+ * time, under a deadline (see `transpile.ts`): jco reads the untrusted component, prints its
+ * world, generates the instantiation-mode glue, and every core module is instrumented for fuel
+ * and memory. Or jco compiles WAT text. Hostile input can only waste this process, which is
+ * then killed and replaced; jco's WebAssembly memory (over 100 MB for a 12 MB upload) never
+ * counts against the host's.
  */
-import { parentPort } from 'node:worker_threads'
 import { componentWit, parse, transpile } from '@bytecodealliance/jco'
 import { instrumentModule, REFUSED_FEATURES } from '../limits/instrument.js'
 import type {
-  ToTranspileWorker,
+  FromTranspileChild,
+  ToTranspileChild,
   TranspileRequest,
   TranspileResponse,
   WatResponse,
 } from './transpile.js'
 
+// NB: jco 1.11.2 reads `typescript: false` (no .d.ts output) but its types omit it.
+const TRANSPILE_OPTIONS = {
+  name: 'component',
+  instantiation: 'sync',
+  typescript: false,
+  nodejsCompat: false,
+  base64Cutoff: 0,
+} as Parameters<typeof transpile>[1]
+
 async function transpileOne(
   request: Omit<TranspileRequest, 'uploader'>,
 ): Promise<TranspileResponse> {
-  // The bytes were moved here, not copied: read them in place.
   const { bytes } = request
   let wit: string
   let files: Record<string, Uint8Array>
   try {
     wit = await componentWit(bytes)
-    // NB: jco 1.11.2 reads `typescript: false` (no .d.ts output) but its types omit it.
-    const options = {
-      name: 'component',
-      instantiation: 'sync',
-      typescript: false,
-      nodejsCompat: false,
-      base64Cutoff: 0,
-    } as Parameters<typeof transpile>[1]
-    ;({ files } = await transpile(bytes, options))
+    ;({ files } = await transpile(bytes, TRANSPILE_OPTIONS))
   } catch (error) {
     return { ok: false, code: 'invalid_component', message: firstLine(error) }
   }
@@ -61,7 +63,8 @@ async function transpileOne(
       memories += instrumented.memories.length
       out.modules.push({
         name,
-        bytes: owned(instrumented.bytes as Uint8Array<ArrayBuffer>),
+        // A view crosses as its own bytes only (`serialization: 'advanced'`).
+        bytes: instrumented.bytes as Uint8Array<ArrayBuffer>,
         minMemoryPages: instrumented.memories.reduce((sum, m) => sum + m.minPages, 0),
       })
     } catch (error) {
@@ -84,17 +87,10 @@ async function transpileOne(
 
 async function parseOne(text: string): Promise<WatResponse> {
   try {
-    return { ok: true, bytes: owned((await parse(text)) as Uint8Array<ArrayBuffer>) }
+    return { ok: true, bytes: (await parse(text)) as Uint8Array<ArrayBuffer> }
   } catch (error) {
     return { ok: false, code: 'invalid_component', message: `not valid WAT: ${firstLine(error)}` }
   }
-}
-
-/** The bytes in a buffer of their own, so that the buffer can be moved to the main thread. */
-function owned(bytes: Uint8Array<ArrayBuffer>): Uint8Array<ArrayBuffer> {
-  return bytes.byteOffset === 0 && bytes.byteLength === bytes.buffer.byteLength
-    ? bytes
-    : bytes.slice()
 }
 
 function firstLine(error: unknown): string {
@@ -102,26 +98,34 @@ function firstLine(error: unknown): string {
   return text.split('\n')[0]!.slice(0, 500)
 }
 
-parentPort!.on('message', (message: ToTranspileWorker) => {
+function answer(message: FromTranspileChild): void {
+  process.send!(message)
+}
+
+/** This process's peak resident set so far, in bytes (for the host's diagnostics). */
+function maxRssBytes(): number {
+  return process.resourceUsage().maxRSS * 1024
+}
+
+// The host is gone (it died or closed the pool): nobody waits for an answer.
+process.on('disconnect', () => process.exit(0))
+
+// jco compiles and instantiates its own wasm on first use (about half a second, more on a busy
+// machine): warm it on an empty component, so that a job's budget measures the job only.
+await transpile(await parse('(component)'), TRANSPILE_OPTIONS)
+// Jobs sent meanwhile wait in Node's queue until this listener is added.
+process.on('message', (message: ToTranspileChild) => {
   const { id } = message
   const work = message.kind === 'component' ? transpileOne(message.request) : parseOne(message.text)
   work.then(
-    (response) => {
-      // Module bytes are moved back, not copied.
-      const transfer = !response.ok
-        ? []
-        : 'modules' in response
-          ? response.modules.map((m) => m.bytes.buffer)
-          : [response.bytes.buffer]
-      parentPort!.postMessage({ id, response }, transfer)
-    },
+    (response) => answer({ id, response, maxRssBytes: maxRssBytes() }),
     (error: unknown) =>
-      parentPort!.postMessage({
+      answer({
         id,
         response: { ok: false, code: 'internal', message: firstLine(error) },
+        maxRssBytes: maxRssBytes(),
       }),
   )
 })
-
-// jco is loaded: from now on the job's budget measures its work, not this worker's start-up.
-parentPort!.postMessage({ ready: true })
+// From now on the job's budget measures its work, not this process's start-up.
+answer({ ready: true })

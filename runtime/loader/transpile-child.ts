@@ -6,13 +6,15 @@
  * then killed and replaced; jco's WebAssembly memory (over 100 MB for a 12 MB upload) never
  * counts against the host's.
  */
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
 import { componentWit, parse, transpile } from '@bytecodealliance/jco'
 import { instrumentModule, REFUSED_FEATURES } from '../limits/instrument.js'
+import { TRANSPILE_INPUT_FILE, transpiledModuleFile } from './transpile.js'
 import type {
+  ChildTranspileResponse,
   FromTranspileChild,
   ToTranspileChild,
-  TranspileRequest,
-  TranspileResponse,
   WatResponse,
 } from './transpile.js'
 
@@ -26,9 +28,10 @@ const TRANSPILE_OPTIONS = {
 } as Parameters<typeof transpile>[1]
 
 async function transpileOne(
-  request: Omit<TranspileRequest, 'uploader'>,
-): Promise<TranspileResponse> {
-  const { bytes } = request
+  request: ToTranspileChild & { kind: 'component' },
+): Promise<ChildTranspileResponse> {
+  const { dir } = request
+  const bytes = await readFile(join(dir, TRANSPILE_INPUT_FILE))
   let wit: string
   let files: Record<string, Uint8Array>
   try {
@@ -41,7 +44,7 @@ async function transpileOne(
   if (!glue) {
     return { ok: false, code: 'internal', message: 'jco produced no glue' }
   }
-  const out: TranspileResponse & { ok: true } = {
+  const out: ChildTranspileResponse & { ok: true } = {
     ok: true,
     wit,
     glue: new TextDecoder().decode(glue),
@@ -53,23 +56,24 @@ async function transpileOne(
       continue
     }
     const content = files[name]!
-    // Each module's input is dropped as soon as it is instrumented: one extra copy at a time.
+    // Each module's input is dropped as soon as it is instrumented, and its output as soon as
+    // it is written: one extra copy at a time.
     delete files[name]
+    let instrumented: ReturnType<typeof instrumentModule>
     try {
-      const instrumented = instrumentModule(content, {
+      instrumented = instrumentModule(content, {
         maxMemoryPages: request.maxMemoryPages,
         maxTableElements: request.maxTableElements,
-      })
-      memories += instrumented.memories.length
-      out.modules.push({
-        name,
-        // A view crosses as its own bytes only (`serialization: 'advanced'`).
-        bytes: instrumented.bytes as Uint8Array<ArrayBuffer>,
-        minMemoryPages: instrumented.memories.reduce((sum, m) => sum + m.minPages, 0),
       })
     } catch (error) {
       return { ok: false, code: 'invalid_component', message: `${name}: ${firstLine(error)}` }
     }
+    memories += instrumented.memories.length
+    await writeFile(join(dir, transpiledModuleFile(out.modules.length)), instrumented.bytes)
+    out.modules.push({
+      name,
+      minMemoryPages: instrumented.memories.reduce((sum, m) => sum + m.minPages, 0),
+    })
   }
   // The memory cap is checked per memory, and canonical options name one: a second memory
   // would double what a run may hold.
@@ -116,7 +120,7 @@ await transpile(await parse('(component)'), TRANSPILE_OPTIONS)
 // Jobs sent meanwhile wait in Node's queue until this listener is added.
 process.on('message', (message: ToTranspileChild) => {
   const { id } = message
-  const work = message.kind === 'component' ? transpileOne(message.request) : parseOne(message.text)
+  const work = message.kind === 'component' ? transpileOne(message) : parseOne(message.text)
   work.then(
     (response) => answer({ id, response, maxRssBytes: maxRssBytes() }),
     (error: unknown) =>

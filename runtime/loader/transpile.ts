@@ -4,7 +4,11 @@
  */
 import type { ChildProcess } from 'node:child_process'
 import { channel } from 'node:diagnostics_channel'
+import { randomUUID } from 'node:crypto'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import type { Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { WARDEN_ERROR_CODES, WardenError } from '../errors.js'
 import type { WardenErrorCode } from '../errors.js'
 import { forkChild } from '../internal/child.js'
@@ -79,15 +83,38 @@ export type WatResponse =
   | { ok: true; bytes: Uint8Array<ArrayBuffer> }
   | { ok: false; code: WardenErrorCode; message: string }
 
-/** @internal A message to a child. */
+/**
+ * @internal A message to a child. A component and its instrumented modules cross as files in
+ * `dir` ({@link TRANSPILE_INPUT_FILE}, {@link transpiledModuleFile}), not through the channel:
+ * Node's channel holds a message twice while it arrives (its chunks, then their concatenation),
+ * and the host would hold both beside V8's own copy while it compiles.
+ */
 export type ToTranspileChild =
-  | { id: number; kind: 'component'; request: Omit<TranspileRequest, 'uploader'> }
+  | { id: number; kind: 'component'; dir: string; maxMemoryPages: number; maxTableElements: number }
   | { id: number; kind: 'wat'; text: string }
+
+/** @internal A child's answer to a component job: module `i` is `dir/transpiledModuleFile(i)`. */
+export type ChildTranspileResponse =
+  | {
+      ok: true
+      wit: string
+      glue: string
+      modules: { name: string; minMemoryPages: number }[]
+    }
+  | { ok: false; code: WardenErrorCode; message: string }
 
 /** @internal A message from a child: it has loaded jco, or the answer to job `id`. */
 export type FromTranspileChild =
   | { ready: true }
-  | { id: number; response: TranspileResponse | WatResponse; maxRssBytes: number }
+  | { id: number; response: ChildTranspileResponse | WatResponse; maxRssBytes: number }
+
+/** @internal The upload, in a job's folder. */
+export const TRANSPILE_INPUT_FILE = 'input.wasm'
+
+/** @internal The `i`th instrumented module, in a job's folder. */
+export function transpiledModuleFile(i: number): string {
+  return `module-${i}.wasm`
+}
 
 /**
  * What `warden.transpile.job` publishes when a job ends (only while it has subscribers).
@@ -116,6 +143,8 @@ interface Job {
   id: number
   uploader: string
   message: ToTranspileChild
+  /** Settles once the child may read the job's files. */
+  prepared: Promise<unknown> | undefined
   /** Bytes the child will read, for the retirement rule. */
   size: number
   resolve: (value: unknown) => void
@@ -186,13 +215,50 @@ export class Transpiler {
   }
 
   /** Transpile one component. Fails with `invalid_component` past the budget. */
-  transpile(request: TranspileRequest): Promise<TranspileResponse & { ok: true }> {
-    const { uploader = 'anonymous', ...rest } = request
-    return this.#submit(uploader, request.bytes.byteLength, (id) => ({
-      id,
-      kind: 'component',
-      request: rest,
-    }))
+  async transpile(request: TranspileRequest): Promise<TranspileResponse & { ok: true }> {
+    const { uploader = 'anonymous', bytes, maxMemoryPages, maxTableElements } = request
+    const refused = this.#refusal(uploader)
+    if (refused) {
+      throw refused
+    }
+    // The job's folder: the upload goes in, written from the caller's buffer (no copy), and
+    // the instrumented modules come out, each read into one buffer of its own size. The job
+    // is queued at once (arrival order is the fairness order) and sent once the file is there.
+    const dir = join(tmpdir(), `warden-transpile-${randomUUID()}`)
+    const prepared = mkdir(dir, { mode: 0o700 }).then(() =>
+      writeFile(join(dir, TRANSPILE_INPUT_FILE), bytes),
+    )
+    // Reported through the job; never an unhandled rejection.
+    prepared.catch(() => undefined)
+    try {
+      const out = await this.#submit<ChildTranspileResponse & { ok: true }>(
+        uploader,
+        bytes.byteLength,
+        (id) => ({ id, kind: 'component', dir, maxMemoryPages, maxTableElements }),
+        prepared,
+      )
+      const modules: (TranspileResponse & { ok: true })['modules'] = []
+      for (const [i, m] of out.modules.entries()) {
+        const content = await readFile(join(dir, transpiledModuleFile(i)))
+        modules.push({
+          name: m.name,
+          // A file this large is read into a buffer of its own, never Node's shared pool.
+          bytes: new Uint8Array(content.buffer, content.byteOffset, content.byteLength),
+          minMemoryPages: m.minMemoryPages,
+        })
+      }
+      return { ok: true, wit: out.wit, glue: out.glue, modules }
+    } catch (error) {
+      if (error instanceof WardenError) {
+        throw error
+      }
+      throw new WardenError('internal', 'a transpile job folder could not be used', {
+        cause: error,
+      })
+    } finally {
+      await prepared.catch(() => undefined)
+      await rm(dir, { recursive: true, force: true })
+    }
   }
 
   /**
@@ -243,18 +309,11 @@ export class Transpiler {
     uploader: string,
     size: number,
     message: (id: number) => ToTranspileChild,
+    prepared?: Promise<unknown>,
   ): Promise<T> {
-    if (this.#closed) {
-      return Promise.reject(new WardenError('internal', 'the transpiler was closed'))
-    }
-    const waiting = this.#queue.filter((j) => j.uploader === uploader).length
-    if (waiting >= this.#maxQueued) {
-      return Promise.reject(
-        new WardenError(
-          'limit_exceeded',
-          `${waiting} uploads of this uploader are already waiting to be transpiled`,
-        ),
-      )
+    const refused = this.#refusal(uploader)
+    if (refused) {
+      return Promise.reject(refused)
     }
     return new Promise<T>((resolve, reject) => {
       const id = this.#nextId++
@@ -262,12 +321,28 @@ export class Transpiler {
         id,
         uploader,
         message: message(id),
+        prepared,
         size,
         resolve: resolve as (value: unknown) => void,
         reject,
       })
       this.#dispatch()
     })
+  }
+
+  /** Why a new job of `uploader` is refused now, if it is. */
+  #refusal(uploader: string): WardenError | undefined {
+    if (this.#closed) {
+      return new WardenError('internal', 'the transpiler was closed')
+    }
+    const waiting = this.#queue.filter((j) => j.uploader === uploader).length
+    if (waiting >= this.#maxQueued) {
+      return new WardenError(
+        'limit_exceeded',
+        `${waiting} uploads of this uploader are already waiting to be transpiled`,
+      )
+    }
+    return undefined
   }
 
   /** Hand waiting jobs to idle children, or to new ones while the pool has room. */
@@ -337,26 +412,30 @@ export class Transpiler {
     }
     this.#running.set(job.uploader, (this.#running.get(job.uploader) ?? 0) + 1)
     ref(slot.child, true)
-    const { message } = job
-    // NB: the bytes are serialised straight from the caller's buffer (no copy of our own); they
-    // go last, so the serialiser's buffer grows once, to their size, instead of doubling after.
-    const out: ToTranspileChild =
-      message.kind === 'component'
-        ? {
-            id: message.id,
-            kind: 'component',
-            request: {
-              maxMemoryPages: message.request.maxMemoryPages,
-              maxTableElements: message.request.maxTableElements,
-              bytes: message.request.bytes,
-            },
-          }
-        : message
-    slot.child.send(out, (error) => {
-      if (error && slot.job?.id === job.id) {
-        this.#fail(slot, new WardenError('internal', 'a transpile child did not take its job'))
-      }
-    })
+    const current = () => slot.job?.id === job.id
+    const send = () =>
+      slot.child.send(job.message, (error) => {
+        if (error && current()) {
+          this.#fail(slot, new WardenError('internal', 'a transpile child did not take its job'))
+        }
+      })
+    if (!job.prepared) {
+      send()
+      return
+    }
+    job.prepared.then(
+      () => current() && send(),
+      (error: unknown) => {
+        if (current()) {
+          // The host's disk, not the child: the child stays.
+          this.#end(
+            slot,
+            new WardenError('internal', 'a transpile job could not be written', { cause: error }),
+          )
+          this.#dispatch()
+        }
+      },
+    )
   }
 
   #spawn(): Slot {
@@ -539,10 +618,7 @@ function parseAnswer(raw: unknown): FromTranspileChild | undefined {
             Array.isArray(response.modules) &&
             response.modules.every(
               (m: unknown) =>
-                isRecord(m) &&
-                typeof m.name === 'string' &&
-                m.bytes instanceof Uint8Array &&
-                Number.isSafeInteger(m.minMemoryPages),
+                isRecord(m) && typeof m.name === 'string' && Number.isSafeInteger(m.minMemoryPages),
             )
           : response.bytes instanceof Uint8Array)
   return ok ? (raw as FromTranspileChild) : undefined

@@ -29,7 +29,7 @@ export interface HostConfig {
   maxRunningPerApp: number | undefined
   /** Runs of one app waiting beyond those. `WARDEN_MAX_QUEUED_PER_APP`, default 4 × the pool size. */
   maxQueuedPerApp: number | undefined
-  /** Transpile workers. `WARDEN_TRANSPILE_WORKERS`, default 2. */
+  /** Transpile child processes. `WARDEN_TRANSPILE_WORKERS`, default 2. */
   transpileWorkers: number
   /** Deadline of one transpilation, in ms. `WARDEN_TRANSPILE_TIMEOUT_MS`, default 20,000. */
   transpileTimeoutMs: number

@@ -40,7 +40,7 @@ export interface RuntimeOptions {
   brokerCapabilities?: readonly BrokerCapability[]
   /** Budget of each transpilation. Default 20 s and 1 GiB of heap. */
   transpileBudget?: TranspileBudget
-  /** Transpile workers, shared fairly between uploaders. Default 2. */
+  /** Transpile child processes, shared fairly between uploaders. Default 2. */
   transpileWorkers?: number
   /** Loaded components kept in memory, in bytes (the disk cache keeps the rest). Default 256 MiB. */
   maxLoadedBytes?: number

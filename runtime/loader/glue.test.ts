@@ -16,7 +16,7 @@ import { checkGlue, GLUE_GLOBALS, glueFunctionBody, MAX_GLUE_CHARS } from './glu
 const PLATFORM_WIT = new URL('../../wit/platform.wit', import.meta.url)
 const FIXTURES = new URL('../../test/fixtures/glue/', import.meta.url)
 
-/** The glue of a component, transpiled as `transpile-worker.ts` does. */
+/** The glue of a component, transpiled as `transpile-child.ts` does. */
 async function glueOf(component: Uint8Array): Promise<string> {
   const options = {
     name: 'component',

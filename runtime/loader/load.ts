@@ -1,7 +1,7 @@
 /**
  * Loading a component: size and magic checks, structure and names, the world it implements and
- * the types of its imports against `wit/`, digest, transpile and instrument (off the main
- * thread, in a budgeted pool, cached on disk), compile; kept in memory up to a size cap.
+ * the types of its imports against `wit/`, digest, transpile and instrument (in a budgeted pool
+ * of child processes, cached on disk), compile; kept in memory up to a size cap.
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -76,7 +76,7 @@ export interface ComponentLoaderOptions {
   maxComponentBytes?: number
   /** Transpile budget. Default 20 s and 1 GiB of heap per job. */
   budget?: TranspileBudget
-  /** Transpile workers. Default 2. */
+  /** Transpile child processes. Default 2. */
   transpileWorkers?: number
   /**
    * Loaded components kept in memory, in bytes of instrumented modules and glue; the least
@@ -107,7 +107,7 @@ const REFUSAL_MEMORY_MS = 10 * 60 * 1000
 /** Options of one {@link ComponentLoader.load}. */
 export interface LoadOptions {
   /**
-   * Whose upload this is: the publisher, or `cli`. Transpile workers are shared fairly between
+   * Whose upload this is: the publisher, or `cli`. Transpile child processes are shared fairly between
    * uploaders. Default `anonymous`.
    */
   uploader?: string
@@ -135,7 +135,7 @@ export class ComponentLoader {
   readonly #memo = new Map<string, MemoEntry>()
   /**
    * Digests refused lately, with the refusal: the same bytes sent again are answered at once
-   * instead of holding a transpile worker for its whole budget each time.
+   * instead of holding a transpile child for its whole budget each time.
    */
   readonly #refused = new Map<string, { error: WardenError; until: number }>()
   #memoBytes = 0
@@ -213,7 +213,7 @@ export class ComponentLoader {
     this.#refused.set(digest, { error, until: Date.now() + REFUSAL_MEMORY_MS })
   }
 
-  /** Stop the transpile workers. */
+  /** Stop the transpile child processes. */
   close(): Promise<void> {
     return this.#transpiler.close()
   }
@@ -227,7 +227,7 @@ export class ComponentLoader {
     }
   }
 
-  /** Transpile workers started so far (see {@link Transpiler.workersStarted}). */
+  /** Transpile child processes started so far (see {@link Transpiler.workersStarted}). */
   get workersStarted(): number {
     return this.#transpiler.workersStarted
   }

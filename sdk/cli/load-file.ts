@@ -1,6 +1,6 @@
 /**
  * Read a component from disk: `.wasm` bytes as they are, `.wat` (component-model text)
- * compiled with jco's `parse` in a budgeted worker, for quick experiments. Only regular files
+ * compiled with jco's `parse` in a budgeted child process, for quick experiments. Only regular files
  * are read, up to a cap.
  */
 import { constants } from 'node:fs'
@@ -48,7 +48,7 @@ export async function readComponentFile(
   } catch (error) {
     throw new WardenError('invalid_component', `${path} is not UTF-8 text`, { cause: error })
   }
-  // jco's parser runs in a worker: hostile text can only waste that worker, for the budget.
+  // jco's parser runs in a child process: hostile text can only waste that process, for the budget.
   const transpiler = new Transpiler({
     workers: 1,
     ...(options.budget ? { budget: options.budget } : {}),

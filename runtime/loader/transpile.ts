@@ -224,6 +224,8 @@ export class Transpiler {
     // The job's folder: the upload goes in, written from the caller's buffer (no copy), and
     // the instrumented modules come out, each read into one buffer of its own size. The job
     // is queued at once (arrival order is the fairness order) and sent once the file is there.
+    // NB: where the OS temp folder is a tmpfs, these files (about 2.5 times the upload while a
+    // job runs) are memory too, though not the host's resident set.
     const dir = join(tmpdir(), `warden-transpile-${randomUUID()}`)
     const prepared = mkdir(dir, { mode: 0o700 }).then(() =>
       writeFile(join(dir, TRANSPILE_INPUT_FILE), bytes),

@@ -96,6 +96,8 @@ export interface Invocation {
 export interface WardenRuntime {
   /** Validate, transpile, instrument and compile a component (cached by digest). */
   load(bytes: Uint8Array, options?: LoadOptions): Promise<LoadedComponent>
+  /** The component of `digest` if it is in the in-memory cache (or loading), else undefined. */
+  loaded(digest: string): Promise<LoadedComponent> | undefined
   /** Run an `action` component's `run(input)` once, in a fresh instance. */
   invoke(component: LoadedComponent, input: string, options?: InvokeOptions): Promise<Invocation>
   /** Call any export (`run`, `handler.handle`) with jco-shaped arguments. */
@@ -278,6 +280,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     pool,
     isolation: { mode: isolation, networkIsolated },
     load: (bytes, loadOptions) => loader.load(bytes, loadOptions),
+    loaded: (digest) => loader.loaded(digest),
     call,
     cancelApp(appId, error = APP_DISABLED) {
       // The pool settles each run at once; `call` then aborts its signal, as after any run.

@@ -90,6 +90,13 @@ export interface RunOptions {
   /** The bearer capability token. Never logged, never echoed. */
   token: string
   /**
+   * The token's claims as {@link Warden.verifyToken} answered them moments ago, so the run
+   * does not verify the same token twice (the control plane checks it before anything else).
+   * Only an object that `verifyToken` of this Warden returned is accepted; its `exp` and digest
+   * are checked again.
+   */
+  verified?: CapabilityClaims
+  /**
    * The registered app being run: the token must name it, not only its build (two apps can
    * ship the same bytes). Absent for a component run outside a registry (the CLI).
    */
@@ -264,6 +271,23 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     throw error
   })
   const policy = { maxLifetimeSeconds: options.maxTokenLifetimeSeconds, capabilities }
+  // Claims this Warden verified (frozen): `run` accepts these in place of verifying again.
+  const verifiedHere = new WeakSet<CapabilityClaims>()
+  const assertNotRevoked = async (claims: CapabilityClaims) => {
+    let checks: boolean[]
+    try {
+      checks = await Promise.all(
+        [claims.jti, ...claims.chain].map((jti) => revocations.isRevoked(jti)),
+      )
+    } catch (error) {
+      throw new WardenError('store_unavailable', 'the revocation list cannot be read', {
+        cause: error,
+      })
+    }
+    if (checks.some(Boolean)) {
+      throw new WardenError('token_revoked', 'the token, or one it was derived from, is revoked')
+    }
+  }
 
   const admin = async (
     entry: Omit<AuditEntry, 'kind' | 'decision'> & { decision?: 'allow' | 'deny' },
@@ -297,13 +321,24 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     input: string,
     runOptions: RunOptions,
   ): Promise<Invocation> {
+    const pre = runOptions.verified
+    if (pre !== undefined && !verifiedHere.has(pre)) {
+      // Host misuse, not a refusal: claims from anywhere else are never trusted.
+      throw new TypeError('verified must be claims that this Warden verifyToken returned')
+    }
     let claims: CapabilityClaims
     try {
-      claims = await verifyToken(keys, runOptions.token, {
-        digest: app.digest,
-        revocations,
-        ...policy,
-      })
+      if (pre !== undefined && pre.app.digest === app.digest && pre.exp > Date.now() / 1000) {
+        // Verified moments ago; only a revocation since (a load can take seconds) is news.
+        await assertNotRevoked(pre)
+        claims = pre
+      } else {
+        claims = await verifyToken(keys, runOptions.token, {
+          digest: app.digest,
+          revocations,
+          ...policy,
+        })
+      }
       if (runOptions.appId !== undefined && claims.app.id !== runOptions.appId) {
         throw new WardenError('token_invalid', 'the token is for another app')
       }
@@ -504,8 +539,15 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       const schemas = await Promise.all(names.map((name) => data.getSchema(name)))
       return names.filter((_, i) => (schemas[i]?.piiFields.length ?? 0) > 0).sort()
     },
-    verifyToken: (token, digest) =>
-      verifyClaims(keys, token, { revocations, ...policy, ...(digest ? { digest } : {}) }),
+    async verifyToken(token, digest) {
+      const claims = await verifyClaims(keys, token, {
+        revocations,
+        ...policy,
+        ...(digest ? { digest } : {}),
+      })
+      verifiedHere.add(deepFreeze(claims))
+      return claims
+    },
     async setDataSchema(collection, schema, actor = LOCAL_ADMIN) {
       await data.setSchema(collection, schema)
       await admin({ actor, op: 'data.schema', target: collection })
@@ -580,4 +622,14 @@ function redactInvocation(invocation: Invocation, redact: (text: string) => stri
       d.target === undefined ? d : { ...d, target: redact(d.target) },
     ),
   }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const item of Object.values(value)) {
+      deepFreeze(item)
+    }
+  }
+  return value
 }

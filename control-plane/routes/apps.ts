@@ -124,20 +124,10 @@ export function registerAppRoutes(
   const publisher = requireRole(keys, ['admin', 'publisher'])
   const reader = requireRole(keys, ['admin', 'publisher', 'auditor'])
 
-  /** Builds by digest, loaded once: the loader's own cache is keyed by the bytes' digest too. */
-  const loaded = new Map<string, Promise<LoadedComponent>>()
-  const componentOf = (record: AppRecord): Promise<LoadedComponent> => {
-    let component = loaded.get(record.digest)
-    if (!component) {
-      component = registry.readBlob(record.digest).then((bytes) => warden.load(bytes))
-      component.catch(() => loaded.delete(record.digest))
-      loaded.set(record.digest, component)
-      if (loaded.size > 256) {
-        loaded.delete(loaded.keys().next().value!)
-      }
-    }
-    return component
-  }
+  /** A build: from the runtime's in-memory cache (bounded), else read back from the registry. */
+  const componentOf = (record: AppRecord): Promise<LoadedComponent> =>
+    warden.runtime.loaded(record.digest) ??
+    registry.readBlob(record.digest).then((bytes) => warden.load(bytes))
   const live = (id: string): AppRecord => {
     const record = registry.get(id)
     if (!record || record.status === 'decommissioned') {
@@ -211,7 +201,6 @@ export function registerAppRoutes(
           exports: component.world.exports.map((e) => e.name),
           risk,
         })
-        loaded.set(component.digest, Promise.resolve(component))
         if (outcome !== 'unchanged') {
           await adminAction(outcome === 'created' ? 'app.register' : 'app.version', actor, record)
         }
@@ -455,7 +444,11 @@ export function registerAppRoutes(
       ctx.metrics.runStarted()
       let invocation: Invocation
       try {
-        invocation = await warden.run(component, json, { token, appId: record.id })
+        invocation = await warden.run(component, json, {
+          token,
+          appId: record.id,
+          verified: claims,
+        })
       } catch (error) {
         ctx.metrics.runEnded(undefined, toWardenError(error).code)
         throw error

@@ -206,6 +206,20 @@ export class ComponentLoader {
     return entry.loaded
   }
 
+  /**
+   * The component of `digest` if it is loaded (or loading) in memory, else undefined: a caller
+   * that stores builds by digest (the app registry) skips reading and hashing the bytes again.
+   */
+  loaded(digest: string): Promise<LoadedComponent> | undefined {
+    const hit = this.#memo.get(digest)
+    if (!hit) {
+      return undefined
+    }
+    this.#memo.delete(digest)
+    this.#memo.set(digest, hit)
+    return hit.loaded
+  }
+
   #rememberRefusal(digest: string, error: WardenError): void {
     if (this.#refused.size >= MAX_REMEMBERED_REFUSALS) {
       this.#refused.delete(this.#refused.keys().next().value!)

@@ -16,6 +16,12 @@ export interface AppShareOptions {
   maxQueuedPerApp?: number
 }
 
+/** Outcomes that mean a run burnt the pool to its limits. */
+const HOGS: ReadonlySet<string> = new Set(['timeout', 'memory_limit', 'fuel_exhausted'])
+
+/** Most apps whose strikes are remembered. */
+const MAX_TRACKED = 4096
+
 function decrement(counts: Map<string, number>, app: string): void {
   const n = (counts.get(app) ?? 1) - 1
   if (n > 0) {
@@ -38,6 +44,11 @@ export class AppShares {
   readonly maxAccepted: number
   readonly #running = new Map<string, number>()
   readonly #accepted = new Map<string, number>()
+  /**
+   * How much of the pool each app has recently burnt to its limits: a decaying count of runs
+   * that ended at their deadline, memory cap or fuel budget. Cleared by runs that end well.
+   */
+  readonly #strikes = new Map<string, number>()
 
   constructor(poolSize: number, options: AppShareOptions = {}) {
     this.maxRunning = options.maxRunningPerApp ?? Math.max(1, poolSize - 1)
@@ -69,9 +80,29 @@ export class AppShares {
     return undefined
   }
 
-  /** Whether a run of `app` may start now. */
+  /**
+   * Whether a run of `app` may start now: under its own cap and, for an app that keeps running
+   * into its limits (a hog: strikes ≥ 1), while all hogs together hold fewer workers than one
+   * app may. So however many apps turn hostile at once, a worker stays free for the others.
+   */
   canStart(app: string): boolean {
-    return (this.#running.get(app) ?? 0) < this.maxRunning
+    if ((this.#running.get(app) ?? 0) >= this.maxRunning) {
+      return false
+    }
+    if (!this.#isHog(app)) {
+      return true
+    }
+    let hogsRunning = 0
+    for (const [other, n] of this.#running) {
+      if (this.#isHog(other)) {
+        hogsRunning += n
+      }
+    }
+    return hogsRunning < this.maxRunning
+  }
+
+  #isHog(app: string): boolean {
+    return (this.#strikes.get(app) ?? 0) >= 1
   }
 
   /** A run of `app` started. */
@@ -79,9 +110,48 @@ export class AppShares {
     this.#running.set(app, (this.#running.get(app) ?? 0) + 1)
   }
 
-  /** A run of `app` that had started ended. */
-  finish(app: string): void {
+  /** A run of `app` that had started ended, with `result` when there is one. */
+  finish(app: string, result?: PoolResult): void {
     decrement(this.#running, app)
+    if (result) {
+      const burnt = !result.ok && HOGS.has(result.error.code)
+      const strikes = (this.#strikes.get(app) ?? 0) * 0.8 + (burnt ? 1 : 0)
+      if (strikes < 0.05) {
+        this.#strikes.delete(app)
+      } else {
+        if (this.#strikes.size >= MAX_TRACKED && !this.#strikes.has(app)) {
+          this.#strikes.delete(this.#strikes.keys().next().value!)
+        }
+        this.#strikes.set(app, strikes)
+      }
+    }
+  }
+
+  /**
+   * Which queued run starts next: among runs whose app is under its cap, the one whose app has
+   * the fewest runs going plus recent strikes (runs that ended at their limits), the oldest
+   * first among equals. So a free worker goes to an app that is not using the pool, and an app
+   * that keeps running into its limits waits behind the others: another app's hostile burst
+   * cannot take the worker a well-behaved app is waiting for. -1 when none may start.
+   *
+   * @example
+   * const i = shares.pickNext(queue.map((q) => q.job.context.appId))
+   */
+  pickNext(apps: readonly string[]): number {
+    let best = -1
+    let bestKey = Number.POSITIVE_INFINITY
+    for (let i = 0; i < apps.length; i++) {
+      const app = apps[i]!
+      if (!this.canStart(app)) {
+        continue
+      }
+      const key = (this.#running.get(app) ?? 0) + (this.#strikes.get(app) ?? 0)
+      if (key < bestKey) {
+        best = i
+        bestKey = key
+      }
+    }
+    return best
   }
 
   /** A run of `app` that was admitted ended (started or not). */

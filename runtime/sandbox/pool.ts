@@ -440,15 +440,15 @@ export class SandboxPool implements Sandbox {
     }
   }
 
-  /** Start queued runs, in order, skipping those whose app already runs its cap. */
+  /** Start queued runs while workers are free, fairest first (see `AppShares.pickNext`). */
   #pump(): void {
-    for (let i = 0; i < this.#queue.length; ) {
+    while (this.#queue.length > 0) {
+      const i = this.#shares.pickNext(this.#queue.map((q) => q.job.context.appId))
+      if (i < 0) {
+        return
+      }
       const { job, resolve } = this.#queue[i]!
       const app = job.context.appId
-      if (!this.#shares.canStart(app)) {
-        i++
-        continue
-      }
       const slot = this.#pickSlot(job.component.key)
       if (!slot) {
         return
@@ -456,7 +456,7 @@ export class SandboxPool implements Sandbox {
       this.#queue.splice(i, 1)
       this.#shares.start(app)
       this.#start(slot, job, (result) => {
-        this.#shares.finish(app)
+        this.#shares.finish(app, result)
         resolve(result)
         // A worker may be free while runs of this app wait behind its cap.
         if (this.#queue.length > 0) {

@@ -444,17 +444,17 @@ export class ProcessSandboxPool implements Sandbox {
     }
     // A cancelled run holds its place until the child has let it go.
     const busy = () => child.runs.size + child.cancelled.size
-    for (let i = 0; i < this.#queue.length && busy() < this.size; ) {
+    while (this.#queue.length > 0 && busy() < this.size) {
+      const i = this.#shares.pickNext(this.#queue.map((q) => q.job.context.appId))
+      if (i < 0) {
+        return
+      }
       const { job, resolve } = this.#queue[i]!
       const app = job.context.appId
-      if (!this.#shares.canStart(app)) {
-        i++
-        continue
-      }
       this.#queue.splice(i, 1)
       this.#shares.start(app)
       this.#start(child, job, (result) => {
-        this.#shares.finish(app)
+        this.#shares.finish(app, result)
         resolve(result)
         queueMicrotask(() => this.#pump())
       })

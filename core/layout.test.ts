@@ -50,6 +50,20 @@ describe('module boundaries', () => {
     }
   })
 
+  it('control-plane/ reaches the runtime through its front door only', () => {
+    const files = sources('control-plane')
+    expect(files.length).toBeGreaterThan(10)
+    for (const file of files) {
+      for (const spec of importsOf(file).filter((s) => s.startsWith('.'))) {
+        const to = target(file, spec)
+        expect({ file: relative(ROOT, file), to }).toEqual({
+          file: relative(ROOT, file),
+          to: expect.stringMatching(/^(control-plane\/|runtime\/index\.js$)/),
+        })
+      }
+    }
+  })
+
   it('the import scan sees imports at all', () => {
     expect(importsOf(join(ROOT, 'host-capabilities', 'types.ts')).length).toBeGreaterThan(0)
   })

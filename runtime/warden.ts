@@ -545,7 +545,8 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
         ...policy,
         ...(digest ? { digest } : {}),
       })
-      verifiedHere.add(deepFreeze(claims))
+      // Frozen by verifyClaims: shared by every caller of the same token.
+      verifiedHere.add(claims)
       return claims
     },
     async setDataSchema(collection, schema, actor = LOCAL_ADMIN) {
@@ -622,14 +623,4 @@ function redactInvocation(invocation: Invocation, redact: (text: string) => stri
       d.target === undefined ? d : { ...d, target: redact(d.target) },
     ),
   }
-}
-
-function deepFreeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const item of Object.values(value)) {
-      deepFreeze(item)
-    }
-  }
-  return value
 }

@@ -430,3 +430,47 @@ describe('verifyToken: what minting enforces, enforced again', () => {
     }
   })
 })
+
+describe('verifying the same token again (remembered by its hash)', () => {
+  it('returns the same frozen claims, and still checks the clock, the digest and revocations', async () => {
+    const fresh = await mintToken(keys, REQUEST, POLICY)
+    const first = await verify(fresh.token)
+    const again = await verify(fresh.token)
+    expect(again).toBe(first)
+    expect(Object.isFrozen(first.grants.http[0])).toBe(true)
+    expect(await refusal(fresh.token, verify(fresh.token, { now: NOW + 601 + 30 }))).toBe(
+      'token_expired',
+    )
+    expect(await refusal(fresh.token, verify(fresh.token, { digest: OTHER_DIGEST }))).toBe(
+      'token_invalid',
+    )
+    const revocations = createMemoryRevocationList([fresh.claims.jti])
+    expect(await refusal(fresh.token, verify(fresh.token, { revocations }))).toBe('token_revoked')
+    expect(await refusal(fresh.token, verify(fresh.token, { maxLifetimeSeconds: 60 }))).toBe(
+      'token_invalid',
+    )
+  })
+
+  it('refuses a remembered token once its signing key is retired', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'warden-verify-retire-'))
+    try {
+      const ring = createKeyStore(dir)
+      const minted = await mintToken(ring, REQUEST, POLICY)
+      const options = {
+        digest: DIGEST,
+        revocations: createMemoryRevocationList(),
+        maxLifetimeSeconds: 3600,
+        now: NOW,
+      }
+      await verifyToken(ring, minted.token, options)
+      const { kid: old } = decodeProtectedHeader(minted.token)
+      await ring.rotate()
+      await ring.retire(old!)
+      await expect(verifyToken(ring, minted.token, options)).rejects.toMatchObject({
+        code: 'token_invalid',
+      })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  })
+})

@@ -2,6 +2,7 @@
  * Token verification. Every failure is a WardenError with a fixed message: no message ever
  * contains the token or anything read from it, and no cause carries its claims.
  */
+import { createHash } from 'node:crypto'
 import { decodeProtectedHeader, jwtVerify } from 'jose'
 import { WardenError } from '../errors.js'
 import type { Capability } from '../../host-capabilities/types.js'
@@ -13,6 +14,33 @@ import type { RevocationList } from './revocations.js'
 
 /** Longest token accepted, in characters. Real ones are 1–3 KiB. */
 export const MAX_TOKEN_LENGTH = 16 * 1024
+
+/** Tokens whose signature and claims verified, remembered per key ring by their hash. */
+const MAX_CACHED_TOKENS = 10_000
+
+interface VerifiedEntry {
+  /** Frozen: shared by every verification of the same token. */
+  claims: CapabilityClaims
+  kid: string
+  /** The claims schema (capability list) they were parsed with. */
+  schema: unknown
+}
+
+const verified = new WeakMap<KeyStore, Map<string, VerifiedEntry>>()
+
+/**
+ * The tokens of `keys` that verified, by SHA-256 of the compact token (never the token itself),
+ * so a token used again skips the signature check and the claims schema; its key must still
+ * verify, and the clock, lifetime, digest and revocations are checked every time.
+ */
+function verifiedCache(keys: KeyStore): Map<string, VerifiedEntry> {
+  let cache = verified.get(keys)
+  if (!cache) {
+    cache = new Map()
+    verified.set(keys, cache)
+  }
+  return cache
+}
 
 /** Default clock leeway for `nbf`, `exp` and `iat`, in seconds. */
 export const DEFAULT_LEEWAY_SECONDS = 30
@@ -100,47 +128,69 @@ export async function verifyClaims(
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
     throw invalid('the token is malformed')
   }
-  let header: ReturnType<typeof decodeProtectedHeader>
-  try {
-    header = decodeProtectedHeader(token)
-  } catch {
-    throw invalid('the token is malformed')
-  }
-  if (header.alg !== TOKEN_ALGORITHM) {
-    throw invalid('the token is not signed with EdDSA')
-  }
-  if (header.typ !== TOKEN_TYPE) {
-    throw invalid('the token is not a Warden capability token')
-  }
-  if (typeof header.kid !== 'string' || header.kid === '') {
-    throw invalid('the token names no signing key')
-  }
-  const key = await keys.verificationKey(header.kid)
-  if (!key) {
-    throw invalid('the token is signed by an unknown or retired key')
-  }
+  const schema = tokenSchemas(options.capabilities).claims
+  const cache = verifiedCache(keys)
+  const cacheKey = createHash('sha256').update(token).digest('base64url')
+  const hit = cache.get(cacheKey)
+  let claims: CapabilityClaims
+  if (hit && hit.schema === schema && (await keys.verificationKey(hit.kid)) !== undefined) {
+    // The signature and the claims were checked when this exact token was first seen, and its
+    // key still verifies; the clock is checked again as jose does.
+    if (hit.claims.nbf > now + leeway) {
+      throw new WardenError('token_expired', 'the token is not valid yet')
+    }
+    if (hit.claims.exp <= now - leeway) {
+      cache.delete(cacheKey)
+      throw new WardenError('token_expired', 'the token has expired')
+    }
+    claims = hit.claims
+  } else {
+    let header: ReturnType<typeof decodeProtectedHeader>
+    try {
+      header = decodeProtectedHeader(token)
+    } catch {
+      throw invalid('the token is malformed')
+    }
+    if (header.alg !== TOKEN_ALGORITHM) {
+      throw invalid('the token is not signed with EdDSA')
+    }
+    if (header.typ !== TOKEN_TYPE) {
+      throw invalid('the token is not a Warden capability token')
+    }
+    if (typeof header.kid !== 'string' || header.kid === '') {
+      throw invalid('the token names no signing key')
+    }
+    const key = await keys.verificationKey(header.kid)
+    if (!key) {
+      throw invalid('the token is signed by an unknown or retired key')
+    }
 
-  let payload: unknown
-  try {
-    const verified = await jwtVerify(token, key, {
-      algorithms: [TOKEN_ALGORITHM],
-      issuer: TOKEN_ISSUER,
-      audience: TOKEN_AUDIENCE,
-      typ: TOKEN_TYPE,
-      currentDate: new Date(now * 1000),
-      clockTolerance: leeway,
-      requiredClaims: ['jti', 'sub', 'iat', 'nbf', 'exp'],
-    })
-    payload = verified.payload
-  } catch (error) {
-    throw mapJoseError(error)
-  }
+    let payload: unknown
+    try {
+      const verified = await jwtVerify(token, key, {
+        algorithms: [TOKEN_ALGORITHM],
+        issuer: TOKEN_ISSUER,
+        audience: TOKEN_AUDIENCE,
+        typ: TOKEN_TYPE,
+        currentDate: new Date(now * 1000),
+        clockTolerance: leeway,
+        requiredClaims: ['jti', 'sub', 'iat', 'nbf', 'exp'],
+      })
+      payload = verified.payload
+    } catch (error) {
+      throw mapJoseError(error)
+    }
 
-  const parsed = tokenSchemas(options.capabilities).claims.safeParse(payload)
-  if (!parsed.success) {
-    throw invalid('the token claims are malformed')
+    const parsed = schema.safeParse(payload)
+    if (!parsed.success) {
+      throw invalid('the token claims are malformed')
+    }
+    claims = freeze(parsed.data)
+    cache.set(cacheKey, { claims, kid: header.kid, schema })
+    if (cache.size > MAX_CACHED_TOKENS) {
+      cache.delete(cache.keys().next().value!)
+    }
   }
-  const claims = parsed.data
   // A valid signature says who signed, not that mintToken did: whoever holds the signing key
   // (a leaked key file, another minting path) can sign anything, so minting's rules hold here.
   if (claims.exp - claims.iat > maxLifetime) {
@@ -192,4 +242,15 @@ function mapJoseError(error: unknown): WardenError {
   }
   // NB: no cause: jose errors carry the decoded claims (`payload`), which must not travel.
   return invalid('the token is malformed')
+}
+
+/** Deeply frozen: cached claims are shared by every caller. */
+function freeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const item of Object.values(value)) {
+      freeze(item)
+    }
+  }
+  return value
 }

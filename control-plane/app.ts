@@ -8,7 +8,7 @@ import { OpenAPIHono } from '@hono/zod-openapi'
 import type { Hook } from '@hono/zod-openapi'
 import { bodyLimit } from 'hono/body-limit'
 import { DEFAULT_MAX_COMPONENT_BYTES, describeIssue, WardenError } from '../runtime/index.js'
-import type { Invocation, Warden } from '../runtime/index.js'
+import type { MeteringReport, Warden } from '../runtime/index.js'
 import type { ApiKeyStore } from './api-keys.js'
 import type { ControlPlaneEnv } from './auth.js'
 import { bearerOf } from './auth.js'
@@ -52,24 +52,24 @@ export interface ControlPlaneContext extends ControlPlaneDeps {
   refusals: RefusalAudit
 }
 
-/** A bounded map of recent invocations and the token that ran each. */
+/** A bounded map of the last runs' reports, by invocation id (the oldest go first). */
 export class RecentInvocations {
   readonly #max: number
-  readonly #runs = new Map<string, { invocation: Invocation; tokenJti: string; appId: string }>()
+  readonly #reports = new Map<string, MeteringReport>()
 
   constructor(max = 1000) {
     this.#max = max
   }
 
-  add(invocation: Invocation, tokenJti: string, appId: string): void {
-    this.#runs.set(invocation.report.invocationId, { invocation, tokenJti, appId })
-    if (this.#runs.size > this.#max) {
-      this.#runs.delete(this.#runs.keys().next().value!)
+  add(report: MeteringReport): void {
+    this.#reports.set(report.invocationId, report)
+    if (this.#reports.size > this.#max) {
+      this.#reports.delete(this.#reports.keys().next().value!)
     }
   }
 
-  get(id: string) {
-    return this.#runs.get(id)
+  get(id: string): MeteringReport | undefined {
+    return this.#reports.get(id)
   }
 }
 

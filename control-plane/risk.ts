@@ -76,8 +76,3 @@ export function assessRisk(
   }
   return { tier, reasons }
 }
-
-/** True when `a` is a higher tier than `b`. */
-export function isHigherTier(a: RiskTier, b: RiskTier): boolean {
-  return RISK_TIERS.indexOf(a) > RISK_TIERS.indexOf(b)
-}

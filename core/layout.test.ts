@@ -24,6 +24,21 @@ function target(file: string, specifier: string): string {
   return relative(ROOT, resolve(file, '..', specifier))
 }
 
+/** Every relative import of the sources under `dir` resolves to a path matching `allowed`. */
+function expectImportsWithin(dir: string, allowed: RegExp): void {
+  const files = sources(dir)
+  expect(files.length).toBeGreaterThan(10)
+  for (const file of files) {
+    for (const spec of importsOf(file).filter((s) => s.startsWith('.'))) {
+      const to = target(file, spec)
+      expect({ file: relative(ROOT, file), to }).toEqual({
+        file: relative(ROOT, file),
+        to: expect.stringMatching(allowed),
+      })
+    }
+  }
+}
+
 describe('module boundaries', () => {
   it('core/ imports nothing of ours', () => {
     for (const file of sources('core')) {
@@ -37,31 +52,11 @@ describe('module boundaries', () => {
   })
 
   it('host-capabilities/ never imports the runtime or the SDK', () => {
-    const files = sources('host-capabilities')
-    expect(files.length).toBeGreaterThan(10)
-    for (const file of files) {
-      for (const spec of importsOf(file).filter((s) => s.startsWith('.'))) {
-        const to = target(file, spec)
-        expect({ file: relative(ROOT, file), to }).toEqual({
-          file: relative(ROOT, file),
-          to: expect.stringMatching(/^(core|host-capabilities)\//),
-        })
-      }
-    }
+    expectImportsWithin('host-capabilities', /^(core|host-capabilities)\//)
   })
 
   it('control-plane/ reaches the runtime through its front door only', () => {
-    const files = sources('control-plane')
-    expect(files.length).toBeGreaterThan(10)
-    for (const file of files) {
-      for (const spec of importsOf(file).filter((s) => s.startsWith('.'))) {
-        const to = target(file, spec)
-        expect({ file: relative(ROOT, file), to }).toEqual({
-          file: relative(ROOT, file),
-          to: expect.stringMatching(/^(control-plane\/|runtime\/index\.js$)/),
-        })
-      }
-    }
+    expectImportsWithin('control-plane', /^(control-plane\/|runtime\/index\.js$)/)
   })
 
   it('the import scan sees imports at all', () => {

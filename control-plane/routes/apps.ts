@@ -455,7 +455,7 @@ export function registerAppRoutes(
       }
       ctx.metrics.runEnded(invocation)
       registry.touchRun(record.id)
-      ctx.recent.add(invocation, invocation.report.tokenJti ?? '', record.id)
+      ctx.recent.add(invocation.report)
       const { report } = invocation
       c.header('x-warden-invocation', report.invocationId)
       c.header('x-warden-fuel', String(report.fuelUsed ?? ''))

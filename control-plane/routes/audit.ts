@@ -201,7 +201,7 @@ export function registerAuditRoutes(
       return c.json(
         {
           invocationId: id,
-          report: (recent?.invocation.report ?? null) as never,
+          report: (recent ?? null) as never,
           records,
         } as never,
         200,

@@ -126,13 +126,13 @@ export interface AppRegistry {
   register(registration: Registration): Promise<{ record: AppRecord; outcome: RegistrationOutcome }>
   /**
    * Approve the current version, named by its `digest` (`conflict` when another build became
-   * current). `forbidden` for a `high` version when its uploader is in `approverLineage`: the
-   * approving key and every key that made it, back to the bootstrap.
+   * current). `forbidden` for a `high` version when `isPublisher(uploadedBy)`: the approver is
+   * its publisher as far as keys tell (the same key, or one made from the other).
    */
   approve(
     id: string,
     actor: string,
-    review: { digest: string | undefined; approverLineage: readonly string[] },
+    review: { digest: string | undefined; isPublisher: (uploadedBy: string) => boolean },
   ): Promise<AppRecord>
   setDisabled(id: string, disabled: boolean, actor: string): Promise<AppRecord>
   decommission(id: string, actor: string): Promise<AppRecord>
@@ -313,7 +313,7 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
       })
       return { record: view(existing), outcome: 'new-version' }
     },
-    async approve(id, actor, { digest, approverLineage }) {
+    async approve(id, actor, { digest, isPublisher }) {
       const app = live(id)
       const v = current(app)
       if (v.approvedAt) {
@@ -327,10 +327,10 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
             : 'the current build is not the one you reviewed: review it again',
         )
       }
-      if (v.riskTier === 'high' && approverLineage.includes(v.uploadedBy)) {
+      if (v.riskTier === 'high' && isPublisher(v.uploadedBy)) {
         throw new WardenError(
           'forbidden',
-          'a high-risk build needs an admin other than its publisher, or a key its publisher made',
+          'a high-risk build needs an admin other than its publisher, and not one made by or for it',
         )
       }
       v.approvedAt = new Date().toISOString()

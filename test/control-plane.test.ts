@@ -361,6 +361,20 @@ describe('upload and the registry', () => {
     expectError(await approve(sock), 403, 'forbidden')
     await api('DELETE', `/v1/keys/${sock.split('_')[1]}`, { auth: adminKey })
     expect((await approve(adminKey)).body.status).toBe('approved')
+
+    // And the other way round: an admin who made the publisher key that uploaded.
+    const puppet = (
+      await api('POST', '/v1/keys', {
+        auth: secondAdminKey,
+        json: { role: 'publisher', label: 'puppet' },
+      })
+    ).body.key
+    const next = await upload(await tieredGuest(['secrets'], 'puppet'), 'puppeted', puppet)
+    const approveNext = (key: string) =>
+      api('POST', `/v1/apps/puppeted/approve?digest=${next.body.digest}`, { auth: key })
+    expectError(await approveNext(secondAdminKey), 403, 'forbidden')
+    // The bootstrap (root) key made every key: it counts only as itself.
+    expect((await approveNext(adminKey)).body.status).toBe('approved')
   })
 
   it('refuses a name that looks like an app id, and keeps a big upload intact', async () => {

@@ -314,7 +314,7 @@ export function registerAppRoutes(
       },
     )
 
-  /** The approving key and every key that made it: `key:<id>` … `bootstrap`. */
+  /** A key and every key that made it, nearest first: `key:<id>` … `bootstrap`. */
   const lineageOf = (actor: string): string[] => {
     const out: string[] = []
     let at: string | undefined = actor
@@ -324,6 +324,19 @@ export function registerAppRoutes(
     }
     return out
   }
+  /**
+   * Whether `approver` is the publisher `uploader` as far as keys tell: the same key, a key
+   * the publisher made (a second admin key of their own), or one that made the publisher's key
+   * (a publisher key of their own). A root key (made at bootstrap or by the CLI, not by a key)
+   * counts only as itself: every key descends from one.
+   */
+  const isPublisher = (approver: string) => (uploader: string) => {
+    if (lineageOf(approver).includes(uploader)) {
+      return true
+    }
+    const root = !keys.get(approver.slice('key:'.length))?.createdBy.startsWith('key:')
+    return !root && lineageOf(uploader).includes(approver)
+  }
 
   transition(
     '/v1/apps/{id}/approve',
@@ -332,7 +345,7 @@ export function registerAppRoutes(
       try {
         const approved = await registry.approve(record.id, actor, {
           digest,
-          approverLineage: lineageOf(actor),
+          isPublisher: isPublisher(actor),
         })
         await adminAction('app.approve', actor, approved)
         return approved

@@ -5,11 +5,17 @@
  * One slow upload does not hold up the others, and one uploader cannot take every child
  * (issue 7: a tiny upload waited 20 s behind a slow one).
  */
-import { spawn } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { subscribe, unsubscribe } from 'node:diagnostics_channel'
-import { readFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { DEFAULT_TRANSPILE_BUDGET, Transpiler } from '../runtime/loader/transpile.js'
+import {
+  DEFAULT_TRANSPILE_BUDGET,
+  sweepStaleJobDirs,
+  Transpiler,
+} from '../runtime/loader/transpile.js'
 import type { TranspileJobEvent, TranspileRequest } from '../runtime/loader/transpile.js'
 import { buildJsGuest } from './support/js-guest.js'
 import { guestFile, compileWat } from './support/wat.js'
@@ -272,3 +278,26 @@ function hostScript(body: string): string {
     ${body}
   `
 }
+
+describe('job folders of dead hosts', () => {
+  it('are removed; those of live hosts, and anything else, are left', async () => {
+    const fakeTmp = await mkdtemp(join(tmpdir(), 'warden-sweep-'))
+    try {
+      const dead = spawnSync(process.execPath, ['-e', '0']).pid!
+      for (const name of [
+        `warden-transpile-${dead}-a`,
+        `warden-transpile-${process.pid}-b`,
+        'warden-transpile-x-c',
+        'unrelated',
+      ]) {
+        await mkdir(join(fakeTmp, name))
+      }
+      await sweepStaleJobDirs(fakeTmp)
+      expect((await readdir(fakeTmp)).sort()).toEqual(
+        [`warden-transpile-${process.pid}-b`, 'warden-transpile-x-c', 'unrelated'].sort(),
+      )
+    } finally {
+      await rm(fakeTmp, { recursive: true, force: true })
+    }
+  })
+})

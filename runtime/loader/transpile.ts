@@ -5,13 +5,44 @@
 import type { ChildProcess } from 'node:child_process'
 import { channel } from 'node:diagnostics_channel'
 import { randomUUID } from 'node:crypto'
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises'
 import type { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { WARDEN_ERROR_CODES, WardenError } from '../errors.js'
 import type { WardenErrorCode } from '../errors.js'
 import { forkChild } from '../internal/child.js'
+
+/** Job folders in the OS temp folder: `warden-transpile-<host pid>-<uuid>`. */
+export const JOB_DIR_PREFIX = 'warden-transpile-'
+
+/**
+ * Remove from `dir` the job folders of hosts that died mid-job (their pid is gone). Folders of
+ * live hosts are left alone, whoever they are; a pid reused by another process only keeps a
+ * folder longer.
+ */
+export async function sweepStaleJobDirs(dir: string = tmpdir()): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[])
+  await Promise.all(
+    names.map(async (name) => {
+      const pid = Number(/^warden-transpile-(\d+)-/.exec(name)?.[1])
+      if (Number.isSafeInteger(pid) && pid > 0 && !isAlive(pid)) {
+        await rm(join(dir, name), { recursive: true, force: true }).catch(() => undefined)
+      }
+    }),
+  )
+}
+
+let swept = false
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
 
 /** Budget for one transpilation. */
 export interface TranspileBudget {
@@ -198,6 +229,10 @@ export class Transpiler {
   #closed = false
 
   constructor(options: TranspilerOptions = {}) {
+    if (!swept) {
+      swept = true
+      void sweepStaleJobDirs()
+    }
     this.#budget = options.budget ?? DEFAULT_TRANSPILE_BUDGET
     this.#workers = positive(options.workers ?? DEFAULT_TRANSPILE_WORKERS, 'workers')
     this.#perUploader = positive(
@@ -226,7 +261,7 @@ export class Transpiler {
     // is queued at once (arrival order is the fairness order) and sent once the file is there.
     // NB: where the OS temp folder is a tmpfs, these files (about 2.5 times the upload while a
     // job runs) are memory too, though not the host's resident set.
-    const dir = join(tmpdir(), `warden-transpile-${randomUUID()}`)
+    const dir = join(tmpdir(), `${JOB_DIR_PREFIX}${process.pid}-${randomUUID()}`)
     const prepared = mkdir(dir, { mode: 0o700 }).then(() =>
       writeFile(join(dir, TRANSPILE_INPUT_FILE), bytes),
     )

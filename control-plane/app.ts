@@ -16,7 +16,7 @@ import { answerError } from './http-errors.js'
 import { createMetrics } from './metrics.js'
 import type { ControlPlaneMetrics } from './metrics.js'
 import { createRateLimiter, DEFAULT_RATE_LIMITS } from './rate-limit.js'
-import { createRefusalAudit } from './refusals.js'
+import { clientOf, createRefusalAudit } from './refusals.js'
 import type { RefusalAudit } from './refusals.js'
 import type { RateLimits } from './rate-limit.js'
 import type { AppRegistry } from './registry.js'
@@ -91,7 +91,9 @@ function routePattern(path: string): RegExp {
  * const app = createControlPlane({ warden, keys, registry, tokens })
  * serve({ fetch: app.fetch, port: 8080 })
  */
-export function createControlPlane(deps: ControlPlaneDeps): OpenAPIHono<ControlPlaneEnv> {
+export function createControlPlane(
+  deps: ControlPlaneDeps,
+): OpenAPIHono<ControlPlaneEnv> & { close(): Promise<void> } {
   const defaultHook: Hook<unknown, ControlPlaneEnv, string, unknown> = (result, c) => {
     if (!result.success) {
       return c.json(
@@ -123,8 +125,17 @@ export function createControlPlane(deps: ControlPlaneDeps): OpenAPIHono<ControlP
   })
   app.use('/v1/*', async (c, next) => {
     const credential = bearerOf(c.req.header('authorization'))
-    if (credential !== undefined) {
-      await limiter.check(credential)
+    if (credential?.startsWith('wdn_')) {
+      const key = deps.keys.authenticate(credential)
+      if (key) {
+        await limiter.check({ kind: 'key', id: key.id })
+      } else {
+        // A wrong key is audited (bounded) and counted against its sender, never the key.
+        await ctx.refusals.record(c, 'unauthorized')
+        await limiter.check({ kind: 'client', address: clientOf(c) })
+      }
+    } else if (credential !== undefined) {
+      await limiter.check({ kind: 'token', token: credential })
     }
     await next()
   })
@@ -184,5 +195,6 @@ export function createControlPlane(deps: ControlPlaneDeps): OpenAPIHono<ControlP
     return answerError(c, new WardenError('not_found', 'no such route'))
   })
   app.onError((error, c) => answerError(c, error))
-  return app
+  // Before Warden closes: what the refusal recorder counted goes on the record.
+  return Object.assign(app, { close: () => ctx.refusals.close() })
 }

@@ -20,9 +20,18 @@ export const DEFAULT_RATE_LIMITS: Readonly<RateLimits> = Object.freeze({
   tokenRps: 500,
 })
 
+/** What a request is counted against. */
+export type RateBucket =
+  /** A live API key, by id: counted only once the key authenticated. */
+  | { kind: 'key'; id: string }
+  /** A capability token, by a hash of its (canonical) string. */
+  | { kind: 'token'; token: string }
+  /** A client address whose credential did not authenticate. */
+  | { kind: 'client'; address: string }
+
 /** A rate-limit check; throws `rate_limited` (with `retryAfterSeconds`) past the limit. */
 export interface RateLimiter {
-  check(credential: string): Promise<void>
+  check(bucket: RateBucket): Promise<void>
 }
 
 /** `rate_limited`, and when to come back. */
@@ -35,24 +44,30 @@ export class RateLimited extends WardenError {
 }
 
 /**
- * One limiter for API keys and capability tokens.
+ * One limiter for API keys, capability tokens and failed credentials. A key is counted by its
+ * id only after it authenticated, so whoever knows a key's id (ids are not secret) cannot use
+ * up its budget; failed credentials are counted per client address instead.
  *
  * @example
  * const limiter = createRateLimiter({ keyRps: 100, tokenRps: 500 })
- * await limiter.check(bearer) // throws RateLimited past the limit
+ * await limiter.check({ kind: 'key', id }) // throws RateLimited past the limit
  */
 export function createRateLimiter(limits: RateLimits): RateLimiter {
   const keys = new RateLimiterMemory({ points: limits.keyRps, duration: 1, keyPrefix: 'key' })
   const tokens = new RateLimiterMemory({ points: limits.tokenRps, duration: 1, keyPrefix: 'tok' })
+  const clients = new RateLimiterMemory({ points: limits.keyRps, duration: 1, keyPrefix: 'bad' })
   return {
-    async check(credential) {
-      const isKey = credential.startsWith('wdn_')
-      // Key ids are public; token strings are bearer credentials: never kept as map keys.
-      const id = isKey
-        ? credential.slice(0, 20)
-        : createHash('sha256').update(credential).digest('base64url').slice(0, 22)
+    async check(bucket) {
       try {
-        await (isKey ? keys : tokens).consume(id)
+        if (bucket.kind === 'key') {
+          await keys.consume(bucket.id)
+        } else if (bucket.kind === 'client') {
+          await clients.consume(bucket.address)
+        } else {
+          // Token strings are bearer credentials: never kept as map keys.
+          const id = createHash('sha256').update(bucket.token).digest('base64url').slice(0, 22)
+          await tokens.consume(id)
+        }
       } catch (rejection) {
         if (rejection instanceof RateLimiterRes) {
           throw new RateLimited(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)))

@@ -118,6 +118,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
             })
             ;(server as { closeIdleConnections?: () => void }).closeIdleConnections?.()
           })
+          await app.close()
           await registry.flush()
           await warden.close()
         })()

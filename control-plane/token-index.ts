@@ -14,6 +14,8 @@ export const tokenEntrySchema = z.strictObject({
   appId: z.string(),
   digest: z.string(),
   parent: z.string().optional(),
+  /** The root of its attenuation chain (itself for a granted token). */
+  root: z.string().optional(),
   grants: z.unknown(),
   limits: z.unknown(),
   iat: z.int(),
@@ -33,6 +35,8 @@ export interface TokenIndex {
   add(entry: TokenEntry): Promise<void>
   /** Live (unexpired, unrevoked) children recorded for `parent`. */
   childrenOf(parent: string): number
+  /** Live descendants recorded for the root token `root`, at any depth. */
+  descendantsOf(root: string): number
   get(jti: string): TokenEntry | undefined
   /** Newest first; of one app when `appId` is given. */
   list(appId?: string): TokenEntry[]
@@ -60,6 +64,12 @@ export async function openTokenIndex(dataDir: string): Promise<TokenIndex> {
     async add(entry) {
       doc.data.tokens.push(structuredClone(entry))
       await doc.save()
+    },
+    descendantsOf(root) {
+      const now = Math.floor(Date.now() / 1000)
+      return doc.data.tokens.filter(
+        (t) => t.root === root && t.jti !== root && !t.revokedAt && t.exp > now,
+      ).length
     },
     childrenOf(parent) {
       const now = Math.floor(Date.now() / 1000)

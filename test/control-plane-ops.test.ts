@@ -3,7 +3,7 @@
  * a process that stops cleanly on SIGTERM (runs finished, audit log closed with a checkpoint).
  */
 import { spawn } from 'node:child_process'
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -37,7 +37,21 @@ function get(path: string, auth?: string) {
   return fetch(`${server.url}${path}`, auth ? { headers: { authorization: `Bearer ${auth}` } } : {})
 }
 
+describe('files', () => {
+  it('keeps the audit log private, like every other file of the data dir', async () => {
+    expect((await stat(join(dataDir, 'audit', 'audit.jsonl'))).mode & 0o777).toBe(0o600)
+  })
+})
+
 describe('rate limits', () => {
+  it('never lets a wrong key use up the real key’s budget (second outside attack)', async () => {
+    await new Promise((r) => setTimeout(r, 1100))
+    const id = adminKey.split('_')[1]
+    const forged = `wdn_${id}_${'A'.repeat(43)}`
+    await Promise.all(Array.from({ length: 30 }, () => get('/v1/keys', forged)))
+    expect((await get('/v1/keys', adminKey)).status).toBe(200)
+  })
+
   it('answers 429 rate_limited with Retry-After past a credential’s rate, per credential', async () => {
     const answers = await Promise.all(Array.from({ length: 12 }, () => get('/v1/keys', adminKey)))
     const limited = answers.filter((a) => a.status === 429)

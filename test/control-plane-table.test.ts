@@ -47,6 +47,7 @@ const BAD_BODIES: [string, string, string][] = [
   ['PUT', '/v1/secrets/gh', '{"valu":"x"}'],
   ['PUT', '/v1/data/crm/schema', '{"piiFields":"email"}'],
   ['PUT', '/v1/data/crm/a', '{"value":1,"more":2}'],
+  ['PUT', '/v1/data/crm/deep', `{"value":${'['.repeat(100)}1${']'.repeat(100)}}`],
   ['PUT', '/v1/data/CRM/a', '{"value":1}'],
   ['PUT', '/v1/data/crm/..%2Fx', '{"value":1}'],
   ['PUT', '/v1/secrets/Bad-Name', '{"value":"x"}'],

@@ -373,7 +373,13 @@ describe('upload and the registry', () => {
     const approveNext = (key: string) =>
       api('POST', `/v1/apps/puppeted/approve?digest=${next.body.digest}`, { auth: key })
     expectError(await approveNext(secondAdminKey), 403, 'forbidden')
-    // The bootstrap (root) key made every key: it counts only as itself.
+    // A sibling of the publisher's key, made by the same admin, is the same person (second attack).
+    const sibling = (
+      await api('POST', '/v1/keys', { auth: secondAdminKey, json: { role: 'admin', label: 'sib' } })
+    ).body.key
+    expectError(await approveNext(sibling), 403, 'forbidden')
+    await api('DELETE', `/v1/keys/${sibling.split('_')[1]}`, { auth: adminKey })
+    // The bootstrap (root) key made every key: keys it hands out are other people.
     expect((await approveNext(adminKey)).body.status).toBe('approved')
   })
 
@@ -525,6 +531,13 @@ describe('tokens, invoke and the audit trail', () => {
     const after = (await api('GET', '/v1/audit/head', { auth: auditorKey })).body.seq
     expect(after - before).toBeLessThanOrEqual(20)
     expect(after - before).toBeGreaterThan(0)
+    // The rest are counted, and the count is on the record within a second (second attack).
+    await new Promise((r) => setTimeout(r, 1500))
+    const records = (
+      await api('GET', `/v1/audit?cursor=${before + 1}&limit=1000`, { auth: auditorKey })
+    ).body.records
+    const counted = records.find((r: { target: string | null }) => r.target?.startsWith('+'))
+    expect(counted?.target).toMatch(/^\+\d+ refusals from 1 client address, counted$/)
   })
 
   it('caps the live children of one token', async () => {
@@ -544,6 +557,23 @@ describe('tokens, invoke and the audit trail', () => {
     const listed = (await api('GET', '/v1/apps/hello', { auth: adminKey })).body
     expect(listed.tokens.length).toBeLessThanOrEqual(100)
     expect(listed.tokenCount).toBeGreaterThan(100)
+    // Pages, and the tokens an admin granted apart from their children.
+    const first = (await api('GET', '/v1/tokens?app=hello&limit=50', { auth: adminKey })).body
+    expect(first.tokens).toHaveLength(50)
+    const second = (
+      await api('GET', `/v1/tokens?app=hello&limit=50&cursor=${first.nextCursor}`, {
+        auth: adminKey,
+      })
+    ).body
+    expect(second.tokens[0].jti).not.toBe(first.tokens[49].jti)
+    expect(
+      new Set([...first.tokens, ...second.tokens].map((t: { jti: string }) => t.jti)).size,
+    ).toBe(100)
+    const granted = (
+      await api('GET', '/v1/tokens?app=hello&granted=true&limit=1000', { auth: adminKey })
+    ).body
+    expect(granted.tokens.every((t: { parent?: string }) => t.parent === undefined)).toBe(true)
+    expect(granted.tokens.length).toBeLessThan(20)
   })
 
   it('reports a guest failure with its code and the report', async () => {

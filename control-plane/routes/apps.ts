@@ -19,7 +19,10 @@ const text = (max: number) =>
     .string()
     .min(1)
     .max(max)
-    .regex(/^[^\x00-\x1f\x7f]+$/, 'no control characters')
+    .regex(
+      /^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$/,
+      'no control, line-moving or bidi characters',
+    )
 
 const uploadQuery = z.strictObject({
   name: z.string().regex(APP_NAME, 'a DNS label: a-z, 0-9 and -, at most 63'),
@@ -325,18 +328,17 @@ export function registerAppRoutes(
     return out
   }
   /**
-   * Whether `approver` is the publisher `uploader` as far as keys tell: the same key, a key
-   * the publisher made (a second admin key of their own), or one that made the publisher's key
-   * (a publisher key of their own). A root key (made at bootstrap or by the CLI, not by a key)
-   * counts only as itself: every key descends from one.
+   * Who holds a key, as far as keys tell: a root key (made at bootstrap or by the CLI) is its
+   * holder's; a key a root key made is given to someone (its own principal); every key made
+   * further down belongs to that someone. So a second admin key, or a publisher key, that an
+   * admin makes for themselves is theirs, and so are its siblings.
    */
-  const isPublisher = (approver: string) => (uploader: string) => {
-    if (lineageOf(approver).includes(uploader)) {
-      return true
-    }
-    const root = !keys.get(approver.slice('key:'.length))?.createdBy.startsWith('key:')
-    return !root && lineageOf(uploader).includes(approver)
+  const principalOf = (actor: string): string => {
+    const line = lineageOf(actor) // [actor, …, root key, 'bootstrap' | 'cli']
+    return line.length >= 3 ? line[line.length - 3]! : line[0]!
   }
+  const isPublisher = (approver: string) => (uploader: string) =>
+    principalOf(approver) === principalOf(uploader)
 
   transition(
     '/v1/apps/{id}/approve',

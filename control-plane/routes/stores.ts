@@ -130,7 +130,18 @@ export function registerStoreRoutes(
       if (value === undefined) {
         throw new WardenError('invalid_request', 'value: a JSON document is required')
       }
-      await warden.putData(name, key, value, actorOf(c.get('principal')))
+      try {
+        await warden.putData(name, key, value, actorOf(c.get('principal')))
+      } catch (error) {
+        // The store refuses what it cannot keep (too deep, too large) as host misuse.
+        if (error instanceof TypeError || error instanceof RangeError) {
+          throw new WardenError(
+            'invalid_request',
+            'value: too deep or too large for a document (at most 64 levels and 1 MiB)',
+          )
+        }
+        throw error
+      }
       return c.body(null, 204)
     },
   )

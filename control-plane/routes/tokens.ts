@@ -23,6 +23,9 @@ import { errorResponses, json, jsonBody } from './schemas.js'
 /** Most live (unexpired, unrevoked) children one token may have. */
 export const MAX_LIVE_CHILDREN = 100
 
+/** Most live descendants, at any depth, of one granted token. */
+export const MAX_LIVE_DESCENDANTS = 1000
+
 const ttl = z.int().positive().openapi({ description: 'seconds until exp' })
 
 const mintedSchema = z
@@ -55,6 +58,7 @@ function entryOf({ claims }: MintedToken, grantedBy: string): TokenEntry {
     appId: claims.app.id,
     digest: claims.app.digest,
     ...(claims.parent ? { parent: claims.parent } : {}),
+    root: claims.chain[0] ?? claims.jti,
     grants: claims.grants,
     limits: claims.limits,
     iat: claims.iat,
@@ -146,10 +150,14 @@ export function registerTokenRoutes(
         throw error
       }
       // Each child is recorded in the token index: a holder must not grow it without bound.
-      if (tokens.childrenOf(claims.jti) >= MAX_LIVE_CHILDREN) {
+      const root = claims.chain[0] ?? claims.jti
+      if (
+        tokens.childrenOf(claims.jti) >= MAX_LIVE_CHILDREN ||
+        tokens.descendantsOf(root) >= MAX_LIVE_DESCENDANTS
+      ) {
         throw new WardenError(
           'limit_exceeded',
-          `a token may have at most ${MAX_LIVE_CHILDREN} live children: revoke some, or let them expire`,
+          `a token may have at most ${MAX_LIVE_CHILDREN} live children, and a granted token ${MAX_LIVE_DESCENDANTS} live descendants: revoke some, or let them expire`,
         )
       }
       const minted = await warden.attenuateToken(parent, {
@@ -194,22 +202,35 @@ export function registerTokenRoutes(
       request: {
         query: z.strictObject({
           app: z.string().max(128).optional(),
+          /** Only tokens granted by an admin, not their children. */
+          granted: z.enum(['true', 'false']).optional(),
           limit: z.coerce.number().int().min(1).max(1000).default(100),
+          cursor: jtiSchema.optional().openapi({ description: 'the last jti of the page before' }),
         }),
       },
       responses: {
-        200: json(z.object({ tokens: z.array(tokenEntrySchema), total: z.int() }), 'tokens'),
+        200: json(
+          z.object({
+            tokens: z.array(tokenEntrySchema),
+            total: z.int(),
+            nextCursor: z.string().nullable(),
+          }),
+          'tokens',
+        ),
         ...errorResponses(),
       },
     }),
     (c) => {
-      const { app: appRef, limit } = c.req.valid('query')
+      const { app: appRef, limit, cursor, granted } = c.req.valid('query')
       const appId = appRef === undefined ? undefined : registry.get(appRef)?.id
       if (appRef !== undefined && appId === undefined) {
         throw new WardenError('not_found', 'no such app')
       }
-      const all = tokens.list(appId)
-      return c.json({ tokens: all.slice(0, limit), total: all.length } as never, 200)
+      const all = tokens.list(appId).filter((t) => granted !== 'true' || t.parent === undefined)
+      const start = cursor === undefined ? 0 : all.findIndex((t) => t.jti === cursor) + 1
+      const page = all.slice(start, start + limit)
+      const nextCursor = start + limit < all.length ? page[page.length - 1]!.jti : null
+      return c.json({ tokens: page, total: all.length, nextCursor } as never, 200)
     },
   )
 }

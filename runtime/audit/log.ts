@@ -173,7 +173,9 @@ async function openLocked(
     since = state.since
     checkpointNow = tail.seq === 0 || state.since > 0 || state.every !== every
   }
-  const handle = await open(file, 'a')
+  // Private, like every other file of the data dir (the outside attack saw 0644).
+  const handle = await open(file, 'a', 0o600)
+  await handle.chmod(0o600)
   try {
     if (!tail.existed) {
       await syncDirectory(dirname(file))

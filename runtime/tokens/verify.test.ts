@@ -474,3 +474,17 @@ describe('verifying the same token again (remembered by its hash)', () => {
     }
   })
 })
+
+describe('one spelling per token (second outside attack)', () => {
+  it('refuses a token whose base64url carries other spare bits', async () => {
+    const fresh = await mintToken(keys, REQUEST, POLICY)
+    await verify(fresh.token)
+    const [h, p, sig] = fresh.token.split('.') as [string, string, string]
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+    const last = sig[sig.length - 1]!
+    const twin = `${sig.slice(0, -1)}${alphabet[alphabet.indexOf(last) ^ 1]}`
+    // Same bytes, another spelling: Node decodes both alike.
+    expect(Buffer.from(twin, 'base64url')).toEqual(Buffer.from(sig, 'base64url'))
+    expect(await refusal(`${h}.${p}.${twin}`, verify(`${h}.${p}.${twin}`))).toBe('token_invalid')
+  })
+})

@@ -128,6 +128,11 @@ export async function verifyClaims(
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
     throw invalid('the token is malformed')
   }
+  // One spelling per token: base64url has spare bits at the end of a segment, so the same token
+  // could be written 256 ways and pass as 256 tokens (rate limits, the cache) without this.
+  if (!isCanonicalCompact(token)) {
+    throw invalid('the token is malformed')
+  }
   const schema = tokenSchemas(options.capabilities).claims
   const cache = verifiedCache(keys)
   const cacheKey = createHash('sha256').update(token).digest('base64url')
@@ -253,4 +258,17 @@ function freeze<T>(value: T): T {
     }
   }
   return value
+}
+
+/** Three base64url segments, each exactly as re-encoding its bytes would write it. */
+function isCanonicalCompact(token: string): boolean {
+  const segments = token.split('.')
+  return (
+    segments.length === 3 &&
+    segments.every(
+      (segment) =>
+        /^[A-Za-z0-9_-]+$/.test(segment) &&
+        Buffer.from(segment, 'base64url').toString('base64url') === segment,
+    )
+  )
 }

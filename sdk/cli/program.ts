@@ -87,8 +87,11 @@ export function buildProgram(io: CliIo): Command {
     io.hostConfig ? io.hostConfig() : resolveHostConfig(io.env)
   const open = (): Promise<Warden> =>
     io.openWarden ? io.openWarden() : openWarden({ ...hostConfig(), poolSize: 1 })
-  const out = (line: string) => io.stdout(`${line}\n`)
-  const err = (line: string) => io.stderr(`${line}\n`)
+  // Every line goes through terminalSafe: text from a guest or a server (names, ids, codes,
+  // messages) never reaches the terminal as control, C1 or bidi characters. JSON stays valid:
+  // what it escapes is written as `\uXXXX`, as JSON writes it.
+  const out = (line: string) => io.stdout(`${terminalSafe(line, true)}\n`)
+  const err = (line: string) => io.stderr(`${terminalSafe(line, true)}\n`)
   const progress = (message: string) => err(`warden: ${message}`)
 
   /** Run a command body: its return value (default 0) or its error decides the exit code. */

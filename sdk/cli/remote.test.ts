@@ -282,3 +282,48 @@ describe('warden --server', () => {
     expect([help.code, help.stdout]).toEqual([0, expect.stringContaining('--purpose')])
   })
 })
+
+describe('a hostile server (second outside attack)', () => {
+  it('never gets a control, C1 or bidi character onto the terminal, and no redirect is followed', async () => {
+    const { createServer } = await import('node:http')
+    const nasty = '\u001b]0;PWNED\u0007\u001b[31m\u009b\u202e'
+    const fake = createServer((req, res) => {
+      if (req.url?.startsWith('/v1/apps?')) {
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(
+          JSON.stringify({
+            apps: [{ id: nasty, name: nasty, status: nasty, riskTier: nasty, owner: nasty }],
+            nextCursor: null,
+          }),
+        )
+        return
+      }
+      if (req.url?.startsWith('/v1/keys')) {
+        res.writeHead(307, { location: 'http://127.0.0.2:9/steal' })
+        res.end()
+        return
+      }
+      res.writeHead(400, { 'content-type': 'application/json' })
+      res.end(JSON.stringify({ error: { code: nasty, message: nasty } }))
+    })
+    await new Promise<void>((resolve) => fake.listen(0, '127.0.0.1', resolve))
+    const url = `http://127.0.0.1:${(fake.address() as { port: number }).port}`
+    try {
+      for (const args of [
+        ['apps', 'list'],
+        ['apps', 'list', '--json'],
+        ['apps', 'show', 'x'],
+        ['keys', 'list'],
+      ]) {
+        const result = await warden(['--server', url, ...args], { server: false })
+        const shown = result.stdout + result.stderr
+        expect({
+          args,
+          shown: /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e]/.test(shown),
+        }).toEqual({ args, shown: false })
+      }
+    } finally {
+      fake.close()
+    }
+  })
+})

@@ -330,7 +330,8 @@ export class WardenClient {
     let response: Response
     let text: string
     try {
-      response = await this.#fetch(url, { method: call.method, headers, body })
+      // Never follow a redirect: the key or token would go along to wherever it points.
+      response = await this.#fetch(url, { method: call.method, headers, body, redirect: 'error' })
       text = await response.text()
     } catch (error) {
       // NB: the message names the origin only; the cause may hold the request, never shown.

@@ -1,8 +1,10 @@
 /**
  * What the HTTP API answers, written by hand to match `control-plane/routes/*.ts` (the tests in
  * `client.test.ts` run every method against a real server). Runtime types (reports, audit
- * records, grants, limits) come from the runtime's front door, as types only.
+ * records, grants, limits) come from the runtime's front door, and the control plane's own
+ * vocabulary (statuses, tiers, roles, key facts) from its front door, as types only.
  */
+import type { ApiKeyInfo, ApiRole, AppStatus, RiskTier } from '../../control-plane/index.js'
 import type {
   AuditRecord,
   GrantsInput,
@@ -10,16 +12,16 @@ import type {
   MeteringReport,
 } from '../../runtime/index.js'
 
-export type { AuditRecord, GrantsInput, LimitsRequest, MeteringReport }
-
-/** Where an app stands. */
-export type AppStatus = 'pending' | 'approved' | 'disabled' | 'decommissioned'
-
-/** Risk tier from the declared imports. */
-export type RiskTier = 'low' | 'medium' | 'high'
-
-/** The roles of API keys. */
-export type ApiRole = 'admin' | 'publisher' | 'auditor'
+export type {
+  ApiKeyInfo,
+  ApiRole,
+  AppStatus,
+  AuditRecord,
+  GrantsInput,
+  LimitsRequest,
+  MeteringReport,
+  RiskTier,
+}
 
 /** One uploaded build of an app. */
 export interface AppVersion {
@@ -193,17 +195,6 @@ export interface AuditVerifyAnswer {
 export interface AuditHead {
   seq: number
   hash: string
-}
-
-/** An API key, never its secret. */
-export interface ApiKeyInfo {
-  id: string
-  role: ApiRole
-  label: string
-  createdAt: string
-  createdBy: string
-  revokedAt?: string
-  revokedBy?: string
 }
 
 /** A new API key: `key` is shown once. */

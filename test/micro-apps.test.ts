@@ -124,6 +124,8 @@ beforeAll(async () => {
     ...resolveHostConfig({
       WARDEN_DATA_DIR: dataDir,
       WARDEN_RATE_LIMIT_TOKEN_RPS: String(TOKEN_RPS),
+      // The 12 MB JS engine is transpiled on upload; a loaded shared machine needs longer.
+      WARDEN_TRANSPILE_TIMEOUT_MS: '240000',
     }),
     poolSize: 2,
   }
@@ -140,7 +142,7 @@ beforeAll(async () => {
     limits: { fuel: 1e12, timeoutMs: 4000, memoryMb: 256 },
   })
   expect(probe.status).toBe(201)
-}, 180_000)
+}, 400_000)
 
 afterAll(async () => {
   vi.useRealTimers()
@@ -442,6 +444,17 @@ describe('limits and the kill switch', () => {
     const report = await admin('GET', `/v1/invocations/${id}`)
     expect(report.json.report?.outcome ?? report.json.outcome).toBe('timeout')
     expect((await raw('GET', '/apps/probe/echo')).status).toBe(200)
+  })
+
+  it("answers fuel_exhausted and memory_limit under the route token's limits", async () => {
+    await admin('POST', '/v1/apps/hello-http/route', { limits: { fuel: 50 } })
+    expectError(await raw('GET', '/apps/hello-http/'), 422, 'fuel_exhausted')
+    await admin('POST', '/v1/apps/hello-http/route', { limits: { memoryMb: 1 } })
+    expect((await raw('GET', '/apps/hello-http/')).status).toBe(200)
+    const big = await raw('POST', '/apps/hello-http/', { body: new Uint8Array(MIB) })
+    expectError(big, 422, 'memory_limit')
+    expect((await admin('POST', '/v1/apps/hello-http/route', {})).status).toBe(201)
+    expect((await raw('GET', '/apps/hello-http/')).status).toBe(200)
   })
 
   it('answers app_disabled while the app is disabled, and serves again once enabled', async () => {

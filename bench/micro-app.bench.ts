@@ -5,12 +5,15 @@
  * `GET /apps/<name>/` from this process over loopback, 8 connections, 8 s, after a warm-up.
  * Baselines in the same run: each app's in-process floor (`runtime.call` of its handler, fresh
  * instance, no HTTP, no token), and `POST /v1/apps/:id/invoke` of the echo action (one log call)
- * on the same server, the API's own figure (bench/server.bench.ts).
+ * on the same server, the API's own figure (bench/server.bench.ts). Last, what the route itself
+ * costs: one request at a time to a server in this process, `GET /apps/hello-wat/` against
+ * `POST /v1/apps/:id/invoke` of the echo action, medians from tinybench.
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createRuntime, DEFAULT_TRANSPILE_BUDGET } from '../runtime/index.js'
+import { adminKeyPath, startServer as startInProcess } from '../control-plane/index.js'
+import { createRuntime, DEFAULT_TRANSPILE_BUDGET, resolveHostConfig } from '../runtime/index.js'
 import type { WardenRuntime } from '../runtime/index.js'
 import { buildJsGuest, JS_MICRO_APP_WORLD } from '../test/support/js-guest.js'
 import { compileWat, guestFile } from '../test/support/wat.js'
@@ -110,6 +113,63 @@ async function served(apps: {
   }
 }
 
+/** One request at a time, same in-process server: the route against invoke, medians in µs. */
+async function overhead(wat: Uint8Array): Promise<{ route: number; invoke: number }> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'warden-bench-route-'))
+  const config = {
+    ...resolveHostConfig({
+      WARDEN_DATA_DIR: dataDir,
+      WARDEN_RATE_LIMIT_TOKEN_RPS: '1000000',
+      WARDEN_RATE_LIMIT_KEY_RPS: '1000000',
+    }),
+    poolSize: 2,
+  }
+  const server = await startInProcess({ config, port: 0, host: '127.0.0.1' })
+  try {
+    const key = (await readFile(adminKeyPath(dataDir), 'utf8')).trim()
+    const upload = (name: string, bytes: Uint8Array) =>
+      api(server.url, key, `/v1/apps?name=${name}&owner=bench&purpose=overhead`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/wasm' },
+        body: Buffer.from(bytes) as unknown as BodyInit,
+      })
+    const echo = await upload('echo', await guestFile('echo'))
+    await upload('hello-wat', wat)
+    await api(server.url, key, '/v1/apps/hello-wat/route', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{}',
+    })
+    const { token } = await api(server.url, key, '/v1/tokens', {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ app: echo.id, grants: { log: true } }),
+    })
+    const route = `${server.url}/apps/hello-wat/`
+    const invoke = `${server.url}/v1/apps/${echo.id}/invoke`
+    const check = async (response: Response) => {
+      await response.arrayBuffer()
+      if (!response.ok) {
+        throw new Error(`${response.url}: ${response.status}`)
+      }
+    }
+    return (await medians({
+      route: async () => check(await fetch(route)),
+      invoke: async () =>
+        check(
+          await fetch(invoke, {
+            method: 'POST',
+            headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+            body: '{"input":"hello"}',
+          }),
+        ),
+    })) as { route: number; invoke: number }
+  } finally {
+    await server.close()
+    await rm(dataDir, { recursive: true, force: true })
+  }
+}
+
 export async function run(): Promise<Row[]> {
   const apps = await builds()
   const floor = await floors(apps)
@@ -147,5 +207,23 @@ export async function run(): Promise<Row[]> {
       },
     )
   }
+  const before2 = load1()
+  const cost = await overhead(apps.wat)
+  rows.push(
+    {
+      question: QUESTION,
+      name: 'one at a time, in-process server: invoke of echo (median)',
+      medianUs: cost.invoke,
+      note: `load ${before2} → ${load1()}`,
+    },
+    {
+      question: QUESTION,
+      name: 'one at a time, in-process server: GET /apps/hello-wat/ (median)',
+      medianUs: cost.route,
+      ratio: cost.route / cost.invoke,
+      baseline: 'invoke of echo',
+      note: `load ${before2} → ${load1()}`,
+    },
+  )
   return rows
 }

@@ -11,6 +11,7 @@ import { run as hostCalls } from './host-calls.bench.js'
 import { run as instantiate } from './instantiate.bench.js'
 import { run as isolation } from './isolation.bench.js'
 import { run as latency } from './latency.bench.js'
+import { run as microApp } from './micro-app.bench.js'
 import { run as peers } from './peers.bench.js'
 import { run as server } from './server.bench.js'
 import { run as throughput } from './throughput.bench.js'
@@ -27,6 +28,7 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['latency', latency],
   ['peers', peers],
   ['server', server],
+  ['micro-app', microApp],
 ]
 
 const only = process.argv.slice(2)

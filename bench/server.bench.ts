@@ -22,27 +22,36 @@ const QUESTION = 'HTTP invoke of a tiny action (server child, pool 2, autocannon
 const CONNECTIONS = 8
 const SECONDS = 8
 
-interface Load {
+/** What autocannon measured. */
+export interface Load {
   rps: number
   p50Ms: number
   p99Ms: number
   non2xx: number
 }
 
-function load(
+/**
+ * Load `url` for {@link SECONDS}: with a token, `POST {"input":"hello"}` as invoke takes it;
+ * with `token` undefined, a plain GET (an HTTP micro-app).
+ */
+export function load(
   url: string,
-  token: string,
+  token: string | undefined,
   options: { connections: number; overallRate?: number },
 ): Promise<Load> {
   return new Promise((resolve, reject) => {
     autocannon(
       {
         url,
-        method: 'POST',
         connections: options.connections,
         duration: SECONDS,
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: '{"input":"hello"}',
+        ...(token === undefined
+          ? { method: 'GET' }
+          : {
+              method: 'POST',
+              headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+              body: '{"input":"hello"}',
+            }),
         ...(options.overallRate ? { overallRate: options.overallRate } : {}),
       },
       (error, result) => {
@@ -61,7 +70,11 @@ function load(
   })
 }
 
-async function startServer(dataDir: string): Promise<{ url: string; stop: () => Promise<void> }> {
+/** `warden serve` (from dist/) in a child process on `dataDir`, pool of 2, rate limits raised. */
+export async function startServer(
+  dataDir: string,
+  env: Record<string, string> = {},
+): Promise<{ url: string; stop: () => Promise<void> }> {
   const main = fileURLToPath(new URL('../dist/sdk/cli/main.js', import.meta.url))
   const child = spawn(process.execPath, [main, 'serve', '--port', '0'], {
     env: {
@@ -70,6 +83,7 @@ async function startServer(dataDir: string): Promise<{ url: string; stop: () => 
       WARDEN_POOL_SIZE: '2',
       WARDEN_RATE_LIMIT_TOKEN_RPS: '1000000',
       WARDEN_RATE_LIMIT_KEY_RPS: '1000000',
+      ...env,
     },
     stdio: ['ignore', 'pipe', 'inherit'],
   })
@@ -94,8 +108,9 @@ async function startServer(dataDir: string): Promise<{ url: string; stop: () => 
   }
 }
 
+/** A JSON call of the API with `key`; throws on an error answer. */
 // biome-ignore lint/suspicious/noExplicitAny: JSON answers of the API, read field by field
-async function api(url: string, key: string, path: string, init: RequestInit): Promise<any> {
+export async function api(url: string, key: string, path: string, init: RequestInit): Promise<any> {
   const response = await fetch(`${url}${path}`, {
     ...init,
     headers: { authorization: `Bearer ${key}`, ...(init.headers as Record<string, string>) },

@@ -15,14 +15,17 @@ import { bearerOf } from './auth.js'
 import { answerError } from './http-errors.js'
 import { createMetrics } from './metrics.js'
 import type { ControlPlaneMetrics } from './metrics.js'
+import { MICRO_APP_DEFAULTS } from './micro-app-http.js'
 import { createRateLimiter, DEFAULT_RATE_LIMITS } from './rate-limit.js'
 import { clientOf, createRefusalAudit } from './refusals.js'
 import type { RefusalAudit } from './refusals.js'
-import type { RateLimits } from './rate-limit.js'
+import type { RateLimiter, RateLimits } from './rate-limit.js'
 import type { AppRegistry } from './registry.js'
+import type { RouteStore } from './route-store.js'
 import { registerAppRoutes } from './routes/apps.js'
 import { registerAuditRoutes } from './routes/audit.js'
 import { registerKeyRoutes } from './routes/keys.js'
+import { registerMicroAppRoutes } from './routes/micro-apps.js'
 import { registerStoreRoutes } from './routes/stores.js'
 import { registerSystemRoutes } from './routes/system.js'
 import { registerTokenRoutes } from './routes/tokens.js'
@@ -34,6 +37,10 @@ export interface ControlPlaneDeps {
   keys: ApiKeyStore
   registry: AppRegistry
   tokens: TokenIndex
+  /** Route bindings of HTTP micro-apps (`/apps/<name>/`). */
+  routes: RouteStore
+  /** Caps of HTTP micro-apps, in bytes. Default {@link MICRO_APP_DEFAULTS}: 1 MiB in, 5 MiB out. */
+  microApps?: Partial<MicroAppCaps>
   /** Upload cap in bytes. Default 64 MiB (the loader's). */
   maxUploadBytes?: number
   /** Cap of every JSON body, in bytes. Default 1 MiB. */
@@ -42,9 +49,20 @@ export interface ControlPlaneDeps {
   rateLimits?: RateLimits
 }
 
+/** Body caps of HTTP micro-apps, in bytes. */
+export interface MicroAppCaps {
+  /** A request body; past it `payload_too_large`, read no further. */
+  maxRequestBytes: number
+  /** A response body; past it `invalid_response`. */
+  maxResponseBytes: number
+}
+
 /** The routes' shared state: the deps and recent invocations. */
 export interface ControlPlaneContext extends ControlPlaneDeps {
   maxUploadBytes: number
+  microApps: MicroAppCaps
+  /** The per-credential rate limiter (the `/v1/*` middleware's; routes share it). */
+  limiter: RateLimiter
   /** The last runs, by invocation id, for `GET /v1/invocations/:id` (bounded). */
   recent: RecentInvocations
   metrics: ControlPlaneMetrics
@@ -104,15 +122,20 @@ export function createControlPlane(
     return undefined
   }
   const app = new OpenAPIHono<ControlPlaneEnv>({ defaultHook })
+  const limiter = createRateLimiter(deps.rateLimits ?? DEFAULT_RATE_LIMITS)
   const ctx: ControlPlaneContext = {
     ...deps,
     maxUploadBytes: deps.maxUploadBytes ?? DEFAULT_MAX_COMPONENT_BYTES,
+    microApps: {
+      maxRequestBytes: deps.microApps?.maxRequestBytes ?? MICRO_APP_DEFAULTS.maxRequestBytes,
+      maxResponseBytes: deps.microApps?.maxResponseBytes ?? MICRO_APP_DEFAULTS.maxResponseBytes,
+    },
+    limiter,
     recent: new RecentInvocations(),
     metrics: createMetrics(deps.warden),
     refusals: createRefusalAudit(deps.warden.audit),
   }
   const maxJson = deps.maxJsonBytes ?? 1024 * 1024
-  const limiter = createRateLimiter(deps.rateLimits ?? DEFAULT_RATE_LIMITS)
   app.use('*', async (c, next) => {
     const started = performance.now()
     c.header('cache-control', 'no-store')
@@ -158,6 +181,7 @@ export function createControlPlane(
   registerTokenRoutes(app, ctx)
   registerStoreRoutes(app, ctx)
   registerAuditRoutes(app, ctx)
+  registerMicroAppRoutes(app, ctx)
 
   app.openAPIRegistry.registerComponent('securitySchemes', 'apiKey', {
     type: 'http',

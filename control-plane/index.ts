@@ -1,6 +1,6 @@
 /** The control plane's front door: the HTTP API over an open Warden. Re-exports only. */
 export { createControlPlane } from './app.js'
-export type { ControlPlaneDeps } from './app.js'
+export type { ControlPlaneDeps, MicroAppCaps } from './app.js'
 export { API_ROLES, openApiKeyStore } from './api-keys.js'
 export type { ApiKeyInfo, ApiKeyStore, ApiRole, NewApiKey } from './api-keys.js'
 export { openAppRegistry } from './registry.js'
@@ -11,3 +11,5 @@ export { adminKeyPath, startServer, tryItBlock } from './serve.js'
 export type { RunningServer, ServeOptions } from './serve.js'
 export { openTokenIndex } from './token-index.js'
 export type { TokenEntry, TokenIndex } from './token-index.js'
+export { openRouteStore } from './route-store.js'
+export type { RouteBinding, RouteStore, RouteView } from './route-store.js'

@@ -14,6 +14,7 @@ import type { ApiKeyStore } from './api-keys.js'
 import { createControlPlane } from './app.js'
 import { openAppRegistry } from './registry.js'
 import type { AppRegistry } from './registry.js'
+import { openRouteStore } from './route-store.js'
 import { openTokenIndex } from './token-index.js'
 
 /** Options of {@link startServer}. */
@@ -68,6 +69,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   try {
     const keys = await openApiKeyStore(join(dataDir, 'api-keys.json'))
     const tokens = await openTokenIndex(dataDir)
+    const routes = await openRouteStore(dataDir)
     let bootstrapKeyFile: string | undefined
     if (!keys.list().some((k) => k.role === 'admin' && !k.revokedAt)) {
       const { key, info } = await keys.create('admin', { label: 'bootstrap', actor: 'bootstrap' })
@@ -87,6 +89,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       keys,
       registry,
       tokens,
+      routes,
       rateLimits: config.rateLimits,
     })
     const host = options.host ?? config.host

@@ -34,6 +34,7 @@ export const WARDEN_ERROR_CODES = [
   'method_not_allowed',
   'conflict',
   'guest_error',
+  'invalid_response',
 ] as const
 
 /** One stable error code. */
@@ -76,6 +77,7 @@ export const ERROR_META: Readonly<Record<WardenErrorCode, { status: number; blam
   method_not_allowed: { status: 405, blame: 'guest' },
   conflict: { status: 409, blame: 'guest' },
   guest_error: { status: 422, blame: 'guest' },
+  invalid_response: { status: 502, blame: 'guest' },
 }
 
 /**

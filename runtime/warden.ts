@@ -117,6 +117,19 @@ export interface Warden {
    */
   run(app: LoadedComponent, input: string, options: RunOptions): Promise<Invocation>
   /**
+   * Call any export of `app` (`handler.handle` of a micro-app) with jco-shaped `args`, under
+   * `token`: the same checks, grants, limits and audit records as {@link Warden.run}.
+   *
+   * @example
+   * const served = await warden.call(app, 'handler.handle', [request], { token })
+   */
+  call(
+    app: LoadedComponent,
+    exportName: string,
+    args: unknown[],
+    options: RunOptions,
+  ): Promise<Invocation>
+  /**
    * The kill switch (admin): refuse the app's new runs with `app_disabled` and end its queued
    * and running ones with it at once (their sandboxes are killed and replaced; other apps' runs
    * go on). Takes effect before the audit record is written: a kill switch does not wait for
@@ -316,9 +329,10 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     }
   }
 
-  async function run(
+  async function call(
     app: LoadedComponent,
-    input: string,
+    exportName: string,
+    args: unknown[],
     runOptions: RunOptions,
   ): Promise<Invocation> {
     const pre = runOptions.verified
@@ -369,7 +383,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       throw new WardenError(APP_DISABLED.code, APP_DISABLED.message)
     }
     const effective = effectiveGrant(app.imports, claims, capabilities)
-    const invocation = await runtime.invoke(app, input, {
+    const invocation = await runtime.call(app, exportName, args, {
       interfaces: effective.granted,
       compiledGrants: compileGrants(effective, claims, capabilities),
       limits: claims.limits,
@@ -426,7 +440,16 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     keys,
     audit,
     load: (bytes, loadOptions) => runtime.load(bytes, loadOptions),
-    run,
+    run: (app, input, runOptions) =>
+      app.kind === 'action'
+        ? call(app, 'run', [input], runOptions)
+        : Promise.reject(
+            new WardenError(
+              'invalid_request',
+              'this component is not an action (it exports no run)',
+            ),
+          ),
+    call,
     async grantToken(request, actor = LOCAL_ADMIN) {
       let minted: MintedToken
       try {

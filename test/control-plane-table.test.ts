@@ -57,6 +57,9 @@ const BAD_BODIES: [string, string, string][] = [
   ['GET', '/v1/apps?status=unknown', ''],
   ['DELETE', '/v1/tokens/no', ''],
   ['DELETE', '/v1/keys/zz', ''],
+  ['POST', '/v1/apps/x/route', '{"jti":"0"}'],
+  ['POST', '/v1/apps/x/route', '{"token":""}'],
+  ['POST', '/v1/apps/x/route', '{"grants":{},"ttlSeconds":0}'],
 ]
 
 it('answers every malformed body, query or parameter with invalid_request', async () => {
@@ -92,6 +95,11 @@ it('answers every unknown id with not_found, and invoke with token_invalid', asy
     ['GET', '/v1/invocations/no-such-run'],
     ['GET', '/v1/tokens?app=no-such-app'],
     ['POST', '/v1/tokens', '{"app":"no-such-app"}'],
+    ['POST', '/v1/apps/no-such-app/route', '{}'],
+    ['GET', '/v1/apps/no-such-app/route'],
+    ['DELETE', '/v1/apps/no-such-app/route'],
+    ['GET', '/apps/no-such-app/'],
+    ['PATCH', '/apps/no-such-app/x'],
   ]
   for (const [method, path, body] of unknown) {
     const answer = await call(method, path, body)

@@ -5,8 +5,9 @@
 import { createRoute, z } from '@hono/zod-openapi'
 import type { OpenAPIHono } from '@hono/zod-openapi'
 import { toWardenError, WardenError } from '../../runtime/index.js'
-import type { CapabilityClaims, Invocation, LoadedComponent } from '../../runtime/index.js'
+import type { CapabilityClaims, Invocation, LoadedComponent, Warden } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
+import { readBodyCapped } from '../body.js'
 import { actorOf, requireRole, requireToken } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import { APP_NAME, APP_STATUSES } from '../registry.js'
@@ -73,37 +74,13 @@ const invokeAnswer = z
   })
   .openapi('Invocation')
 
-/**
- * Read a request body up to `cap` bytes. Past the cap: `payload_too_large` at once, the rest
- * never read (a declared length over the cap is refused before reading anything).
- */
-async function readCapped(request: Request, cap: number): Promise<Uint8Array> {
-  const declared = Number(request.headers.get('content-length') ?? Number.NaN)
-  if (declared > cap) {
-    throw new WardenError('payload_too_large', `the upload is over the cap of ${cap} bytes`)
-  }
-  if (!request.body) {
+/** The upload's bytes, under the cap; an empty upload is `invalid_request`. */
+async function readUpload(request: Request, cap: number): Promise<Uint8Array> {
+  const bytes = await readBodyCapped(request, cap, 'the upload')
+  if (bytes.byteLength === 0) {
     throw new WardenError('invalid_request', 'the upload is empty')
   }
-  const reader = request.body.getReader()
-  const chunks: Uint8Array[] = []
-  let total = 0
-  for (;;) {
-    const { done, value } = await reader.read()
-    if (done) {
-      break
-    }
-    total += value.byteLength
-    if (total > cap) {
-      await reader.cancel().catch(() => undefined)
-      throw new WardenError('payload_too_large', `the upload is over the cap of ${cap} bytes`)
-    }
-    chunks.push(value)
-  }
-  if (total === 0) {
-    throw new WardenError('invalid_request', 'the upload is empty')
-  }
-  return Buffer.concat(chunks, total)
+  return bytes
 }
 
 /** A guest's output string as JSON when it is JSON, else as the string. */
@@ -118,6 +95,43 @@ function outputValue(output: unknown): unknown {
   }
 }
 
+/** A build: from the runtime's in-memory cache (bounded), else read back from the registry. */
+export function buildOf(
+  { warden, registry }: Pick<ControlPlaneContext, 'warden' | 'registry'>,
+  record: Pick<AppRecord, 'digest'>,
+): Promise<LoadedComponent> {
+  return (
+    warden.runtime.loaded(record.digest) ??
+    registry.readBlob(record.digest).then((bytes) => warden.load(bytes))
+  )
+}
+
+/**
+ * A run of an app that is not `approved`, refused on the record (`deny`, its code): the error
+ * to throw, `app_disabled` or `app_not_approved`.
+ */
+export async function refuseRun(
+  warden: Warden,
+  record: AppRecord,
+  tokenJti?: string,
+): Promise<WardenError> {
+  const code = record.status === 'disabled' ? 'app_disabled' : 'app_not_approved'
+  await warden.audit.append({
+    kind: 'run',
+    op: 'run',
+    appId: record.id,
+    digest: record.digest,
+    ...(tokenJti ? { tokenJti } : {}),
+    actor: `app:${record.id}`,
+    decision: 'deny',
+    reason: code,
+  })
+  return new WardenError(
+    code,
+    code === 'app_disabled' ? 'the app is disabled' : 'the app is waiting for approval',
+  )
+}
+
 export function registerAppRoutes(
   app: OpenAPIHono<ControlPlaneEnv>,
   ctx: ControlPlaneContext,
@@ -127,10 +141,7 @@ export function registerAppRoutes(
   const publisher = requireRole(keys, ['admin', 'publisher'])
   const reader = requireRole(keys, ['admin', 'publisher', 'auditor'])
 
-  /** A build: from the runtime's in-memory cache (bounded), else read back from the registry. */
-  const componentOf = (record: AppRecord): Promise<LoadedComponent> =>
-    warden.runtime.loaded(record.digest) ??
-    registry.readBlob(record.digest).then((bytes) => warden.load(bytes))
+  const componentOf = (record: AppRecord) => buildOf(ctx, record)
   const live = (id: string): AppRecord => {
     const record = registry.get(id)
     if (!record || record.status === 'decommissioned') {
@@ -189,7 +200,7 @@ export function registerAppRoutes(
             'upload the component bytes as application/wasm',
           )
         }
-        const bytes = await readCapped(c.req.raw, ctx.maxUploadBytes)
+        const bytes = await readUpload(c.req.raw, ctx.maxUploadBytes)
         const component = await warden.load(bytes, { uploader: actor })
         const risk = assessRisk(component.imports, await warden.piiCollections())
         await registry.putBlob(component.digest, bytes)
@@ -393,6 +404,7 @@ export function registerAppRoutes(
         }
       }
       const gone = await registry.decommission(record.id, actor)
+      await ctx.routes.delete(gone.name)
       await adminAction('app.decommission', actor, gone)
       return c.json(gone as never, 200)
     },
@@ -430,21 +442,7 @@ export function registerAppRoutes(
       const record = found
       const { input } = c.req.valid('json')
       if (record.status !== 'approved') {
-        const code = record.status === 'disabled' ? 'app_disabled' : 'app_not_approved'
-        await warden.audit.append({
-          kind: 'run',
-          op: 'run',
-          appId: record.id,
-          digest: record.digest,
-          tokenJti: claims.jti,
-          actor: `app:${record.id}`,
-          decision: 'deny',
-          reason: code,
-        })
-        throw new WardenError(
-          code,
-          code === 'app_disabled' ? 'the app is disabled' : 'the app is waiting for approval',
-        )
+        throw await refuseRun(warden, record, claims.jti)
       }
       if (record.kind !== 'action') {
         throw new WardenError('invalid_request', 'only an action is invoked; this is a micro-app')

@@ -12,10 +12,16 @@ import {
   toWardenError,
   WardenError,
 } from '../../runtime/index.js'
-import type { CapabilityClaims, MintedToken } from '../../runtime/index.js'
+import type {
+  CapabilityClaims,
+  GrantsInput,
+  LimitsRequest,
+  MintedToken,
+} from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
 import { actorOf, requireRole, requireToken } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
+import type { AppRecord } from '../registry.js'
 import { tokenEntrySchema } from '../token-index.js'
 import type { TokenEntry } from '../token-index.js'
 import { errorResponses, json, jsonBody } from './schemas.js'
@@ -52,7 +58,8 @@ function answer({ token, claims }: MintedToken) {
   }
 }
 
-function entryOf({ claims }: MintedToken, grantedBy: string): TokenEntry {
+/** The token index's entry of a minted token. */
+export function entryOf({ claims }: MintedToken, grantedBy: string): TokenEntry {
   return {
     jti: claims.jti,
     appId: claims.app.id,
@@ -65,6 +72,37 @@ function entryOf({ claims }: MintedToken, grantedBy: string): TokenEntry {
     exp: claims.exp,
     grantedBy,
   }
+}
+
+/** What a grant asks for: the token claims' grants and limits, and a lifetime. */
+export interface GrantBody {
+  grants?: GrantsInput | undefined
+  limits?: LimitsRequest | undefined
+  ttlSeconds?: number | undefined
+}
+
+/**
+ * Mint a token for `record`'s current build (default lifetime an hour) and record it in the
+ * token index. Refusals are audited by `warden.grantToken`.
+ */
+export async function grantFor(
+  { warden, tokens }: Pick<ControlPlaneContext, 'warden' | 'tokens'>,
+  record: Pick<AppRecord, 'id' | 'digest'>,
+  body: GrantBody,
+  actor: string,
+): Promise<MintedToken> {
+  const minted = await warden.grantToken(
+    {
+      appId: record.id,
+      digest: record.digest,
+      grants: body.grants ?? {},
+      ...(body.limits ? { limits: body.limits } : {}),
+      lifetimeSeconds: body.ttlSeconds ?? 3600,
+    },
+    actor,
+  )
+  await tokens.add(entryOf(minted, actor))
+  return minted
 }
 
 export function registerTokenRoutes(
@@ -109,17 +147,7 @@ export function registerTokenRoutes(
         await warden.auditTokenRefusal('token.grant', error, actor)
         throw error
       }
-      const minted = await warden.grantToken(
-        {
-          appId: record.id,
-          digest: record.digest,
-          grants: body.grants ?? {},
-          ...(body.limits ? { limits: body.limits } : {}),
-          lifetimeSeconds: body.ttlSeconds ?? 3600,
-        },
-        actor,
-      )
-      await tokens.add(entryOf(minted, actor))
+      const minted = await grantFor(ctx, record, body, actor)
       return c.json(answer(minted) as never, 201)
     },
   )

@@ -140,6 +140,29 @@ describe('WardenClient', () => {
     expectCode(await refusal(admin.invoke('hello', {})), 'unauthorized', 401)
   })
 
+  it('binds, shows and unbinds the route of a micro-app', async () => {
+    const wat = await readFile(
+      new URL('../../examples/hello-http/hello-http.wat', import.meta.url),
+      'utf8',
+    )
+    const { app } = await admin.upload(await compileWat(wat), {
+      name: 'hello-http',
+      owner: 'it',
+      purpose: 'says hello over HTTP',
+    })
+    const route = await admin.bindRoute('hello-http', { grants: {}, ttlSeconds: 600 })
+    expect(route).toMatchObject({ name: 'hello-http', path: '/apps/hello-http/', appId: app.id })
+    expect(await admin.getRoute(app.id)).toEqual(route)
+    const served = await fetch(`${server.url}${route.path}you`)
+    expect(await served.text()).toBe('hello from Warden at /you')
+    const { token } = await admin.grantToken({ app: 'hello-http' })
+    expect((await admin.bindRoute('hello-http', { token })).jti).not.toBe(route.jti)
+    expectCode(await refusal(admin.bindRoute('hello', {})), 'invalid_request', 400)
+    expect((await admin.unbindRoute('hello-http')).name).toBe('hello-http')
+    expectCode(await refusal(admin.getRoute('hello-http')), 'not_found', 404)
+    expect((await fetch(`${server.url}${route.path}`)).status).toBe(404)
+  })
+
   it('disables, enables and decommissions an app', async () => {
     const { token } = await admin.grantToken({ app: 'hello', grants: {} })
     expect((await admin.disable('hello')).status).toBe('disabled')

@@ -20,6 +20,8 @@ import type {
   InvokeResult,
   MintedToken,
   NewApiKey,
+  Route,
+  RouteRequest,
   SecretInfo,
   TokenEntry,
   UploadMeta,
@@ -158,6 +160,36 @@ export class WardenClient {
       auth: token,
       json: { input },
     })
+  }
+
+  // ── HTTP micro-app routes ───────────────────────────────────────────────────────────────
+
+  /**
+   * Serve an approved micro-app at `/apps/<name>/` (admin): with a token you hold
+   * (`{ token }`), or a fresh one minted for the route (`{ grants, limits, ttlSeconds }`).
+   * Binding again replaces the binding.
+   *
+   * @example
+   * const route = await warden.bindRoute('hello-http', { grants: { log: true } })
+   * await fetch(`${warden.server}${route.path}greet`)
+   */
+  bindRoute(app: string, request: RouteRequest = {}): Promise<Route> {
+    return this.#json({
+      method: 'POST',
+      path: `/v1/apps/${seg(app)}/route`,
+      auth: this.#key,
+      json: request,
+    })
+  }
+
+  /** The app's route binding (admin, publisher, auditor); `not_found` when there is none. */
+  getRoute(app: string): Promise<Route> {
+    return this.#json({ method: 'GET', path: `/v1/apps/${seg(app)}/route`, auth: this.#key })
+  }
+
+  /** Stop serving the app (admin); the bound token is not revoked. Answers the old binding. */
+  unbindRoute(app: string): Promise<Route> {
+    return this.#json({ method: 'DELETE', path: `/v1/apps/${seg(app)}/route`, auth: this.#key })
   }
 
   // ── tokens ──────────────────────────────────────────────────────────────────────────────

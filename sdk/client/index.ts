@@ -26,6 +26,8 @@ export type {
   MintedToken,
   NewApiKey,
   RiskTier,
+  Route,
+  RouteRequest,
   SecretInfo,
   TokenEntry,
   UploadMeta,

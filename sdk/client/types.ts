@@ -121,6 +121,27 @@ export interface GrantRequest {
   ttlSeconds?: number
 }
 
+/**
+ * What `POST /v1/apps/:id/route` takes: a token you hold for the app's current build, or a
+ * grant the server mints a token for (as `POST /v1/tokens`, without `app`).
+ */
+export type RouteRequest =
+  | { token: string }
+  | { grants?: GrantsInput; limits?: LimitsRequest; ttlSeconds?: number }
+
+/** A route binding: the app serves `path` (`/apps/<name>/`) under the token `jti`. */
+export interface Route {
+  name: string
+  path: string
+  appId: string
+  /** The bound token; its string is never shown. */
+  jti: string
+  /** The bound token's expiry, seconds since the epoch. */
+  exp: number
+  boundAt: string
+  boundBy: string
+}
+
 /** What `POST /v1/tokens/attenuate` takes: each field within the parent's. */
 export interface AttenuateRequest {
   grants?: GrantsInput

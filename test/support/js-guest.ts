@@ -35,20 +35,36 @@ const CACHE_DIR = new URL('node_modules/.cache/warden-test/', ROOT)
 const builds = new Map<string, Promise<Uint8Array>>()
 
 /**
- * The component built from `test/guests/js/<name>.js`: from the disk cache when its inputs are
- * unchanged, else built (~25 s) and cached.
+ * The world of a JS HTTP micro-app: the `handler` export, and `log` (so it stays low risk).
+ * The `guest` world name is what {@link buildJsGuest} builds.
+ */
+export const JS_MICRO_APP_WORLD = `package warden:test-guest;
+
+world guest {
+  import warden:platform/log@0.1.0;
+  export warden:platform/handler@0.1.0;
+}
+`
+
+/**
+ * The component built from `test/guests/js/<name>.js` (or the file `source`, e.g. an example):
+ * from the disk cache when its inputs are unchanged, else built (~25 s) and cached.
  *
  * @example
  * const app = await warden.load(await buildJsGuest('bridge'))
  */
-export function buildJsGuest(name: string, world: string = JS_GUEST_WORLD): Promise<Uint8Array> {
+export function buildJsGuest(
+  name: string,
+  world: string = JS_GUEST_WORLD,
+  source: URL = new URL(`../guests/js/${name}.js`, import.meta.url),
+): Promise<Uint8Array> {
   if (!/^[\w-]+$/.test(name)) {
     return Promise.reject(new TypeError(`not a guest name: ${name}`))
   }
-  const memo = `${name}\u0000${world}`
+  const memo = `${name}\u0000${world}\u0000${source.href}`
   let build = builds.get(memo)
   if (!build) {
-    build = loadOrBuild(name, world)
+    build = loadOrBuild(name, world, source)
     builds.set(memo, build)
     // A failed build is not memoised: the next caller retries.
     build.catch(() => builds.delete(memo))
@@ -56,9 +72,9 @@ export function buildJsGuest(name: string, world: string = JS_GUEST_WORLD): Prom
   return build
 }
 
-async function loadOrBuild(name: string, world: string): Promise<Uint8Array> {
+async function loadOrBuild(name: string, world: string, sourceFile: URL): Promise<Uint8Array> {
   const [source, platformWit, echoWit, pkg] = await Promise.all([
-    readFile(new URL(`../guests/js/${name}.js`, import.meta.url), 'utf8'),
+    readFile(sourceFile, 'utf8'),
     readFile(PLATFORM_WIT, 'utf8'),
     readFile(ECHO_WIT, 'utf8'),
     readFile(COMPONENTIZE_PACKAGE, 'utf8'),

@@ -16,6 +16,7 @@ import { run as peers } from './peers.bench.js'
 import { run as server } from './server.bench.js'
 import { run as throughput } from './throughput.bench.js'
 import { run as timeout } from './timeout.bench.js'
+import { run as wardenRun } from './warden-run.bench.js'
 
 const questions: [string, () => Promise<Row[]>][] = [
   ['instantiate', instantiate],
@@ -27,6 +28,7 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['throughput', throughput],
   ['latency', latency],
   ['peers', peers],
+  ['warden-run', wardenRun],
   ['server', server],
   ['micro-app', microApp],
 ]

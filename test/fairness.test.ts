@@ -100,7 +100,7 @@ function nices(): number[] {
 }
 
 describe.runIf(process.platform === 'linux')('the CPU of apps that hog their limits', () => {
-  it('runs a hog at the lowest priority, and nothing else: its worker is back at 0 after', async () => {
+  it('runs a hog at the lowest priority, and nothing else: its worker is back at its own priority after', async () => {
     const pool = new SandboxPool({
       size: 2,
       brokerInterfaces: {},
@@ -120,7 +120,7 @@ describe.runIf(process.platform === 'linux')('the CPU of apps that hog their lim
       expect((await pool.run(job(hello, 'calm', 5_000))).ok).toBe(true)
       expect(nices().filter((n) => n === 19)).toHaveLength(1)
       expect(!(await looping).ok).toBe(true)
-      // A hog's run that ends in its worker (the memory cap again): the worker stays, at 0,
+      // A hog's run that ends in its worker (the memory cap again): the worker stays, restored,
       // or, where a priority cannot be raised again (no CAP_SYS_NICE), is replaced.
       const before = pool.replacements
       const again = await pool.run(job(bomb, 'greedy', 5_000, 1))

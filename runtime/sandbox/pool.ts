@@ -12,7 +12,7 @@
  *   length, deep nesting, wrong shape) retires that worker and ends its run with `internal`.
  */
 import { existsSync, readFileSync } from 'node:fs'
-import { availableParallelism, setPriority } from 'node:os'
+import { availableParallelism, getPriority, setPriority } from 'node:os'
 import { MessageChannel } from 'node:worker_threads'
 import type { MessagePort, ResourceLimits, Worker } from 'node:worker_threads'
 import type { RunContext } from '../../host-capabilities/types.js'
@@ -97,16 +97,20 @@ export function ownThread(tid: number | undefined): number | undefined {
   return tid
 }
 
-/** Set the nice value of thread `tid` (Linux: setpriority on a thread id); false if it failed. */
-function renice(tid: number | undefined, nice: number): boolean {
+/**
+ * Set the nice value of thread `tid` (Linux: setpriority on a thread id). Answers the value it
+ * had, or undefined when it could not be read or set.
+ */
+function renice(tid: number | undefined, nice: number): number | undefined {
   if (tid === undefined) {
-    return false
+    return undefined
   }
   try {
+    const was = getPriority(tid)
     setPriority(tid, nice)
-    return true
+    return was
   } catch {
-    return false
+    return undefined
   }
 }
 
@@ -132,7 +136,7 @@ export interface SandboxPoolOptions extends AppShareOptions {
   /**
    * The nice value (1–19) a worker thread runs at while it runs an app that keeps running into
    * its limits (`AppShares.isHog`), so that its loops take the CPU only when no one else wants
-   * it; restored to 0 after the run, or the worker is replaced when it cannot be. Linux only
+   * it; restored after the run, or the worker is replaced when it cannot be. Linux only
    * (elsewhere nothing changes); 0 turns it off. Default {@link HOG_NICE}.
    */
   hogNice?: number
@@ -190,8 +194,8 @@ interface Slot {
   pendingLarge: HostCallRequest[]
   /** The worker's thread id, as its first `ready` said (checked to be a thread of ours). */
   tid?: number
-  /** Its priority is lowered for a hog's run. */
-  niced: boolean
+  /** The nice value to restore after a hog's run lowered it; undefined when not lowered. */
+  niced?: number
 }
 
 /**
@@ -344,7 +348,6 @@ export class SandboxPool implements Sandbox {
       arming: false,
       largeRequests: [],
       pendingLarge: [],
-      niced: false,
     }
     this.#slots.add(slot)
     worker.unref()
@@ -405,11 +408,11 @@ export class SandboxPool implements Sandbox {
             ? { ok: true, outcome: msg.outcome, value: msg.value, metering: msg.metering, wallMs }
             : { ok: false, error: msg.error, metering: msg.metering, wallMs },
         )
-        if (slot.niced && !renice(slot.tid, 0)) {
+        if (slot.niced !== undefined && renice(slot.tid, slot.niced) === undefined) {
           // Left at a low priority, it would slow every app's runs: replace it.
           this.#retire(slot, { deferred: true })
         }
-        slot.niced = false
+        slot.niced = undefined
         this.#pump()
         return
       }
@@ -555,7 +558,10 @@ export class SandboxPool implements Sandbox {
     const nice = this.#options.hogNice ?? HOG_NICE
     if (nice > 0 && this.#shares.isHog(job.context.appId)) {
       // A hog's loop takes a vCPU only when no one else wants it (CFS weight 15 against 1024).
-      slot.niced = renice(slot.tid, Math.min(nice, 19))
+      const was = renice(slot.tid, Math.min(nice, 19))
+      if (was !== undefined) {
+        slot.niced = was
+      }
     }
     // Spinning pays only on a spare vCPU: with as many busy threads as vCPUs (ours and other
     // processes'), a spinner takes the CPU from the thread it waits for.

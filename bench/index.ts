@@ -8,6 +8,7 @@ import type { Row } from './support.js'
 import { run as componentizeJs } from './componentize-js.bench.js'
 import { run as fuel } from './fuel.bench.js'
 import { run as hostCalls } from './host-calls.bench.js'
+import { run as hostile } from './hostile.bench.js'
 import { run as instantiate } from './instantiate.bench.js'
 import { run as isolation } from './isolation.bench.js'
 import { run as latency } from './latency.bench.js'
@@ -29,6 +30,7 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['latency', latency],
   ['peers', peers],
   ['warden-run', wardenRun],
+  ['hostile', hostile],
   ['server', server],
   ['micro-app', microApp],
 ]

@@ -149,6 +149,20 @@ describe.runIf(process.platform === 'linux')('the CPU of apps that hog their lim
     expect(checkFromWorker({ type: 'ready', tid: 7 })).toEqual({ type: 'ready', tid: 7 })
   })
 
+  it('refuses a hogNice that is not a nice value', () => {
+    for (const hogNice of [-1, 20, 1.5, Number.NaN]) {
+      expect(
+        () =>
+          new SandboxPool({
+            size: 1,
+            hogNice,
+            brokerInterfaces: {},
+            onHostCall: () => ({ ok: true, value: null }),
+          }),
+      ).toThrow(TypeError)
+    }
+  })
+
   it('leaves priorities alone with hogNice 0', async () => {
     const pool = new SandboxPool({
       size: 2,

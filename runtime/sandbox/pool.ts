@@ -228,6 +228,10 @@ export class SandboxPool implements Sandbox {
       throw new TypeError('pool size must be a positive integer')
     }
     this.#shares = new AppShares(this.size, options)
+    const nice = options.hogNice
+    if (nice !== undefined && (!Number.isInteger(nice) || nice < 0 || nice > 19)) {
+      throw new TypeError('hogNice must be an integer from 0 to 19')
+    }
     for (let i = 0; i < this.size; i++) {
       this.#spawn()
     }
@@ -558,7 +562,7 @@ export class SandboxPool implements Sandbox {
     const nice = this.#options.hogNice ?? HOG_NICE
     if (nice > 0 && this.#shares.isHog(job.context.appId)) {
       // A hog's loop takes a vCPU only when no one else wants it (CFS weight 15 against 1024).
-      const was = renice(slot.tid, Math.min(nice, 19))
+      const was = renice(slot.tid, nice)
       if (was !== undefined) {
         slot.niced = was
       }

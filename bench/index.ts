@@ -8,6 +8,7 @@ import type { Row } from './support.js'
 import { run as componentizeJs } from './componentize-js.bench.js'
 import { run as fuel } from './fuel.bench.js'
 import { run as hostCalls } from './host-calls.bench.js'
+import { run as hostile } from './hostile.bench.js'
 import { run as instantiate } from './instantiate.bench.js'
 import { run as isolation } from './isolation.bench.js'
 import { run as latency } from './latency.bench.js'
@@ -16,6 +17,7 @@ import { run as peers } from './peers.bench.js'
 import { run as server } from './server.bench.js'
 import { run as throughput } from './throughput.bench.js'
 import { run as timeout } from './timeout.bench.js'
+import { run as wardenRun } from './warden-run.bench.js'
 
 const questions: [string, () => Promise<Row[]>][] = [
   ['instantiate', instantiate],
@@ -27,6 +29,8 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['throughput', throughput],
   ['latency', latency],
   ['peers', peers],
+  ['warden-run', wardenRun],
+  ['hostile', hostile],
   ['server', server],
   ['micro-app', microApp],
 ]

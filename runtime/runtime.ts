@@ -57,6 +57,11 @@ export interface RuntimeOptions {
   maxRunningPerApp?: number
   /** Runs of one app waiting beyond those; past it, `limit_exceeded` at once. Default: 4 × the pool size. */
   maxQueuedPerApp?: number
+  /**
+   * The nice value of a worker thread while it runs an app that keeps running into its limits
+   * (thread isolation, Linux); 0 turns it off. Default 19 (`SandboxPoolOptions.hogNice`).
+   */
+  hogNice?: number
 }
 
 /** Options of one run. */
@@ -200,6 +205,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       ...(options.workerHeapMb
         ? { resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb } }
         : {}),
+      ...(options.hogNice !== undefined ? { hogNice: options.hogNice } : {}),
     })
   }
 

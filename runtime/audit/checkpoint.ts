@@ -22,7 +22,7 @@ import { chmod, open, readFile, stat } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { canonicalJson } from './canonical.js'
 import { syncDirectory } from './fsync.js'
-import { computeRecordHash } from './record.js'
+import { sealRecord } from './record-json.js'
 import type { AuditCheckpoint, AuditRecord } from './record.js'
 
 /** The default of `checkpointEvery`: a signed checkpoint after this many records. */
@@ -172,7 +172,7 @@ export function buildCheckpointRecord(
     checkpoint,
     prevHash: covered.hash,
   }
-  return Object.freeze({ ...body, hash: computeRecordHash(body) })
+  return sealRecord(body).record
 }
 
 /**

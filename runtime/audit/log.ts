@@ -8,7 +8,6 @@ import { mkdir, open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { WardenError } from '../errors.js'
-import { canonicalJson } from './canonical.js'
 import {
   DEFAULT_CHECKPOINT_EVERY,
   MAX_CHECKPOINT_EVERY,
@@ -20,7 +19,9 @@ import { syncDirectory } from './fsync.js'
 import { MAX_LINE_BYTES, readLines } from './lines.js'
 import { acquireAuditLock } from './lock.js'
 import type { AuditLock, AuditLockOwner } from './lock.js'
-import { GENESIS_HASH, buildRecord } from './record.js'
+import { canonicalJson } from './canonical.js'
+import { GENESIS_HASH, buildSealedRecord } from './record.js'
+import type { SealedRecord } from './record-json.js'
 import type { AuditDecision, AuditEntry, AuditRecord } from './record.js'
 import { parseRecordLine, verifyAuditFileUpTo } from './verify.js'
 import type { AuditVerifyOptions, AuditVerifyResult } from './verify.js'
@@ -243,8 +244,7 @@ async function openLocked(
   }
 
   /** Queue `record` as the next line (its seq and prevHash must follow the chain). */
-  function enqueue(record: AuditRecord): Promise<AuditRecord> {
-    const line = `${canonicalJson(record)}\n`
+  function enqueue(record: AuditRecord, line: string): Promise<AuditRecord> {
     // Synchronously, so that concurrent appends get consecutive seqs in call order.
     seq = record.seq
     lastHash = record.hash
@@ -259,7 +259,8 @@ async function openLocked(
     const ms = now()
     const ts = new Date(Number.isFinite(ms) ? ms : Date.now()).toISOString()
     since = 0
-    return enqueue(buildCheckpointRecord({ seq, hash: lastHash }, { ts, every, key: signer }))
+    const record = buildCheckpointRecord({ seq, hash: lastHash }, { ts, every, key: signer })
+    return enqueue(record, `${canonicalJson(record)}\n`)
   }
 
   const log: AuditLog = {
@@ -278,13 +279,13 @@ async function openLocked(
       if (closing) {
         return Promise.reject(new WardenError('internal', 'the audit log is closed'))
       }
-      let record: AuditRecord
+      let sealed: SealedRecord
       try {
-        record = buildRecord(entry, { seq: seq + 1, prevHash: lastHash, now, redact })
+        sealed = buildSealedRecord(entry, { seq: seq + 1, prevHash: lastHash, now, redact })
       } catch (error) {
         return Promise.reject(error)
       }
-      const appended = enqueue(record)
+      const appended = enqueue(sealed.record, sealed.line)
       if (key && ++since >= every) {
         // Its failure is the failure of the append it follows, which reports it.
         checkpoint(key).catch(() => undefined)

@@ -4,6 +4,8 @@
  */
 import { createHash } from 'node:crypto'
 import { canonicalJson } from './canonical.js'
+import { sealRecord } from './record-json.js'
+import type { SealedRecord } from './record-json.js'
 
 /** The `prevHash` of the first record of a log: 64 zeros. */
 export const GENESIS_HASH = '0'.repeat(64)
@@ -255,6 +257,11 @@ export interface RecordContext {
  * on the entry are dropped, so nothing reaches the log that this module did not vet.
  */
 export function buildRecord(entry: AuditEntry, context: RecordContext): AuditRecord {
+  return buildSealedRecord(entry, context).record
+}
+
+/** @internal {@link buildRecord}, with the record's line for the log to write. */
+export function buildSealedRecord(entry: AuditEntry, context: RecordContext): SealedRecord {
   if (typeof entry !== 'object' || entry === null) {
     throw new TypeError('audit entry: must be an object')
   }
@@ -304,11 +311,10 @@ export function buildRecord(entry: AuditEntry, context: RecordContext): AuditRec
     meter: meter(entry.meter),
     prevHash: context.prevHash,
   }
-  const record: AuditRecord = { ...body, hash: computeRecordHash(body) }
-  if (record.meter) {
-    Object.freeze(record.meter)
+  if (body.meter) {
+    Object.freeze(body.meter)
   }
-  return Object.freeze(record)
+  return sealRecord(body)
 }
 
 function timestamp(ts: unknown, now: () => number): string {

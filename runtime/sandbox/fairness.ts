@@ -89,19 +89,20 @@ export class AppShares {
     if ((this.#running.get(app) ?? 0) >= this.maxRunning) {
       return false
     }
-    if (!this.#isHog(app)) {
+    if (!this.isHog(app)) {
       return true
     }
     let hogsRunning = 0
     for (const [other, n] of this.#running) {
-      if (this.#isHog(other)) {
+      if (this.isHog(other)) {
         hogsRunning += n
       }
     }
     return hogsRunning < this.maxRunning
   }
 
-  #isHog(app: string): boolean {
+  /** Whether `app` keeps running into its limits (recent strikes ≥ 1). */
+  isHog(app: string): boolean {
     return (this.#strikes.get(app) ?? 0) >= 1
   }
 

@@ -11,8 +11,8 @@
  * - Nothing a worker sends is trusted: a malformed or forged message (unknown tag, wrong
  *   length, deep nesting, wrong shape) retires that worker and ends its run with `internal`.
  */
-import { readFileSync } from 'node:fs'
-import { availableParallelism } from 'node:os'
+import { existsSync, readFileSync } from 'node:fs'
+import { availableParallelism, getPriority, setPriority } from 'node:os'
 import { MessageChannel } from 'node:worker_threads'
 import type { MessagePort, ResourceLimits, Worker } from 'node:worker_threads'
 import type { RunContext } from '../../host-capabilities/types.js'
@@ -86,6 +86,34 @@ class OtherLoad {
   }
 }
 
+/**
+ * @internal `tid` if it is a thread of this process other than the main one, else undefined:
+ * a worker's word is taken only for a thread it could be.
+ */
+export function ownThread(tid: number | undefined): number | undefined {
+  if (tid === undefined || tid === process.pid || !existsSync(`/proc/self/task/${tid}`)) {
+    return undefined
+  }
+  return tid
+}
+
+/**
+ * Set the nice value of thread `tid` (Linux: setpriority on a thread id). Answers the value it
+ * had, or undefined when it could not be read or set.
+ */
+function renice(tid: number | undefined, nice: number): number | undefined {
+  if (tid === undefined) {
+    return undefined
+  }
+  try {
+    const was = getPriority(tid)
+    setPriority(tid, nice)
+    return was
+  } catch {
+    return undefined
+  }
+}
+
 /** Options of {@link SandboxPool}. */
 export interface SandboxPoolOptions extends AppShareOptions {
   /** Number of workers. Default: `os.availableParallelism()`. */
@@ -105,9 +133,19 @@ export interface SandboxPoolOptions extends AppShareOptions {
   componentsPerWorker?: number
   /** Resolution of guests' monotonic clocks, in nanoseconds. Default 100 µs. */
   clockResolutionNs?: number
+  /**
+   * The nice value (1–19) a worker thread runs at while it runs an app that keeps running into
+   * its limits (`AppShares.isHog`), so that its loops take the CPU only when no one else wants
+   * it; restored after the run, or the worker is replaced when it cannot be. Linux only
+   * (elsewhere nothing changes); 0 turns it off. Default {@link HOG_NICE}.
+   */
+  hogNice?: number
   /** @internal Tests only: start this module instead of `./worker` (a forged worker). */
   workerModule?: { from: string; name: string }
 }
+
+/** The default {@link SandboxPoolOptions.hogNice}: the lowest priority there is. */
+export const HOG_NICE = 19
 
 /** One run for the pool. */
 export interface PoolJob {
@@ -154,6 +192,10 @@ interface Slot {
   arming: boolean
   largeRequests: ((request: HostCallRequest) => void)[]
   pendingLarge: HostCallRequest[]
+  /** The worker's thread id, as its first `ready` said (checked to be a thread of ours). */
+  tid?: number
+  /** The nice value to restore after a hog's run lowered it; undefined when not lowered. */
+  niced?: number
 }
 
 /**
@@ -186,6 +228,10 @@ export class SandboxPool implements Sandbox {
       throw new TypeError('pool size must be a positive integer')
     }
     this.#shares = new AppShares(this.size, options)
+    const nice = options.hogNice
+    if (nice !== undefined && (!Number.isInteger(nice) || nice < 0 || nice > 19)) {
+      throw new TypeError('hogNice must be an integer from 0 to 19')
+    }
     for (let i = 0; i < this.size; i++) {
       this.#spawn()
     }
@@ -335,7 +381,10 @@ export class SandboxPool implements Sandbox {
     }
     switch (msg.type) {
       case 'ready':
-        slot.ready = true
+        if (!slot.ready) {
+          slot.ready = true
+          slot.tid = ownThread(msg.tid)
+        }
         this.#pump()
         return
       case 'host-call-large': {
@@ -363,6 +412,11 @@ export class SandboxPool implements Sandbox {
             ? { ok: true, outcome: msg.outcome, value: msg.value, metering: msg.metering, wallMs }
             : { ok: false, error: msg.error, metering: msg.metering, wallMs },
         )
+        if (slot.niced !== undefined && renice(slot.tid, slot.niced) === undefined) {
+          // Left at a low priority, it would slow every app's runs: replace it.
+          this.#retire(slot, { deferred: true })
+        }
+        slot.niced = undefined
         this.#pump()
         return
       }
@@ -505,6 +559,14 @@ export class SandboxPool implements Sandbox {
       ...(this.#spin.call > 0 ? { calls: new Spinner(this.#spin.call) } : {}),
     }
     slot.current = run
+    const nice = this.#options.hogNice ?? HOG_NICE
+    if (nice > 0 && this.#shares.isHog(job.context.appId)) {
+      // A hog's loop takes a vCPU only when no one else wants it (CFS weight 15 against 1024).
+      const was = renice(slot.tid, nice)
+      if (was !== undefined) {
+        slot.niced = was
+      }
+    }
     // Spinning pays only on a spare vCPU: with as many busy threads as vCPUs (ours and other
     // processes'), a spinner takes the CPU from the thread it waits for.
     let busy = 1

@@ -70,7 +70,14 @@ export interface WorkerMetering {
 
 /** Worker → main thread. */
 export type FromWorker =
-  | { type: 'ready' }
+  | {
+      type: 'ready'
+      /**
+       * The worker thread's Linux thread id (from /proc/thread-self, read before any guest code
+       * exists), so the pool can lower the priority of runs of apps that hog their limits.
+       */
+      tid?: number
+    }
   | {
       type: 'result'
       id: number

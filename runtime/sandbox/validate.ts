@@ -77,7 +77,7 @@ export function checkFromWorker(msg: unknown): FromWorker | undefined {
   }
   switch (msg.type) {
     case 'ready':
-      return msg as FromWorker
+      return msg.tid === undefined || isCount(msg.tid) ? (msg as FromWorker) : undefined
     case 'host-call-large':
       return msg.bytes instanceof Uint8Array ? (msg as FromWorker) : undefined
     case 'result': {

@@ -11,6 +11,7 @@
  * instrumented core modules, whose fuel and memory counters live in `warden:meter` globals.
  */
 import { Buffer } from 'node:buffer'
+import { readlinkSync } from 'node:fs'
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { createLogImports, LOG_INTERFACE } from '../../host-capabilities/logging/index.js'
@@ -182,6 +183,7 @@ const textCodec: RealmHost = {
 
 const port = parentPort!
 const data = workerData as SandboxWorkerData
+const tid = threadId()
 // Everything this worker needs is imported or captured above; from here on the realm holds
 // no ambient authority (see lockdown.ts), before any guest-derived code exists.
 lockDownWorkerRealm()
@@ -656,7 +658,17 @@ function emptyMetering(): WorkerMetering {
   return { fuelUsed: 0, memoryPeakBytes: 0, hostCalls: 0, logs: [], logsDropped: 0, decisions: [] }
 }
 
-post({ type: 'ready' })
+/** This thread's Linux thread id (`/proc/thread-self` → `/proc/<pid>/task/<tid>`), if any. */
+function threadId(): number | undefined {
+  try {
+    const tid = Number(/\/task\/(\d+)$/.exec(readlinkSync('/proc/thread-self'))?.[1])
+    return Number.isSafeInteger(tid) && tid > 0 ? tid : undefined
+  } catch {
+    return undefined
+  }
+}
+
+post(tid === undefined ? { type: 'ready' } : { type: 'ready', tid })
 let ran = false
 for (;;) {
   // Sleeps until the main thread changes STATE and notifies (RESULT → IDLE does not notify).

@@ -2,6 +2,8 @@
  * Revoked token ids. Verification asks a {@link RevocationList} about a token's `jti` and
  * every ancestor in its `chain`; the file-backed list is the default store.
  */
+import { statSync } from 'node:fs'
+import type { BigIntStats } from 'node:fs'
 import { mkdir, open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -49,15 +51,24 @@ function unavailable(message: string, cause: unknown): WardenError {
  * The append-only revocation file `<dataDir>/revoked-tokens.txt` (mode 0600), one `jti` per
  * line, read into a Set. `revoke` resolves only after the line is fsynced; the id counts as
  * revoked in this process from the moment `revoke` is called (fail closed), even if the write
- * then fails. Each `isRevoked` of an id not yet known reads whatever other processes appended
- * since the last read, so every process on the same data dir sees every revocation.
+ * then fails.
  *
- * Fails closed: when the file cannot be read (an I/O or permission error, a directory in its
- * place) or holds a line that is not a token id, `isRevoked` rejects with `store_unavailable`,
- * for every id not already known to be revoked, until it is repaired; it never answers false
- * for what it could not read. The one tolerated defect is what a crash leaves of a line being
- * appended: a prefix of an id (skipped when too short to be one; the next line starts fresh).
- * `revoke` rejects with `store_unavailable` when the line cannot be made durable.
+ * Every process on the same data dir sees every revocation at its next check: each `isRevoked`
+ * of an id not known to be revoked first `stat`s the file (synchronously: a few µs on a local
+ * disk, and no thread-pool round trip) and compares its device, inode, size, mtime and ctime
+ * with the file as last read. Unchanged, the answer comes from memory; changed (another process
+ * or handle appended, or the file was replaced), what was appended since is read first (all of
+ * it after a replacement; nothing is ever un-revoked). `fs.watch` is not used: it reports a
+ * change some time after it happened, so a check made in between would miss a revocation that
+ * was already durable.
+ *
+ * Fails closed: when the file cannot be stat'ed or read (an I/O or permission error, a
+ * directory in its place) or holds a line that is not a token id, `isRevoked` rejects with
+ * `store_unavailable`, for every id not already known to be revoked, until it is repaired; it
+ * never answers false for what it could not read (a failed read is never remembered as read,
+ * so the next check reads again). The one tolerated defect is what a crash leaves of a line
+ * being appended: a prefix of an id (skipped when too short to be one; the next line starts
+ * fresh). `revoke` rejects with `store_unavailable` when the line cannot be made durable.
  *
  * @example
  * const revocations = createFileRevocationList('.warden')
@@ -70,33 +81,51 @@ export function createFileRevocationList(dataDir: string): FileRevocationList {
   // Ids known to be on disk (read from the file, or appended and fsynced).
   const durable = new Set<string>()
   let offset = 0
+  // The file as `offset` was reached in it: a new inode, or a change that did not grow it, is
+  // a rewritten file, read again from its start.
+  let file: FileStamp | undefined
+  // The file as of the last read that got to its end (null: there was no file), or undefined
+  // when the next check must read: never read yet, or the last read failed.
+  let seen: FileStamp | null | undefined
   let running: Promise<void> | undefined
   let queued: Promise<void> | undefined
   let writes: Promise<unknown> = Promise.resolve()
 
   async function readNew(): Promise<void> {
+    seen = undefined
     let handle: FileHandle
     try {
       handle = await open(path, 'r')
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+        seen = null
         return
       }
       throw error
     }
     try {
-      const { size } = await handle.stat()
-      if (size < offset) {
+      const stats = await handle.stat({ bigint: true })
+      const stamp = stampOf(stats)
+      const size = Number(stats.size)
+      const appended = file?.dev === stamp.dev && file.ino === stamp.ino && size > offset
+      if (!appended && !sameStamp(file ?? null, stamp)) {
         // Append-only, so this is a replaced file: read it all again (nothing is un-revoked).
         offset = 0
       }
       if (size === offset) {
+        seen = stamp
+        file = stamp
         return
       }
       const bytes = Buffer.alloc(size - offset)
       const { bytesRead } = await handle.read(bytes, 0, bytes.length, offset)
+      // After a short read the stamp's size is ahead of what was read: not remembered, so the
+      // next check reads again.
+      const complete = bytesRead === bytes.length ? stamp : undefined
       const end = bytes.subarray(0, bytesRead).lastIndexOf(NEWLINE)
       if (end < 0) {
+        seen = complete
+        file = stamp
         return
       }
       for (const line of bytes.subarray(0, end).toString('utf8').split('\n')) {
@@ -113,6 +142,8 @@ export function createFileRevocationList(dataDir: string): FileRevocationList {
         }
       }
       offset += end + 1
+      seen = complete
+      file = stamp
     } finally {
       await handle.close()
     }
@@ -172,6 +203,9 @@ export function createFileRevocationList(dataDir: string): FileRevocationList {
         return true
       }
       try {
+        if (seen !== undefined && sameStamp(seen, statNow(path))) {
+          return false
+        }
         await refresh()
       } catch (error) {
         throw unavailable('the revocation list cannot be read', error)
@@ -195,6 +229,39 @@ export function createFileRevocationList(dataDir: string): FileRevocationList {
       }
     },
   }
+}
+
+/** What tells one state of the file from another without reading it. */
+interface FileStamp {
+  dev: bigint
+  ino: bigint
+  size: bigint
+  mtimeNs: bigint
+  ctimeNs: bigint
+}
+
+function stampOf(stats: BigIntStats): FileStamp {
+  const { dev, ino, size, mtimeNs, ctimeNs } = stats
+  return { dev, ino, size, mtimeNs, ctimeNs }
+}
+
+/** The file's stamp now, or null when there is no file. Throws what stat(2) fails with. */
+function statNow(path: string): FileStamp | null {
+  const stats = statSync(path, { bigint: true, throwIfNoEntry: false })
+  return stats ? stampOf(stats) : null
+}
+
+function sameStamp(a: FileStamp | null, b: FileStamp | null): boolean {
+  if (a === null || b === null) {
+    return a === b
+  }
+  return (
+    a.dev === b.dev &&
+    a.ino === b.ino &&
+    a.size === b.size &&
+    a.mtimeNs === b.mtimeNs &&
+    a.ctimeNs === b.ctimeNs
+  )
 }
 
 /**

@@ -3,6 +3,8 @@
  * outcome and code, fuel, wall time and memory histograms, runs in flight, the pool's size and
  * replacements, host calls by capability and decision, HTTP requests by route and status.
  * Labels never carry app ids, tokens or anything a caller chose beyond the route pattern.
+ * With telemetry on, every figure also goes to the Warden's OpenTelemetry instruments, from the
+ * same calls (docs/telemetry.md maps the names).
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { Invocation, Warden } from '../runtime/index.js'
@@ -26,6 +28,11 @@ export interface ControlPlaneMetrics {
  */
 export function createMetrics(warden: Warden): ControlPlaneMetrics {
   const registry = new Registry()
+  const otel = warden.telemetry.enabled ? warden.telemetry : undefined
+  otel?.observePool({
+    size: () => warden.runtime.pool.size,
+    replacements: () => warden.runtime.pool.replacements,
+  })
   const runs = new Counter({
     name: 'warden_runs_total',
     help: 'Runs by outcome (ok, err, an error code, or refused) and code',
@@ -99,12 +106,15 @@ export function createMetrics(warden: Warden): ControlPlaneMetrics {
     request(route, method, status, seconds) {
       requests.inc({ route, method, status: String(status) })
       latency.observe({ route, method }, seconds)
+      otel?.request(route, method, status, seconds)
     },
     runStarted() {
       inFlight++
+      otel?.runStarted()
     },
     runEnded(invocation, refusedCode) {
       inFlight--
+      otel?.runEnded(invocation, refusedCode)
       if (!invocation) {
         runs.inc({ outcome: 'refused', code: refusedCode ?? 'internal' })
         return

@@ -241,7 +241,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
         return abort.signal
       },
       decisions: [],
-      trace: telemetry?.hostCalls(),
+      trace: telemetry?.hostCalls(opts.appId ?? component.digest, component.digest),
     }
     const startedAt = new Date()
     const enqueued = performance.now()

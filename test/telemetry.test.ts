@@ -270,6 +270,8 @@ describe('OpenTelemetry over OTLP/HTTP', () => {
     const [fetch] = byName('GET')
     expect(fetch.kind).toBe(3) // CLIENT
     expect(attrs(fetch.attributes)).toMatchObject({
+      'warden.app.id': appId,
+      'warden.app.digest': report.digest,
       'warden.capability': 'warden:platform/http',
       'warden.op': 'fetch',
       'warden.decision': 'allow',
@@ -297,6 +299,7 @@ describe('OpenTelemetry over OTLP/HTTP', () => {
       'warden.error.code': 'capability_denied',
       'warden.error.blame': 'guest',
       'warden.host_call.side': 'worker',
+      'warden.app.id': appId,
     })
     expect(attrs(byName('log.write')[0].attributes)).toMatchObject({ 'warden.decision': 'allow' })
   })

@@ -70,6 +70,8 @@ class RunTrace implements HostCallTrace {
   readonly fromBroker = new Set<number>()
   #spans = 0
   untraced = 0
+  /** The app and build, once the run has them (its token verified). */
+  app: Attributes = {}
 
   readonly context: Context
   readonly redact: (text: string) => string
@@ -93,7 +95,7 @@ class RunTrace implements HostCallTrace {
       return
     }
     this.#spans++
-    const attributes = hostCallAttributes(entry, answer, this.redact)
+    const attributes = { ...this.app, ...hostCallAttributes(entry, answer, this.redact) }
     attributes['warden.host_call.side'] = side
     const method = attributes['http.request.method']
     const client = method !== undefined && entry.decision === 'allow'
@@ -278,8 +280,12 @@ export function startOpenTelemetry(): Telemetry {
         span.end()
       }
     },
-    hostCalls() {
-      return context.active().getValue(RUN_KEY) as RunTrace | undefined
+    hostCalls(appId, digest) {
+      const runTrace = context.active().getValue(RUN_KEY) as RunTrace | undefined
+      if (runTrace) {
+        runTrace.app = { 'warden.app.id': appId, 'warden.app.digest': digest }
+      }
+      return runTrace
     },
     auditRecord(record: AuditRecord) {
       logger.emit({

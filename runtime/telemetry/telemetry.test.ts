@@ -30,7 +30,7 @@ describe('telemetry configuration', () => {
 
   it('loads nothing when off: the no-op hooks', async () => {
     expect(await startTelemetry({ enabled: false })).toBe(NO_TELEMETRY)
-    expect(NO_TELEMETRY.hostCalls()).toBeUndefined()
+    expect(NO_TELEMETRY.hostCalls('app', 'sha256:x')).toBeUndefined()
     const answer = { ok: true } as never
     expect(
       await NO_TELEMETRY.traceRun(

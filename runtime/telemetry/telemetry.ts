@@ -68,8 +68,11 @@ export interface Telemetry {
     redact: (text: string) => string,
     run: () => Promise<Invocation>,
   ): Promise<Invocation>
-  /** The host-call tracer of the run in whose context this is called, if one is traced. */
-  hostCalls(): HostCallTrace | undefined
+  /**
+   * The host-call tracer of the run in whose context this is called, if one is traced; its
+   * host-call spans carry `appId` and `digest`.
+   */
+  hostCalls(appId: string, digest: string): HostCallTrace | undefined
   /** One durable audit record, as a log record (its own fields, already redacted). */
   auditRecord(record: AuditRecord): void
   /** The `/metrics` figures, as OTel instruments: one HTTP request. */

@@ -7,6 +7,7 @@
  * same calls (docs/telemetry.md maps the names).
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { METRIC_BUCKETS } from '../runtime/index.js'
 import type { Invocation, Warden } from '../runtime/index.js'
 
 /** The server's metrics. */
@@ -42,19 +43,19 @@ export function createMetrics(warden: Warden): ControlPlaneMetrics {
   const fuel = new Histogram({
     name: 'warden_run_fuel_used',
     help: 'Fuel a run used',
-    buckets: [1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10],
+    buckets: [...METRIC_BUCKETS.fuel],
     registers: [registry],
   })
   const wall = new Histogram({
     name: 'warden_run_wall_seconds',
     help: 'Time a run spent in the sandbox',
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30],
+    buckets: [...METRIC_BUCKETS.runSeconds],
     registers: [registry],
   })
   const memory = new Histogram({
     name: 'warden_run_memory_peak_bytes',
     help: "Peak of a run's linear memory",
-    buckets: [65536, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1024 << 20],
+    buckets: [...METRIC_BUCKETS.memoryBytes],
     registers: [registry],
   })
   const hostCalls = new Counter({
@@ -98,7 +99,7 @@ export function createMetrics(warden: Warden): ControlPlaneMetrics {
     name: 'warden_http_request_seconds',
     help: 'HTTP request duration by route pattern and method',
     labelNames: ['route', 'method'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
+    buckets: [...METRIC_BUCKETS.httpSeconds],
     registers: [registry],
   })
   return {

@@ -29,7 +29,7 @@ export {
 export type { DataSchema } from './stores.js'
 export type { RunOptions, TokenOp, Warden, WardenOptions } from './warden.js'
 export { resolveHostConfig } from './host-config.js'
-export { NO_TELEMETRY, startTelemetry } from './telemetry/telemetry.js'
+export { METRIC_BUCKETS, NO_TELEMETRY, startTelemetry } from './telemetry/telemetry.js'
 export type {
   HttpRequestInfo,
   HttpResponseInfo,

@@ -41,6 +41,7 @@ import {
   runAttributes,
   urlPath,
 } from './attributes.js'
+import { METRIC_BUCKETS } from './telemetry.js'
 import type { HttpRequestInfo, PoolFigures, Telemetry } from './telemetry.js'
 
 /** Host-call spans per run at most; the rest are counted on the run span (`warden.host_calls_untraced`). */
@@ -55,8 +56,6 @@ const SEVERITY: Readonly<Record<LogLine['level'], SeverityNumber>> = {
   warn: SeverityNumber.WARN,
   error: SeverityNumber.ERROR,
 }
-
-const SECONDS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30]
 
 // Reads only what the W3C propagator asks for (`traceparent`, `tracestate`).
 const headerGetter: TextMapGetter<HttpRequestInfo> = {
@@ -146,7 +145,7 @@ export function startOpenTelemetry(): Telemetry {
   const httpDuration = meter.createHistogram('http.server.request.duration', {
     description: 'HTTP request duration by route pattern, method and status',
     unit: 's',
-    advice: { explicitBucketBoundaries: SECONDS.slice(0, -1) },
+    advice: { explicitBucketBoundaries: [...METRIC_BUCKETS.httpSeconds] },
   })
   const runs = meter.createCounter('warden.runs', {
     description: 'Runs by outcome (ok, err, an error code, or refused) and code',
@@ -155,19 +154,17 @@ export function startOpenTelemetry(): Telemetry {
   const fuel = meter.createHistogram('warden.run.fuel', {
     description: 'Fuel a run used',
     unit: '{fuel}',
-    advice: { explicitBucketBoundaries: [1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10] },
+    advice: { explicitBucketBoundaries: [...METRIC_BUCKETS.fuel] },
   })
   const wall = meter.createHistogram('warden.run.duration', {
     description: 'Time a run spent in the sandbox',
     unit: 's',
-    advice: { explicitBucketBoundaries: SECONDS },
+    advice: { explicitBucketBoundaries: [...METRIC_BUCKETS.runSeconds] },
   })
   const memory = meter.createHistogram('warden.run.memory.peak', {
     description: "Peak of a run's linear memory",
     unit: 'By',
-    advice: {
-      explicitBucketBoundaries: [65536, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30],
-    },
+    advice: { explicitBucketBoundaries: [...METRIC_BUCKETS.memoryBytes] },
   })
   const hostCalls = meter.createCounter('warden.host_calls', {
     description: 'Host calls by capability and decision',

@@ -87,6 +87,18 @@ export interface Telemetry {
   shutdown(): Promise<void>
 }
 
+/** Histogram buckets of `/metrics` and of the OTel instruments alike, so both say the same. */
+export const METRIC_BUCKETS = Object.freeze({
+  /** HTTP request duration, s. */
+  httpSeconds: Object.freeze([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5]),
+  /** A run's time in the sandbox, s. */
+  runSeconds: Object.freeze([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30]),
+  /** Fuel a run used. */
+  fuel: Object.freeze([1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10]),
+  /** Peak of a run's linear memory, bytes. */
+  memoryBytes: Object.freeze([65536, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1 << 30]),
+})
+
 const nothing = () => {}
 
 /** Telemetry off: every hook does nothing. The default. */

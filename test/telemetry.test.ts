@@ -196,7 +196,10 @@ beforeAll(async () => {
   invokeAnswer = await api('POST', '/v1/apps/platform/invoke', {
     auth: token,
     json: { input },
-    headers: { traceparent: `00-${INCOMING_TRACE}-${'cd'.repeat(8)}-01` },
+    headers: {
+      traceparent: `00-${INCOMING_TRACE}-${'cd'.repeat(8)}-01`,
+      tracestate: `vendor=${QUERY_SECRET}`,
+    },
   })
   fuelAnswer = await api('POST', '/v1/apps/platform/invoke', { auth: starved, json: { input } })
   const forged = await api('POST', '/v1/apps/platform/invoke', {

@@ -201,8 +201,20 @@ export function startOpenTelemetry(): Telemetry {
       const incoming = trace.getSpanContext(
         propagation.extract(ROOT_CONTEXT, request, headerGetter),
       )
+      // The ids only: a client's `tracestate` is its own free text, never exported.
       const links: Link[] =
-        incoming !== undefined && isSpanContextValid(incoming) ? [{ context: incoming }] : []
+        incoming !== undefined && isSpanContextValid(incoming)
+          ? [
+              {
+                context: {
+                  traceId: incoming.traceId,
+                  spanId: incoming.spanId,
+                  traceFlags: incoming.traceFlags,
+                  isRemote: true,
+                },
+              },
+            ]
+          : []
       const span = tracer.startSpan(method === '_OTHER' ? 'HTTP' : method, {
         kind: SpanKind.SERVER,
         root: true,

@@ -42,7 +42,7 @@ import {
   urlPath,
 } from './attributes.js'
 import { METRIC_BUCKETS } from './telemetry.js'
-import type { HttpRequestInfo, PoolFigures, Telemetry } from './telemetry.js'
+import type { HttpRequestInfo, HttpResponseInfo, PoolFigures, Telemetry } from './telemetry.js'
 
 /** Host-call spans per run at most; the rest are counted on the run span (`warden.host_calls_untraced`). */
 export const MAX_HOST_CALL_SPANS = 1000
@@ -83,7 +83,7 @@ class RunTrace implements HostCallTrace {
   hostCall(entry: Decision, startedAt: number, answer: unknown, settled: boolean): void {
     this.fromBroker.add(entry.call)
     if (settled) {
-      this.emit(entry, answer, 'broker', startedAt)
+      quietly(() => this.emit(entry, answer, 'broker', startedAt))
     }
   }
 
@@ -118,6 +118,15 @@ class RunTrace implements HostCallTrace {
       })
     }
     span.end()
+  }
+}
+
+/** Run `fn`, ignoring what it throws: telemetry never fails a request, a run or a host call. */
+function quietly(fn: () => void): void {
+  try {
+    fn()
+  } catch {
+    // Nothing to report it to: the SDK's own diagnostics cover its failures.
   }
 }
 
@@ -225,8 +234,15 @@ export function startOpenTelemetry(): Telemetry {
           'url.scheme': 'http',
         },
       })
+      let response: HttpResponseInfo
       try {
-        const response = await context.with(trace.setSpan(ROOT_CONTEXT, span), handle)
+        response = await context.with(trace.setSpan(ROOT_CONTEXT, span), handle)
+      } catch (error) {
+        quietly(() => fail(span, toWardenError(error).code))
+        span.end()
+        throw error
+      }
+      quietly(() => {
         span.setAttribute('http.response.status_code', response.status)
         if (response.route !== undefined) {
           span.setAttribute('http.route', response.route)
@@ -239,12 +255,8 @@ export function startOpenTelemetry(): Telemetry {
         if (response.status >= 500) {
           span.setStatus({ code: SpanStatusCode.ERROR, message: String(response.status) })
         }
-      } catch (error) {
-        fail(span, toWardenError(error).code)
-        throw error
-      } finally {
-        span.end()
-      }
+      })
+      span.end()
     },
     async traceRun(digest, redact, run) {
       const parent = context.active()
@@ -255,8 +267,15 @@ export function startOpenTelemetry(): Telemetry {
       )
       const runContext = trace.setSpan(parent, span)
       const runTrace = new RunTrace(runContext, redact)
+      let invocation: Invocation
       try {
-        const invocation = await context.with(runContext.setValue(RUN_KEY, runTrace), run)
+        invocation = await context.with(runContext.setValue(RUN_KEY, runTrace), run)
+      } catch (error) {
+        quietly(() => fail(span, toWardenError(error).code))
+        span.end()
+        throw error
+      }
+      quietly(() => {
         const attributes = runAttributes(invocation)
         span.setAttributes(attributes)
         for (const decision of invocation.decisions) {
@@ -281,13 +300,9 @@ export function startOpenTelemetry(): Telemetry {
         for (const line of invocation.logs) {
           guestLog(line, lineAttributes, runContext)
         }
-        return invocation
-      } catch (error) {
-        fail(span, toWardenError(error).code)
-        throw error
-      } finally {
-        span.end()
-      }
+      })
+      span.end()
+      return invocation
     },
     hostCalls(appId, digest) {
       const runTrace = context.active().getValue(RUN_KEY) as RunTrace | undefined
@@ -297,6 +312,7 @@ export function startOpenTelemetry(): Telemetry {
       return runTrace
     },
     auditRecord(record: AuditRecord) {
+      // The audit log ignores a sink's failures; so does this.
       logger.emit({
         eventName: 'warden.audit',
         timestamp: new Date(record.ts),

@@ -28,7 +28,7 @@ export const ping: BrokerCapability = {
 }
 
 /** Parses its input as a decimal N, then calls `target` N times. */
-function caller(importDecl: string, lower: string, call: string): string {
+export function caller(importDecl: string, lower: string, call: string): string {
   return `(component
   ${importDecl}
   (core module $memory (memory (export "memory") 1))
@@ -66,13 +66,13 @@ function caller(importDecl: string, lower: string, call: string): string {
 )`
 }
 
-const LOG_IMPORT = `(import "warden:platform/log@0.1.0" (instance $log
+export const LOG_IMPORT = `(import "warden:platform/log@0.1.0" (instance $log
     (type $level-def (enum "debug" "info" "warn" "error"))
     (export $level "level" (type (eq $level-def)))
     (export "write" (func (param "level" $level) (param "message" string)))))
   (import "warden:bench/ping@0.1.0" (instance $ping
     (export "ping" (func (param "n" u32) (result u32)))))`
-const LOWER = `(core func $f (canon lower (func $log "write") (memory $memory-i "memory") string-encoding=utf8))
+export const LOWER = `(core func $f (canon lower (func $log "write") (memory $memory-i "memory") string-encoding=utf8))
   (core func $g (canon lower (func $ping "ping")))`
 
 /** The ping guest: its input is a decimal N, and it calls the broker's `ping` N times. */

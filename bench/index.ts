@@ -15,6 +15,7 @@ import { run as latency } from './latency.bench.js'
 import { run as microApp } from './micro-app.bench.js'
 import { run as peers } from './peers.bench.js'
 import { run as server } from './server.bench.js'
+import { run as telemetry } from './telemetry.bench.js'
 import { run as throughput } from './throughput.bench.js'
 import { run as timeout } from './timeout.bench.js'
 import { run as wardenRun } from './warden-run.bench.js'
@@ -33,6 +34,7 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['hostile', hostile],
   ['server', server],
   ['micro-app', microApp],
+  ['telemetry', telemetry],
 ]
 
 const only = process.argv.slice(2)

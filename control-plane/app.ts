@@ -30,6 +30,7 @@ import { registerStoreRoutes } from './routes/stores.js'
 import { registerSystemRoutes } from './routes/system.js'
 import { registerTokenRoutes } from './routes/tokens.js'
 import type { TokenIndex } from './token-index.js'
+import { matchedRoute, traceRequests } from './tracing.js'
 
 /** What the routes work on. */
 export interface ControlPlaneDeps {
@@ -136,14 +137,17 @@ export function createControlPlane(
     refusals: createRefusalAudit(deps.warden.audit),
   }
   const maxJson = deps.maxJsonBytes ?? 1024 * 1024
+  if (deps.warden.telemetry.enabled) {
+    // Outermost, so the span covers everything below; absent when telemetry is off.
+    app.use('*', traceRequests(deps.warden.telemetry, deps.warden.redact))
+  }
   app.use('*', async (c, next) => {
     const started = performance.now()
     c.header('cache-control', 'no-store')
     c.header('x-content-type-options', 'nosniff')
     await next()
     // The route's pattern, never the path a caller chose.
-    const route =
-      c.req.routePath === '/*' || c.req.routePath === '*' ? 'unmatched' : c.req.routePath
+    const route = matchedRoute(c.req.routePath) ?? 'unmatched'
     ctx.metrics.request(route, c.req.method, c.res.status, (performance.now() - started) / 1000)
   })
   app.use('/v1/*', async (c, next) => {

@@ -6,12 +6,15 @@
 import { createMiddleware } from 'hono/factory'
 import { WardenError } from '../runtime/index.js'
 import type { ApiKeyInfo, ApiKeyStore, ApiRole } from './api-keys.js'
+import type { WardenErrorCode } from '../runtime/index.js'
 
 /** Hono's environment for the control plane's routes. */
 export interface ControlPlaneEnv {
   Variables: {
     /** The authenticated API key, on routes that take one. */
     principal: ApiKeyInfo
+    /** The code of the error this request was answered with (`answerError`), for its span. */
+    errorCode: WardenErrorCode
   }
 }
 

@@ -36,6 +36,7 @@ export function errorAnswer(error: unknown): { body: ErrorBody; status: Contentf
 /** Answer `error` on `c`. */
 export function answerError(c: Context, error: unknown): Response {
   const { body, status } = errorAnswer(error)
+  c.set('errorCode', body.error.code)
   if (error instanceof RateLimited) {
     c.header('retry-after', String(error.retryAfterSeconds))
   }

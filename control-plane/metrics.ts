@@ -3,8 +3,11 @@
  * outcome and code, fuel, wall time and memory histograms, runs in flight, the pool's size and
  * replacements, host calls by capability and decision, HTTP requests by route and status.
  * Labels never carry app ids, tokens or anything a caller chose beyond the route pattern.
+ * With telemetry on, every figure also goes to the Warden's OpenTelemetry instruments, from the
+ * same calls (docs/telemetry.md maps the names).
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { METRIC_BUCKETS } from '../runtime/index.js'
 import type { Invocation, Warden } from '../runtime/index.js'
 
 /** The server's metrics. */
@@ -26,6 +29,11 @@ export interface ControlPlaneMetrics {
  */
 export function createMetrics(warden: Warden): ControlPlaneMetrics {
   const registry = new Registry()
+  const otel = warden.telemetry.enabled ? warden.telemetry : undefined
+  otel?.observePool({
+    size: () => warden.runtime.pool.size,
+    replacements: () => warden.runtime.pool.replacements,
+  })
   const runs = new Counter({
     name: 'warden_runs_total',
     help: 'Runs by outcome (ok, err, an error code, or refused) and code',
@@ -35,19 +43,19 @@ export function createMetrics(warden: Warden): ControlPlaneMetrics {
   const fuel = new Histogram({
     name: 'warden_run_fuel_used',
     help: 'Fuel a run used',
-    buckets: [1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10],
+    buckets: [...METRIC_BUCKETS.fuel],
     registers: [registry],
   })
   const wall = new Histogram({
     name: 'warden_run_wall_seconds',
     help: 'Time a run spent in the sandbox',
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5, 30],
+    buckets: [...METRIC_BUCKETS.runSeconds],
     registers: [registry],
   })
   const memory = new Histogram({
     name: 'warden_run_memory_peak_bytes',
     help: "Peak of a run's linear memory",
-    buckets: [65536, 1 << 20, 4 << 20, 16 << 20, 64 << 20, 256 << 20, 1024 << 20],
+    buckets: [...METRIC_BUCKETS.memoryBytes],
     registers: [registry],
   })
   const hostCalls = new Counter({
@@ -91,7 +99,7 @@ export function createMetrics(warden: Warden): ControlPlaneMetrics {
     name: 'warden_http_request_seconds',
     help: 'HTTP request duration by route pattern and method',
     labelNames: ['route', 'method'] as const,
-    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
+    buckets: [...METRIC_BUCKETS.httpSeconds],
     registers: [registry],
   })
   return {
@@ -99,12 +107,15 @@ export function createMetrics(warden: Warden): ControlPlaneMetrics {
     request(route, method, status, seconds) {
       requests.inc({ route, method, status: String(status) })
       latency.observe({ route, method }, seconds)
+      otel?.request(route, method, status, seconds)
     },
     runStarted() {
       inFlight++
+      otel?.runStarted()
     },
     runEnded(invocation, refusedCode) {
       inFlight--
+      otel?.runEnded(invocation, refusedCode)
       if (!invocation) {
         runs.inc({ outcome: 'refused', code: refusedCode ?? 'internal' })
         return

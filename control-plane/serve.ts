@@ -1,13 +1,14 @@
 /**
  * `warden serve`: the control plane on a port, over the embedded default (local files in the
  * data dir). On first start it creates a bootstrap admin key, writes it to
- * `<dataDir>/admin.key` (mode 0600; never printed, never logged) and says where it is.
+ * `<dataDir>/admin.key` (mode 0600; never printed, never logged) and says where it is. With an
+ * OTLP endpoint in the environment it starts OpenTelemetry first and flushes it last.
  */
 import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { serve } from '@hono/node-server'
 import type { ServerType } from '@hono/node-server'
-import { openWarden, writeFileAtomic } from '../runtime/index.js'
+import { openWarden, startTelemetry, writeFileAtomic } from '../runtime/index.js'
 import type { HostConfig, Warden, WardenOptions } from '../runtime/index.js'
 import { openApiKeyStore } from './api-keys.js'
 import type { ApiKeyStore } from './api-keys.js'
@@ -64,7 +65,15 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
     .list()
     .filter((a) => a.status === 'disabled' || a.status === 'decommissioned')
     .map((a) => a.id)
-  const warden = await openWarden({ ...config, disabledApps: stopped, ...options.warden })
+  // Off (nothing loaded) unless an OTLP endpoint is set.
+  const telemetry = await startTelemetry(config.otel)
+  let warden: Warden
+  try {
+    warden = await openWarden({ ...config, disabledApps: stopped, telemetry, ...options.warden })
+  } catch (error) {
+    await telemetry.shutdown()
+    throw error
+  }
   let server: ServerType | undefined
   try {
     const keys = await openApiKeyStore(join(dataDir, 'api-keys.json'))
@@ -124,6 +133,8 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
           await app.close()
           await registry.flush()
           await warden.close()
+          // Last: the final audit checkpoint goes out too.
+          await telemetry.shutdown()
         })()
         return closing
       },
@@ -131,6 +142,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   } catch (error) {
     server?.close()
     await warden.close()
+    await telemetry.shutdown()
     throw error
   }
 }

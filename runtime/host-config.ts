@@ -7,6 +7,7 @@ import { resolve } from 'node:path'
 import { DEFAULT_CEILINGS } from './limits/limits.js'
 import type { LimitCeilings } from './limits/limits.js'
 import type { Isolation } from './sandbox/sandbox.js'
+import type { TelemetryConfig } from './telemetry/telemetry.js'
 
 /** Host configuration: where state lives, how big the pool is, the ceilings of every run. */
 export interface HostConfig {
@@ -55,6 +56,12 @@ export interface HostConfig {
   masterKey: string | undefined
   /** Longest capability token lifetime, in seconds. `WARDEN_MAX_TOKEN_TTL_S`, default 7 days. */
   maxTokenLifetimeSeconds: number
+  /**
+   * OpenTelemetry: on when an OTLP endpoint is set (`OTEL_EXPORTER_OTLP_ENDPOINT` or a
+   * per-signal one) and `OTEL_SDK_DISABLED` is not `true`; off by default. The SDK reads the
+   * other `OTEL_*` variables itself (docs/telemetry.md).
+   */
+  otel: TelemetryConfig
 }
 
 /** Resolve the host configuration from an environment (default `process.env`). */
@@ -90,7 +97,23 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
     masterKey: env.WARDEN_MASTER_KEY || undefined,
     maxTokenLifetimeSeconds:
       positiveInt(env.WARDEN_MAX_TOKEN_TTL_S, 'WARDEN_MAX_TOKEN_TTL_S') ?? 7 * 24 * 3600,
+    otel: Object.freeze({ enabled: telemetryEnabled(env) }),
   })
+}
+
+const OTLP_ENDPOINTS = [
+  'OTEL_EXPORTER_OTLP_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_TRACES_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_METRICS_ENDPOINT',
+  'OTEL_EXPORTER_OTLP_LOGS_ENDPOINT',
+] as const
+
+/** On when an OTLP endpoint is set, unless the SDK is disabled (its own boolean parsing). */
+function telemetryEnabled(env: NodeJS.ProcessEnv): boolean {
+  if (env.OTEL_SDK_DISABLED?.trim().toLowerCase() === 'true') {
+    return false
+  }
+  return OTLP_ENDPOINTS.some((name) => (env[name]?.trim() ?? '') !== '')
 }
 
 function isolation(value: string | undefined): Isolation {

@@ -29,6 +29,14 @@ export {
 export type { DataSchema } from './stores.js'
 export type { RunOptions, TokenOp, Warden, WardenOptions } from './warden.js'
 export { resolveHostConfig } from './host-config.js'
+export { METRIC_BUCKETS, NO_TELEMETRY, startTelemetry } from './telemetry/telemetry.js'
+export type {
+  HttpRequestInfo,
+  HttpResponseInfo,
+  PoolFigures,
+  Telemetry,
+  TelemetryConfig,
+} from './telemetry/telemetry.js'
 export type { HostConfig } from './host-config.js'
 export { WardenError, WARDEN_ERROR_CODES, toWardenError } from './errors.js'
 export type { SerializedError, WardenErrorCode } from './errors.js'

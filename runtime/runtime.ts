@@ -19,6 +19,7 @@ import { SandboxPool } from './sandbox/pool.js'
 import { ProcessSandboxPool } from './sandbox/process/pool.js'
 import type { Decision, HostCallRequest, LogLine } from './sandbox/protocol.js'
 import type { Isolation, Sandbox } from './sandbox/sandbox.js'
+import type { Telemetry } from './telemetry/telemetry.js'
 
 /** Options of {@link createRuntime}. */
 export interface RuntimeOptions {
@@ -62,6 +63,8 @@ export interface RuntimeOptions {
    * (thread isolation, Linux); 0 turns it off. Default 19 (`SandboxPoolOptions.hogNice`).
    */
   hogNice?: number
+  /** Host-call spans go to the traced run in whose context a run is started. Default: off. */
+  telemetry?: Telemetry
 }
 
 /** Options of one run. */
@@ -181,6 +184,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     brokerInterfaces[c.descriptor.interface] = c.descriptor.functions
   }
   const onHostCall = createBroker(extra)
+  const telemetry = options.telemetry?.enabled ? options.telemetry : undefined
   const poolOptions = {
     ...(options.poolSize ? { size: options.poolSize } : {}),
     ...(options.clockResolutionNs ? { clockResolutionNs: options.clockResolutionNs } : {}),
@@ -237,6 +241,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
         return abort.signal
       },
       decisions: [],
+      trace: telemetry?.hostCalls(opts.appId ?? component.digest, component.digest),
     }
     const startedAt = new Date()
     const enqueued = performance.now()

@@ -34,6 +34,8 @@ import { APP_DISABLED, createRuntime } from './runtime.js'
 import type { Invocation, WardenRuntime } from './runtime.js'
 import type { LoadedComponent, LoadOptions } from './loader/load.js'
 import { DEFAULT_TRANSPILE_BUDGET } from './loader/transpile.js'
+import { NO_TELEMETRY } from './telemetry/telemetry.js'
+import type { Telemetry } from './telemetry/telemetry.js'
 import {
   appIdSchema,
   attenuate,
@@ -83,6 +85,11 @@ export interface WardenOptions
    * Throws a TypeError on an id that is not an app id. Default: none.
    */
   disabledApps?: readonly string[]
+  /**
+   * Where runs, host calls, guest logs and audit records are reported (`startTelemetry`).
+   * Default: none. The caller that started it shuts it down, after {@link Warden.close}.
+   */
+  telemetry?: Telemetry
 }
 
 /** Options of one run with a token. */
@@ -108,6 +115,8 @@ export interface Warden {
   readonly runtime: WardenRuntime
   readonly keys: KeyStore
   readonly audit: AuditLog
+  /** Where this Warden reports (off unless `WardenOptions.telemetry` was given). */
+  readonly telemetry: Telemetry
   /** Load a component (validate, transpile, instrument; cached by digest). */
   load(bytes: Uint8Array, options?: LoadOptions): Promise<LoadedComponent>
   /**
@@ -248,6 +257,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
   }
   await rebuildRedactor()
   const redact = (text: string) => redactor.text(text)
+  const telemetry = options.telemetry ?? NO_TELEMETRY
   const capabilities: readonly Capability[] = [
     ...CAPABILITIES,
     ...(options.extraCapabilities ?? []),
@@ -264,6 +274,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     file: auditLogPath(dataDir),
     signingKeyFile: auditSigningKeyPath(dataDir),
     redact,
+    ...(telemetry.enabled ? { onAppend: (record) => telemetry.auditRecord(record) } : {}),
   })
   const runtime = await createRuntime({
     dataDir,
@@ -279,6 +290,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       : {}),
     ...(options.loadedCacheMb ? { maxLoadedBytes: options.loadedCacheMb * 1024 * 1024 } : {}),
     brokerCapabilities: capabilities.flatMap((c) => (c.broker ? [c.broker(host)] : [])),
+    ...(telemetry.enabled ? { telemetry } : {}),
   }).catch(async (error: unknown) => {
     await audit.close()
     throw error
@@ -435,21 +447,28 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     return clean
   }
 
+  // Telemetry off: the call itself, not a wrapper.
+  const traced: typeof call = telemetry.enabled
+    ? (app, exportName, args, o) =>
+        telemetry.traceRun(app.digest, redact, () => call(app, exportName, args, o))
+    : call
+
   return {
     runtime,
     keys,
     audit,
+    telemetry,
     load: (bytes, loadOptions) => runtime.load(bytes, loadOptions),
     run: (app, input, runOptions) =>
       app.kind === 'action'
-        ? call(app, 'run', [input], runOptions)
+        ? traced(app, 'run', [input], runOptions)
         : Promise.reject(
             new WardenError(
               'invalid_request',
               'this component is not an action (it exports no run)',
             ),
           ),
-    call,
+    call: traced,
     async grantToken(request, actor = LOCAL_ADMIN) {
       let minted: MintedToken
       try {

@@ -14,7 +14,7 @@ import { WardenError } from '../runtime/errors.js'
 import type { LoadedComponent } from '../runtime/index.js'
 import type { GrantsInput } from '../runtime/tokens/index.js'
 import type { Warden } from '../runtime/warden.js'
-import { buildJsGuest } from './support/js-guest.js'
+import { buildJsGuest, PLATFORM_GUEST_WORLD } from './support/js-guest.js'
 import { platformCaller } from './support/platform-guest.js'
 import { openTestWarden } from './support/warden.js'
 import type { TestWarden } from './support/warden.js'
@@ -192,17 +192,7 @@ describe('tokens at run time', () => {
 
 describe('componentize-js app', () => {
   it('uses http with a secret placeholder, hmac, and data, and never sees the secret', async () => {
-    const world = `package warden:test-guest;
-
-world guest {
-  import warden:platform/log@0.1.0;
-  import warden:platform/http@0.1.0;
-  import warden:platform/secrets@0.1.0;
-  import warden:platform/data@0.1.0;
-  export run: func(input: string) -> result<string, string>;
-}
-`
-    const app = await warden.load(await buildJsGuest('platform', world))
+    const app = await warden.load(await buildJsGuest('platform', PLATFORM_GUEST_WORLD))
     const grants: GrantsInput = {
       http: [httpEntry()],
       secrets: [{ name: 'api_key', hosts: [`http://127.0.0.1:${port}`] }],

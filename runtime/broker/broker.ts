@@ -10,9 +10,24 @@ import type { Decision, HostCallRequest, HostCallResponse } from '../sandbox/pro
 
 const REFUSALS: ReadonlySet<string> = new Set(['denied', 'limit-exceeded', 'invalid'])
 
+/**
+ * Where the broker reports each host call of a traced run (telemetry's run tracer,
+ * `runtime/telemetry/`): absent when telemetry is off, and then the broker computes nothing.
+ */
+export interface HostCallTrace {
+  /**
+   * A host call was decided: `startedAt` is its start (`performance.now()`), `answer` what it
+   * answered (an http response, for its status). `settled` is false for the provisional record
+   * of a call still in flight; the same call is reported again, settled, once it ends.
+   */
+  hostCall(entry: Decision, startedAt: number, answer: unknown, settled: boolean): void
+}
+
 /** The per-run record the broker appends to. */
 export interface BrokerRunContext extends RunContext {
   decisions: Decision[]
+  /** The run's tracer, when telemetry is on and the run is traced. */
+  trace?: HostCallTrace | undefined
 }
 
 /**
@@ -35,7 +50,12 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
     const started = performance.now()
     const egressBefore = ctx.counters.egressBytes
     const capability = byName.get(request.capability)
-    const record = (decision: 'allow' | 'deny', reason: string | undefined) => {
+    const record = (
+      decision: 'allow' | 'deny',
+      reason: string | undefined,
+      answer?: unknown,
+      settled = true,
+    ) => {
       const entry: Decision = {
         call: request.call,
         capability: request.capability,
@@ -59,6 +79,7 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
         entry.bytesOut = egress
       }
       ctx.decisions.push(entry)
+      ctx.trace?.hostCall(entry, started, answer, settled)
     }
     const fail = (error: unknown): HostCallResponse => {
       if (error instanceof HostCallError) {
@@ -96,12 +117,12 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
       // Recorded now, completed when it settles: a call still in flight when the run ends
       // (its deadline) is audited as started, never lost.
       const pending = ctx.decisions.length
-      record('allow', 'unfinished when the run ended')
+      record('allow', 'unfinished when the run ended', undefined, false)
       const settle = () => ctx.decisions.splice(pending, 1)
       return value.then(
         (resolved: unknown): HostCallResponse => {
           settle()
-          record('allow', undefined)
+          record('allow', undefined, resolved)
           return { ok: true, value: resolved }
         },
         (error: unknown) => {
@@ -110,7 +131,7 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
         },
       )
     }
-    record('allow', undefined)
+    record('allow', undefined, value)
     return { ok: true, value }
   }
 }

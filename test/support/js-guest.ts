@@ -23,6 +23,18 @@ world guest {
 }
 `
 
+/** The world of `platform.js`: log and the three broker capabilities. */
+export const PLATFORM_GUEST_WORLD = `package warden:test-guest;
+
+world guest {
+  import warden:platform/log@0.1.0;
+  import warden:platform/http@0.1.0;
+  import warden:platform/secrets@0.1.0;
+  import warden:platform/data@0.1.0;
+  export run: func(input: string) -> result<string, string>;
+}
+`
+
 const ROOT = new URL('../../', import.meta.url)
 const PLATFORM_WIT = new URL('wit/platform.wit', ROOT)
 const ECHO_WIT = new URL('host-capabilities/test-echo/echo.wit', ROOT)

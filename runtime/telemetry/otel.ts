@@ -25,7 +25,13 @@ import {
 } from '@opentelemetry/api'
 import type { Attributes, Context, Link, Span, TextMapGetter } from '@opentelemetry/api'
 import { logs, SeverityNumber } from '@opentelemetry/api-logs'
-import { defaultResource, resourceFromAttributes } from '@opentelemetry/resources'
+import {
+  defaultResource,
+  envDetector,
+  hostDetector,
+  osDetector,
+  resourceFromAttributes,
+} from '@opentelemetry/resources'
 import { NodeSDK } from '@opentelemetry/sdk-node'
 import type { AuditRecord } from '../audit/index.js'
 import type { HostCallTrace } from '../broker/broker.js'
@@ -143,8 +149,14 @@ function fail(span: Span, code: string): void {
  */
 export function startOpenTelemetry(): Telemetry {
   const sdk = new NodeSDK({
-    // Detected resources (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, host, process) win.
+    // Detected resources (OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES, host, os) win.
     resource: defaultResource().merge(resourceFromAttributes({ 'service.name': 'warden' })),
+    // The SDK's default also runs the process detector, which exports the command line
+    // (`process.command_args`): a wrapper that passes a credential as an argument would ship it.
+    // An operator who wants it names it in OTEL_NODE_RESOURCE_DETECTORS.
+    ...(process.env.OTEL_NODE_RESOURCE_DETECTORS
+      ? {}
+      : { resourceDetectors: [envDetector, hostDetector, osDetector] }),
   })
   sdk.start()
   const tracer = trace.getTracer(SCOPE)

@@ -140,6 +140,11 @@ export interface SandboxPoolOptions extends AppShareOptions {
    * (elsewhere nothing changes); 0 turns it off. Default {@link HOG_NICE}.
    */
   hogNice?: number
+  /**
+   * Prepare the next run's fresh instance of a slow-to-instantiate component after a run
+   * answers (`worker.ts`, `prepareNext`). Default true; false measures the baseline.
+   */
+  prepareInstances?: boolean
   /** @internal Tests only: start this module instead of `./worker` (a forged worker). */
   workerModule?: { from: string; name: string }
 }
@@ -332,6 +337,7 @@ export class SandboxPool implements Sandbox {
         ? { clockResolutionNs: this.#options.clockResolutionNs }
         : {}),
       spin: { response: this.#spin.response, job: this.#spin.job },
+      ...(this.#options.prepareInstances === false ? { prepareInstances: false } : {}),
     }
     const entry = this.#options.workerModule ?? { from: import.meta.url, name: './worker' }
     const worker = startWorker(entry.from, entry.name, {

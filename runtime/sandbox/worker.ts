@@ -52,6 +52,8 @@ export interface SandboxWorkerData {
   clockResolutionNs?: number
   /** How long this worker watches the channel before parking, in µs (`channel.ts`). */
   spin?: { response: number; job: number }
+  /** Prepare instances for next runs (see {@link prepareNext}). Default true. */
+  prepareInstances?: boolean
 }
 
 // jco glue: `instantiate(getCoreModule, imports, instantiateCore)`; `any` is the ABI boundary.
@@ -549,6 +551,7 @@ const PREPARE_ABOVE_MS = 0.5
 function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
   const cost = ready.instantiated
   if (
+    data.prepareInstances === false ||
     ready.unpreparable ||
     cost === undefined ||
     cost.ms < PREPARE_ABOVE_MS ||

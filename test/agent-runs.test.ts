@@ -111,6 +111,17 @@ describe('the built-in app js', () => {
     expect(body.logs).toEqual([])
   })
 
+  it('is in the OpenAPI document, from the same schemas', async () => {
+    const doc = (await (await fetch(`${host.server.url}/openapi.json`)).json()) as {
+      paths: Record<string, Record<string, unknown>>
+      components: { schemas: Record<string, unknown> }
+    }
+    expect(Object.keys(doc.paths['/v1/runs'] ?? {})).toEqual(['post'])
+    expect(Object.keys(doc.components.schemas)).toEqual(
+      expect.arrayContaining(['RunRequest', 'RunAnswer']),
+    )
+  })
+
   it('refuses a token of another app, and a body with both or neither of source and app', async () => {
     const other = new WardenClient({ server: host.server.url })
     expect((await refused(other.runJs('return 1', undefined, 'not-a-token'))).code).toBe(

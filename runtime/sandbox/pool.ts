@@ -191,6 +191,10 @@ interface Slot {
    */
   loaded: Map<string, Spinner>
   current?: ActiveRun
+  /** When its last run ended (`performance.now()`); 0 before any. */
+  freedAt?: number
+  /** Its last result said it prepares an instance before it takes the next run (a hint). */
+  preparing?: boolean
   /** A `waitAsync` on STATE is pending. */
   waiting: boolean
   /** `#arm` is on the stack: a nested call leaves the work to it. */
@@ -412,6 +416,7 @@ export class SandboxPool implements Sandbox {
           return
         }
         const wallMs = performance.now() - run.startedAt
+        slot.preparing = msg.preparing === true
         this.#endRun(
           slot,
           msg.ok
@@ -436,6 +441,7 @@ export class SandboxPool implements Sandbox {
     }
     clearTimeout(run.timer)
     slot.current = undefined
+    slot.freedAt = performance.now()
     run.resolve(result)
   }
 
@@ -528,15 +534,25 @@ export class SandboxPool implements Sandbox {
 
   #pickSlot(key: string): Slot | undefined {
     let fallback: Slot | undefined
+    let loaded: Slot | undefined
     for (const slot of this.#slots) {
       if (slot.ready && !slot.dead && !slot.current) {
+        // Of the free workers holding the component, the first not preparing an instance
+        // (`worker.ts`, `prepareNext`); of those preparing, the one free longest, likeliest done.
         if (slot.loaded.has(key)) {
-          return slot
+          if (
+            !loaded ||
+            (loaded.preparing && !slot.preparing) ||
+            (loaded.preparing && (slot.freedAt ?? 0) < (loaded.freedAt ?? 0))
+          ) {
+            loaded = slot
+          }
+        } else {
+          fallback ??= slot
         }
-        fallback ??= slot
       }
     }
-    return fallback
+    return loaded ?? fallback
   }
 
   #start(slot: Slot, job: PoolJob, resolve: (r: PoolResult) => void): void {

@@ -550,13 +550,7 @@ const PREPARE_ABOVE_MS = 0.5
  */
 function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
   const cost = ready.instantiated
-  if (
-    data.prepareInstances === false ||
-    ready.unpreparable ||
-    cost === undefined ||
-    cost.ms < PREPARE_ABOVE_MS ||
-    channel.state === CHANNEL.JOB
-  ) {
+  if (!worthPreparing(ready) || cost === undefined || channel.state === CHANNEL.JOB) {
     return
   }
   prepared = undefined
@@ -586,6 +580,16 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
     lift.left = Infinity
     lift.exceeded = undefined
   }
+}
+
+/** Whether an instance of `ready` is prepared after its runs (the result says so to the pool). */
+function worthPreparing(ready: ReadyComponent): boolean {
+  return (
+    data.prepareInstances !== false &&
+    !ready.unpreparable &&
+    ready.instantiated !== undefined &&
+    ready.instantiated.ms >= PREPARE_ABOVE_MS
+  )
 }
 
 /** The prepared instance for this job, if one fits it (taken: it serves this run only). */
@@ -843,9 +847,14 @@ for (;;) {
   channel.settle(CHANNEL.IDLE)
   ran = job !== undefined
   if (job) {
-    postResult(runJob(job))
+    const result = runJob(job)
     const ready = components.get(job.key)
-    if (ready !== undefined && !(ready instanceof Error)) {
+    const prepare = ready !== undefined && !(ready instanceof Error) && worthPreparing(ready)
+    if (prepare && result.type === 'result') {
+      result.preparing = true
+    }
+    postResult(result)
+    if (prepare) {
       prepareNext(ready, job)
     }
   }

@@ -48,9 +48,12 @@ async function timed(name: string, task: () => Promise<unknown>, gapMs: number):
   return median(samples)
 }
 
-async function inProcess(prepareInstances: boolean): Promise<{ gap: number; b2b: number }> {
+async function inProcess(
+  prepareInstances: boolean,
+  poolSize = 1,
+): Promise<{ gap: number; b2b: number }> {
   const dir = await mkdtemp(join(tmpdir(), 'warden-bench-'))
-  const runtime = await createRuntime({ dataDir: dir, poolSize: 1, prepareInstances })
+  const runtime = await createRuntime({ dataDir: dir, poolSize, prepareInstances })
   try {
     const agent = await runtime.load(await agentComponent(), { cacheDir: agentCacheDir() })
     const input = agentRequest('return 1+1', null)
@@ -60,7 +63,7 @@ async function inProcess(prepareInstances: boolean): Promise<{ gap: number; b2b:
         throw new Error(JSON.stringify(r.error ?? r.guestError))
       }
     }
-    const tag = prepareInstances ? 'prepared' : 'fresh'
+    const tag = `${prepareInstances ? 'prepared' : 'fresh'}${poolSize > 1 ? `-${poolSize}` : ''}`
     return { gap: await timed(tag, once, GAP_MS), b2b: await timed(`${tag}-b2b`, once, 0) }
   } finally {
     await runtime.close()
@@ -117,6 +120,8 @@ async function throughApi(): Promise<{ js: number; wat: number }> {
 export async function run(): Promise<Row[]> {
   const fresh = await inProcess(false)
   const prepared = await inProcess(true)
+  const fresh2 = await inProcess(false, 2)
+  const prepared2 = await inProcess(true, 2)
   const api = await throughApi()
   const note = `load ${load1()}; ${RUNS} runs, ${GAP_MS} ms idle before each`
   const min = (name: string) => `fastest ${(fastest[name]! / 1000).toFixed(2)} ms`
@@ -147,6 +152,19 @@ export async function run(): Promise<Row[]> {
       medianUs: prepared.b2b,
       ratio: prepared.b2b / fresh.b2b,
       baseline: 'back to back, fresh',
+    },
+    {
+      question: QUESTION,
+      name: 'in-process, back to back, pool of 2, fresh instance (baseline)',
+      medianUs: fresh2.b2b,
+    },
+    {
+      question: QUESTION,
+      name: 'in-process, back to back, pool of 2, prepared (the next run goes to the other worker)',
+      medianUs: prepared2.b2b,
+      ratio: prepared2.b2b / fresh2.b2b,
+      baseline: 'back to back, pool of 2, fresh',
+      note: min('prepared-2-b2b'),
     },
     {
       question: QUESTION,

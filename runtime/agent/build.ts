@@ -10,10 +10,10 @@
  *
  * The cache lives in `node_modules/.cache/warden/agent/` under Warden's package root: the
  * component (`<hash>.wasm`) and its transpile-cache entry (see {@link agentCacheDir}), so a new
- * data dir does not transpile the 12 MB engine again.
+ * data dir does not transpile the 12 MB engine again. A new build removes the earlier ones.
  */
 import { createHash, randomUUID } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join } from 'node:path'
 import { witDir } from '../loader/wit.js'
@@ -116,7 +116,29 @@ async function loadOrBuild(options: AgentBuildOptions): Promise<Uint8Array> {
   const partial = `${file}.${process.pid}.${randomUUID()}.tmp`
   await writeFile(partial, bytes)
   await rename(partial, file)
+  await pruneOtherBuilds(dir, file)
   return bytes
+}
+
+/** Remove earlier builds and their transpile entries: only the current inputs' build is kept. */
+async function pruneOtherBuilds(dir: string, keep: string): Promise<void> {
+  const components = join(dir, 'cache', 'components')
+  const entries = await readdir(components).catch(() => [] as string[])
+  for (const name of await readdir(dir)) {
+    const path = join(dir, name)
+    if (!name.endsWith('.wasm') || path === keep) {
+      continue
+    }
+    const hex = createHash('sha256')
+      .update(await readFile(path))
+      .digest('hex')
+    await Promise.all(
+      entries
+        .filter((e) => e.startsWith(`${hex}-`))
+        .map((e) => rm(join(components, e), { recursive: true, force: true })),
+    )
+    await rm(path, { force: true })
+  }
 }
 
 async function componentizeAgent(inputs: AgentInputs): Promise<Uint8Array> {

@@ -248,6 +248,11 @@ interface RunSlot {
   /** The start of the guest's monotonic clock (see the WASI baseline's `epoch`). */
   epoch: { ns: bigint }
   preparing: boolean
+  /**
+   * A host call was attempted while preparing. Kept apart from the throw: glue that turns a
+   * thrown value into the guest's `err` could swallow it.
+   */
+  calledWhilePreparing?: boolean
 }
 
 function newSlot(limits: ResolvedLimits, granted: readonly string[]): RunSlot {
@@ -265,6 +270,7 @@ const PREPARING = new Error('host call while the instance was prepared')
 /** Count one host call of the slot's run (see {@link countHostCall}). */
 function countCall(slot: RunSlot): void {
   if (slot.preparing) {
+    slot.calledWhilePreparing = true
     throw PREPARING
   }
   countHostCall(slot.state)
@@ -562,7 +568,9 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
   try {
     const made = instantiate(ready, job.grant.imported, slot, meter)
     const left = meter.fuel.value as bigint
-    if (left >= 0n && (meter.trap.value as number) === 0) {
+    if (slot.calledWhilePreparing) {
+      ready.unpreparable = true
+    } else if (left >= 0n && (meter.trap.value as number) === 0) {
       prepared = {
         ...made,
         key: job.key,
@@ -571,8 +579,9 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
         fuelSpent: budget - left,
       }
     }
-  } catch (error) {
-    if (error === PREPARING) {
+  } catch {
+    // A trap, fuel spent, a refusal: the next run instantiates afresh and meets it there.
+    if (slot.calledWhilePreparing) {
       ready.unpreparable = true
     }
   } finally {

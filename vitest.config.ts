@@ -9,6 +9,7 @@ export default defineConfig({
       'control-plane/**/*.test.ts',
       'sdk/**/*.test.ts',
       'test/**/*.test.ts',
+      'examples/**/*.test.ts',
     ],
     // The sandbox process runs from dist/: rebuild it first when the sources are newer.
     globalSetup: ['test/global-setup.ts'],

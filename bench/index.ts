@@ -11,6 +11,7 @@ import { run as hostCalls } from './host-calls.bench.js'
 import { run as hostile } from './hostile.bench.js'
 import { run as instantiate } from './instantiate.bench.js'
 import { run as isolation } from './isolation.bench.js'
+import { run as jsRuns } from './js-runs.bench.js'
 import { run as latency } from './latency.bench.js'
 import { run as microApp } from './micro-app.bench.js'
 import { run as peers } from './peers.bench.js'
@@ -26,6 +27,7 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['fuel', fuel],
   ['timeout', timeout],
   ['componentize-js', componentizeJs],
+  ['js-runs', jsRuns],
   ['isolation', isolation],
   ['throughput', throughput],
   ['latency', latency],

@@ -8,7 +8,7 @@ import { OpenAPIHono } from '@hono/zod-openapi'
 import type { Hook } from '@hono/zod-openapi'
 import { bodyLimit } from 'hono/body-limit'
 import { DEFAULT_MAX_COMPONENT_BYTES, describeIssue, WardenError } from '../runtime/index.js'
-import type { MeteringReport, Warden } from '../runtime/index.js'
+import type { LoadedComponent, MeteringReport, Warden } from '../runtime/index.js'
 import type { ApiKeyStore } from './api-keys.js'
 import type { ControlPlaneEnv } from './auth.js'
 import { bearerOf } from './auth.js'
@@ -26,6 +26,7 @@ import { registerAppRoutes } from './routes/apps.js'
 import { registerAuditRoutes } from './routes/audit.js'
 import { registerKeyRoutes } from './routes/keys.js'
 import { registerMicroAppRoutes } from './routes/micro-apps.js'
+import { registerRunRoutes } from './routes/runs.js'
 import { registerStoreRoutes } from './routes/stores.js'
 import { registerSystemRoutes } from './routes/system.js'
 import { registerTokenRoutes } from './routes/tokens.js'
@@ -48,6 +49,11 @@ export interface ControlPlaneDeps {
   maxJsonBytes?: number
   /** Requests per second per API key and per capability token. Default {@link DEFAULT_RATE_LIMITS}. */
   rateLimits?: RateLimits
+  /**
+   * The built-in JS agent component, loaded and registered as the app `js` (`agent.ts`):
+   * `POST /v1/runs` with `source` runs it. Absent: such runs answer `not_found`.
+   */
+  agent?: LoadedComponent
 }
 
 /** Body caps of HTTP micro-apps, in bytes. */
@@ -183,6 +189,7 @@ export function createControlPlane(
   registerKeyRoutes(app, ctx)
   registerAppRoutes(app, ctx)
   registerTokenRoutes(app, ctx)
+  registerRunRoutes(app, ctx)
   registerStoreRoutes(app, ctx)
   registerAuditRoutes(app, ctx)
   registerMicroAppRoutes(app, ctx)

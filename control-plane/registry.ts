@@ -16,7 +16,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { WardenError, writeFileAtomic } from '../runtime/index.js'
+import { AGENT_APP_NAME, WardenError, writeFileAtomic } from '../runtime/index.js'
 import { openJsonFile } from './json-file.js'
 import type { JsonFile } from './json-file.js'
 import { RISK_TIERS } from './risk.js'
@@ -108,6 +108,18 @@ export interface Registration {
   risk: RiskAssessment
 }
 
+/** Names only Warden's built-in apps take (the JS sandbox); uploads under them are refused. */
+export const RESERVED_NAMES: readonly string[] = [AGENT_APP_NAME]
+
+/** Who registers Warden's built-in apps (the `js` agent sandbox): no key, no person. */
+export const BUILTIN_PUBLISHER = 'builtin'
+
+/** What a built-in app registers: its build's facts; owner, purpose and approval are Warden's. */
+export type BuiltinRegistration = Omit<
+  Registration,
+  'owner' | 'purpose' | 'actor' | 'actorIsAdmin' | 'reviewBy'
+>
+
 /** What an upload did. */
 export type RegistrationOutcome = 'created' | 'new-version' | 'unchanged'
 
@@ -124,6 +136,15 @@ export interface AppRegistry {
   get(idOrName: string): AppRecord | undefined
   list(filter?: AppFilter): AppRecord[]
   register(registration: Registration): Promise<{ record: AppRecord; outcome: RegistrationOutcome }>
+  /**
+   * Register (or move to a new build) one of Warden's built-in apps: published by
+   * {@link BUILTIN_PUBLISHER}, each build approved by it, so its digest changes only when the
+   * built-in component does. `conflict` when the name belongs to an uploaded app, or to a
+   * decommissioned built-in (an admin's decision stands).
+   */
+  registerBuiltin(
+    registration: BuiltinRegistration,
+  ): Promise<{ record: AppRecord; outcome: RegistrationOutcome }>
   /**
    * Approve the current version, named by its `digest` (`conflict` when another build became
    * current). `forbidden` for a `high` version when `isPublisher(uploadedBy)`: the approver is
@@ -173,6 +194,22 @@ function view(app: StoredApp): AppRecord {
     riskTier: v.riskTier,
     riskReasons: v.riskReasons,
   })
+}
+
+/** A new, unapproved version of a build, uploaded by `actor` at `now`. */
+function versionOf(r: BuiltinRegistration, actor: string, now: string): AppVersion {
+  return {
+    digest: r.digest,
+    sizeBytes: r.sizeBytes,
+    kind: r.kind,
+    world: `warden:platform/${r.kind}`,
+    imports: [...r.imports],
+    exports: [...r.exports],
+    riskTier: r.risk.tier,
+    riskReasons: [...r.risk.reasons],
+    uploadedAt: now,
+    uploadedBy: actor,
+  }
 }
 
 function notFound(): WardenError {
@@ -225,6 +262,23 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
     return join(blobs, `${digest.slice('sha256:'.length)}.wasm`)
   }
 
+  /** Register a new app with its first version. */
+  const create = async (
+    fields: Pick<StoredApp, 'name' | 'owner' | 'purpose' | 'reviewBy' | 'publisher'>,
+    version: AppVersion,
+  ): Promise<{ record: AppRecord; outcome: RegistrationOutcome }> => {
+    const app: StoredApp = {
+      id: `app-${randomBytes(8).toString('hex')}`,
+      ...fields,
+      versions: [version],
+      createdAt: version.uploadedAt,
+      updatedAt: version.uploadedAt,
+    }
+    doc.data.apps.push(app)
+    await save(() => doc.data.apps.pop())
+    return { record: view(app), outcome: 'created' }
+  }
+
   return {
     get(idOrName) {
       const app = find(idOrName)
@@ -242,17 +296,12 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
     },
     async register(r) {
       const now = new Date().toISOString()
-      const version: AppVersion = {
-        digest: r.digest,
-        sizeBytes: r.sizeBytes,
-        kind: r.kind,
-        world: `warden:platform/${r.kind}`,
-        imports: [...r.imports],
-        exports: [...r.exports],
-        riskTier: r.risk.tier,
-        riskReasons: [...r.risk.reasons],
-        uploadedAt: now,
-        uploadedBy: r.actor,
+      const version = versionOf(r, r.actor, now)
+      if (RESERVED_NAMES.includes(r.name)) {
+        throw new WardenError(
+          'conflict',
+          `the name ${r.name} is reserved for a built-in app of Warden`,
+        )
       }
       const existing = doc.data.apps.find((a) => a.name === r.name)
       if (!existing) {
@@ -260,23 +309,22 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
           version.approvedAt = now
           version.approvedBy = 'policy:low-risk'
         }
-        const app: StoredApp = {
-          id: `app-${randomBytes(8).toString('hex')}`,
-          name: r.name,
-          owner: r.owner,
-          purpose: r.purpose,
-          ...(r.reviewBy ? { reviewBy: r.reviewBy } : {}),
-          publisher: r.actor,
-          versions: [version],
-          createdAt: now,
-          updatedAt: now,
-        }
-        doc.data.apps.push(app)
-        await save(() => doc.data.apps.pop())
-        return { record: view(app), outcome: 'created' }
+        return create(
+          {
+            name: r.name,
+            owner: r.owner,
+            purpose: r.purpose,
+            ...(r.reviewBy ? { reviewBy: r.reviewBy } : {}),
+            publisher: r.actor,
+          },
+          version,
+        )
       }
       if (existing.decommissionedAt) {
         throw new WardenError('conflict', `the name ${r.name} belongs to a decommissioned app`)
+      }
+      if (existing.publisher === BUILTIN_PUBLISHER) {
+        throw new WardenError('conflict', `the name ${r.name} belongs to a built-in app of Warden`)
       }
       if (existing.owner !== r.owner || (existing.publisher !== r.actor && !r.actorIsAdmin)) {
         throw new WardenError(
@@ -312,6 +360,39 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
         }
       })
       return { record: view(existing), outcome: 'new-version' }
+    },
+    async registerBuiltin(r) {
+      const existing = doc.data.apps.find((a) => a.name === r.name)
+      if (existing && (existing.publisher !== BUILTIN_PUBLISHER || existing.decommissionedAt)) {
+        throw new WardenError(
+          'conflict',
+          `the name ${r.name} belongs to ${existing.decommissionedAt ? 'a decommissioned' : 'an uploaded'} app`,
+        )
+      }
+      if (existing?.versions.some((v) => v.digest === r.digest)) {
+        return { record: view(existing), outcome: 'unchanged' }
+      }
+      const now = new Date().toISOString()
+      const version: AppVersion = {
+        ...versionOf(r, BUILTIN_PUBLISHER, now),
+        approvedAt: now,
+        approvedBy: BUILTIN_PUBLISHER,
+      }
+      if (existing) {
+        existing.versions.push(version)
+        existing.updatedAt = now
+        await save(() => existing.versions.pop())
+        return { record: view(existing), outcome: 'new-version' }
+      }
+      return create(
+        {
+          name: r.name,
+          owner: 'warden',
+          purpose: 'Built-in: runs agents\' JS source (POST /v1/runs with "source")',
+          publisher: BUILTIN_PUBLISHER,
+        },
+        version,
+      )
     },
     async approve(id, actor, { digest, isPublisher }) {
       const app = live(id)

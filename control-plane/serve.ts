@@ -12,6 +12,7 @@ import { openWarden, startTelemetry, writeFileAtomic } from '../runtime/index.js
 import type { HostConfig, Warden, WardenOptions } from '../runtime/index.js'
 import { openApiKeyStore } from './api-keys.js'
 import type { ApiKeyStore } from './api-keys.js'
+import { prepareAgentApp } from './agent.js'
 import { createControlPlane } from './app.js'
 import { openAppRegistry } from './registry.js'
 import type { AppRegistry } from './registry.js'
@@ -27,6 +28,13 @@ export interface ServeOptions {
   host?: string
   /** Extra options for `openWarden` (tests: a DNS lookup, a pool size). */
   warden?: Partial<WardenOptions>
+  /**
+   * Load and register the built-in JS sandbox (the app `js`, `POST /v1/runs` with `source`).
+   * Default true; tests that do not use it turn it off to start faster.
+   */
+  agent?: boolean
+  /** Where start-up progress goes (the agent's build, when its cache is cold). Default stderr. */
+  log?: (message: string) => void
 }
 
 /** A running server. */
@@ -93,6 +101,13 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         reason: 'admin',
       })
     }
+    const agent =
+      options.agent === false
+        ? undefined
+        : await prepareAgentApp(warden, registry, {
+            log: options.log ?? ((message) => process.stderr.write(`${message}\n`)),
+            workers: options.warden?.poolSize ?? config.poolSize,
+          })
     const app = createControlPlane({
       warden,
       keys,
@@ -100,6 +115,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       tokens,
       routes,
       rateLimits: config.rateLimits,
+      ...(agent ? { agent } : {}),
     })
     const host = options.host ?? config.host
     const listening = await new Promise<AddressInfo>((resolve, reject) => {

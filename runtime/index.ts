@@ -76,3 +76,13 @@ export type {
   AuditVerifyResult,
   AuditVerifySuccess,
 } from './audit/index.js'
+export {
+  AGENT_APP_NAME,
+  agentAnswer,
+  agentCacheDir,
+  agentComponent,
+  agentRequest,
+  MAX_AGENT_OUTPUT_BYTES,
+  MAX_AGENT_SOURCE_CHARS,
+} from './agent/index.js'
+export type { AgentAnswer, AgentBuildOptions, AgentScriptError } from './agent/index.js'

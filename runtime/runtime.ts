@@ -54,6 +54,12 @@ export interface RuntimeOptions {
   isolation?: Isolation
   /** Resolution of guests' monotonic clocks, in nanoseconds. Default 100 µs. */
   clockResolutionNs?: number
+  /**
+   * After a run of a component that is slow to instantiate (a JS guest), prepare a fresh
+   * instance for its next run off the critical path. Default true; `false` (thread isolation
+   * only) measures the baseline in `bench/`.
+   */
+  prepareInstances?: boolean
   /** Runs of one app running at once (`context.appId`). Default: every worker but one. */
   maxRunningPerApp?: number
   /** Runs of one app waiting beyond those; past it, `limit_exceeded` at once. Default: 4 × the pool size. */
@@ -206,6 +212,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
   } else {
     pool = new SandboxPool({
       ...poolOptions,
+      ...(options.prepareInstances === false ? { prepareInstances: false } : {}),
       ...(options.workerHeapMb
         ? { resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb } }
         : {}),

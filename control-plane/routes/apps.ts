@@ -5,15 +5,18 @@
 import { createRoute, z } from '@hono/zod-openapi'
 import type { OpenAPIHono } from '@hono/zod-openapi'
 import { toWardenError, WardenError } from '../../runtime/index.js'
-import type { CapabilityClaims, Invocation, LoadedComponent, Warden } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
 import { readBodyCapped } from '../body.js'
-import { actorOf, requireRole, requireToken } from '../auth.js'
+import { actorOf, requireRole } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import { APP_NAME, APP_STATUSES } from '../registry.js'
 import type { AppRecord } from '../registry.js'
 import { assessRisk, RISK_TIERS } from '../risk.js'
+import { answerRunError, inputJson, outputValue, runApp, verifyBearer } from './run-app.js'
 import { errorResponses, json, jsonBody, pageQuery } from './schemas.js'
+
+// The helpers micro-app routes share with invoke live in run-app.ts.
+export { buildOf, refuseRun } from './run-app.js'
 
 const text = (max: number) =>
   z
@@ -83,65 +86,15 @@ async function readUpload(request: Request, cap: number): Promise<Uint8Array> {
   return bytes
 }
 
-/** A guest's output string as JSON when it is JSON, else as the string. */
-function outputValue(output: unknown): unknown {
-  if (typeof output !== 'string') {
-    return output
-  }
-  try {
-    return JSON.parse(output)
-  } catch {
-    return output
-  }
-}
-
-/** A build: from the runtime's in-memory cache (bounded), else read back from the registry. */
-export function buildOf(
-  { warden, registry }: Pick<ControlPlaneContext, 'warden' | 'registry'>,
-  record: Pick<AppRecord, 'digest'>,
-): Promise<LoadedComponent> {
-  return (
-    warden.runtime.loaded(record.digest) ??
-    registry.readBlob(record.digest).then((bytes) => warden.load(bytes))
-  )
-}
-
-/**
- * A run of an app that is not `approved`, refused on the record (`deny`, its code): the error
- * to throw, `app_disabled` or `app_not_approved`.
- */
-export async function refuseRun(
-  warden: Warden,
-  record: AppRecord,
-  tokenJti?: string,
-): Promise<WardenError> {
-  const code = record.status === 'disabled' ? 'app_disabled' : 'app_not_approved'
-  await warden.audit.append({
-    kind: 'run',
-    op: 'run',
-    appId: record.id,
-    digest: record.digest,
-    ...(tokenJti ? { tokenJti } : {}),
-    actor: `app:${record.id}`,
-    decision: 'deny',
-    reason: code,
-  })
-  return new WardenError(
-    code,
-    code === 'app_disabled' ? 'the app is disabled' : 'the app is waiting for approval',
-  )
-}
-
 export function registerAppRoutes(
   app: OpenAPIHono<ControlPlaneEnv>,
   ctx: ControlPlaneContext,
 ): void {
-  const { warden, registry, keys, refusals } = ctx
+  const { warden, registry, keys } = ctx
   const admin = requireRole(keys, ['admin'])
   const publisher = requireRole(keys, ['admin', 'publisher'])
   const reader = requireRole(keys, ['admin', 'publisher', 'auditor'])
 
-  const componentOf = (record: AppRecord) => buildOf(ctx, record)
   const live = (id: string): AppRecord => {
     const record = registry.get(id)
     if (!record || record.status === 'decommissioned') {
@@ -423,55 +376,15 @@ export function registerAppRoutes(
       },
     }),
     async (c) => {
-      const token = requireToken(c.req.header('authorization'))
-      const { id } = c.req.valid('param')
       // The token first: whoever holds no valid token for this app learns nothing about it
       // (exists, pending, disabled), and nothing of theirs is serialised.
-      let claims: CapabilityClaims
-      try {
-        claims = await warden.verifyToken(token)
-      } catch (error) {
-        await refusals.record(c, toWardenError(error).code)
-        throw error
-      }
-      const found = registry.get(id)
-      if (!found || found.id !== claims.app.id || found.status === 'decommissioned') {
-        await refusals.record(c, 'token_invalid')
-        throw new WardenError('token_invalid', 'the token is for another app')
-      }
-      const record = found
-      const { input } = c.req.valid('json')
-      if (record.status !== 'approved') {
-        throw await refuseRun(warden, record, claims.jti)
-      }
-      if (record.kind !== 'action') {
-        throw new WardenError('invalid_request', 'only an action is invoked; this is a micro-app')
-      }
-      let json: string
-      try {
-        json = input === undefined ? 'null' : JSON.stringify(input)
-      } catch {
-        throw new WardenError('invalid_request', 'input: nested too deeply')
-      }
-      const component = await componentOf(record)
-      ctx.metrics.runStarted()
-      let invocation: Invocation
-      try {
-        invocation = await warden.run(component, json, {
-          token,
-          appId: record.id,
-          verified: claims,
-        })
-      } catch (error) {
-        ctx.metrics.runEnded(undefined, toWardenError(error).code)
-        throw error
-      }
-      ctx.metrics.runEnded(invocation)
-      registry.touchRun(record.id)
-      ctx.recent.add(invocation.report)
+      const bearer = await verifyBearer(c, ctx)
+      const { invocation } = await runApp(c, ctx, {
+        app: c.req.valid('param').id,
+        bearer,
+        input: () => inputJson(c.req.valid('json').input),
+      })
       const { report } = invocation
-      c.header('x-warden-invocation', report.invocationId)
-      c.header('x-warden-fuel', String(report.fuelUsed ?? ''))
       if (invocation.ok) {
         const answer = {
           output: outputValue(invocation.output),
@@ -481,12 +394,8 @@ export function registerAppRoutes(
         return c.json(answer as never, 200)
       }
       if (invocation.error) {
-        const error = WardenError.fromJSON(invocation.error)
         // Typed as never: the error answers carry the report beside the error body.
-        return c.json(
-          { error: error.toJSON(), report, invocationId: report.invocationId },
-          error.status as 422,
-        ) as never
+        return answerRunError(c, WardenError.fromJSON(invocation.error), invocation) as never
       }
       return c.json(
         {

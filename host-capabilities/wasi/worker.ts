@@ -289,6 +289,12 @@ export interface WasiOptions {
    * run and ticks in steps of this size.
    */
   clockResolutionNs?: number
+  /**
+   * Where the monotonic clock starts, in `hrtime` nanoseconds: a holder the sandbox moves to
+   * the start of the run when the instance was made before its run (a prepared instance), so
+   * that its clock still starts at 0 when the run does. Default: a holder set when this is called.
+   */
+  epoch?: { ns: bigint }
 }
 
 /**
@@ -306,7 +312,7 @@ export function createWasiImports(
   const step = BigInt(
     Math.max(1, Math.floor(options.clockResolutionNs ?? DEFAULT_CLOCK_RESOLUTION_NS)),
   )
-  const epoch = hrtime.bigint()
+  const epoch = options.epoch ?? { ns: hrtime.bigint() }
   const stdoutLines = lineSink((line) => keepLogLine(state, 'info', line))
   const stderrLines = lineSink((line) => keepLogLine(state, 'error', line))
   const stdout: Sink = (bytes) => {
@@ -331,7 +337,7 @@ export function createWasiImports(
     }),
     'wasi:clocks/monotonic-clock': Object.freeze({
       now(): bigint {
-        const elapsed = hrtime.bigint() - epoch
+        const elapsed = hrtime.bigint() - epoch.ns
         return elapsed - (elapsed % step)
       },
       resolution(): bigint {

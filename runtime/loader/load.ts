@@ -111,6 +111,12 @@ export interface LoadOptions {
    * uploaders. Default `anonymous`.
    */
   uploader?: string
+  /**
+   * Root of the on-disk transpile cache for this load, instead of the data dir: Warden's own
+   * built-in components are prepared once per install (`runtime/agent/build.ts`), not per data
+   * dir. Only for components Warden ships, never for uploads.
+   */
+  cacheDir?: string
 }
 
 interface MemoEntry {
@@ -188,12 +194,16 @@ export class ComponentLoader {
       return hit.loaded
     }
     const entry: MemoEntry = { loaded: undefined as never, size: 0, settled: false }
-    entry.loaded = this.#loadUncached(bytes, digest, kind, options.uploader ?? 'anonymous').then(
-      ({ component, size }) => {
-        this.#settle(digest, entry, size)
-        return component
-      },
-    )
+    entry.loaded = this.#loadUncached(
+      bytes,
+      digest,
+      kind,
+      options.uploader ?? 'anonymous',
+      options.cacheDir ?? this.#options.dataDir,
+    ).then(({ component, size }) => {
+      this.#settle(digest, entry, size)
+      return component
+    })
     this.#memo.set(digest, entry)
     entry.loaded.catch((error: unknown) => {
       if (this.#memo.get(digest) === entry) {
@@ -281,12 +291,12 @@ export class ComponentLoader {
     digest: string,
     kind: ComponentKind,
     uploader: string,
+    cacheDir: string,
   ): Promise<{ component: LoadedComponent; size: number }> {
-    const { dataDir } = this.#options
-    let entry = await readCacheEntry(dataDir, digest, this.#variant)
+    let entry = await readCacheEntry(cacheDir, digest, this.#variant)
     const cached = entry !== undefined
     if (!entry) {
-      entry = await this.#transpile(bytes, digest, uploader)
+      entry = await this.#transpile(bytes, digest, uploader, cacheDir)
     }
     const world = parseWorld(entry.manifest.wit)
     const imports = checkImports(world, this.#options.capabilities)
@@ -325,7 +335,12 @@ export class ComponentLoader {
     return { component, size }
   }
 
-  async #transpile(bytes: Uint8Array, digest: string, uploader: string): Promise<CacheEntry> {
+  async #transpile(
+    bytes: Uint8Array,
+    digest: string,
+    uploader: string,
+    cacheDir: string,
+  ): Promise<CacheEntry> {
     const out = await this.#transpiler.transpile({
       bytes,
       maxMemoryPages: this.#options.maxMemoryPages,
@@ -336,7 +351,7 @@ export class ComponentLoader {
     checkImports(parseWorld(out.wit), this.#options.capabilities)
     glueFunctionBody(out.glue)
     return writeCacheEntry(
-      this.#options.dataDir,
+      cacheDir,
       {
         digest,
         variant: this.#variant,

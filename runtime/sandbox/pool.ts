@@ -140,6 +140,11 @@ export interface SandboxPoolOptions extends AppShareOptions {
    * (elsewhere nothing changes); 0 turns it off. Default {@link HOG_NICE}.
    */
   hogNice?: number
+  /**
+   * Prepare the next run's fresh instance of a slow-to-instantiate component after a run
+   * answers (`worker.ts`, `prepareNext`). Default true; false measures the baseline.
+   */
+  prepareInstances?: boolean
   /** @internal Tests only: start this module instead of `./worker` (a forged worker). */
   workerModule?: { from: string; name: string }
 }
@@ -186,6 +191,10 @@ interface Slot {
    */
   loaded: Map<string, Spinner>
   current?: ActiveRun
+  /** When its last run ended (`performance.now()`); 0 before any. */
+  freedAt?: number
+  /** Its last result said it prepares an instance before it takes the next run (a hint). */
+  preparing?: boolean
   /** A `waitAsync` on STATE is pending. */
   waiting: boolean
   /** `#arm` is on the stack: a nested call leaves the work to it. */
@@ -332,6 +341,7 @@ export class SandboxPool implements Sandbox {
         ? { clockResolutionNs: this.#options.clockResolutionNs }
         : {}),
       spin: { response: this.#spin.response, job: this.#spin.job },
+      ...(this.#options.prepareInstances === false ? { prepareInstances: false } : {}),
     }
     const entry = this.#options.workerModule ?? { from: import.meta.url, name: './worker' }
     const worker = startWorker(entry.from, entry.name, {
@@ -406,6 +416,7 @@ export class SandboxPool implements Sandbox {
           return
         }
         const wallMs = performance.now() - run.startedAt
+        slot.preparing = msg.preparing === true
         this.#endRun(
           slot,
           msg.ok
@@ -430,6 +441,7 @@ export class SandboxPool implements Sandbox {
     }
     clearTimeout(run.timer)
     slot.current = undefined
+    slot.freedAt = performance.now()
     run.resolve(result)
   }
 
@@ -522,15 +534,25 @@ export class SandboxPool implements Sandbox {
 
   #pickSlot(key: string): Slot | undefined {
     let fallback: Slot | undefined
+    let loaded: Slot | undefined
     for (const slot of this.#slots) {
       if (slot.ready && !slot.dead && !slot.current) {
+        // Of the free workers holding the component, the first not preparing an instance
+        // (`worker.ts`, `prepareNext`); of those preparing, the one free longest, likeliest done.
         if (slot.loaded.has(key)) {
-          return slot
+          if (
+            !loaded ||
+            (loaded.preparing && !slot.preparing) ||
+            (loaded.preparing && (slot.freedAt ?? 0) < (loaded.freedAt ?? 0))
+          ) {
+            loaded = slot
+          }
+        } else {
+          fallback ??= slot
         }
-        fallback ??= slot
       }
     }
-    return fallback
+    return loaded ?? fallback
   }
 
   #start(slot: Slot, job: PoolJob, resolve: (r: PoolResult) => void): void {

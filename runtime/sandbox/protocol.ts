@@ -86,6 +86,8 @@ export type FromWorker =
       outcome: 'ok' | 'err'
       value: unknown
       metering: WorkerMetering
+      /** The worker prepares an instance for the next run before it takes one (a hint). */
+      preparing?: boolean
     }
   | {
       type: 'result'
@@ -95,6 +97,7 @@ export type FromWorker =
       error: SerializedError
       guestError?: unknown
       metering: WorkerMetering
+      preparing?: boolean
     }
   | { type: 'host-call-large'; bytes: Uint8Array }
 

@@ -12,6 +12,7 @@
  */
 import { Buffer } from 'node:buffer'
 import { readlinkSync } from 'node:fs'
+import { hrtime } from 'node:process'
 import { parentPort, receiveMessageOnPort, workerData } from 'node:worker_threads'
 import type { MessagePort } from 'node:worker_threads'
 import { createLogImports, LOG_INTERFACE } from '../../host-capabilities/logging/index.js'
@@ -35,7 +36,6 @@ import type {
   InvokeJob,
   LoadedComponentMessage,
   ToWorkerControl,
-  WorkerGrant,
   WorkerMetering,
 } from './protocol.js'
 
@@ -52,6 +52,8 @@ export interface SandboxWorkerData {
   clockResolutionNs?: number
   /** How long this worker watches the channel before parking, in µs (`channel.ts`). */
   spin?: { response: number; job: number }
+  /** Prepare instances for next runs (see {@link prepareNext}). Default true. */
+  prepareInstances?: boolean
 }
 
 // jco glue: `instantiate(getCoreModule, imports, instantiateCore)`; `any` is the ABI boundary.
@@ -71,6 +73,10 @@ interface ReadyComponent {
   realm: RealmIntrinsics
   modules: Record<string, WebAssembly.Module>
   minMemoryPages: number
+  /** What its last fresh instantiation cost: whether an instance is worth preparing. */
+  instantiated?: { ms: number; fuel: bigint }
+  /** Its instantiation made a host call: never prepared (see {@link prepareNext}). */
+  unpreparable?: boolean
 }
 
 /**
@@ -181,6 +187,8 @@ const textCodec: RealmHost = {
   chargeElements: (n) => chargeLift(n * LIFTED_ELEMENT_BYTES),
 }
 
+/** Captured before the lockdown, which leaves the worker realm no clock. */
+const now = performance.now.bind(performance)
 const port = parentPort!
 const data = workerData as SandboxWorkerData
 const tid = threadId()
@@ -229,25 +237,68 @@ interface RunState extends WorkerRunState {
   denial?: { thrown: object; capability: string }
 }
 
-/** Build the import object of one run: exactly the interfaces the component imports. */
-function buildImports(grant: WorkerGrant, state: RunState): Record<string, object> {
-  const granted = new Set(grant.granted)
+/**
+ * What the imports of one instance read when they are called: its run's state and grant. An
+ * instance prepared before its run (see {@link prepareNext}) gets its run's grant, limits and
+ * clock here when the run starts; until then every host call aborts the preparation.
+ */
+interface RunSlot {
+  state: RunState
+  granted: ReadonlySet<string>
+  /** The start of the guest's monotonic clock (see the WASI baseline's `epoch`). */
+  epoch: { ns: bigint }
+  preparing: boolean
+  /**
+   * A host call was attempted while preparing. Kept apart from the throw: glue that turns a
+   * thrown value into the guest's `err` could swallow it.
+   */
+  calledWhilePreparing?: boolean
+}
+
+function newSlot(limits: ResolvedLimits, granted: readonly string[]): RunSlot {
+  return {
+    state: { limits, logs: [], logsDropped: 0, logBytes: 0, decisions: [], hostCalls: 0 },
+    granted: new Set(granted),
+    epoch: { ns: hrtime.bigint() },
+    preparing: false,
+  }
+}
+
+/** Thrown by a host call during a preparation: the instance is dropped, never used. */
+const PREPARING = new Error('host call while the instance was prepared')
+
+/** Count one host call of the slot's run (see {@link countHostCall}). */
+function countCall(slot: RunSlot): void {
+  if (slot.preparing) {
+    slot.calledWhilePreparing = true
+    throw PREPARING
+  }
+  countHostCall(slot.state)
+}
+
+/**
+ * Build the import object of one instance: exactly the interfaces the component imports. The
+ * functions read the grant from `slot` when called, so an instance may be made before its run.
+ */
+function buildImports(imported: readonly string[], slot: RunSlot): Record<string, object> {
+  const { state } = slot
   const imports: Record<string, object> = {}
   let wasi: Record<string, object> | undefined
-  for (const name of grant.imported) {
+  for (const name of imported) {
     if (name === LOG_INTERFACE) {
-      const log = createLogImports(state, granted.has(name))
+      const allowed = createLogImports(state, true)
+      const denied = createLogImports(state, false)
       imports[name] = {
         write(level: unknown, message: unknown) {
-          countHostCall(state)
-          log.write(level, message)
+          countCall(slot)
+          ;(slot.granted.has(name) ? allowed : denied).write(level, message)
         },
       }
     } else if (name.startsWith('wasi:')) {
       wasi ??= createWasiImports(
         state,
         (stream, bytes) => {
-          countHostCall(state)
+          countCall(slot)
           state.decisions.push({
             call: state.hostCalls,
             capability: stream,
@@ -256,13 +307,13 @@ function buildImports(grant: WorkerGrant, state: RunState): Record<string, objec
             bytesOut: bytes,
           })
         },
-        { clockResolutionNs: data.clockResolutionNs },
+        { clockResolutionNs: data.clockResolutionNs, epoch: slot.epoch },
       )
       imports[name] = wasi[name] ?? {}
     } else if (name in data.brokerInterfaces) {
       const fns: Record<string, (...args: unknown[]) => unknown> = {}
       for (const fn of data.brokerInterfaces[name]!) {
-        fns[fn] = (...args: unknown[]) => bridgeCall(state, granted, name, fn, args)
+        fns[fn] = (...args: unknown[]) => bridgeCall(slot, name, fn, args)
       }
       imports[name] = fns
     } else {
@@ -287,16 +338,11 @@ function countHostCall(state: RunState): void {
   }
 }
 
-function bridgeCall(
-  state: RunState,
-  granted: ReadonlySet<string>,
-  capability: string,
-  fn: string,
-  args: unknown[],
-): unknown {
-  countHostCall(state)
+function bridgeCall(slot: RunSlot, capability: string, fn: string, args: unknown[]): unknown {
+  countCall(slot)
+  const { state } = slot
   state.denial = undefined
-  if (!granted.has(capability)) {
+  if (!slot.granted.has(capability)) {
     // Early denial: decided here, recorded with the run, no round trip.
     state.decisions.push({
       call: state.hostCalls,
@@ -429,16 +475,145 @@ const fuelGlobal = new WebAssembly.Global({ value: 'i64', mutable: true }, 0n)
 const trapGlobal = new WebAssembly.Global({ value: 'i32', mutable: true }, 0)
 const capGlobals = new Map<number, WebAssembly.Global>()
 
-function meterFor(limits: ResolvedLimits) {
+function meterFor(limits: ResolvedLimits, fuel: bigint = BigInt(limits.fuel)) {
   const capPages = limits.memoryMb * PAGES_PER_MB
   let cap = capGlobals.get(capPages)
   if (!cap) {
     cap = new WebAssembly.Global({ value: 'i32', mutable: false }, capPages)
     capGlobals.set(capPages, cap)
   }
-  fuelGlobal.value = BigInt(limits.fuel)
+  fuelGlobal.value = fuel
   trapGlobal.value = 0
   return { fuel: fuelGlobal, trap: trapGlobal, memory_cap: cap }
+}
+
+/** A fresh component instance and the memories its core modules defined. */
+interface Made {
+  // biome-ignore lint/suspicious/noExplicitAny: the ABI boundary (STYLE.md §7)
+  instance: Record<string, any>
+  memories: Set<WebAssembly.Memory>
+}
+
+/** Instantiate `ready` with imports that read `slot`, metered by `meter`. */
+function instantiate(
+  ready: ReadyComponent,
+  imported: readonly string[],
+  slot: RunSlot,
+  meter: ReturnType<typeof meterFor>,
+): Made {
+  const memories = new Set<WebAssembly.Memory>()
+  let definedMemories = 0
+  const instance = ready.instantiate(
+    (name) => ready.modules[name]!,
+    buildImports(imported, slot),
+    (module, moduleImports) => {
+      const core = new WebAssembly.Instance(module, { ...moduleImports, [METER_MODULE]: meter })
+      for (const [name, value] of Object.entries(core.exports)) {
+        if (value instanceof WebAssembly.Memory) {
+          memories.add(value)
+          // The instrumenter exports every memory a module defines as `warden:memory:N`.
+          // Each is capped on its own, so a module with a memory instantiated twice would
+          // hold twice the cap (found by the outside attack): one memory per run.
+          if (name.startsWith(MEMORY_EXPORT_PREFIX) && ++definedMemories > 1) {
+            throw new WardenError(
+              'invalid_component',
+              'the component instantiates more than one memory (a module that defines one is instantiated twice), which Warden does not run',
+            )
+          }
+        }
+      }
+      return core
+    },
+  )
+  return { instance, memories }
+}
+
+/**
+ * A fresh instance made after a run answered, for the next run of the same component in this
+ * worker: never called before that run, used by one run only, dropped when another component
+ * runs or the component is unloaded. It saves the next run the instantiation (for a
+ * componentize-js guest, most of a run). Its imports read the run's grant, limits and clock
+ * from its slot, set when the run starts; the fuel its instantiation spent is charged to that
+ * run, so a run costs the same fuel either way.
+ */
+interface Prepared extends Made {
+  key: string
+  capPages: number
+  slot: RunSlot
+  fuelSpent: bigint
+}
+
+let prepared: Prepared | undefined
+
+/** Below this, a fresh instantiation is cheap enough: nothing is prepared. */
+const PREPARE_ABOVE_MS = 0.5
+
+/**
+ * After a run of `ready` answered: prepare an instance for its next run, when instantiating it
+ * is worth it and no job is waiting. Its instantiation may spend at most four times the fuel
+ * the last fresh one spent; a host call (a log line, a stdout write, a broker call) while it is
+ * made drops it, and the component is not prepared again, since such calls belong to a run.
+ */
+function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
+  const cost = ready.instantiated
+  if (!worthPreparing(ready) || cost === undefined || channel.state === CHANNEL.JOB) {
+    return
+  }
+  prepared = undefined
+  const slot = newSlot(job.limits, [])
+  slot.preparing = true
+  const budget = cost.fuel * 4n + 1_000_000n
+  const meter = meterFor(job.limits, budget)
+  lift.left = MAX_RUN_LIFT_BYTES
+  try {
+    const made = instantiate(ready, job.grant.imported, slot, meter)
+    const left = meter.fuel.value as bigint
+    if (slot.calledWhilePreparing) {
+      ready.unpreparable = true
+    } else if (left >= 0n && (meter.trap.value as number) === 0) {
+      prepared = {
+        ...made,
+        key: job.key,
+        capPages: job.limits.memoryMb * PAGES_PER_MB,
+        slot,
+        fuelSpent: budget - left,
+      }
+    }
+  } catch {
+    // A trap, fuel spent, a refusal: the next run instantiates afresh and meets it there.
+    if (slot.calledWhilePreparing) {
+      ready.unpreparable = true
+    }
+  } finally {
+    slot.preparing = false
+    lift.left = Infinity
+    lift.exceeded = undefined
+  }
+}
+
+/** Whether an instance of `ready` is prepared after its runs (the result says so to the pool). */
+function worthPreparing(ready: ReadyComponent): boolean {
+  return (
+    data.prepareInstances !== false &&
+    !ready.unpreparable &&
+    ready.instantiated !== undefined &&
+    ready.instantiated.ms >= PREPARE_ABOVE_MS
+  )
+}
+
+/** The prepared instance for this job, if one fits it (taken: it serves this run only). */
+function takePrepared(msg: InvokeJob): Prepared | undefined {
+  const p = prepared
+  prepared = undefined
+  if (
+    p === undefined ||
+    p.key !== msg.key ||
+    p.capPages !== msg.limits.memoryMb * PAGES_PER_MB ||
+    p.fuelSpent > BigInt(msg.limits.fuel)
+  ) {
+    return undefined
+  }
+  return p
 }
 
 function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
@@ -467,17 +642,22 @@ function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
 function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
   const limits: ResolvedLimits = msg.limits
   const capPages = limits.memoryMb * PAGES_PER_MB
-  const meter = meterFor(limits)
-  const state: RunState = {
-    limits,
-    logs: [],
-    logsDropped: 0,
-    logBytes: 0,
-    decisions: [],
-    hostCalls: 0,
+  const made = takePrepared(msg)
+  let slot: RunSlot
+  let meter: ReturnType<typeof meterFor>
+  if (made) {
+    // The run starts now: its grant, limits and clock; its budget less what instantiating spent.
+    slot = made.slot
+    slot.state.limits = limits
+    slot.granted = new Set(msg.grant.granted)
+    slot.epoch.ns = hrtime.bigint()
+    meter = meterFor(limits, BigInt(limits.fuel) - made.fuelSpent)
+  } else {
+    slot = newSlot(limits, msg.grant.granted)
+    meter = meterFor(limits)
   }
-  const memories = new Set<WebAssembly.Memory>()
-  let definedMemories = 0
+  const { state } = slot
+  let memories: ReadonlySet<WebAssembly.Memory> = made?.memories ?? new Set()
   const metering = (): WorkerMetering => {
     let memoryPeakBytes = 0
     for (const memory of memories) {
@@ -501,29 +681,19 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
         `the component needs ${ready.minMemoryPages} pages at start, above the ${limits.memoryMb} MiB cap`,
       )
     }
-    const imports = buildImports(msg.grant, state)
-    const instance = ready.instantiate(
-      (name) => ready.modules[name]!,
-      imports,
-      (module, moduleImports) => {
-        const core = new WebAssembly.Instance(module, { ...moduleImports, [METER_MODULE]: meter })
-        for (const [name, value] of Object.entries(core.exports)) {
-          if (value instanceof WebAssembly.Memory) {
-            memories.add(value)
-            // The instrumenter exports every memory a module defines as `warden:memory:N`.
-            // Each is capped on its own, so a module with a memory instantiated twice would
-            // hold twice the cap (found by the outside attack): one memory per run.
-            if (name.startsWith(MEMORY_EXPORT_PREFIX) && ++definedMemories > 1) {
-              throw new WardenError(
-                'invalid_component',
-                'the component instantiates more than one memory (a module that defines one is instantiated twice), which Warden does not run',
-              )
-            }
-          }
-        }
-        return core
-      },
-    )
+    let instance: Made['instance']
+    if (made) {
+      instance = made.instance
+    } else {
+      const started = now()
+      const fresh = instantiate(ready, msg.grant.imported, slot, meter)
+      ready.instantiated = {
+        ms: now() - started,
+        fuel: BigInt(limits.fuel) - (meter.fuel.value as bigint),
+      }
+      instance = fresh.instance
+      memories = fresh.memories
+    }
     let target: unknown = instance
     for (const part of msg.exportName.split('.')) {
       // Own properties only: `constructor.constructor` must not reach Function.
@@ -592,6 +762,9 @@ function handleControl(msg: ToWorkerControl): void {
   switch (msg.type) {
     case 'unload':
       components.delete(msg.key)
+      if (prepared?.key === msg.key) {
+        prepared = undefined
+      }
       return
     case 'load': {
       const key = msg.component.key
@@ -683,6 +856,15 @@ for (;;) {
   channel.settle(CHANNEL.IDLE)
   ran = job !== undefined
   if (job) {
-    postResult(runJob(job))
+    const result = runJob(job)
+    const ready = components.get(job.key)
+    const prepare = ready !== undefined && !(ready instanceof Error) && worthPreparing(ready)
+    if (prepare && result.type === 'result') {
+      result.preparing = true
+    }
+    postResult(result)
+    if (prepare) {
+      prepareNext(ready, job)
+    }
   }
 }

@@ -22,6 +22,8 @@ import type {
   NewApiKey,
   Route,
   RouteRequest,
+  RunRequest,
+  RunResult,
   SecretInfo,
   TokenEntry,
   UploadMeta,
@@ -190,6 +192,24 @@ export class WardenClient {
   /** Stop serving the app (admin); the bound token is not revoked. Answers the old binding. */
   unbindRoute(app: string): Promise<Route> {
     return this.#json({ method: 'DELETE', path: `/v1/apps/${seg(app)}/route`, auth: this.#key })
+  }
+
+  /**
+   * An agent's ephemeral run (`POST /v1/runs`) under a capability token (default: the client's
+   * `token`): JS `source` in Warden's built-in sandbox (a token for the app `js`), or a deployed
+   * action by `app`. A script that throws rejects with `guest_error`, its message and its
+   * `scriptStack` (lines of the source); a limit with Warden's code; both carry the report and logs.
+   *
+   * @example
+   * const { output } = await client.run({ source: 'return input.n * 2', input: { n: 21 } }, token) // 42
+   */
+  run(request: RunRequest, token = this.#token): Promise<RunResult> {
+    return this.#json({ method: 'POST', path: '/v1/runs', auth: token, json: request })
+  }
+
+  /** {@link WardenClient.run} of JS `source` with `input`. */
+  runJs(source: string, input?: unknown, token = this.#token): Promise<RunResult> {
+    return this.run(input === undefined ? { source } : { source, input }, token)
   }
 
   // ── tokens ──────────────────────────────────────────────────────────────────────────────
@@ -397,12 +417,13 @@ export class WardenClient {
 /** The {@link WardenApiError} of an error answer (its report, for a run). */
 function errorOf(body: unknown, status: number): WardenApiError {
   const answer = (body ?? {}) as {
-    error?: { code?: unknown; message?: unknown }
+    error?: { code?: unknown; message?: unknown; stack?: unknown }
+    logs?: RunResult['logs']
     report?: InvokeResult['report']
     guestError?: unknown
     invocationId?: unknown
   }
-  const { code, message } = answer.error ?? {}
+  const { code, message, stack } = answer.error ?? {}
   if (typeof code !== 'string' || typeof message !== 'string') {
     return new WardenApiError(
       'internal',
@@ -414,5 +435,7 @@ function errorOf(body: unknown, status: number): WardenApiError {
     ...(answer.report ? { report: answer.report } : {}),
     ...('guestError' in answer ? { guestError: answer.guestError } : {}),
     ...(typeof answer.invocationId === 'string' ? { invocationId: answer.invocationId } : {}),
+    ...(typeof stack === 'string' ? { scriptStack: stack } : {}),
+    ...(Array.isArray(answer.logs) ? { logs: answer.logs } : {}),
   })
 }

@@ -19,8 +19,12 @@ export class WardenApiError extends Error {
   readonly report: MeteringReport | undefined
   /** The app's own error value, for `guest_error` (`invoke` only). */
   readonly guestError: unknown
-  /** The run's id, when it ran (`invoke` only). */
+  /** The run's id, when it ran (`invoke` and `run`). */
   readonly invocationId: string | undefined
+  /** A script's own frames (`name@script:LINE:COL`), for its `guest_error` (`run` only). */
+  readonly scriptStack: string | undefined
+  /** The run's log lines, when it ran (`run` only). */
+  readonly logs: { level: string; message: string }[] | undefined
 
   constructor(
     code: string,
@@ -31,6 +35,8 @@ export class WardenApiError extends Error {
       report?: MeteringReport
       guestError?: unknown
       invocationId?: string
+      scriptStack?: string
+      logs?: { level: string; message: string }[]
     } = {},
   ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause })
@@ -40,6 +46,8 @@ export class WardenApiError extends Error {
     this.report = options.report
     this.guestError = options.guestError
     this.invocationId = options.invocationId
+    this.scriptStack = options.scriptStack
+    this.logs = options.logs
   }
 
   toJSON() {

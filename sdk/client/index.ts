@@ -21,6 +21,8 @@ export type {
   GrantsInput,
   InvocationAnswer,
   InvokeResult,
+  RunRequest,
+  RunResult,
   LimitsRequest,
   MeteringReport,
   MintedToken,

@@ -172,6 +172,18 @@ export interface InvokeResult {
   invocationId: string
 }
 
+/** What `POST /v1/runs` runs: JS source in the built-in sandbox, or a deployed action. */
+export type RunRequest = { source: string; input?: unknown } | { app: string; input?: unknown }
+
+/** An agent run's answer. */
+export interface RunResult {
+  /** The script's return value (JSON), or the action's output parsed when it is JSON. */
+  output: unknown
+  logs: { level: 'debug' | 'info' | 'warn' | 'error'; message: string }[]
+  report: MeteringReport
+  invocationId: string
+}
+
 /** A secret's name and when it was written; never its value. */
 export interface SecretInfo {
   name: string

@@ -3,7 +3,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { adminKeyPath, startServer } from '../../control-plane/index.js'
-import type { RunningServer } from '../../control-plane/index.js'
+import type { RunningServer, ServeOptions } from '../../control-plane/index.js'
 import { resolveHostConfig } from '../../runtime/index.js'
 
 /** A running test server, its data dir and its bootstrap admin key. */
@@ -16,15 +16,27 @@ export interface TestServer {
 }
 
 /**
- * Start a server on `127.0.0.1:0` with a pool of 2.
+ * Start a server on `127.0.0.1:0` with a pool of 2 (without the built-in JS sandbox unless
+ * `agent` is true).
  *
  * @example
  * const { server, adminKey, close } = await startTestServer('warden-client-')
  */
-export async function startTestServer(prefix: string): Promise<TestServer> {
+export async function startTestServer(
+  prefix: string,
+  options: Pick<ServeOptions, 'agent' | 'warden'> = {},
+): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), prefix))
   const config = { ...resolveHostConfig({ WARDEN_DATA_DIR: dataDir }), poolSize: 2 }
-  const server = await startServer({ config, port: 0, host: '127.0.0.1' })
+  const server = await startServer({
+    config,
+    port: 0,
+    host: '127.0.0.1',
+    // The built-in JS sandbox only where a test uses it: it adds a second or two to the start.
+    agent: options.agent ?? false,
+    log: () => {},
+    ...(options.warden ? { warden: options.warden } : {}),
+  })
   const adminKey = (await readFile(adminKeyPath(dataDir), 'utf8')).trim()
   return {
     server,

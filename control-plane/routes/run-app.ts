@@ -1,0 +1,164 @@
+/**
+ * Running an app under a capability token, shared by `POST /v1/apps/:id/invoke` and
+ * `POST /v1/runs`: the token first (whoever holds no valid token for the app learns nothing
+ * about it), then the app's status, then one run, counted and remembered; and the answer of a
+ * run as JSON, with the metering report beside an error.
+ */
+import type { Context } from 'hono'
+import { toWardenError, WardenError } from '../../runtime/index.js'
+import type { CapabilityClaims, Invocation, LoadedComponent, Warden } from '../../runtime/index.js'
+import type { ControlPlaneContext } from '../app.js'
+import { requireToken } from '../auth.js'
+import type { ControlPlaneEnv } from '../auth.js'
+import type { AppRecord } from '../registry.js'
+
+/** A verified bearer token and its claims. */
+export interface Bearer {
+  token: string
+  claims: CapabilityClaims
+}
+
+/** The request's capability token, verified; a refusal is recorded (bounded) and thrown. */
+export async function verifyBearer(
+  c: Context<ControlPlaneEnv>,
+  ctx: ControlPlaneContext,
+): Promise<Bearer> {
+  const token = requireToken(c.req.header('authorization'))
+  try {
+    return { token, claims: await ctx.warden.verifyToken(token) }
+  } catch (error) {
+    await ctx.refusals.record(c, toWardenError(error).code)
+    throw error
+  }
+}
+
+/** An input value as the JSON text an action takes. */
+export function inputJson(input: unknown): string {
+  try {
+    return input === undefined ? 'null' : JSON.stringify(input)
+  } catch {
+    throw new WardenError('invalid_request', 'input: nested too deeply')
+  }
+}
+
+/** A guest's output string as JSON when it is JSON, else as the string. */
+export function outputValue(output: unknown): unknown {
+  if (typeof output !== 'string') {
+    return output
+  }
+  try {
+    return JSON.parse(output)
+  } catch {
+    return output
+  }
+}
+
+/** A build: from the runtime's in-memory cache (bounded), else read back from the registry. */
+export function buildOf(
+  { warden, registry }: Pick<ControlPlaneContext, 'warden' | 'registry'>,
+  record: Pick<AppRecord, 'digest'>,
+): Promise<LoadedComponent> {
+  return (
+    warden.runtime.loaded(record.digest) ??
+    registry.readBlob(record.digest).then((bytes) => warden.load(bytes))
+  )
+}
+
+/**
+ * A run of an app that is not `approved`, refused on the record (`deny`, its code): the error
+ * to throw, `app_disabled` or `app_not_approved`.
+ */
+export async function refuseRun(
+  warden: Warden,
+  record: AppRecord,
+  tokenJti?: string,
+): Promise<WardenError> {
+  const code = record.status === 'disabled' ? 'app_disabled' : 'app_not_approved'
+  await warden.audit.append({
+    kind: 'run',
+    op: 'run',
+    appId: record.id,
+    digest: record.digest,
+    ...(tokenJti ? { tokenJti } : {}),
+    actor: `app:${record.id}`,
+    decision: 'deny',
+    reason: code,
+  })
+  return new WardenError(
+    code,
+    code === 'app_disabled' ? 'the app is disabled' : 'the app is waiting for approval',
+  )
+}
+
+/** What {@link runApp} runs. */
+export interface AppRun {
+  /** The app's id or name, as the caller named it. */
+  app: string
+  bearer: Bearer
+  /** The action's input as JSON text, made once the token and the app passed. */
+  input: () => string
+  /** The build to run, when the caller holds it (the built-in agent); else loaded by digest. */
+  component?: LoadedComponent
+}
+
+/**
+ * Run an approved action once under the bearer's token: `token_invalid` when the token is for
+ * another app (or the app is unknown or decommissioned), `app_disabled` / `app_not_approved`
+ * (audited) when it may not run. Sets the `x-warden-invocation` and `x-warden-fuel` headers.
+ */
+export async function runApp(
+  c: Context<ControlPlaneEnv>,
+  ctx: ControlPlaneContext,
+  run: AppRun,
+): Promise<{ record: AppRecord; invocation: Invocation }> {
+  const { warden, registry } = ctx
+  const { token, claims } = run.bearer
+  const found = registry.get(run.app)
+  if (!found || found.id !== claims.app.id || found.status === 'decommissioned') {
+    await ctx.refusals.record(c, 'token_invalid')
+    throw new WardenError('token_invalid', 'the token is for another app')
+  }
+  const record = found
+  if (record.status !== 'approved') {
+    throw await refuseRun(warden, record, claims.jti)
+  }
+  if (record.kind !== 'action') {
+    throw new WardenError('invalid_request', 'only an action is invoked; this is a micro-app')
+  }
+  // A build: the caller's, else the runtime's in-memory cache (bounded), else the registry's.
+  const component =
+    run.component?.digest === record.digest ? run.component : await buildOf(ctx, record)
+  const input = run.input()
+  ctx.metrics.runStarted()
+  let invocation: Invocation
+  try {
+    invocation = await warden.run(component, input, {
+      token,
+      appId: record.id,
+      verified: claims,
+    })
+  } catch (error) {
+    ctx.metrics.runEnded(undefined, toWardenError(error).code)
+    throw error
+  }
+  ctx.metrics.runEnded(invocation)
+  registry.touchRun(record.id)
+  ctx.recent.add(invocation.report)
+  c.header('x-warden-invocation', invocation.report.invocationId)
+  c.header('x-warden-fuel', String(invocation.report.fuelUsed ?? ''))
+  return { record, invocation }
+}
+
+/** A Warden error of a run, answered with its status, the report beside it. */
+export function answerRunError(
+  c: Context<ControlPlaneEnv>,
+  error: WardenError,
+  invocation: Invocation,
+  extra: Record<string, unknown> = {},
+): Response {
+  const { report } = invocation
+  return c.json(
+    { error: error.toJSON(), ...extra, report, invocationId: report.invocationId },
+    error.status as 422,
+  )
+}

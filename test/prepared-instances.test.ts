@@ -1,0 +1,92 @@
+/**
+ * Prepared instances (`runtime/sandbox/worker.ts`, `prepareNext`): after a run of a component
+ * that is slow to instantiate (the componentize-js agent), the worker makes a fresh instance
+ * for its next run. That run must be indistinguishable from one on an instance made for it:
+ * the same fuel, its own grant, its own memory cap, a clock that starts with it, no state.
+ */
+import { setTimeout as sleep } from 'node:timers/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { agentCacheDir, agentComponent, agentRequest } from '../runtime/index.js'
+import type { InvokeOptions, LoadedComponent } from '../runtime/index.js'
+import { startTestRuntime } from './support/runtime.js'
+import type { TestRuntime } from './support/runtime.js'
+
+const LOG = 'warden:platform/log'
+
+let host: TestRuntime
+let agent: LoadedComponent
+
+beforeAll(async () => {
+  // One worker: every run after the first finds the instance its predecessor prepared.
+  host = await startTestRuntime({ poolSize: 1 })
+  agent = await host.warden.load(await agentComponent(), { cacheDir: agentCacheDir() })
+})
+
+afterAll(async () => {
+  await host?.close()
+})
+
+function run(source: string, input: unknown = null, options: InvokeOptions = {}) {
+  return host.warden.invoke(agent, agentRequest(source, input), {
+    interfaces: [LOG],
+    limits: { fuel: 1e10 },
+    ...options,
+  })
+}
+
+function output(invocation: Awaited<ReturnType<typeof run>>): unknown {
+  expect(invocation.error).toBeUndefined()
+  return (JSON.parse(String(invocation.output)) as { ok: unknown }).ok
+}
+
+describe('prepared instances', () => {
+  it('charge a run the same fuel as an instance made for it', async () => {
+    const fuel: number[] = []
+    for (let i = 0; i < 5; i++) {
+      const r = await run('let s = 0; for (let i = 0; i < 1000; i++) s += i; return s')
+      expect(output(r)).toBe(499500)
+      fuel.push(r.report.fuelUsed!)
+    }
+    expect(new Set(fuel).size).toBe(1)
+  })
+
+  it('take the grant of their run, not of the run before', async () => {
+    const granted = await run('warden.log("a line"); return 1')
+    expect(granted.logs).toEqual([{ level: 'info', message: 'a line' }])
+    const denied = await run('warden.log("a line"); return 1', null, { interfaces: [] })
+    expect(output(denied)).toBe(1)
+    expect(denied.logs).toEqual([])
+    expect(denied.decisions).toEqual([
+      expect.objectContaining({ capability: LOG, decision: 'deny', reason: 'not granted' }),
+    ])
+  })
+
+  it('are not used for a run with another memory cap: the smaller cap holds', async () => {
+    await run('return 1', null, { limits: { fuel: 1e10, memoryMb: 64 } })
+    const bomb = await run('const a = []; for (;;) a.push(new Array(1 << 20).fill(1))', null, {
+      limits: { fuel: 1e11, memoryMb: 16 },
+    })
+    expect(bomb.error?.code).toBe('memory_limit')
+    expect(bomb.report.memoryPeakBytes).toBeLessThanOrEqual(16 * 1024 * 1024)
+  })
+
+  it('start the guest clock with the run, not when the instance was made', async () => {
+    await run('return 1')
+    await sleep(400)
+    const r = await run('return performance.now()')
+    expect(output(r)).toBeLessThan(400)
+  })
+
+  it('carry no state: globals, prototypes and the warden object are fresh in every run', async () => {
+    for (let i = 0; i < 50; i++) {
+      const r = await run(
+        `const seen = [globalThis.mark ?? null, Object.prototype.leak ?? null, warden.extra ?? null]
+         globalThis.mark = input; Object.prototype.leak = input
+         try { warden.extra = input } catch {}
+         return seen`,
+        i,
+      )
+      expect(output(r)).toEqual([null, null, null])
+    }
+  })
+})

@@ -1,0 +1,89 @@
+/**
+ * crm-lookup in Warden's real sandbox: PII masked without the `pii` grant and shown with it,
+ * keys outside the granted prefix denied by the host, data escaped in the page.
+ */
+import { readFile } from 'node:fs/promises'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openTestApp } from 'warden/testing'
+import type { TestApp } from 'warden/testing'
+
+const dir = new URL('..', import.meta.url)
+const fixture = async (key: string) =>
+  JSON.parse(await readFile(new URL(`fixtures/crm/${key}.json`, dir), 'utf8')) as unknown
+
+let masked: TestApp
+let unmasked: TestApp
+
+beforeAll(async () => {
+  const data = {
+    crm: {
+      'contacts/alice': await fixture('contacts/alice'),
+      'contacts/bob': await fixture('contacts/bob'),
+      'notes/alice': await fixture('notes/alice'),
+    },
+  }
+  const pii = { crm: ['email', 'phone'] }
+  masked = await openTestApp(dir, { data, pii })
+  unmasked = await openTestApp(dir, {
+    build: masked.build,
+    data,
+    pii,
+    grants: { log: true, data: [{ collection: 'crm', prefix: 'contacts', pii: true }] },
+  })
+})
+
+afterAll(async () => {
+  await masked?.close()
+  await unmasked?.close()
+})
+
+describe('crm-lookup', () => {
+  it('declares data and log: medium risk (high on a server with PII collections)', () => {
+    expect(masked.build.capabilities.sort()).toEqual([
+      'warden:platform/data',
+      'warden:platform/log',
+    ])
+    expect(masked.build.risk.tier).toBe('medium')
+  })
+
+  it('masks personal data without the pii grant', async () => {
+    const res = await masked.request('GET', '/api/contacts/alice')
+    expect(res.status).toBe(200)
+    expect(res.json()).toEqual({
+      id: 'alice',
+      name: 'Alice Martin',
+      company: 'Acme',
+      email: '[pii]',
+      phone: '[pii]',
+    })
+    expect(res.text()).not.toContain('alice@acme.example')
+  })
+
+  it('shows personal data with the pii grant', async () => {
+    const res = await unmasked.request('GET', '/api/contacts/alice')
+    expect(res.json()).toMatchObject({ email: 'alice@acme.example' })
+  })
+
+  it('lists the contacts as JSON and as an escaped HTML page', async () => {
+    const list = await masked.request('GET', '/api/contacts')
+    expect((list.json() as { id: string }[]).map((c) => c.id)).toEqual(['alice', 'bob'])
+    const page = await masked.request('GET', '/')
+    expect(page.headers['content-type']).toBe('text/html; charset=utf-8')
+    expect(page.text()).toContain('Bob &#60;b&#62;Stone&#60;/b&#62;')
+    expect(page.text()).not.toContain('<b>')
+  })
+
+  it('is denied keys outside its prefix, and answers 403', async () => {
+    const res = await masked.request('GET', '/api/notes/alice')
+    expect(res.status).toBe(403)
+    expect(res.text()).not.toContain('Renewal')
+    expect(res.calls).toContainEqual(
+      expect.objectContaining({ capability: 'data', fn: 'get', decision: 'deny' }),
+    )
+  })
+
+  it('answers 404 for an unknown contact and 400 for a malformed id', async () => {
+    expect((await masked.request('GET', '/api/contacts/zed')).status).toBe(404)
+    expect((await masked.request('GET', '/api/contacts/..%2Fnotes%2Falice')).status).toBe(400)
+  })
+})

@@ -366,7 +366,10 @@ export async function buildApp(options: BuildOptions): Promise<BuildResult> {
 
   await mkdir(outDir, { recursive: true })
   const wasmPath = join(outDir, 'app.wasm')
-  const capabilities = facts.imports.filter((i) => i.startsWith('warden:platform/'))
+  // `warden:platform/types` only carries types: never granted, never a capability.
+  const capabilities = facts.imports.filter(
+    (i) => i.startsWith('warden:platform/') && i !== 'warden:platform/types',
+  )
   const risk = assessRisk(facts.imports, [])
   await writeAtomic(wasmPath, bytes)
   await writeAtomic(

@@ -30,7 +30,8 @@ beforeAll(async () => {
     pii,
     grants: { log: true, data: [{ collection: 'crm', prefix: 'contacts', pii: true }] },
   })
-})
+  // A cold build (componentize-js, then the loader) takes minutes on a busy machine.
+}, 900_000)
 
 afterAll(async () => {
   await masked?.close()

@@ -23,7 +23,8 @@ beforeAll(async () => {
     // The manifest grants api.github.com; here that origin is the loopback upstream.
     origins: { 'https://api.github.com': github.origin },
   })
-})
+  // A cold build (componentize-js, then the loader) takes minutes on a busy machine.
+}, 900_000)
 
 afterAll(async () => {
   await app?.close()

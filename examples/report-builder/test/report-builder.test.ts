@@ -10,7 +10,8 @@ let app: TestApp
 
 beforeAll(async () => {
   app = await openTestApp(new URL('..', import.meta.url))
-})
+  // A cold build (componentize-js, then the loader) takes minutes on a busy machine.
+}, 900_000)
 
 afterAll(() => app?.close())
 

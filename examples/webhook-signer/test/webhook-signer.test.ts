@@ -19,7 +19,8 @@ beforeAll(async () => {
     secrets: { webhook_key: KEY },
     origins: { 'https://hooks.example.com': receiver.origin },
   })
-})
+  // A cold build (componentize-js, then the loader) takes minutes on a busy machine.
+}, 900_000)
 
 afterAll(async () => {
   await app?.close()

@@ -3,9 +3,12 @@
  * keys outside the granted prefix denied by the host, data escaped in the page.
  */
 import { readFile } from 'node:fs/promises'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { openTestApp } from 'warden/testing'
 import type { TestApp } from 'warden/testing'
+import type { CliIo } from '../../../sdk/cli/io.js'
+import { runCli } from '../../../sdk/cli/program.js'
 
 const dir = new URL('..', import.meta.url)
 const fixture = async (key: string) =>
@@ -86,5 +89,54 @@ describe('crm-lookup', () => {
   it('answers 404 for an unknown contact and 400 for a malformed id', async () => {
     expect((await masked.request('GET', '/api/contacts/zed')).status).toBe(404)
     expect((await masked.request('GET', '/api/contacts/..%2Fnotes%2Falice')).status).toBe(400)
+  })
+})
+
+describe('warden dev serves it', () => {
+  it('on a local port, printing each request and its host calls', async () => {
+    const out = { stdout: '', stderr: '', code: -1 }
+    let stop: () => void = () => {}
+    const stopped = new Promise<void>((resolve) => {
+      stop = resolve
+    })
+    const io: CliIo = {
+      stdout: (t) => void (out.stdout += t),
+      stderr: (t) => void (out.stderr += t),
+      readStdin: async () => '',
+      env: {},
+      setExitCode: (c) => void (out.code = c),
+      waitForStop: () => stopped,
+    }
+    const done = runCli(io, ['dev', fileURLToPath(dir), '--port', '0', '--no-watch'])
+    const port = await new Promise<string>((resolve, reject) => {
+      const poll = setInterval(() => {
+        const found = /serving on http:\/\/127\.0\.0\.1:(\d+)\//.exec(out.stderr)
+        if (found) {
+          clearInterval(poll)
+          resolve(found[1]!)
+        } else if (out.code !== -1) {
+          clearInterval(poll)
+          reject(new Error(out.stderr))
+        }
+      }, 50)
+    })
+    try {
+      const alice = await fetch(`http://127.0.0.1:${port}/api/contacts/alice`, {
+        headers: { authorization: 'Bearer not-for-the-app' },
+      })
+      expect(alice.status).toBe(200)
+      expect(await alice.json()).toMatchObject({ name: 'Alice Martin', email: '[pii]' })
+      const notes = await fetch(`http://127.0.0.1:${port}/api/notes/alice`)
+      expect(notes.status).toBe(403)
+    } finally {
+      stop()
+      await done
+    }
+    expect(out.code).toBe(0)
+    expect(out.stderr).toMatch(
+      /GET \/api\/contacts\/alice → 200\n {2}✓ allow data\.get crm\/contacts\/alice/,
+    )
+    expect(out.stderr).toMatch(/GET \/api\/notes\/alice → 403/)
+    expect(out.stderr).toMatch(/✗ deny {2}data\.get crm\/notes\/alice/)
   })
 })

@@ -66,6 +66,25 @@ describe('report-builder', () => {
   })
 })
 
+describe('warden dev', () => {
+  it('runs it once with --input in the real sandbox and prints the run', async () => {
+    const out = { stdout: '', stderr: '', code: -1 }
+    const io: CliIo = {
+      stdout: (t) => void (out.stdout += t),
+      stderr: (t) => void (out.stderr += t),
+      readStdin: async () => '',
+      env: {},
+      setExitCode: (c) => void (out.code = c),
+    }
+    const dir = fileURLToPath(new URL('..', import.meta.url))
+    await runCli(io, ['dev', dir, '--input', '{"rows":[{"a":1}],"format":"html"}'])
+    expect(out.code).toBe(0)
+    expect(JSON.parse(out.stdout)).toMatchObject({ format: 'html', rows: 1 })
+    expect(out.stderr).toContain('host calls: 0')
+    expect(out.stderr).toContain('(cached)')
+  })
+})
+
 describe('warden deploy, then invoke through the server', () => {
   it('uploads it with its owner and purpose: low risk, approved at once, invokable', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'warden-deploy-'))

@@ -2,7 +2,7 @@
  * The author's commands in-process: init (and its refusals), the errors of build and deploy
  * before any build, how host calls and progress are printed, and the dev server's header rules.
  */
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { createServer, request } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -10,7 +10,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { Invocation } from '../../runtime/index.js'
 import { toHttpResponse, toIncomingRequest } from '../author/dev-server.js'
-import { formatHostCall, progressPrinter } from './author.js'
+import { formatHostCall, progressPrinter, startWatching } from './author.js'
 import type { CliIo } from './io.js'
 import { runCli } from './program.js'
 
@@ -187,5 +187,26 @@ describe("the dev server's mapping (the control plane's rules)", () => {
     expect(header.response.status).toBe(502)
     const status = await serve({ status: 99, headers: [], body: new Uint8Array() })
     expect(status.response.status).toBe(502)
+  })
+})
+
+describe('--watch', () => {
+  it('rebuilds after a change to the app, not after the build writes .warden/', async () => {
+    const app = join(dir, 'watched')
+    await mkdir(join(app, 'src'), { recursive: true })
+    await mkdir(join(app, '.warden'), { recursive: true })
+    let changes = 0
+    const stop = startWatching(app, async () => {
+      changes += 1
+    })
+    try {
+      await writeFile(join(app, '.warden', 'app.wasm'), 'built')
+      await new Promise((r) => setTimeout(r, 600))
+      expect(changes).toBe(0)
+      await writeFile(join(app, 'src', 'index.ts'), 'export const run = () => 1')
+      await expect.poll(() => changes, { timeout: 5000 }).toBe(1)
+    } finally {
+      stop()
+    }
   })
 })

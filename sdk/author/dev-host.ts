@@ -107,6 +107,8 @@ export async function openDevHost(options: DevHostOptions): Promise<DevHost> {
   const warden = await openWarden({
     ...resolveHostConfig({ WARDEN_DATA_DIR: dataDir }),
     poolSize: 1,
+    // Not a request path: a busy machine may take long to transpile a build the cache lacks.
+    transpileTimeoutMs: 300_000,
     ...(options.http ? { http: options.http } : {}),
   })
   try {

@@ -265,7 +265,7 @@ allowed or denied, and why. Secrets come from warden.secrets.json, data from fix
     try {
       JSON.parse(input)
     } catch {
-      throw new WardenError('invalid_request', '--input must be JSON')
+      throw new WardenError('invalid_request', 'the input must be JSON')
     }
     const invocation = await host.run(input)
     printRun(invocation)

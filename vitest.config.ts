@@ -1,6 +1,11 @@
+import { fileURLToPath } from 'node:url'
 import { defineConfig } from 'vitest/config'
 
 export default defineConfig({
+  resolve: {
+    // The package's own `warden/testing` export, from sources (authors get dist/ through exports).
+    alias: { 'warden/testing': fileURLToPath(new URL('sdk/testing/index.ts', import.meta.url)) },
+  },
   test: {
     include: [
       'core/**/*.test.ts',
@@ -10,6 +15,7 @@ export default defineConfig({
       'sdk/**/*.test.ts',
       'test/**/*.test.ts',
       'examples/**/*.test.ts',
+      'examples/*/test/**/*.test.ts',
     ],
     // The sandbox process runs from dist/: rebuild it first when the sources are newer.
     globalSetup: ['test/global-setup.ts'],

@@ -27,6 +27,8 @@ export interface CliIo {
    * `openWarden({ ...hostConfig(), poolSize: 1 })`.
    */
   openWarden?: () => Promise<Warden>
+  /** Whether stderr is a terminal (progress redraws one line). Default false. */
+  isTTY?: boolean
   /** `warden serve` runs until this resolves. Default: the first SIGTERM or SIGINT. */
   waitForStop?: () => Promise<void>
 }

@@ -20,6 +20,7 @@ const io: CliIo = {
   // WARDEN_TOKEN and the variable named by `secret set --from-env`. Host settings are still
   // resolved by resolveHostConfig(env).
   env: process.env,
+  isTTY: process.stderr.isTTY === true,
   setExitCode: (code) => {
     process.exitCode = code
   },

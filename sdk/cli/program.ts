@@ -40,6 +40,7 @@ import {
 import { parsePiiFields, putData, setDataSchema } from './data.js'
 import { grantsFromFlags, hasGrantFlags, parseFuel, parseTtl } from './grant-flags.js'
 import type { GrantFlagValues } from './grant-flags.js'
+import { registerAuthorCommands } from './author.js'
 import { runDemo } from './demo.js'
 import { serveCommand } from './serve.js'
 import { terminalSafe } from './terminal.js'
@@ -1111,6 +1112,10 @@ Example:
         return EXIT.ok
       }),
     )
+
+  // ── warden init, build, dev, deploy (the author's commands: author.ts) ───────────────────
+
+  registerAuthorCommands(program, { io, out, err, act, needRemote })
 
   // ── warden demo ───────────────────────────────────────────────────────────────────────────
 

@@ -15,7 +15,7 @@ import { bearerOf } from './auth.js'
 import { answerError } from './http-errors.js'
 import { createMetrics } from './metrics.js'
 import type { ControlPlaneMetrics } from './metrics.js'
-import { MICRO_APP_DEFAULTS } from './micro-app-http.js'
+import { hasDotSegment, MICRO_APP_DEFAULTS } from './micro-app-http.js'
 import { createRateLimiter, DEFAULT_RATE_LIMITS } from './rate-limit.js'
 import { clientOf, createRefusalAudit } from './refusals.js'
 import type { RefusalAudit } from './refusals.js'
@@ -147,6 +147,14 @@ export function createControlPlane(
     // Outermost, so the span covers everything below; absent when telemetry is off.
     app.use('*', traceRequests(deps.warden.telemetry, deps.warden.redact))
   }
+  app.use('*', async (c, next) => {
+    // The target as it came off the wire (the Request's URL is already resolved).
+    const raw = (c.env as { incoming?: { url?: unknown } } | undefined)?.incoming?.url
+    if (typeof raw === 'string' && hasDotSegment(raw)) {
+      throw new WardenError('invalid_request', 'the path has a `.` or `..` segment')
+    }
+    await next()
+  })
   app.use('*', async (c, next) => {
     const started = performance.now()
     c.header('cache-control', 'no-store')

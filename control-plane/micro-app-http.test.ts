@@ -2,6 +2,7 @@ import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { WardenError } from '../runtime/index.js'
 import {
+  hasDotSegment,
   checkGuestResponse,
   CREDENTIAL_HEADERS,
   HOP_BY_HOP,
@@ -66,6 +67,48 @@ describe('splitAppPath', () => {
     ]) {
       expect(splitAppPath(path)).toBeUndefined()
     }
+  })
+})
+
+describe('hasDotSegment (third outside attack)', () => {
+  it('finds `.` and `..` segments, plain or percent-encoded in any case, in origin and absolute form', () => {
+    for (const target of [
+      '/apps/x/..',
+      '/apps/x/../v1/keys',
+      '/apps/x/%2e%2e/%2e%2e/v1/keys',
+      '/apps/reflect/.%2E/.%2e/openapi.json',
+      '/apps/x/%2E/',
+      '/./v1/keys',
+      'http://h:80/apps/x/%2e%2e/v1/keys?q=1',
+    ]) {
+      expect(hasDotSegment(target), target).toBe(true)
+    }
+  })
+
+  it('leaves dots inside names, dots in the query, and other encodings alone', () => {
+    for (const target of [
+      '/apps/x/a.b',
+      '/apps/x/..c/.d/e..',
+      '/apps/x/?p=../..',
+      '/apps/x/%2e%2e%2f',
+      '/',
+    ]) {
+      expect(hasDotSegment(target), target).toBe(false)
+    }
+  })
+
+  it('agrees with the URL parser: a target without dot segments keeps its path when resolved', () => {
+    const segment = fc.stringMatching(/^[a-zA-Z0-9._~%-]{0,6}$/)
+    fc.assert(
+      fc.property(fc.array(segment, { maxLength: 6 }), (segments) => {
+        const target = `/p/${segments.join('/')}`
+        const resolved = new URL(target, 'http://h').pathname
+        if (!hasDotSegment(target)) {
+          // Nothing was resolved away: the parser may only re-encode, never drop segments.
+          expect(resolved.split('/').length).toBe(target.split('/').length)
+        }
+      }),
+    )
   })
 })
 

@@ -139,6 +139,25 @@ export function splitAppPath(pathname: string): { name: string; path: string } |
   return { name: match[1]!, path: match[2] ?? '/' }
 }
 
+/**
+ * Whether a raw request target (as it came off the wire, before any URL parsing) has a dot
+ * segment, `.` or `..`, written plainly or percent-encoded (`%2e`, `%2E`). URL parsers resolve
+ * `%2e%2e` as `..`, so `/apps/x/%2e%2e/%2e%2e/v1/keys` would leave the app's mount; a front proxy
+ * that allows only `/apps/<name>/*` without decoding would be bypassed. Such a target is refused.
+ *
+ * @example
+ * hasDotSegment('/apps/x/%2e%2E/v1/keys') // true
+ * hasDotSegment('/apps/x/a.b/..c?q=..') // false
+ */
+export function hasDotSegment(target: string): boolean {
+  // An absolute-form target ("http://host/path"): only its path counts.
+  const path = target.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '').split(/[?#]/, 1)[0]!
+  return path.split('/').some((segment) => {
+    const plain = segment.replace(/%2e/gi, '.')
+    return plain === '.' || plain === '..'
+  })
+}
+
 /** The headers an app sees: no hop-by-hop headers, none `Connection` names, no credentials. */
 export function requestHeadersForGuest(headers: Headers): WitHeader[] {
   const named = new Set(

@@ -1,8 +1,10 @@
 /**
  * Per-credential rate limits (`rate-limiter-flexible`, in memory: one server; Redis mode will
  * share them). An API key is limited by its id, a capability token by a hash of the presented
- * string (so floods of bad tokens are limited too, before any signature is checked). Past the
- * limit: `429 rate_limited` with `Retry-After`.
+ * string (so floods of bad tokens are limited too, before any signature is checked) and, once
+ * verified, by its family: the root of its attenuation chain. Without the family bucket a holder
+ * could mint up to 1,000 descendants and get a fresh budget with each. Past the limit:
+ * `429 rate_limited` with `Retry-After`.
  */
 import { createHash } from 'node:crypto'
 import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible'
@@ -26,12 +28,22 @@ export type RateBucket =
   | { kind: 'key'; id: string }
   /** A capability token, by a hash of its (canonical) string. */
   | { kind: 'token'; token: string }
+  /**
+   * A verified token's family: the root of its chain (`chain[0]`, or its own jti for a root).
+   * Only ever charged after the signature checked, so nobody can spend another family's budget.
+   */
+  | { kind: 'family'; root: string }
   /** A client address whose credential did not authenticate. */
   | { kind: 'client'; address: string }
 
 /** A rate-limit check; throws `rate_limited` (with `retryAfterSeconds`) past the limit. */
 export interface RateLimiter {
   check(bucket: RateBucket): Promise<void>
+}
+
+/** The family bucket of verified claims: the root of the attenuation chain. */
+export function familyOf(claims: { jti: string; chain: readonly string[] }): RateBucket {
+  return { kind: 'family', root: claims.chain[0] ?? claims.jti }
 }
 
 /** `rate_limited`, and when to come back. */
@@ -55,6 +67,7 @@ export class RateLimited extends WardenError {
 export function createRateLimiter(limits: RateLimits): RateLimiter {
   const keys = new RateLimiterMemory({ points: limits.keyRps, duration: 1, keyPrefix: 'key' })
   const tokens = new RateLimiterMemory({ points: limits.tokenRps, duration: 1, keyPrefix: 'tok' })
+  const families = new RateLimiterMemory({ points: limits.tokenRps, duration: 1, keyPrefix: 'fam' })
   const clients = new RateLimiterMemory({ points: limits.keyRps, duration: 1, keyPrefix: 'bad' })
   return {
     async check(bucket) {
@@ -63,6 +76,8 @@ export function createRateLimiter(limits: RateLimits): RateLimiter {
           await keys.consume(bucket.id)
         } else if (bucket.kind === 'client') {
           await clients.consume(bucket.address)
+        } else if (bucket.kind === 'family') {
+          await families.consume(bucket.root)
         } else {
           // Token strings are bearer credentials: never kept as map keys.
           const id = createHash('sha256').update(bucket.token).digest('base64url').slice(0, 22)

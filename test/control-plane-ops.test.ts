@@ -4,6 +4,7 @@
  */
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
+import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -113,6 +114,94 @@ describe('metrics', () => {
     expect(text).toContain('warden_pool_size 1')
     expect(text).not.toContain(app.id)
     expect(text).not.toContain(token)
+  })
+})
+
+describe('rate limits of a token family (third outside attack)', () => {
+  it('counts every descendant of a token against its root, so children bring no fresh budget', async () => {
+    await new Promise((r) => setTimeout(r, 1100))
+    const query = new URLSearchParams({ name: 'family', owner: 'ops', purpose: 'family budget' })
+    const app = await (
+      await fetch(`${server.url}/v1/apps?${query}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/wasm' },
+        body: Buffer.from(await tieredGuest(['log'], 'family')) as unknown as BodyInit,
+      })
+    ).json()
+    const { token: parent } = await (
+      await fetch(`${server.url}/v1/tokens`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ app: app.id, grants: { log: true } }),
+      })
+    ).json()
+    // Eight children, minted within the family's budget (5/s here).
+    const children: string[] = []
+    for (let i = 0; i < 8; i++) {
+      if (i % 4 === 3) {
+        await new Promise((r) => setTimeout(r, 1100))
+      }
+      const child = await fetch(`${server.url}/v1/tokens/attenuate`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${parent}`, 'content-type': 'application/json' },
+        body: '{}',
+      })
+      expect(child.status).toBe(201)
+      children.push((await child.json()).token)
+    }
+    await new Promise((r) => setTimeout(r, 1100))
+    // One request per child at once: each string is fresh, the family is not.
+    const answers = await Promise.all(
+      children.map((token) =>
+        fetch(`${server.url}/v1/apps/${app.id}/invoke`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+          body: '{"input":"hi"}',
+        }),
+      ),
+    )
+    const statuses = answers.map((a) => a.status)
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(3)
+    const limited = answers.find((a) => a.status === 429)!
+    expect((await limited.json()).error.code).toBe('rate_limited')
+    await new Promise((r) => setTimeout(r, 1100))
+  })
+})
+
+describe('dot segments in the raw path (third outside attack)', () => {
+  /** A GET with the target exactly as written: fetch() would resolve the dots first. */
+  function rawGet(target: string): Promise<{ status: number; body: string }> {
+    const { hostname, port } = new URL(server.url)
+    return new Promise((resolve, reject) => {
+      const req = request(
+        { host: hostname, port, path: target, headers: { authorization: `Bearer ${adminKey}` } },
+        (res) => {
+          let body = ''
+          res.setEncoding('utf8')
+          res.on('data', (chunk: string) => {
+            body += chunk
+          })
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }))
+        },
+      )
+      req.on('error', reject)
+      req.end()
+    })
+  }
+
+  it('refuses a target that would leave an app mount through `%2e%2e`, before any route', async () => {
+    await new Promise((r) => setTimeout(r, 1100))
+    for (const target of [
+      '/apps/reflect/%2e%2e/%2e%2e/v1/keys',
+      '/apps/x/.%2E/.%2e/openapi.json',
+      '/v1/apps/../keys',
+    ]) {
+      const answer = await rawGet(target)
+      expect(answer.status, target).toBe(400)
+      expect(JSON.parse(answer.body).error.code).toBe('invalid_request')
+      expect(answer.body).not.toContain('"keys"')
+    }
+    expect((await rawGet('/v1/keys')).status).toBe(200)
   })
 })
 

@@ -35,6 +35,7 @@ import {
 } from '../micro-app-http.js'
 import type { IncomingRequest } from '../micro-app-http.js'
 import type { AppRecord } from '../registry.js'
+import { familyOf } from '../rate-limit.js'
 import { routeView } from '../route-store.js'
 import type { RouteBinding } from '../route-store.js'
 import { buildOf, refuseRun } from './apps.js'
@@ -251,6 +252,7 @@ export function registerMicroAppRoutes(
       await refusals.record(c, toWardenError(error).code)
       throw error
     }
+    await ctx.limiter.check(familyOf(claims))
     const request: IncomingRequest = {
       method: c.req.method,
       path: target.path,

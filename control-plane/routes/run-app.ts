@@ -10,6 +10,7 @@ import type { CapabilityClaims, Invocation, LoadedComponent, Warden } from '../.
 import type { ControlPlaneContext } from '../app.js'
 import { requireToken } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
+import { familyOf } from '../rate-limit.js'
 import type { AppRecord } from '../registry.js'
 
 /** A verified bearer token and its claims. */
@@ -24,12 +25,15 @@ export async function verifyBearer(
   ctx: ControlPlaneContext,
 ): Promise<Bearer> {
   const token = requireToken(c.req.header('authorization'))
+  let claims: CapabilityClaims
   try {
-    return { token, claims: await ctx.warden.verifyToken(token) }
+    claims = await ctx.warden.verifyToken(token)
   } catch (error) {
     await ctx.refusals.record(c, toWardenError(error).code)
     throw error
   }
+  await ctx.limiter.check(familyOf(claims))
+  return { token, claims }
 }
 
 /** An input value as the JSON text an action takes. */

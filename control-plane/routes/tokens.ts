@@ -22,6 +22,7 @@ import type { ControlPlaneContext } from '../app.js'
 import { actorOf, requireRole, requireToken } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import type { AppRecord } from '../registry.js'
+import { familyOf } from '../rate-limit.js'
 import { tokenEntrySchema } from '../token-index.js'
 import type { TokenEntry } from '../token-index.js'
 import { errorResponses, json, jsonBody } from './schemas.js'
@@ -177,6 +178,7 @@ export function registerTokenRoutes(
         await ctx.refusals.record(c, toWardenError(error).code)
         throw error
       }
+      await ctx.limiter.check(familyOf(claims))
       // Each child is recorded in the token index: a holder must not grow it without bound.
       const root = claims.chain[0] ?? claims.jti
       if (

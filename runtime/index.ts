@@ -37,6 +37,14 @@ export type {
   Telemetry,
   TelemetryConfig,
 } from './telemetry/telemetry.js'
+export {
+  openRedisConnection,
+  storeUnavailable,
+  throwOnFailure,
+  verifyAuditStream,
+} from './redis/index.js'
+export type { RedisConnection, RedisConnectionOptions } from './redis/index.js'
+export type { Quotas } from './quotas.js'
 export type { HostConfig } from './host-config.js'
 export { WardenError, WARDEN_ERROR_CODES, toWardenError } from './errors.js'
 export type { SerializedError, WardenErrorCode } from './errors.js'

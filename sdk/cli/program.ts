@@ -36,6 +36,7 @@ import {
   loadCheckpointKey,
   tailAudit,
   verifyAudit,
+  verifyRedisStream,
 } from './audit.js'
 import { parsePiiFields, putData, setDataSchema } from './data.js'
 import { grantsFromFlags, hasGrantFlags, parseFuel, parseTtl } from './grant-flags.js'
@@ -695,6 +696,12 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
           const client = remote()
           if (client) {
             return verifyRemote(client, flags)
+          }
+          const redisResult = await verifyRedisStream(hostConfig(), flags)
+          if (redisResult) {
+            const { result } = redisResult
+            ;(result.ok ? out : err)(formatVerifyResult(result))
+            return result.ok ? EXIT.ok : EXIT.wardenError
           }
           // NB: the files are read directly, not through openWarden: opening refuses a log whose
           // last record is corrupt, which is exactly when verifying it matters, and takes the

@@ -145,7 +145,7 @@ export async function openApiKeyStore(
         await doc.save()
       } catch (error) {
         byId.delete(id)
-        doc.data.keys.pop()
+        doc.data.keys.splice(doc.data.keys.indexOf(stored), 1)
         throw error
       }
       return { key, info: publicInfo(stored) }

@@ -290,7 +290,8 @@ export async function openAppRegistry(
       updatedAt: version.uploadedAt,
     }
     doc.data.apps.push(app)
-    await save(() => doc.data.apps.pop())
+    // By identity: in Redis mode another host's app may have been added after it.
+    await save(() => doc.data.apps.splice(doc.data.apps.indexOf(app), 1))
     return { record: view(app), outcome: 'created' }
   }
 

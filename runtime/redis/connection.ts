@@ -145,6 +145,9 @@ export async function openRedisConnection(
   })
   await subscriber.subscribe(channel)
   let lost = false
+  // Set when the barrier's PING failed although the sockets look open (a silent partition):
+  // caches are not trusted again until a PING or a reconnect succeeds.
+  let suspect = false
   subscriber.on('close', () => {
     lost = true
   })
@@ -154,6 +157,7 @@ export async function openRedisConnection(
   const checkBack = () => {
     if (lost && client.status === 'ready' && subscriber.status === 'ready') {
       lost = false
+      suspect = false
       for (const listener of reconnectListeners) {
         try {
           listener()
@@ -173,7 +177,8 @@ export async function openRedisConnection(
     prefix,
     channel,
     key: (name) => `${prefix}${name}`,
-    healthy: () => !closed && !lost && client.status === 'ready' && subscriber.status === 'ready',
+    healthy: () =>
+      !closed && !lost && !suspect && client.status === 'ready' && subscriber.status === 'ready',
     onChange(store, listener) {
       let set = listeners.get(store)
       if (!set) {
@@ -196,6 +201,7 @@ export async function openRedisConnection(
     },
     async sync() {
       if (subscriber.status !== 'ready' || lost) {
+        suspect = true
         throw storeUnavailable('the change channel is down', undefined)
       }
       try {
@@ -209,7 +215,9 @@ export async function openRedisConnection(
           void answer.finally(() => clearTimeout(timer)).catch(() => undefined)
         })
         await Promise.race([answer, timeout])
+        suspect = false
       } catch (error) {
+        suspect = true
         throw storeUnavailable('the change channel is down', error)
       }
     },

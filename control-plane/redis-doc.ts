@@ -33,6 +33,8 @@ export interface RedisDocShape<T, K extends keyof T> {
   order: (a: ItemOf<T, K>, b: ItemOf<T, K>) => number
   /** Fields kept on this host only. */
   volatile?: readonly string[]
+  /** Items to delete from Redis when a host loads the hash (expired token entries). */
+  prune?: (item: ItemOf<T, K>) => boolean
   /** A value no two items may share (an app's name), enforced in Redis across hosts. */
   uniqueOf?: (item: ItemOf<T, K>) => string
 }
@@ -130,13 +132,20 @@ export async function openRedisDoc<T extends object, K extends keyof T>(
       throw storeUnavailable(`the ${shape.name} store cannot be read`, error)
     }
     const items: ItemOf<T, K>[] = []
+    const pruned: string[] = []
     seen.clear()
     for (const [id, json] of Object.entries(all)) {
       const item = parse(json)
-      if (item !== undefined && shape.idOf(item) === id) {
+      if (item !== undefined && shape.prune?.(item)) {
+        pruned.push(id)
+      } else if (item !== undefined && shape.idOf(item) === id) {
         items.push(item)
         seen.set(id, json)
       }
+    }
+    if (pruned.length > 0) {
+      // Best effort: another host's load prunes what this one could not.
+      await redis.client.hdel(hash, ...pruned).catch(() => undefined)
     }
     items.sort(shape.order)
     list().splice(0, list().length, ...items)

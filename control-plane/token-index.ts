@@ -65,6 +65,8 @@ export async function openTokenIndex(
         itemSchema: tokenEntrySchema,
         empty,
         order: (a, b) => a.iat - b.iat,
+        // As the file's: entries expired for more than a day go (on every host's start).
+        prune: (t) => t.exp <= Math.floor(Date.now() / 1000) - 86_400,
       })
     : await openJsonFile(join(dataDir, 'tokens.json'), fileSchema, empty, 'the token index')
   const dayAgo = Math.floor(Date.now() / 1000) - 86_400

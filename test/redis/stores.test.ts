@@ -13,6 +13,7 @@ import fc from 'fast-check'
 import type { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { openAppRegistry } from '../../control-plane/registry.js'
+import { openTokenIndex } from '../../control-plane/token-index.js'
 import { createFileDataStore } from '../../host-capabilities/data/index.js'
 import { createMemoryQuotaStore } from '../../runtime/quotas.js'
 import {
@@ -405,5 +406,32 @@ describe('the control plane documents', () => {
     })
     await until(() => a.list().length === 1 && b.list().length === 1)
     expect(a.get('same-name')?.id).toBe(b.get('same-name')?.id)
+  })
+
+  it('drop token entries expired for more than a day from Redis, and skip what does not parse', async () => {
+    const now = Math.floor(Date.now() / 1000)
+    const entry = (id: string, exp: number) =>
+      JSON.stringify({
+        jti: id,
+        appId: 'a',
+        digest: 'd',
+        grants: {},
+        limits: {},
+        iat: exp - 60,
+        exp,
+        grantedBy: 'key:x',
+      })
+    await redis.hset(
+      `${prefix}tokens`,
+      'old',
+      entry('old', now - 90_000),
+      'live',
+      entry('live', now + 600),
+      'junk',
+      '{"jti":"junk"',
+    )
+    const index = await openTokenIndex(dir, { redis: await host() })
+    expect(index.list().map((t) => t.jti)).toEqual(['live'])
+    expect((await redis.hkeys(`${prefix}tokens`)).sort()).toEqual(['junk', 'live'])
   })
 })

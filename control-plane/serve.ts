@@ -11,6 +11,7 @@ import type { ServerType } from '@hono/node-server'
 import {
   openRedisConnection,
   openWarden,
+  resolveMasterKey,
   startTelemetry,
   writeFileAtomic,
 } from '../runtime/index.js'
@@ -21,7 +22,7 @@ import { prepareAgentApp } from './agent.js'
 import { createControlPlane } from './app.js'
 import { openAppRegistry } from './registry.js'
 import type { AppRegistry } from './registry.js'
-import { openRouteStore } from './route-store.js'
+import { openRedisRouteStore, openRouteStore } from './route-store.js'
 import { openTokenIndex } from './token-index.js'
 
 /** Options of {@link startServer}. */
@@ -105,7 +106,9 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   try {
     const keys = await openApiKeyStore(join(dataDir, 'api-keys.json'), shared)
     const tokens = await openTokenIndex(dataDir, shared)
-    const routes = await openRouteStore(dataDir)
+    const routes = redis
+      ? openRedisRouteStore(redis, await resolveMasterKey({ fromEnv: config.masterKey, dataDir }))
+      : await openRouteStore(dataDir)
     let bootstrapKeyFile: string | undefined
     if (!keys.list().some((k) => k.role === 'admin' && !k.revokedAt)) {
       const { key, info } = await keys.create('admin', { label: 'bootstrap', actor: 'bootstrap' })

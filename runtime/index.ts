@@ -19,12 +19,16 @@ export type {
 export { auditLogPath, auditSigningKeyPath, openWarden } from './warden.js'
 export { ensurePrivateDir, writeFileAtomic } from './files.js'
 export {
+  deriveSubkey,
   isValidCollection,
   isValidKey,
   MAX_DOCUMENT_BYTES,
   MAX_PII_FIELDS,
   MAX_SECRET_BYTES,
+  openSecret,
+  resolveMasterKey,
   SECRET_NAME_PATTERN,
+  sealSecret,
 } from './stores.js'
 export type { DataSchema } from './stores.js'
 export type { RunOptions, TokenOp, Warden, WardenOptions } from './warden.js'

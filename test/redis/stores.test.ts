@@ -13,6 +13,7 @@ import fc from 'fast-check'
 import type { Redis } from 'ioredis'
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
 import { openAppRegistry } from '../../control-plane/registry.js'
+import { openRedisRouteStore } from '../../control-plane/route-store.js'
 import { openTokenIndex } from '../../control-plane/token-index.js'
 import { createFileDataStore } from '../../host-capabilities/data/index.js'
 import { createMemoryQuotaStore } from '../../runtime/quotas.js'
@@ -433,5 +434,31 @@ describe('the control plane documents', () => {
     const index = await openTokenIndex(dir, { redis: await host() })
     expect(index.list().map((t) => t.jti)).toEqual(['live'])
     expect((await redis.hkeys(`${prefix}tokens`)).sort()).toEqual(['junk', 'live'])
+  })
+
+  it('share micro-app route bindings, their tokens sealed', async () => {
+    const master = randomBytes(32)
+    const a = openRedisRouteStore(await host(), master)
+    const b = openRedisRouteStore(await host(), master)
+    const binding = {
+      name: 'hello',
+      appId: 'app-0000000000000001',
+      token: 'eyJhbGciOiJFZERTQSJ9.route-token.sig',
+      jti: jti(),
+      exp: Math.floor(Date.now() / 1000) + 600,
+      boundAt: new Date().toISOString(),
+      boundBy: 'key:x',
+    }
+    await a.put(binding)
+    expect(await b.get('hello')).toEqual(binding)
+    expect(JSON.stringify(await redis.hgetall(`${prefix}routes`))).not.toContain('route-token')
+    await expect(
+      openRedisRouteStore(await host(), randomBytes(32)).get('hello'),
+    ).rejects.toMatchObject({
+      code: 'internal',
+    })
+    expect(await b.delete('hello')).toEqual(binding)
+    expect(await a.get('hello')).toBeUndefined()
+    expect(await a.delete('hello')).toBeUndefined()
   })
 })

@@ -15,6 +15,7 @@ import { run as jsRuns } from './js-runs.bench.js'
 import { run as latency } from './latency.bench.js'
 import { run as microApp } from './micro-app.bench.js'
 import { run as peers } from './peers.bench.js'
+import { run as redis } from './redis.bench.js'
 import { run as server } from './server.bench.js'
 import { run as telemetry } from './telemetry.bench.js'
 import { run as throughput } from './throughput.bench.js'
@@ -37,6 +38,7 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['server', server],
   ['micro-app', microApp],
   ['telemetry', telemetry],
+  ['redis', redis],
 ]
 
 const only = process.argv.slice(2)

@@ -11,7 +11,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { z } from 'zod'
 import { WardenError } from '../runtime/index.js'
+import type { RedisConnection } from '../runtime/index.js'
 import { openJsonFile } from './json-file.js'
+import { openRedisDoc } from './redis-doc.js'
 
 /** The roles an API key can have. */
 export const API_ROLES = ['admin', 'publisher', 'auditor'] as const
@@ -94,14 +96,30 @@ export function isApiKeyId(id: string): boolean {
  * const { key } = await keys.create('publisher', { label: 'ci', actor: 'key:0123456789abcdef' })
  * keys.authenticate(key)?.role // 'publisher'
  */
-export async function openApiKeyStore(file: string): Promise<ApiKeyStore> {
-  const doc = await openJsonFile(
-    file,
-    fileSchema,
-    () => ({ version: 1 as const, keys: [] }),
-    'the API key file',
-  )
+export async function openApiKeyStore(
+  file: string,
+  options: { redis?: RedisConnection } = {},
+): Promise<ApiKeyStore> {
+  const empty = () => ({ version: 1 as const, keys: [] as StoredKey[] })
+  const shared = options.redis
+    ? await openRedisDoc(options.redis, {
+        name: 'api-keys',
+        field: 'keys',
+        idOf: (key: StoredKey) => key.id,
+        itemSchema: storedKeySchema,
+        empty,
+        order: (a, b) => a.createdAt.localeCompare(b.createdAt),
+      })
+    : undefined
+  const doc = shared ?? (await openJsonFile(file, fileSchema, empty, 'the API key file'))
   const byId = new Map<string, StoredKey>(doc.data.keys.map((key) => [key.id, key]))
+  // Redis mode: a key another host made or revoked counts here from its announcement on.
+  shared?.onChange(() => {
+    byId.clear()
+    for (const key of doc.data.keys) {
+      byId.set(key.id, key)
+    }
+  })
 
   return {
     async create(role, { label, actor }) {
@@ -127,7 +145,7 @@ export async function openApiKeyStore(file: string): Promise<ApiKeyStore> {
         await doc.save()
       } catch (error) {
         byId.delete(id)
-        doc.data.keys.pop()
+        doc.data.keys.splice(doc.data.keys.indexOf(stored), 1)
         throw error
       }
       return { key, info: publicInfo(stored) }

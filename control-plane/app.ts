@@ -54,6 +54,11 @@ export interface ControlPlaneDeps {
    * `POST /v1/runs` with `source` runs it. Absent: such runs answer `not_found`.
    */
   agent?: LoadedComponent
+  /**
+   * Redis mode: a barrier awaited before each `/v1` request, so that it sees every change other
+   * hosts acknowledged before it began; rejects with `store_unavailable` when Redis is away.
+   */
+  sync?: () => Promise<void>
 }
 
 /** Body caps of HTTP micro-apps, in bytes. */
@@ -165,7 +170,16 @@ export function createControlPlane(
     ctx.metrics.request(route, c.req.method, c.res.status, (performance.now() - started) / 1000)
   })
   app.use('/v1/*', async (c, next) => {
+    const lost = await deps.sync?.().then(
+      () => undefined,
+      (error: unknown) => error,
+    )
     const credential = bearerOf(c.req.header('authorization'))
+    if (lost !== undefined && (credential === undefined || credential.startsWith('wdn_'))) {
+      // Fail closed: no API key is trusted from a copy that cannot be brought up to date. A
+      // capability token goes on to its own check, which fails closed too, on the record.
+      throw lost
+    }
     if (credential?.startsWith('wdn_')) {
       const key = deps.keys.authenticate(credential)
       if (key) {

@@ -12,13 +12,15 @@
  * - status: `decommissioned` (final), else `disabled` (kill switch), else the current version's
  *   `approved` or `pending`.
  */
-import { randomBytes } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { AGENT_APP_NAME, WardenError, writeFileAtomic } from '../runtime/index.js'
+import { AGENT_APP_NAME, storeUnavailable, WardenError, writeFileAtomic } from '../runtime/index.js'
+import type { RedisConnection } from '../runtime/index.js'
 import { openJsonFile } from './json-file.js'
 import type { JsonFile } from './json-file.js'
+import { openRedisDoc } from './redis-doc.js'
 import { RISK_TIERS } from './risk.js'
 import type { RiskAssessment, RiskTier } from './risk.js'
 
@@ -223,14 +225,27 @@ function notFound(): WardenError {
  * const registry = await openAppRegistry(dataDir)
  * const { record } = await registry.register({ name: 'hello', owner: 'it', purpose: 'demo', … })
  */
-export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
-  const doc: JsonFile<z.output<typeof fileSchema>> = await openJsonFile(
-    join(dataDir, 'registry.json'),
-    fileSchema,
-    () => ({ version: 1 as const, apps: [] }),
-    'the app registry',
-  )
+export async function openAppRegistry(
+  dataDir: string,
+  options: { redis?: RedisConnection } = {},
+): Promise<AppRegistry> {
+  const { redis } = options
+  const empty = () => ({ version: 1 as const, apps: [] as StoredApp[] })
+  const doc: JsonFile<z.output<typeof fileSchema>> = redis
+    ? await openRedisDoc(redis, {
+        name: 'apps',
+        field: 'apps',
+        idOf: (app: StoredApp) => app.id,
+        itemSchema: appSchema,
+        empty,
+        order: (a, b) => a.createdAt.localeCompare(b.createdAt),
+        // When an app last ran is this host's: not worth a write to every host per run.
+        volatile: ['lastRunAt'],
+        uniqueOf: (app) => app.name,
+      })
+    : await openJsonFile(join(dataDir, 'registry.json'), fileSchema, empty, 'the app registry')
   const blobs = join(dataDir, 'blobs', 'sha256')
+  const blobStore = redis ? redisBlobs(redis) : undefined
   let dirty = false
 
   const find = (idOrName: string) =>
@@ -275,7 +290,8 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
       updatedAt: version.uploadedAt,
     }
     doc.data.apps.push(app)
-    await save(() => doc.data.apps.pop())
+    // By identity: in Redis mode another host's app may have been added after it.
+    await save(() => doc.data.apps.splice(doc.data.apps.indexOf(app), 1))
     return { record: view(app), outcome: 'created' }
   }
 
@@ -454,6 +470,9 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
       }
     },
     async readBlob(digest) {
+      if (blobStore) {
+        return blobStore.read(digest)
+      }
       try {
         return new Uint8Array(await readFile(blobPath(digest)))
       } catch (error) {
@@ -461,6 +480,9 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
       }
     },
     async putBlob(digest, bytes) {
+      if (blobStore) {
+        return blobStore.put(digest, bytes)
+      }
       const path = blobPath(digest)
       const there = await stat(path).catch(() => undefined)
       if (there?.size === bytes.byteLength) {
@@ -472,6 +494,45 @@ export async function openAppRegistry(dataDir: string): Promise<AppRegistry> {
     async flush() {
       if (dirty) {
         await save()
+      }
+    },
+  }
+}
+
+/**
+ * Redis mode's blobs: `<prefix>blob:<digest>`, written once (`SET NX`). A blob read back is
+ * hashed again: bytes that are not their digest are refused, whoever changed them.
+ */
+function redisBlobs(redis: RedisConnection) {
+  const keyOf = (digest: string) => {
+    if (!DIGEST.test(digest)) {
+      throw new WardenError('invalid_request', 'not a sha256 digest')
+    }
+    return redis.key(`blob:${digest}`)
+  }
+  return {
+    async read(digest: string): Promise<Uint8Array> {
+      const key = keyOf(digest)
+      let bytes: Buffer | null
+      try {
+        bytes = await redis.client.getBuffer(key)
+      } catch (error) {
+        throw storeUnavailable('a stored build cannot be read', error)
+      }
+      if (bytes === null) {
+        throw new WardenError('internal', 'a stored build is missing')
+      }
+      if (`sha256:${createHash('sha256').update(bytes).digest('hex')}` !== digest) {
+        throw new WardenError('internal', 'a stored build does not match its digest')
+      }
+      return new Uint8Array(bytes)
+    },
+    async put(digest: string, bytes: Uint8Array): Promise<void> {
+      const key = keyOf(digest)
+      try {
+        await redis.client.set(key, Buffer.from(bytes), 'NX')
+      } catch (error) {
+        throw storeUnavailable('a build cannot be stored', error)
       }
     },
   }

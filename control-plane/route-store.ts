@@ -9,6 +9,15 @@
  */
 import { join } from 'node:path'
 import { z } from 'zod'
+import {
+  deriveSubkey,
+  openSecret,
+  sealSecret,
+  storeUnavailable,
+  throwOnFailure,
+  WardenError,
+} from '../runtime/index.js'
+import type { RedisConnection } from '../runtime/index.js'
 import { openJsonFile } from './json-file.js'
 
 /** One binding as stored. */
@@ -92,6 +101,61 @@ export async function openRouteStore(dataDir: string): Promise<RouteStore> {
       byName.delete(name)
       await save()
       return { ...before }
+    },
+  }
+}
+
+const sealedBindingSchema = routeBindingSchema.omit({ token: true }).extend({ sealed: z.string() })
+
+/**
+ * Redis mode's bindings: the hash `<prefix>routes`, name → the binding with its token sealed
+ * (AES-256-GCM under a subkey of the deployment's master key, the route name as additional
+ * data), so that Redis never holds a usable token. Read on every request, never cached: a
+ * binding removed on one host is not served by another.
+ *
+ * @example
+ * const routes = openRedisRouteStore(redis, masterKey)
+ */
+export function openRedisRouteStore(redis: RedisConnection, masterKey: Uint8Array): RouteStore {
+  const hash = redis.key('routes')
+  const key = deriveSubkey(masterKey, 'warden redis route tokens')
+  const guard = async <T>(task: () => Promise<T>): Promise<T> => {
+    try {
+      return await task()
+    } catch (error) {
+      throw storeUnavailable('the route bindings cannot be reached', error)
+    }
+  }
+  const unseal = (name: string, text: string | null): RouteBinding | undefined => {
+    if (text === null) {
+      return undefined
+    }
+    let parsed: z.output<typeof sealedBindingSchema>
+    try {
+      parsed = sealedBindingSchema.parse(JSON.parse(text))
+    } catch (error) {
+      throw new WardenError('internal', 'a route binding is corrupt', { cause: error })
+    }
+    const { sealed, ...rest } = parsed
+    if (rest.name !== name) {
+      throw new WardenError('internal', 'a route binding is corrupt')
+    }
+    return { ...rest, token: openSecret(key, `route:${name}`, sealed) }
+  }
+  return {
+    async get(name) {
+      return unseal(name, await guard(() => redis.client.hget(hash, name)))
+    },
+    async put(binding) {
+      const { token, ...rest } = binding
+      const sealed = sealSecret(key, `route:${binding.name}`, token, binding.boundAt)
+      await guard(() => redis.client.hset(hash, binding.name, JSON.stringify({ ...rest, sealed })))
+    },
+    async delete(name) {
+      const [before] = await guard(async () =>
+        throwOnFailure(await redis.client.multi().hget(hash, name).hdel(hash, name).exec()),
+      )
+      return unseal(name, (before as string | null) ?? null)
     },
   }
 }

@@ -8,15 +8,21 @@ import type { AddressInfo } from 'node:net'
 import { join } from 'node:path'
 import { serve } from '@hono/node-server'
 import type { ServerType } from '@hono/node-server'
-import { openWarden, startTelemetry, writeFileAtomic } from '../runtime/index.js'
-import type { HostConfig, Warden, WardenOptions } from '../runtime/index.js'
+import {
+  openRedisConnection,
+  openWarden,
+  resolveMasterKey,
+  startTelemetry,
+  writeFileAtomic,
+} from '../runtime/index.js'
+import type { HostConfig, RedisConnection, Warden, WardenOptions } from '../runtime/index.js'
 import { openApiKeyStore } from './api-keys.js'
 import type { ApiKeyStore } from './api-keys.js'
 import { prepareAgentApp } from './agent.js'
 import { createControlPlane } from './app.js'
 import { openAppRegistry } from './registry.js'
 import type { AppRegistry } from './registry.js'
-import { openRouteStore } from './route-store.js'
+import { openRedisRouteStore, openRouteStore } from './route-store.js'
 import { openTokenIndex } from './token-index.js'
 
 /** Options of {@link startServer}. */
@@ -68,25 +74,41 @@ export function adminKeyPath(dataDir: string): string {
 export async function startServer(options: ServeOptions): Promise<RunningServer> {
   const { config } = options
   const { dataDir } = config
-  const registry = await openAppRegistry(dataDir)
-  const stopped = registry
-    .list()
-    .filter((a) => a.status === 'disabled' || a.status === 'decommissioned')
-    .map((a) => a.id)
+  // Redis mode: one deployment with every host on the same URL and prefix. Unreachable at
+  // start is an error (store_unavailable), never a silent fall back to local files.
+  const redis: RedisConnection | undefined = config.redisUrl
+    ? await openRedisConnection({ url: config.redisUrl, prefix: config.redisPrefix })
+    : undefined
+  const shared = redis ? { redis } : {}
   // Off (nothing loaded) unless an OTLP endpoint is set.
   const telemetry = await startTelemetry(config.otel)
   let warden: Warden
+  let registry: AppRegistry
   try {
-    warden = await openWarden({ ...config, disabledApps: stopped, telemetry, ...options.warden })
+    registry = await openAppRegistry(dataDir, shared)
+    const stopped = registry
+      .list()
+      .filter((a) => a.status === 'disabled' || a.status === 'decommissioned')
+      .map((a) => a.id)
+    warden = await openWarden({
+      ...config,
+      disabledApps: stopped,
+      ...shared,
+      telemetry,
+      ...options.warden,
+    })
   } catch (error) {
+    await redis?.close()
     await telemetry.shutdown()
     throw error
   }
   let server: ServerType | undefined
   try {
-    const keys = await openApiKeyStore(join(dataDir, 'api-keys.json'))
-    const tokens = await openTokenIndex(dataDir)
-    const routes = await openRouteStore(dataDir)
+    const keys = await openApiKeyStore(join(dataDir, 'api-keys.json'), shared)
+    const tokens = await openTokenIndex(dataDir, shared)
+    const routes = redis
+      ? openRedisRouteStore(redis, await resolveMasterKey({ fromEnv: config.masterKey, dataDir }))
+      : await openRouteStore(dataDir)
     let bootstrapKeyFile: string | undefined
     if (!keys.list().some((k) => k.role === 'admin' && !k.revokedAt)) {
       const { key, info } = await keys.create('admin', { label: 'bootstrap', actor: 'bootstrap' })
@@ -116,6 +138,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       routes,
       rateLimits: config.rateLimits,
       ...(agent ? { agent } : {}),
+      ...(redis ? { sync: () => redis.sync() } : {}),
     })
     const host = options.host ?? config.host
     const listening = await new Promise<AddressInfo>((resolve, reject) => {
@@ -149,6 +172,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
           await app.close()
           await registry.flush()
           await warden.close()
+          await redis?.close()
           // Last: the final audit checkpoint goes out too.
           await telemetry.shutdown()
         })()
@@ -158,6 +182,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   } catch (error) {
     server?.close()
     await warden.close()
+    await redis?.close()
     await telemetry.shutdown()
     throw error
   }

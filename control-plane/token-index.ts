@@ -6,7 +6,9 @@
  */
 import { join } from 'node:path'
 import { z } from 'zod'
+import type { RedisConnection } from '../runtime/index.js'
 import { openJsonFile } from './json-file.js'
+import { openRedisDoc } from './redis-doc.js'
 
 /** One granted token, as the index keeps it and `GET /v1/tokens` shows it. */
 export const tokenEntrySchema = z.strictObject({
@@ -50,13 +52,23 @@ export interface TokenIndex {
  * const tokens = await openTokenIndex(dataDir)
  * await tokens.add({ jti, appId, digest, grants, limits, iat, exp, grantedBy: 'key:…' })
  */
-export async function openTokenIndex(dataDir: string): Promise<TokenIndex> {
-  const doc = await openJsonFile(
-    join(dataDir, 'tokens.json'),
-    fileSchema,
-    () => ({ version: 1 as const, tokens: [] }),
-    'the token index',
-  )
+export async function openTokenIndex(
+  dataDir: string,
+  options: { redis?: RedisConnection } = {},
+): Promise<TokenIndex> {
+  const empty = () => ({ version: 1 as const, tokens: [] as TokenEntry[] })
+  const doc = options.redis
+    ? await openRedisDoc(options.redis, {
+        name: 'tokens',
+        field: 'tokens',
+        idOf: (t: TokenEntry) => t.jti,
+        itemSchema: tokenEntrySchema,
+        empty,
+        order: (a, b) => a.iat - b.iat,
+        // As the file's: entries expired for more than a day go (on every host's start).
+        prune: (t) => t.exp <= Math.floor(Date.now() / 1000) - 86_400,
+      })
+    : await openJsonFile(join(dataDir, 'tokens.json'), fileSchema, empty, 'the token index')
   const dayAgo = Math.floor(Date.now() / 1000) - 86_400
   doc.data.tokens = doc.data.tokens.filter((t) => t.exp > dayAgo)
   const find = (jti: string) => doc.data.tokens.find((t) => t.jti === jti)

@@ -6,6 +6,7 @@ import { availableParallelism } from 'node:os'
 import { resolve } from 'node:path'
 import { DEFAULT_CEILINGS } from './limits/limits.js'
 import type { LimitCeilings } from './limits/limits.js'
+import type { Quotas } from './quotas.js'
 import type { Isolation } from './sandbox/sandbox.js'
 import type { TelemetryConfig } from './telemetry/telemetry.js'
 
@@ -38,6 +39,14 @@ export interface HostConfig {
   loadedCacheMb: number
   /** Redis for the distributed mode; unset means local files. `WARDEN_REDIS_URL`. */
   redisUrl: string | undefined
+  /** Every Redis key and channel starts with it. `WARDEN_REDIS_PREFIX`, default `warden:`. */
+  redisPrefix: string
+  /**
+   * Quotas of every app and token, on all hosts (Redis mode) or this one:
+   * `WARDEN_QUOTA_APP_RUNS_PER_MINUTE`, `WARDEN_QUOTA_TOKEN_RUNS_PER_MINUTE`,
+   * `WARDEN_QUOTA_APP_FUEL_PER_DAY`, `WARDEN_QUOTA_TOKEN_FUEL_PER_DAY`. Default: none.
+   */
+  quotas: Quotas
   /** HTTP port. `PORT`, default 8080. */
   port: number
   /** HTTP address to listen on. `HOST`, default 127.0.0.1 (this machine only). */
@@ -79,6 +88,8 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
       positiveInt(env.WARDEN_TRANSPILE_TIMEOUT_MS, 'WARDEN_TRANSPILE_TIMEOUT_MS') ?? 20_000,
     loadedCacheMb: positiveInt(env.WARDEN_LOADED_CACHE_MB, 'WARDEN_LOADED_CACHE_MB') ?? 256,
     redisUrl: env.WARDEN_REDIS_URL || undefined,
+    redisPrefix: env.WARDEN_REDIS_PREFIX || 'warden:',
+    quotas: quotas(env),
     port: positiveInt(env.PORT, 'PORT') ?? 8080,
     host: env.HOST || '127.0.0.1',
     rateLimits: {
@@ -114,6 +125,21 @@ function telemetryEnabled(env: NodeJS.ProcessEnv): boolean {
     return false
   }
   return OTLP_ENDPOINTS.some((name) => (env[name]?.trim() ?? '') !== '')
+}
+
+function quotas(env: NodeJS.ProcessEnv): Quotas {
+  const out: Quotas = {}
+  const set = (field: keyof Quotas, name: string) => {
+    const value = positiveInt(env[name], name)
+    if (value !== undefined) {
+      out[field] = value
+    }
+  }
+  set('appRunsPerMinute', 'WARDEN_QUOTA_APP_RUNS_PER_MINUTE')
+  set('tokenRunsPerMinute', 'WARDEN_QUOTA_TOKEN_RUNS_PER_MINUTE')
+  set('appFuelPerDay', 'WARDEN_QUOTA_APP_FUEL_PER_DAY')
+  set('tokenFuelPerDay', 'WARDEN_QUOTA_TOKEN_FUEL_PER_DAY')
+  return out
 }
 
 function isolation(value: string | undefined): Isolation {

@@ -19,12 +19,16 @@ export type {
 export { auditLogPath, auditSigningKeyPath, openWarden } from './warden.js'
 export { ensurePrivateDir, writeFileAtomic } from './files.js'
 export {
+  deriveSubkey,
   isValidCollection,
   isValidKey,
   MAX_DOCUMENT_BYTES,
   MAX_PII_FIELDS,
   MAX_SECRET_BYTES,
+  openSecret,
+  resolveMasterKey,
   SECRET_NAME_PATTERN,
+  sealSecret,
 } from './stores.js'
 export type { DataSchema } from './stores.js'
 export type { RunOptions, TokenOp, Warden, WardenOptions } from './warden.js'
@@ -37,6 +41,14 @@ export type {
   Telemetry,
   TelemetryConfig,
 } from './telemetry/telemetry.js'
+export {
+  openRedisConnection,
+  storeUnavailable,
+  throwOnFailure,
+  verifyAuditStream,
+} from './redis/index.js'
+export type { RedisConnection, RedisConnectionOptions } from './redis/index.js'
+export type { Quotas } from './quotas.js'
 export type { HostConfig } from './host-config.js'
 export { WardenError, WARDEN_ERROR_CODES, toWardenError } from './errors.js'
 export type { SerializedError, WardenErrorCode } from './errors.js'

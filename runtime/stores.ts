@@ -1,5 +1,12 @@
 /** The rules of the secret and data stores, for front ends that check input before it reaches them. */
-export { MAX_SECRET_BYTES, SECRET_NAME_PATTERN } from '../host-capabilities/secrets/index.js'
+export {
+  deriveSubkey,
+  MAX_SECRET_BYTES,
+  openSecret,
+  resolveMasterKey,
+  SECRET_NAME_PATTERN,
+  sealSecret,
+} from '../host-capabilities/secrets/index.js'
 export {
   isValidCollection,
   isValidKey,

@@ -27,7 +27,21 @@ import {
 import type { Redactor, SecretStore } from '../host-capabilities/secrets/index.js'
 import type { Capability, CapabilityHost } from '../host-capabilities/types.js'
 import { openAuditLog } from './audit/index.js'
-import type { AuditEntry, AuditLog } from './audit/index.js'
+import type { KillSwitchStore } from './kill-switch.js'
+import { createMemoryQuotaStore, hasQuotas } from './quotas.js'
+import type { QuotaStore, Quotas } from './quotas.js'
+import {
+  checkMasterKey,
+  createRedisDataStore,
+  createRedisKeyStore,
+  createRedisKillSwitch,
+  createRedisQuotaStore,
+  createRedisRevocationList,
+  createRedisSecretStore,
+  openRedisAuditLog,
+} from './redis/index.js'
+import type { RedisConnection } from './redis/index.js'
+import type { AuditEntry, AuditLog, AuditRecord } from './audit/index.js'
 import { toWardenError, WardenError } from './errors.js'
 import type { HostConfig } from './host-config.js'
 import { APP_DISABLED, createRuntime } from './runtime.js'
@@ -51,10 +65,10 @@ import {
 import type {
   AttenuationRequest,
   CapabilityClaims,
-  FileRevocationList,
   KeyStore,
   MintedToken,
   MintRequest,
+  WritableRevocationList,
 } from './tokens/index.js'
 
 /** Options of {@link openWarden}: the host config, plus test seams. */
@@ -90,6 +104,19 @@ export interface WardenOptions
    * Default: none. The caller that started it shuts it down, after {@link Warden.close}.
    */
   telemetry?: Telemetry
+  /**
+   * Redis mode: keep every store (key ring, revocations, secrets, data, kill switch, quotas,
+   * audit log) on this connection, shared with every host on the same Redis and prefix. The
+   * caller opens and closes it. Default: local files in `dataDir`.
+   */
+  redis?: RedisConnection
+  /** Quotas per app and per token (runs per minute, fuel per day). Default: none. */
+  quotas?: Quotas
+  /**
+   * Redis mode: how often the shared kill switch is read again (runs of an app another host
+   * disabled end within this), in ms. Default 1000.
+   */
+  watchdogMs?: number
 }
 
 /** Options of one run with a token. */
@@ -216,6 +243,60 @@ export function auditLogPath(dataDir: string): string {
   return join(dataDir, 'audit', 'audit.jsonl')
 }
 
+/** Where a host in Redis mode spools audit records while Redis is away. */
+export function auditSpoolPath(dataDir: string): string {
+  return join(dataDir, 'audit', 'redis-spool.jsonl')
+}
+
+/**
+ * Keep `disabled` in step with a shared kill switch: each change announced ends the app's runs
+ * here at once, and the watchdog re-reads the whole set every `everyMs` (messages missed while
+ * the channel was down) and ends the runs of every app in it. Returns what stops it all.
+ */
+function followKillSwitch(
+  killSwitch: KillSwitchStore | undefined,
+  disabled: Set<string>,
+  runtime: WardenRuntime,
+  everyMs: number,
+  alsoOnStop: () => void,
+): () => void {
+  if (!killSwitch) {
+    return alsoOnStop
+  }
+  const apply = (appId: string, off: boolean) => {
+    if (off) {
+      disabled.add(appId)
+      runtime.cancelApp(appId, APP_DISABLED)
+    } else {
+      disabled.delete(appId)
+    }
+  }
+  const stopChanges = killSwitch.onChange(apply)
+  const timer = setInterval(() => {
+    killSwitch.list().then(
+      (ids) => {
+        const now = new Set(ids)
+        for (const id of [...disabled]) {
+          if (!now.has(id)) {
+            disabled.delete(id)
+          }
+        }
+        for (const id of ids) {
+          apply(id, true)
+        }
+      },
+      // Redis away: new runs fail closed on the token check; what is disabled stays disabled.
+      () => undefined,
+    )
+  }, everyMs)
+  timer.unref()
+  return () => {
+    clearInterval(timer)
+    stopChanges()
+    alsoOnStop()
+  }
+}
+
 /** Where a data dir keeps the key that signs audit checkpoints: outside the audit directory. */
 export function auditSigningKeyPath(dataDir: string): string {
   return join(dataDir, 'audit-signing.key')
@@ -240,10 +321,30 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     disabled.add(id)
   }
   const masterKey = await resolveMasterKey({ fromEnv: options.masterKey, dataDir })
-  const keys = createKeyStore(dataDir)
-  const revocations: FileRevocationList = createFileRevocationList(dataDir)
-  const secrets: SecretStore = createFileSecretStore({ dir: join(dataDir, 'secrets'), masterKey })
-  const data: DataStore = createFileDataStore(join(dataDir, 'data'))
+  const { redis } = options
+  if (redis) {
+    await checkMasterKey(redis, masterKey)
+  }
+  const keys: KeyStore = redis ? createRedisKeyStore(redis, masterKey) : createKeyStore(dataDir)
+  const revocations: WritableRevocationList & { close?(): void } = redis
+    ? createRedisRevocationList(redis)
+    : createFileRevocationList(dataDir)
+  const redisSecrets = redis ? createRedisSecretStore(redis, masterKey) : undefined
+  const secrets: SecretStore =
+    redisSecrets ?? createFileSecretStore({ dir: join(dataDir, 'secrets'), masterKey })
+  const data: DataStore = redis
+    ? createRedisDataStore(redis)
+    : createFileDataStore(join(dataDir, 'data'))
+  const killSwitch: KillSwitchStore | undefined = redis ? createRedisKillSwitch(redis) : undefined
+  const quotas: QuotaStore | undefined =
+    options.quotas && hasQuotas(options.quotas)
+      ? redis
+        ? createRedisQuotaStore(redis, options.quotas)
+        : createMemoryQuotaStore(options.quotas)
+      : undefined
+  for (const id of (await killSwitch?.list()) ?? []) {
+    disabled.add(id)
+  }
 
   // One redactor over every stored secret, rebuilt on every write: log lines, errors, outputs
   // and audit records are all cleaned with it, whatever the run was granted.
@@ -256,6 +357,10 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     redactor = createRedactor(values.filter((v) => v.value !== ''))
   }
   await rebuildRedactor()
+  // Another host's secret must be redacted here too.
+  const stopSecretChanges = redisSecrets?.onChange(() => {
+    void rebuildRedactor().catch(() => undefined)
+  })
   const redact = (text: string) => redactor.text(text)
   const telemetry = options.telemetry ?? NO_TELEMETRY
   const capabilities: readonly Capability[] = [
@@ -270,12 +375,17 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
   }
 
   // Also the data dir's writer lock: a second Warden on it is refused here.
-  const audit = await openAuditLog({
-    file: auditLogPath(dataDir),
-    signingKeyFile: auditSigningKeyPath(dataDir),
-    redact,
-    ...(telemetry.enabled ? { onAppend: (record) => telemetry.auditRecord(record) } : {}),
-  })
+  const onAppend = telemetry.enabled
+    ? { onAppend: (record: AuditRecord) => telemetry.auditRecord(record) }
+    : {}
+  const audit: AuditLog = redis
+    ? await openRedisAuditLog({ redis, spoolFile: auditSpoolPath(dataDir), redact, ...onAppend })
+    : await openAuditLog({
+        file: auditLogPath(dataDir),
+        signingKeyFile: auditSigningKeyPath(dataDir),
+        redact,
+        ...onAppend,
+      })
   const runtime = await createRuntime({
     dataDir,
     ...(options.poolSize ? { poolSize: options.poolSize } : {}),
@@ -295,6 +405,16 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     await audit.close()
     throw error
   })
+  const stopFollowing = followKillSwitch(
+    killSwitch,
+    disabled,
+    runtime,
+    options.watchdogMs ?? 1000,
+    () => {
+      stopSecretChanges?.()
+      revocations.close?.()
+    },
+  )
   const policy = { maxLifetimeSeconds: options.maxTokenLifetimeSeconds, capabilities }
   // Claims this Warden verified (frozen): `run` accepts these in place of verifying again.
   const verifiedHere = new WeakSet<CapabilityClaims>()
@@ -379,9 +499,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       })
       throw refusal
     }
-    // After the token verified: the app id is its claim. No await from here until the pool
-    // has the run, so a disable either refuses it here or finds it in the pool.
-    if (disabled.has(claims.app.id)) {
+    const deny = async (reason: string) => {
       await audit.append({
         kind: 'run',
         op: 'run',
@@ -390,8 +508,22 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
         tokenJti: claims.jti,
         actor: `app:${claims.app.id}`,
         decision: 'deny',
-        reason: APP_DISABLED.code,
+        reason,
       })
+    }
+    if (quotas) {
+      try {
+        await quotas.admit(claims.app.id, claims.jti)
+      } catch (error) {
+        const refusal = toWardenError(error)
+        await deny(refusal.code)
+        throw refusal
+      }
+    }
+    // After the token verified: the app id is its claim. No await from here until the pool
+    // has the run, so a disable either refuses it here or finds it in the pool.
+    if (disabled.has(claims.app.id)) {
+      await deny(APP_DISABLED.code)
       throw new WardenError(APP_DISABLED.code, APP_DISABLED.message)
     }
     const effective = effectiveGrant(app.imports, claims, capabilities)
@@ -403,6 +535,10 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       tokenJti: claims.jti,
     })
     const clean = redactInvocation(invocation, redact)
+    if (quotas && clean.report.fuelUsed) {
+      // After the run: a store lost meanwhile costs this run's count, not its answer.
+      await quotas.addFuel(claims.app.id, claims.jti, clean.report.fuelUsed).catch(() => undefined)
+    }
     const common = {
       invocationId: clean.report.invocationId,
       appId: claims.app.id,
@@ -532,12 +668,15 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       await checkAppId('app.disable', appId, actor)
       disabled.add(appId)
       const ended = runtime.cancelApp(appId, APP_DISABLED)
+      // Every other host: through the shared store (disabled here even if that fails).
+      await killSwitch?.set(appId, true)
       await admin({ actor, op: 'app.disable', target: appId, appId })
       return ended
     },
     async enableApp(appId, actor = LOCAL_ADMIN) {
       await checkAppId('app.enable', appId, actor)
       await admin({ actor, op: 'app.enable', target: appId, appId })
+      await killSwitch?.set(appId, false)
       disabled.delete(appId)
     },
     disabledApps: () => [...disabled].sort(),
@@ -597,6 +736,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     },
     redact,
     async close() {
+      stopFollowing()
       await runtime.close()
       await audit.close()
     },

@@ -40,10 +40,15 @@ export {
 export type { KeyProblem } from './keys.js'
 export { maskPii, PII_MASK } from './pii.js'
 export {
+  assertListArgs,
   createFileDataStore,
+  encodeDocument,
+  listEntries,
+  sortKeys,
   MAX_DOCUMENT_BYTES,
   MAX_DOCUMENT_DEPTH,
   MAX_PII_FIELDS,
   parseDataSchema,
+  readsOver,
 } from './store.js'
-export type { DataEntry, DataReader, DataSchema, DataStore } from './store.js'
+export type { CollectionCopy, DataEntry, DataReader, DataSchema, DataStore } from './store.js'

@@ -155,6 +155,106 @@ function assertJson(value: unknown, depth = 0): void {
   throw new TypeError(`document holds a ${typeof value}, which is not JSON`)
 }
 
+/**
+ * @internal Up to `limit` documents of `c` under `prefix` after `after`, in key order (the
+ * contract of {@link DataReader.list}); arguments already checked.
+ */
+export function listEntries(
+  c: { docs: ReadonlyMap<string, string>; keys: readonly string[] },
+  prefix: string,
+  after: string | undefined,
+  limit: number,
+): DataEntry[] {
+  const p = canonicalPrefix(prefix)
+  const fromAfter = after === undefined ? 0 : lowerBound(c.keys, after, false)
+  const out: DataEntry[] = []
+  const push = (key: string) => {
+    out.push({ key, value: JSON.parse(c.docs.get(key) as string) })
+  }
+  // `p` itself sorts first; siblings such as `p-x` and `p.x` sort between it and `p/`, so
+  // the keys below it are a second contiguous range, starting at `p/`.
+  if (p !== '' && c.docs.has(p) && (after === undefined || p > after)) {
+    push(p)
+  }
+  const below = p === '' ? '' : `${p}/`
+  const from = Math.max(lowerBound(c.keys, below, true), fromAfter)
+  for (let i = from; i < c.keys.length && out.length < limit; i++) {
+    const key = c.keys[i] as string
+    // Keys with one prefix are contiguous in sorted order: the first miss ends the range.
+    if (!key.startsWith(below)) {
+      break
+    }
+    push(key)
+  }
+  return out
+}
+
+/** What a store's copy of a collection holds: documents as JSON text, and its keys sorted. */
+export interface CollectionCopy {
+  schema: DataSchema | undefined
+  docs: ReadonlyMap<string, string>
+  keys: readonly string[]
+}
+
+/**
+ * @internal The reads of a {@link DataReader} over a store's copies of its collections: the
+ * file store's and the Redis store's (each read is a fresh copy of the document).
+ */
+export function readsOver(
+  load: (collection: string) => Promise<CollectionCopy | undefined>,
+): DataReader {
+  return {
+    async get(collection, key) {
+      assertCollection(collection)
+      assertKey(key)
+      const text = (await load(collection))?.docs.get(key)
+      return text === undefined ? undefined : JSON.parse(text)
+    },
+    async list(collection, prefix, after, limit) {
+      assertListArgs(collection, prefix, after, limit)
+      const c = await load(collection)
+      return c ? listEntries(c, prefix, after, limit) : []
+    },
+    async getSchema(collection) {
+      assertCollection(collection)
+      const schema = (await load(collection))?.schema
+      return schema && { piiFields: [...schema.piiFields] }
+    },
+  }
+}
+
+/** @internal Check the arguments of {@link DataReader.list}. Throws `TypeError`. */
+export function assertListArgs(
+  collection: unknown,
+  prefix: unknown,
+  after: unknown,
+  limit: unknown,
+): void {
+  assertCollection(collection)
+  assertPrefix(prefix)
+  if (after !== undefined && typeof after !== 'string') {
+    throw new TypeError('after must be a string or undefined')
+  }
+  if (!Number.isSafeInteger(limit) || (limit as number) < 1) {
+    throw new TypeError('limit must be a positive integer')
+  }
+}
+
+/** @internal A document as stored: checked JSON text. Throws `TypeError`. */
+export function encodeDocument(value: unknown): string {
+  assertJson(value)
+  const text = JSON.stringify(value)
+  if (Buffer.byteLength(text, 'utf8') > MAX_DOCUMENT_BYTES) {
+    throw new TypeError(`document is larger than ${MAX_DOCUMENT_BYTES} bytes`)
+  }
+  return text
+}
+
+/** @internal Sort data keys as every store does. */
+export function sortKeys(keys: Iterable<string>): string[] {
+  return [...keys].sort(compareKeys)
+}
+
 /** Check and copy a schema. Throws `TypeError`. */
 export function parseDataSchema(schema: unknown): DataSchema {
   const fields = (schema as { piiFields?: unknown } | null)?.piiFields
@@ -278,64 +378,12 @@ export function createFileDataStore(dir: string): DataStore {
   }
 
   return {
-    async get(collection, key) {
-      assertCollection(collection)
-      assertKey(key)
-      const text = (await load(collection))?.docs.get(key)
-      return text === undefined ? undefined : JSON.parse(text)
-    },
-
-    async list(collection, prefix, after, limit) {
-      assertCollection(collection)
-      assertPrefix(prefix)
-      if (after !== undefined && typeof after !== 'string') {
-        throw new TypeError('after must be a string or undefined')
-      }
-      if (!Number.isSafeInteger(limit) || limit < 1) {
-        throw new TypeError('limit must be a positive integer')
-      }
-      const c = await load(collection)
-      if (!c) {
-        return []
-      }
-      const p = canonicalPrefix(prefix)
-      const fromAfter = after === undefined ? 0 : lowerBound(c.keys, after, false)
-      const out: DataEntry[] = []
-      const push = (key: string) => {
-        out.push({ key, value: JSON.parse(c.docs.get(key) as string) })
-      }
-      // `p` itself sorts first; siblings such as `p-x` and `p.x` sort between it and `p/`, so
-      // the keys below it are a second contiguous range, starting at `p/`.
-      if (p !== '' && c.docs.has(p) && (after === undefined || p > after)) {
-        push(p)
-      }
-      const below = p === '' ? '' : `${p}/`
-      const from = Math.max(lowerBound(c.keys, below, true), fromAfter)
-      for (let i = from; i < c.keys.length && out.length < limit; i++) {
-        const key = c.keys[i] as string
-        // Keys with one prefix are contiguous in sorted order: the first miss ends the range.
-        if (!key.startsWith(below)) {
-          break
-        }
-        push(key)
-      }
-      return out
-    },
-
-    async getSchema(collection) {
-      assertCollection(collection)
-      const schema = (await load(collection))?.schema
-      return schema && { piiFields: [...schema.piiFields] }
-    },
+    ...readsOver(load),
 
     async put(collection, key, value) {
       assertCollection(collection)
       assertKey(key)
-      assertJson(value)
-      const text = JSON.stringify(value)
-      if (Buffer.byteLength(text, 'utf8') > MAX_DOCUMENT_BYTES) {
-        throw new TypeError(`document is larger than ${MAX_DOCUMENT_BYTES} bytes`)
-      }
+      const text = encodeDocument(value)
       return serial(collection, async () => {
         const c = await load(collection)
         const docs = new Map(c?.docs)

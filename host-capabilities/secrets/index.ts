@@ -27,6 +27,7 @@ export { assertSecretName, isSecretName, SECRET_NAME_PATTERN } from './names.js'
 export { createRedactor, loadRedactor, MIN_REDACT_BYTES, redactionMarker } from './redact.js'
 export type { RedactedSecret, Redactor, RedactorOptions } from './redact.js'
 export {
+  assertSecretValue,
   createFileSecretStore,
   DEFAULT_MASTER_KEY_FILE,
   deriveSubkey,
@@ -34,6 +35,9 @@ export {
   MASTER_KEY_BYTES,
   masterKeyFromEnv,
   MAX_SECRET_BYTES,
+  openSecret,
   resolveMasterKey,
+  sealedAt,
+  sealSecret,
 } from './store.js'
 export type { FileSecretStoreOptions, SecretAdmin, SecretMeta, SecretStore } from './store.js'

@@ -95,7 +95,8 @@ function assertMasterKey(key: unknown): asserts key is Uint8Array {
   }
 }
 
-function assertSecretValue(value: unknown): asserts value is string {
+/** @internal Throw `TypeError` unless `value` is a storable secret value. */
+export function assertSecretValue(value: unknown): asserts value is string {
   if (typeof value !== 'string' || !value.isWellFormed()) {
     throw new TypeError('secret value must be a well-formed string')
   }
@@ -130,6 +131,63 @@ function parseSecretFile(text: string): SecretFile | undefined {
 }
 
 /**
+ * @internal Seal `value` under `key` (AES-256-GCM, a fresh IV, `name` as the additional data):
+ * the JSON envelope the file store writes and the Redis store keeps.
+ */
+export function sealSecret(
+  key: Uint8Array,
+  name: string,
+  value: string,
+  updatedAt: string,
+): string {
+  const iv = randomBytes(IV_BYTES)
+  const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES })
+  cipher.setAAD(Buffer.from(name, 'utf8'))
+  const ct = Buffer.concat([cipher.update(value, 'utf8'), cipher.final()])
+  const envelope: SecretFile = {
+    v: 1,
+    alg: 'A256GCM',
+    iv: iv.toString('base64'),
+    tag: cipher.getAuthTag().toString('base64'),
+    ct: ct.toString('base64'),
+    updatedAt,
+  }
+  return JSON.stringify(envelope)
+}
+
+/**
+ * @internal Open an envelope of {@link sealSecret}. Tampering, another name or another key throw
+ * `internal`; nothing is returned that did not authenticate.
+ */
+export function openSecret(key: Uint8Array, name: string, text: string): string {
+  const failed = (cause?: unknown) =>
+    new WardenError('internal', `secret ${name} could not be decrypted`, { cause })
+  const file = parseSecretFile(text)
+  if (!file) {
+    throw failed()
+  }
+  const iv = Buffer.from(file.iv, 'base64')
+  const tag = Buffer.from(file.tag, 'base64')
+  if (iv.byteLength !== IV_BYTES || tag.byteLength !== TAG_BYTES) {
+    throw failed()
+  }
+  try {
+    const decipher = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES })
+    decipher.setAAD(Buffer.from(name, 'utf8'))
+    decipher.setAuthTag(tag)
+    const plain = Buffer.concat([decipher.update(Buffer.from(file.ct, 'base64')), decipher.final()])
+    return plain.toString('utf8')
+  } catch (error) {
+    throw failed(error)
+  }
+}
+
+/** The update time of a sealed envelope, or undefined when it is not one. */
+export function sealedAt(text: string): string | undefined {
+  return parseSecretFile(text)?.updatedAt
+}
+
+/**
  * Create a secret store backed by encrypted files in `dir`.
  *
  * @example
@@ -152,54 +210,13 @@ export function createFileSecretStore(options: FileSecretStoreOptions): SecretSt
     }))
   const pathOf = (name: string) => join(dir, name + FILE_SUFFIX)
 
-  function encrypt(name: string, value: string, updatedAt: string): SecretFile {
-    const iv = randomBytes(IV_BYTES)
-    const cipher = createCipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES })
-    cipher.setAAD(Buffer.from(name, 'utf8'))
-    const ct = Buffer.concat([cipher.update(value, 'utf8'), cipher.final()])
-    return {
-      v: 1,
-      alg: 'A256GCM',
-      iv: iv.toString('base64'),
-      tag: cipher.getAuthTag().toString('base64'),
-      ct: ct.toString('base64'),
-      updatedAt,
-    }
-  }
-
-  function decrypt(name: string, text: string): string {
-    const failed = (cause?: unknown) =>
-      new WardenError('internal', `secret ${name} could not be decrypted`, { cause })
-    const file = parseSecretFile(text)
-    if (!file) {
-      throw failed()
-    }
-    const iv = Buffer.from(file.iv, 'base64')
-    const tag = Buffer.from(file.tag, 'base64')
-    if (iv.byteLength !== IV_BYTES || tag.byteLength !== TAG_BYTES) {
-      throw failed()
-    }
-    try {
-      const decipher = createDecipheriv('aes-256-gcm', key, iv, { authTagLength: TAG_BYTES })
-      decipher.setAAD(Buffer.from(name, 'utf8'))
-      decipher.setAuthTag(tag)
-      const plain = Buffer.concat([
-        decipher.update(Buffer.from(file.ct, 'base64')),
-        decipher.final(),
-      ])
-      return plain.toString('utf8')
-    } catch (error) {
-      throw failed(error)
-    }
-  }
-
   return {
     async put(name, value) {
       assertSecretName(name)
       assertSecretValue(value)
       await ensureDir()
       const updatedAt = new Date().toISOString()
-      await writeFileAtomic(pathOf(name), JSON.stringify(encrypt(name, value, updatedAt)))
+      await writeFileAtomic(pathOf(name), sealSecret(key, name, value, updatedAt))
       return { name, updatedAt }
     },
 
@@ -254,7 +271,7 @@ export function createFileSecretStore(options: FileSecretStoreOptions): SecretSt
         }
         throw error
       }
-      return decrypt(name, text)
+      return openSecret(key, name, text)
     },
   }
 }

@@ -18,6 +18,7 @@ import type { AuditSigningKey } from './checkpoint.js'
 import { syncDirectory } from './fsync.js'
 import { MAX_LINE_BYTES, readLines } from './lines.js'
 import { acquireAuditLock } from './lock.js'
+import { matchesQuery } from './query.js'
 import type { AuditLock, AuditLockOwner } from './lock.js'
 import { canonicalJson } from './canonical.js'
 import { GENESIS_HASH, buildSealedRecord } from './record.js'
@@ -383,15 +384,7 @@ async function readRecords(file: string, query: AuditQuery, end?: number): Promi
         cause: { file, line: line.n },
       })
     }
-    if (
-      record.seq < fromSeq ||
-      (query.invocationId !== undefined && record.invocationId !== query.invocationId) ||
-      (query.appId !== undefined && record.appId !== query.appId) ||
-      (query.actor !== undefined && record.actor !== query.actor) ||
-      (query.decision !== undefined && record.decision !== query.decision) ||
-      (query.since !== undefined && record.ts < query.since) ||
-      (query.until !== undefined && record.ts >= query.until)
-    ) {
+    if (!matchesQuery(record, { ...query, fromSeq })) {
       continue
     }
     out.push(record)

@@ -7,11 +7,14 @@ import type { KeyObject } from 'node:crypto'
 import {
   auditLogPath,
   auditSigningKeyPath,
+  openRedisConnection,
   readAuditFile,
   readAuditVerificationKey,
+  verifyAuditStream,
   WardenError,
 } from '../../runtime/index.js'
 import type {
+  HostConfig,
   AuditLog,
   AuditQuery,
   AuditRecord,
@@ -167,5 +170,28 @@ export async function tailAudit(
       return last
     }
     fromSeq = page[page.length - 1]!.seq + 1
+  }
+}
+
+/**
+ * `audit verify` in Redis mode (`WARDEN_REDIS_URL` set): the whole stream of the deployment,
+ * checked here. Undefined when the host is not in Redis mode.
+ */
+export async function verifyRedisStream(
+  config: Pick<HostConfig, 'redisUrl' | 'redisPrefix'>,
+  flags: { expectLastSeq?: number; expectLastHash?: string },
+): Promise<{ result: AuditVerifyResult } | undefined> {
+  if (!config.redisUrl) {
+    return undefined
+  }
+  const redis = await openRedisConnection({ url: config.redisUrl, prefix: config.redisPrefix })
+  try {
+    const result = await verifyAuditStream(redis, {
+      ...(flags.expectLastSeq === undefined ? {} : { expectLastSeq: flags.expectLastSeq }),
+      ...(flags.expectLastHash === undefined ? {} : { expectLastHash: flags.expectLastHash }),
+    })
+    return { result }
+  } finally {
+    await redis.close()
   }
 }

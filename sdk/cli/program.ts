@@ -12,6 +12,7 @@ import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { API_ROLES, openApiKeyStore } from '../../control-plane/index.js'
 import type { ApiKeyStore, ApiRole } from '../../control-plane/index.js'
 import {
+  openRedisConnection,
   openWarden,
   resolveHostConfig,
   toWardenError,
@@ -23,6 +24,7 @@ import type {
   HostConfig,
   Invocation,
   LimitsRequest,
+  RedisConnection,
   Warden,
 } from '../../runtime/index.js'
 import { WardenApiError } from '../client/index.js'
@@ -36,6 +38,7 @@ import {
   loadCheckpointKey,
   tailAudit,
   verifyAudit,
+  verifyRedisStream,
 } from './audit.js'
 import { parsePiiFields, putData, setDataSchema } from './data.js'
 import { grantsFromFlags, hasGrantFlags, parseFuel, parseTtl } from './grant-flags.js'
@@ -86,8 +89,33 @@ const LOCAL_RUN_FLAGS: Readonly<Record<string, string>> = {
 export function buildProgram(io: CliIo): Command {
   const hostConfig = (): Readonly<HostConfig> =>
     io.hostConfig ? io.hostConfig() : resolveHostConfig(io.env)
-  const open = (): Promise<Warden> =>
-    io.openWarden ? io.openWarden() : openWarden({ ...hostConfig(), poolSize: 1 })
+  // Redis mode (WARDEN_REDIS_URL): the admin commands act on the deployment, not on files.
+  let sharedRedis: RedisConnection | undefined
+  const open = async (): Promise<Warden> => {
+    if (io.openWarden) {
+      return io.openWarden()
+    }
+    const config = hostConfig()
+    if (!config.redisUrl) {
+      return openWarden({ ...config, poolSize: 1 })
+    }
+    const redis = await openRedisConnection({ url: config.redisUrl, prefix: config.redisPrefix })
+    try {
+      const warden = await openWarden({ ...config, poolSize: 1, redis })
+      sharedRedis = redis
+      return {
+        ...warden,
+        async close() {
+          await warden.close()
+          sharedRedis = undefined
+          await redis.close()
+        },
+      }
+    } catch (error) {
+      await redis.close()
+      throw error
+    }
+  }
   // Every line goes through terminalSafe: text from a guest or a server (names, ids, codes,
   // messages) never reaches the terminal as control, C1 or bidi characters. JSON stays valid:
   // what it escapes is written as `\uXXXX`, as JSON writes it.
@@ -696,6 +724,12 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
           if (client) {
             return verifyRemote(client, flags)
           }
+          const redisResult = await verifyRedisStream(hostConfig(), flags)
+          if (redisResult) {
+            const { result } = redisResult
+            ;(result.ok ? out : err)(formatVerifyResult(result))
+            return result.ok ? EXIT.ok : EXIT.wardenError
+          }
           // NB: the files are read directly, not through openWarden: opening refuses a log whose
           // last record is corrupt, which is exactly when verifying it matters, and takes the
           // writer's lock, which a running Warden holds.
@@ -824,7 +858,13 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
   /** Open the key store with Warden (so the change is audited, under the data dir's lock). */
   const withApiKeys = <T>(task: (store: ApiKeyStore, warden: Warden) => Promise<T>) =>
     withWarden(async (warden) =>
-      task(await openApiKeyStore(join(hostConfig().dataDir, 'api-keys.json')), warden),
+      task(
+        await openApiKeyStore(
+          join(hostConfig().dataDir, 'api-keys.json'),
+          sharedRedis ? { redis: sharedRedis } : {},
+        ),
+        warden,
+      ),
     )
 
   apiKeys

@@ -50,6 +50,8 @@ export async function serveCommand(options: ServeCommandOptions): Promise<Runnin
   out(`Warden is listening on ${server.url} (data dir ${config.dataDir})`)
   if (server.bootstrapKeyFile) {
     err(`created the bootstrap admin key: ${server.bootstrapKeyFile} (mode 0600; keep it safe)`)
+  } else if (config.redisUrl) {
+    err('admin keys: those of the deployment on Redis (the first host wrote its bootstrap key)')
   } else {
     err(`admin key: ${keyFile} (if it is still there; create more with POST /v1/keys)`)
   }

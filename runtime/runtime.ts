@@ -89,6 +89,8 @@ export interface InvokeOptions {
   compiledGrants?: Readonly<Record<string, unknown>>
   appId?: string
   tokenJti?: string
+  /** Whose share of the pool the run counts against (`PoolJob.shareKey`); default the app id. */
+  shareKey?: string
 }
 
 /** The outcome of one run. Never thrown: a failed run is a value with a stable code. */
@@ -259,6 +261,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       limits,
       grant: { imported: component.imports, granted: [...granted] },
       context,
+      ...(opts.shareKey !== undefined ? { shareKey: opts.shareKey } : {}),
     })
     abort?.abort()
     const metering = result.metering

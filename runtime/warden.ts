@@ -135,6 +135,12 @@ export interface RunOptions {
    * ship the same bytes). Absent for a component run outside a registry (the CLI).
    */
   appId?: string
+  /**
+   * Whose share of the pool the run counts against: the app (default), or the token's family
+   * (the root of its attenuation chain) within the app, for an app that many tenants share (the
+   * built-in JS sandbox), so one tenant's runs cannot hold every place of the app.
+   */
+  fairness?: 'app' | 'token-family'
 }
 
 /** An open Warden host. */
@@ -533,6 +539,9 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       limits: claims.limits,
       appId: claims.app.id,
       tokenJti: claims.jti,
+      ...(runOptions.fairness === 'token-family'
+        ? { shareKey: `${claims.app.id}#${claims.chain[0] ?? claims.jti}` }
+        : {}),
     })
     const clean = redactInvocation(invocation, redact)
     if (quotas && clean.report.fuelUsed) {

@@ -318,6 +318,35 @@ describe('capabilities: exactly the token grants', () => {
 })
 
 describe('limits end runs with Warden codes; the host stays up', () => {
+  it('shares the sandbox per token family: one tenant flooding it leaves another a place (fourth outside attack)', async () => {
+    const flooder = await tokenFor({}, { fuel: 1e12, timeoutMs: 300 })
+    const other = await tokenFor()
+    const flood = Array.from({ length: 10 }, () =>
+      admin.runJs('for (;;) {}', undefined, flooder).then(
+        () => 'ok',
+        (e: WardenApiError) => e.code,
+      ),
+    )
+    await new Promise((r) => setTimeout(r, 100))
+    const run = await admin.runJs('return 1', undefined, other)
+    expect(run.output).toBe(1)
+    const codes = await Promise.all(flood)
+    // The flooder's own family is capped: a place running, the rest waiting, then refused.
+    expect(codes).toContain('limit_exceeded')
+    expect(codes.filter((c) => c === 'timeout').length).toBeGreaterThan(0)
+  })
+
+  it('takes scripts only as `source`: the sandbox by app is refused, so the source caps hold', async () => {
+    const token = await tokenFor()
+    const byApp = await fetch(`${host.server.url}/v1/runs`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ app: 'js', input: { source: 'return 7' } }),
+    })
+    expect(byApp.status).toBe(400)
+    expect(((await byApp.json()) as { error: { code: string } }).error.code).toBe('invalid_request')
+  })
+
   it('ends an infinite loop at the deadline', async () => {
     const token = await tokenFor({}, { fuel: 1e12, timeoutMs: 300 })
     const error = await refused(admin.runJs('for (;;) {}', undefined, token))

@@ -103,6 +103,8 @@ export interface AppRun {
   input: () => string
   /** The build to run, when the caller holds it (the built-in agent); else loaded by digest. */
   component?: LoadedComponent
+  /** Whose share of the pool the run counts against (`RunOptions.fairness`); default the app. */
+  fairness?: 'app' | 'token-family'
 }
 
 /**
@@ -140,6 +142,7 @@ export async function runApp(
       token,
       appId: record.id,
       verified: claims,
+      ...(run.fairness ? { fairness: run.fairness } : {}),
     })
   } catch (error) {
     ctx.metrics.runEnded(undefined, toWardenError(error).code)

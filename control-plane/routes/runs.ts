@@ -77,6 +77,10 @@ export function registerRunRoutes(
       const bearer = await verifyBearer(c, ctx)
       const body = c.req.valid('json')
       if ('app' in body) {
+        if (ctx.registry.get(body.app)?.name === AGENT_APP_NAME) {
+          // The sandbox takes scripts as `source`, under the source's own checks and caps.
+          throw new WardenError('invalid_request', 'send JS to the built-in sandbox as `source`')
+        }
         const { invocation } = await runApp(c, ctx, {
           app: body.app,
           bearer,
@@ -105,6 +109,8 @@ export function registerRunRoutes(
         bearer,
         input: () => agentRequest(body.source, body.input),
         component: ctx.agent,
+        // Every tenant's scripts are runs of this one app: share it per token family.
+        fairness: 'token-family',
       })
       const outcome = agentAnswer(invocation)
       if (outcome.ok) {

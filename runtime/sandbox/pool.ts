@@ -161,6 +161,16 @@ export interface PoolJob {
   limits: ResolvedLimits
   grant: WorkerGrant
   context: RunContext
+  /**
+   * Whose share of the pool this run counts against (`fairness.ts`): the app id by default. The
+   * built-in JS sandbox is one app for every tenant, so its runs are shared per token family.
+   */
+  shareKey?: string
+}
+
+/** The key a job's share of the pool is counted under. */
+function shareOf(job: PoolJob): string {
+  return job.shareKey ?? job.context.appId
 }
 
 /** What a run produced. `metering` is null when the worker was killed before it could report. */
@@ -268,7 +278,7 @@ export class SandboxPool implements Sandbox {
         wallMs: 0,
       })
     }
-    const app = job.context.appId
+    const app = shareOf(job)
     const refusal = this.#shares.admit(app)
     if (refusal) {
       return Promise.resolve(refusal)
@@ -509,12 +519,12 @@ export class SandboxPool implements Sandbox {
   /** Start queued runs while workers are free, fairest first (see `AppShares.pickNext`). */
   #pump(): void {
     while (this.#queue.length > 0) {
-      const i = this.#shares.pickNext(this.#queue.map((q) => q.job.context.appId))
+      const i = this.#shares.pickNext(this.#queue.map((q) => shareOf(q.job)))
       if (i < 0) {
         return
       }
       const { job, resolve } = this.#queue[i]!
-      const app = job.context.appId
+      const app = shareOf(job)
       const slot = this.#pickSlot(job.component.key)
       if (!slot) {
         return
@@ -582,7 +592,7 @@ export class SandboxPool implements Sandbox {
     }
     slot.current = run
     const nice = this.#options.hogNice ?? HOG_NICE
-    if (nice > 0 && this.#shares.isHog(job.context.appId)) {
+    if (nice > 0 && this.#shares.isHog(shareOf(job))) {
       // A hog's loop takes a vCPU only when no one else wants it (CFS weight 15 against 1024).
       const was = renice(slot.tid, nice)
       if (was !== undefined) {

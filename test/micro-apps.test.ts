@@ -264,14 +264,18 @@ describe('ANY /apps/<name>/… (WAT example)', () => {
   })
 
   it('never lets a path climb out of the mount', async () => {
-    // Dot segments are resolved before routing (WHATWG URL): these reach the API, unauthenticated.
+    // A dot segment, plain or percent-encoded, is refused before routing (URL parsing would
+    // resolve it and reach the API; a front proxy allowing only /apps/<name>/* would be fooled).
     for (const path of [
       '/apps/hello-http/../../v1/keys',
       '/apps/hello-http/%2e%2e/%2E%2E/v1/keys',
+      '/apps/probe/echo/a/../b',
+      '/apps/probe/echo/.%2E/b',
     ]) {
-      expectError(await raw('GET', path), 401, 'unauthorized')
+      expectError(await raw('GET', path), 400, 'invalid_request')
     }
-    const inside = await raw('GET', '/apps/probe/echo/a/../b/%2e%2e/%2F..%2Fc')
+    // An encoded slash is not a segment boundary: it stays in the app's path, encoded.
+    const inside = await raw('GET', '/apps/probe/echo/a/b/%2F..%2Fc')
     expect(inside.status).toBe(200)
     expect(inside.json.path.startsWith('/echo/')).toBe(true)
     expect(inside.json.path).not.toMatch(/(^|\/)\.\.?(\/|$)/)

@@ -18,7 +18,7 @@
  *
  * Fuel lives in a local `$f` in every function (the imported `fuel` global sits behind an
  * indirection the engine cannot keep in a register) and is threaded through internal calls
- * (cost model 3; the amounts are those of versions 1 and 2):
+ * (cost model 3's code; model 4 adds the length charge of bulk ops):
  *
  * - every defined function i of type T = (params) -> (results) gets a twin i' = i + n (n defined
  *   functions) of type T' = (params, i64) -> (results, i64), appended to the type section (with,
@@ -37,8 +37,9 @@
  * - `$f` is flushed to the global (`local.get $f; global.set $fuel`) wherever the host or code
  *   outside the threading can read or charge it: before a call of an import and
  *   `call_indirect` (both reload `$f` from the global after), `throw`, `rethrow`,
- *   `unreachable`, `memory.grow` (reloaded after), and the fuel trap. A legacy `catch` or
- *   `catch_all` reloads `$f` from the global (the code that threw flushed it).
+ *   `unreachable`, `memory.grow` and the length-charged bulk ops (both reloaded after), and the
+ *   fuel trap. A legacy `catch` or `catch_all` reloads `$f` from the global (the code that threw
+ *   flushed it).
  *
  * So whenever the host, a caller outside the threading or a trap the rewriter inserted (fuel,
  * memory cap) reads the global, it holds exactly what versions 1 and 2 had there. After a guest

@@ -15,6 +15,7 @@ import {
   OP,
   TYPE,
   skipAtomic,
+  FC,
   skipBlockType,
   skipFc,
   skipMemarg,
@@ -67,9 +68,11 @@ const RW_CALL = 3
 const RW_RETURN_CALL = 4
 /** Threaded: `return` → `local.get $f; return`. */
 const RW_RETURN = 5
+/** A bulk memory or table op (inserted before it): value is the log2 of bytes/elements per fuel. */
+const RW_BULK = 6
 
 // What functionBody found in a body.
-const BODY_GROW = 1 // it uses memory.grow (the rewrite needs the scratch local)
+const BODY_GROW = 1 // it uses memory.grow or a bulk op (the rewrite needs the scratch local)
 
 // What an instruction does to the basic-block structure.
 const K_BOUNDARY = 1 // a new basic block starts right after it
@@ -391,9 +394,20 @@ export class CodeRewriter {
           usesGrow = true
           continue
         }
-        case IMM.prefixFc:
+        case IMM.prefixFc: {
+          const shift = bulkShift(b, p, end)
+          if (shift >= 0) {
+            // Charged by its length operand, right before it runs.
+            rwStart[nrw] = opAt
+            rwEnd[nrw] = opAt
+            rwKind[nrw] = RW_BULK
+            rwValue[nrw] = shift
+            nrw++
+            usesGrow = true
+          }
           p = skipFc(b, p, end)
           continue
+        }
         case IMM.prefixSimd:
           p = skipSimd(b, p, end)
           continue
@@ -689,6 +703,9 @@ export class CodeRewriter {
         case RW_GROW:
           this.emitGrow(value)
           break
+        case RW_BULK:
+          this.emitBulkCharge(value)
+          break
         case RW_CALL:
           fw.ensure(20)
           fw.byte(OP.localGet)
@@ -730,6 +747,54 @@ export class CodeRewriter {
     fw.u32(this.fuelLocal)
     fw.byte(OP.globalSet)
     fw.u32(this.ctx.fuelGlobal)
+  }
+
+  /**
+   * The charge of a bulk memory or table op, inserted right before it: its length (an i32, the
+   * top of the stack) costs `ceil(length / 2^shift)` fuel, charged and checked (`fuel < 0` → trap
+   * reason 1) before the op runs, and the stack is left as it was. The added i64 local is the
+   * scratch, as in `emitGrow`; in a cached function it is flushed first and reloaded after.
+   */
+  private emitBulkCharge(shift: number): void {
+    const fw = this.fw
+    const d = this.fuelLocal
+    const fuelGlobal = this.ctx.fuelGlobal
+    const cached = this.cached
+    if (cached) {
+      this.emitFlush()
+    }
+    fw.ensure(48)
+    // i64.extend_i32_u; local.set $d
+    fw.byte(OP.i64ExtendI32U)
+    fw.byte(OP.localSet)
+    fw.u32(d)
+    // global.get $fuel; local.get $d; i64.const 2^shift - 1; i64.add; i64.const shift; i64.shr_u;
+    // i64.sub; global.set $fuel (no overflow: $d < 2^32)
+    fw.byte(OP.globalGet)
+    fw.u32(fuelGlobal)
+    fw.byte(OP.localGet)
+    fw.u32(d)
+    fw.byte(OP.i64Const)
+    fw.s64((1 << shift) - 1)
+    fw.byte(OP.i64Add)
+    fw.byte(OP.i64Const)
+    fw.s64(shift)
+    fw.byte(OP.i64ShrU)
+    fw.byte(OP.i64Sub)
+    fw.byte(OP.globalSet)
+    fw.u32(fuelGlobal)
+    // global.get $fuel; i64.const 0; i64.lt_s; if … trap 1 … end (the global is exact)
+    fw.copy(this.checkBytes, 0, this.checkBytes.length)
+    fw.ensure(16)
+    fw.byte(OP.localGet) // $d
+    fw.u32(d)
+    fw.byte(OP.i32WrapI64)
+    if (cached) {
+      fw.byte(OP.globalGet) // $fuel
+      fw.u32(fuelGlobal)
+      fw.byte(OP.localSet) // $f
+      fw.u32(d)
+    }
   }
 
   /**
@@ -777,5 +842,26 @@ export class CodeRewriter {
       fw.byte(OP.localSet) // $f
       fw.u32(d)
     }
+  }
+}
+
+/**
+ * For a 0xFC op at b[p] (just past the prefix): log2 of the bytes or elements one fuel pays for
+ * if it is a bulk op charged by its length (see `COST`), else -1.
+ */
+function bulkShift(b: Uint8Array, p: number, end: number): number {
+  const q = lebEnd(b, p, end, 5)
+  switch (decodeU32(b, p, q)) {
+    case FC.memoryInit:
+    case FC.memoryCopy:
+    case FC.memoryFill:
+      return COST.bulkBytesLog2
+    case FC.tableInit:
+    case FC.tableCopy:
+    case FC.tableGrow:
+    case FC.tableFill:
+      return COST.bulkElementsLog2
+    default:
+      return -1
   }
 }

@@ -6,6 +6,8 @@
  * | any instruction (`block`, `end`, `else`… too)    | 1    |
  * | `call_indirect`, `return_call_indirect`          | 2    |
  * | `memory.grow`                                    | 8    |
+ * | `memory.copy`, `memory.fill`, `memory.init`: n bytes | 1 + ceil(n / 64) |
+ * | `table.copy`, `table.fill`, `table.init`, `table.grow`: n elements | 1 + ceil(n / 16) |
  * | dead code (after `br`, `return`, `throw`, …)     | 0    |
  * | code inserted by the rewriter                    | 0    |
  *
@@ -15,14 +17,20 @@
  * `unreachable`, `throw`, `rethrow` and `return_call*` is dead up to the next such
  * instruction and gets no charge. Fuel is checked (`fuel < 0` → trap reason 1) after the charge at
  * function entry and at every loop header, so each iteration and each call is checked.
+ *
+ * The length part of a bulk op's cost (n is its last operand, `table.grow`'s delta) is known only
+ * when it runs: it is charged right before the op and checked there, so an op the fuel cannot pay
+ * for traps (reason 1) without touching memory or the table. Without it, a guest could copy
+ * gigabytes for one fuel per instruction and only the wall-clock deadline would stop it.
  */
 
 /**
  * Version of the static fuel cost model and of the code that meters it; part of the
  * instrumentation cache key. 2: same amounts as 1, fuel cached in a local per function.
  * 3: same amounts, fuel threaded through internal calls as an extra parameter and result.
+ * 4: bulk memory and table ops also pay for their length (see the table above).
  */
-export const COST_MODEL_VERSION = 3
+export const COST_MODEL_VERSION = 4
 
 /** Fuel per instruction, by class. */
 export const COST = {
@@ -32,4 +40,8 @@ export const COST = {
   callIndirect: 2,
   /** `memory.grow`. */
   memoryGrow: 8,
+  /** Bulk memory ops pay one more fuel per 2^6 = 64 bytes of their length, rounded up. */
+  bulkBytesLog2: 6,
+  /** Bulk table ops (and `table.grow`) pay one more fuel per 2^4 = 16 elements, rounded up. */
+  bulkElementsLog2: 4,
 } as const

@@ -56,6 +56,7 @@ export const OP = {
   i64Add: 0x7c,
   i64Sub: 0x7d,
   i64Mul: 0x7e,
+  i64ShrU: 0x88,
   i32WrapI64: 0xa7,
   i64ExtendI32S: 0xac,
   i64ExtendI32U: 0xad,

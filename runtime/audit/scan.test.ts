@@ -6,6 +6,7 @@ import { mkdtemp, readFile, rm, utimes, writeFile } from 'node:fs/promises'
 import { stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import fc from 'fast-check'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import { readAuditVerificationKey } from './checkpoint.js'
 import { lineReads } from './lines.js'
@@ -193,6 +194,40 @@ describe('verify() (F3)', () => {
     const result = await log.verify()
     expect(result).toMatchObject({ ok: false, reason: 'hash-mismatch' })
     expect(result).toEqual(await verifyAuditFile(file))
+  })
+
+  it('answers as a full check would, whatever appends, edits and checks follow', async () => {
+    const op = fc.oneof(
+      fc.record({ append: fc.integer({ min: 1, max: 6 }) }),
+      fc.record({ edit: fc.nat() }),
+      fc.constant({ verify: true }),
+    )
+    await fc.assert(
+      fc.asyncProperty(fc.boolean(), fc.array(op, { maxLength: 8 }), async (signed, ops) => {
+        await rm(file, { force: true })
+        const options = signed ? { signingKeyFile: keyFile, checkpointEvery: 3 } : {}
+        const log = await reopened(5, options)
+        const key = signed ? { checkpointKey: await readAuditVerificationKey(keyFile) } : {}
+        try {
+          expect(await log.verify()).toEqual(await verifyAuditFile(file, key))
+          for (const step of ops) {
+            if ('append' in step) {
+              await Promise.all(Array.from({ length: step.append }, (_, i) => log.append(entry(i))))
+            } else if ('edit' in step) {
+              // One byte of one record's target, the size kept.
+              const lines = (await readFile(file, 'utf8')).split('\n')
+              const n = step.edit % (lines.length - 1)
+              lines[n] = (lines[n] as string).replace('/items/', '/itemz/')
+              await writeFile(file, lines.join('\n'))
+            }
+            expect(await log.verify()).toEqual(await verifyAuditFile(file, key))
+          }
+        } finally {
+          await log.close()
+        }
+      }),
+      { numRuns: 25 },
+    )
   })
 
   it('passes explicit options to a full check', async () => {

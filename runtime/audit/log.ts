@@ -17,6 +17,7 @@ import {
 import type { AuditSigningKey } from './checkpoint.js'
 import { syncDirectory } from './fsync.js'
 import { MAX_LINE_BYTES, readLines } from './lines.js'
+import { createLimit } from './limit.js'
 import { acquireAuditLock } from './lock.js'
 import { matchesQuery } from './query.js'
 import type { AuditLock, AuditLockOwner } from './lock.js'
@@ -398,29 +399,6 @@ export function readAuditFile(file: string, query: AuditQuery = {}): Promise<Aud
 export const MAX_CONCURRENT_SCANS = 2
 
 const scans = createLimit(MAX_CONCURRENT_SCANS)
-
-/** Run at most `max` of the tasks given at once; the others wait their turn, in order. */
-function createLimit(max: number): <T>(task: () => Promise<T>) => Promise<T> {
-  let active = 0
-  const waiting: (() => void)[] = []
-  return async (task) => {
-    if (active < max) {
-      active++
-    } else {
-      await new Promise<void>((resolve) => waiting.push(resolve))
-    }
-    try {
-      return await task()
-    } finally {
-      const next = waiting.shift()
-      if (next) {
-        next() // the slot passes on
-      } else {
-        active--
-      }
-    }
-  }
-}
 
 /** `fromSeq` and `limit` of `query`, checked. */
 function checkQuery(query: AuditQuery): { fromSeq: number; limit: number } {

@@ -5,6 +5,7 @@
 import { arch, cpus, totalmem } from 'node:os'
 import { printRows } from './support.js'
 import type { Row } from './support.js'
+import { run as auditReads } from './audit-reads.bench.js'
 import { run as componentizeJs } from './componentize-js.bench.js'
 import { run as fuel } from './fuel.bench.js'
 import { run as hostCalls } from './host-calls.bench.js'
@@ -39,6 +40,7 @@ const questions: [string, () => Promise<Row[]>][] = [
   ['micro-app', microApp],
   ['telemetry', telemetry],
   ['redis', redis],
+  ['audit-reads', auditReads],
 ]
 
 const only = process.argv.slice(2)

@@ -9,6 +9,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { adminKeyPath, startServer } from '../control-plane/index.js'
 import type { RunningServer } from '../control-plane/index.js'
+import { lineReads } from '../runtime/audit/lines.js'
 import { resolveHostConfig } from '../runtime/index.js'
 import { infiniteLoop } from './support/guests.js'
 import { tieredGuest } from './support/tiered-guest.js'
@@ -450,6 +451,38 @@ describe('tokens, invoke and the audit trail', () => {
     expect(
       JSON.stringify((await api('GET', `/v1/apps/${hello.id}`, { auth: adminKey })).body),
     ).not.toContain(minted.body.token)
+  })
+
+  it('answers floods of lookups and verifies without a pass over the log each (attack 3)', async () => {
+    const bare = await api('POST', '/v1/tokens', {
+      auth: adminKey,
+      json: { app: 'hello', grants: {} },
+    })
+    const lookups = () =>
+      Promise.all(
+        Array.from({ length: 30 }, (_, i) =>
+          api('GET', `/v1/invocations/unknown-${i}`, { auth: bare.body.token }),
+        ),
+      )
+    const before = lineReads.count
+    // At most the index's first scan, shared by all of them; then none at all.
+    for (const answer of await lookups()) {
+      expectError(answer, 404, 'not_found')
+    }
+    expect(lineReads.count - before).toBeLessThanOrEqual(1)
+    const afterFirst = lineReads.count
+    for (const answer of await lookups()) {
+      expectError(answer, 404, 'not_found')
+    }
+    expect(lineReads.count).toBe(afterFirst)
+    const verifies = await Promise.all(
+      Array.from({ length: 20 }, () => api('GET', '/v1/audit/verify', { auth: auditorKey })),
+    )
+    expect(lineReads.count - afterFirst).toBeLessThanOrEqual(1)
+    for (const answer of verifies) {
+      expect(answer.body).toEqual(verifies[0]!.body)
+      expect(answer.body.ok).toBe(true)
+    }
   })
 
   it('attenuates, revokes, and refuses tokens for another app', async () => {

@@ -9,6 +9,13 @@ import { createReadStream } from 'node:fs'
 /** No record comes near this: each of its ~10 text fields is capped at 1024 code units. */
 export const MAX_LINE_BYTES = 1 << 20
 
+/**
+ * How many times {@link readLines} started reading a file (each call is one pass over part of
+ * it), and how many lines it gave. Tests use it to prove that lookups and verifications share
+ * passes, skip them, or read only what is new.
+ */
+export const lineReads = { count: 0, lines: 0 }
+
 /** One line of a file. */
 export interface FileLine {
   /** 1-based. */
@@ -27,6 +34,7 @@ export async function* readLines(
   file: string,
   options: { start?: number; end?: number; maxLineBytes?: number } = {},
 ): AsyncGenerator<FileLine> {
+  lineReads.count++
   const max = options.maxLineBytes ?? MAX_LINE_BYTES
   const start = options.start ?? 0
   if (options.end !== undefined && options.end <= start) {
@@ -69,6 +77,7 @@ export async function* readLines(
           break
         }
         n++
+        lineReads.lines++
         yield { n, text: oversize ? null : decode(parts, length), terminated: true }
         parts = []
         length = 0

@@ -17,6 +17,7 @@ import {
 import type { AuditSigningKey } from './checkpoint.js'
 import { syncDirectory } from './fsync.js'
 import { MAX_LINE_BYTES, readLines } from './lines.js'
+import { createLimit } from './limit.js'
 import { acquireAuditLock } from './lock.js'
 import { matchesQuery } from './query.js'
 import type { AuditLock, AuditLockOwner } from './lock.js'
@@ -24,7 +25,9 @@ import { canonicalJson } from './canonical.js'
 import { GENESIS_HASH, buildSealedRecord } from './record.js'
 import type { SealedRecord } from './record-json.js'
 import type { AuditDecision, AuditEntry, AuditRecord } from './record.js'
+import { createInvocationIndex } from './invocation-index.js'
 import { parseRecordLine, verifyAuditFileUpTo } from './verify.js'
+import { createVerifyCache } from './verify-cache.js'
 import type { AuditVerifyOptions, AuditVerifyResult } from './verify.js'
 
 /** Options of {@link openAuditLog}. */
@@ -58,6 +61,12 @@ export interface AuditLogOptions {
    * open when the log does not end with one). 1 to 1 000 000; default 1000.
    */
   checkpointEvery?: number
+  /**
+   * At most this many records in the in-memory index of invocation ids that serves
+   * `read({ invocationId })`; past it, such reads scan the file (one scan at a time, shared by
+   * the reads waiting for it). Default 200 000.
+   */
+  indexLimit?: number
 }
 
 /** A query of {@link AuditLog.read}. Filters combine with AND. */
@@ -98,9 +107,17 @@ export interface AuditLog {
    * it is reopened, since its chain may be ahead of the file.
    */
   append(entry: AuditEntry): Promise<AuditRecord>
-  /** Durable records matching `query`, in seq order, checkpoints included. Scans the file. */
+  /**
+   * Durable records matching `query`, in seq order, checkpoints included. With `invocationId`,
+   * reads only that invocation's lines (an index kept in memory, built by one scan on first
+   * use); otherwise scans the file, at most {@link MAX_CONCURRENT_SCANS} reads at a time.
+   */
   read(query?: AuditQuery): Promise<AuditRecord[]>
-  /** {@link verifyAuditFile} over the durable part of this log, with its checkpoint key. */
+  /**
+   * {@link verifyAuditFile} over the durable part of this log, with its checkpoint key. Without
+   * options, concurrent calls share one check, and a check after only appends verifies only
+   * what is new (the earlier bytes are hashed and compared; see `verify-cache.ts`).
+   */
   verify(options?: AuditVerifyOptions): Promise<AuditVerifyResult>
   /**
    * Wait for pending appends, append a checkpoint if records followed the last one, close the
@@ -197,6 +214,12 @@ async function openLocked(
   let flushing: Promise<void> | undefined
   let failure: WardenError | undefined
   let closing: Promise<void> | undefined
+  const index = createInvocationIndex(file, tail.size, options.indexLimit)
+  const verifyCached = createVerifyCache(
+    file,
+    key ? { checkpointKey: key.publicKey } : {},
+    () => durableBytes,
+  )
 
   async function flush(): Promise<void> {
     // NB: one microtask first, so every append made in the same tick joins the first batch.
@@ -219,7 +242,11 @@ async function openLocked(
         pending = []
         break
       }
-      durableBytes += bytes.length
+      for (const p of batch) {
+        const end = durableBytes + Buffer.byteLength(p.line, 'utf8')
+        index.add(p.record.invocationId, durableBytes, end)
+        durableBytes = end
+      }
       const last = batch[batch.length - 1] as Pending
       durable = { seq: last.record.seq, hash: last.record.hash }
       for (const p of batch) {
@@ -294,11 +321,20 @@ async function openLocked(
       return appended
     },
 
-    read(query = {}) {
-      return readRecords(file, query, durableBytes)
+    async read(query = {}) {
+      const end = durableBytes
+      const { invocationId } = query
+      if (invocationId === undefined) {
+        return scans(() => readRecords(file, query, end))
+      }
+      checkQuery(query)
+      return readSpans(file, invocationId, await index.spans(invocationId, end), query)
     },
 
     verify(verifyOptions = {}) {
+      if (Object.keys(verifyOptions).length === 0) {
+        return verifyCached()
+      }
       const withKey = key ? { checkpointKey: key.publicKey, ...verifyOptions } : verifyOptions
       return verifyAuditFileUpTo(file, withKey, durableBytes)
     },
@@ -359,7 +395,13 @@ export function readAuditFile(file: string, query: AuditQuery = {}): Promise<Aud
   return readRecords(file, query)
 }
 
-async function readRecords(file: string, query: AuditQuery, end?: number): Promise<AuditRecord[]> {
+/** Full reads of a log's file at once, at most (`GET /v1/audit` with filters reads it all). */
+export const MAX_CONCURRENT_SCANS = 2
+
+const scans = createLimit(MAX_CONCURRENT_SCANS)
+
+/** `fromSeq` and `limit` of `query`, checked. */
+function checkQuery(query: AuditQuery): { fromSeq: number; limit: number } {
   const fromSeq = query.fromSeq ?? 1
   const limit = query.limit ?? 1000
   if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) {
@@ -368,6 +410,54 @@ async function readRecords(file: string, query: AuditQuery, end?: number): Promi
   if (!Number.isSafeInteger(limit) || limit < 1 || limit > 10_000) {
     throw new TypeError('audit read: limit must be an integer from 1 to 10000')
   }
+  return { fromSeq, limit }
+}
+
+function corrupt(file: string, at: { line: number } | { offset: number }): WardenError {
+  return new WardenError('internal', 'the audit log is corrupt; verify it', {
+    cause: { file, ...at },
+  })
+}
+
+/** The records of the lines at `spans` (from the index) that match `query`. */
+async function readSpans(
+  file: string,
+  invocationId: string,
+  spans: number[],
+  query: AuditQuery,
+): Promise<AuditRecord[]> {
+  const { limit } = checkQuery(query)
+  const out: AuditRecord[] = []
+  if (spans.length === 0) {
+    return out
+  }
+  const handle = await open(file, 'r')
+  try {
+    for (let i = 0; i < spans.length && out.length < limit; i += 2) {
+      const start = spans[i] as number
+      const length = (spans[i + 1] as number) - start
+      let record: AuditRecord | undefined
+      try {
+        record = JSON.parse(await readText(handle, start, length - 1))
+      } catch {
+        record = undefined
+      }
+      // The index is of what this log wrote; anything else there was written by someone else.
+      if (typeof record !== 'object' || record === null || record.invocationId !== invocationId) {
+        throw corrupt(file, { offset: start })
+      }
+      if (matchesQuery(record, query)) {
+        out.push(record)
+      }
+    }
+  } finally {
+    await handle.close()
+  }
+  return out
+}
+
+async function readRecords(file: string, query: AuditQuery, end?: number): Promise<AuditRecord[]> {
+  const { fromSeq, limit } = checkQuery(query)
   const out: AuditRecord[] = []
   for await (const line of readLines(file, end === undefined ? {} : { end })) {
     if (!line.terminated) {
@@ -380,9 +470,7 @@ async function readRecords(file: string, query: AuditQuery, end?: number): Promi
       record = undefined
     }
     if (typeof record !== 'object' || record === null) {
-      throw new WardenError('internal', 'the audit log is corrupt; verify it', {
-        cause: { file, line: line.n },
-      })
+      throw corrupt(file, { line: line.n })
     }
     if (!matchesQuery(record, { ...query, fromSeq })) {
       continue

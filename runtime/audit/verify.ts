@@ -154,13 +154,15 @@ export function verifyAuditFile(
 
 /**
  * Internal: {@link verifyAuditFile} over the bytes before `end` (the log's durable part), from
- * byte `start` (a line start; the records there continue after `options.after`).
+ * byte `start` (a line start; the records there continue after `options.after`). `onLine` is
+ * called with each line (without its `\n`) once it verified.
  */
 export async function verifyAuditFileUpTo(
   file: string,
   options: AuditVerifyOptions,
   end?: number,
   start = 0,
+  onLine?: (line: string) => void,
 ): Promise<AuditVerifyResult> {
   const verifier = createChainVerifier(options)
   for await (const line of readLines(file, end === undefined ? { start } : { start, end })) {
@@ -176,6 +178,9 @@ export async function verifyAuditFileUpTo(
     const verdict = verifier.push(item, raw)
     if (verdict) {
       return verdict
+    }
+    if (raw !== null) {
+      onLine?.(raw)
     }
   }
   return verifier.finish()

@@ -235,12 +235,16 @@ describe('ANY /apps/<name>/… (WAT example)', () => {
     expect(Number(answer.headers['content-length'])).toBe(answer.body.byteLength)
   })
 
-  it('round-trips a POST body, and serves the mount itself as /', async () => {
+  it('round-trips a POST body, and moves the bare mount to its folder, where / is served', async () => {
     const posted = await raw('POST', '/apps/hello-http/echo', { body: 'ping ✓' })
     expect(posted.status).toBe(200)
     expect(posted.headers['x-method']).toBe('POST')
     expect(posted.body.toString()).toBe('ping ✓')
-    expect((await raw('GET', '/apps/hello-http')).body.toString()).toBe('hello from Warden at /')
+    // Without the slash a page's relative links would resolve outside the mount.
+    const bare = await raw('GET', '/apps/hello-http?x=1')
+    expect(bare.status).toBe(308)
+    expect(bare.headers.location).toBe('/apps/hello-http/?x=1')
+    expect((await raw('GET', '/apps/hello-http/')).body.toString()).toBe('hello from Warden at /')
     const head = await raw('HEAD', '/apps/hello-http/')
     expect(head.status).toBe(200)
     expect(head.body.byteLength).toBe(0)

@@ -230,6 +230,11 @@ export function registerMicroAppRoutes(
     if (!target || !binding) {
       throw new WardenError('not_found', 'no app is served here')
     }
+    if (url.pathname === `/apps/${target.name}`) {
+      // The mount is a folder: relative links in the app's pages resolve under it only with the
+      // slash, so `/apps/<name>` moves there (308 keeps the method and body).
+      return c.redirect(`/apps/${target.name}/${url.search}`, 308)
+    }
     // Every caller of a route shares its token's budget, as every holder of a token does.
     await ctx.limiter.check({ kind: 'token', token: binding.token })
     const record = registry.get(binding.appId)

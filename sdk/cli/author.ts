@@ -44,7 +44,7 @@ const STEP_TEXT: Readonly<Record<BuildStep, string>> = {
   typecheck: 'type-checking',
   bundle: 'bundling (esbuild)',
   'cache-hit': 'unchanged: the component comes from the cache',
-  componentize: 'building the component (componentize-js, ~25 s)',
+  componentize: 'building the component (componentize-js: a minute or more the first time)',
   validate: "validating with Warden's loader (transpile, instrument)",
   done: 'done',
 }
@@ -368,8 +368,19 @@ allowed or denied, and why. Secrets come from warden.secrets.json, data from fix
             out(`  warden apps approve ${app.name} --digest ${built.digest}`)
           }
           out('')
-          out('then grant a token that matches warden.json:')
-          out(`  ${grantCommand(manifest.name, manifestGrants(manifest))}`)
+          if (manifest.kind === 'micro-app') {
+            // A micro-app is served, not invoked: an admin binds it to /apps/<name>/ with a token.
+            const body = JSON.stringify({ grants: manifestGrants(manifest), ttlSeconds: 86400 })
+            out(
+              `then an admin serves it at /apps/${app.name}/ with a token that matches warden.json:`,
+            )
+            out(
+              `  curl -s -X POST "$WARDEN_SERVER/v1/apps/${app.name}/route" -H "authorization: Bearer $WARDEN_KEY" -H 'content-type: application/json' -d '${body.replaceAll("'", "'\\''")}'`,
+            )
+          } else {
+            out('then grant a token that matches warden.json:')
+            out(`  ${grantCommand(manifest.name, manifestGrants(manifest))}`)
+          }
         }
         return EXIT.ok
       }),

@@ -1161,7 +1161,7 @@ Example:
 
   program
     .command('demo')
-    .description('run the bundled examples through the sandbox (what `npm start` does today)')
+    .description('run the bundled examples through the sandbox, without a server')
     .action(
       act(async () =>
         (await runDemo(hostConfig().dataDir, out, hostConfig().isolation))

@@ -12,4 +12,10 @@ export type { RunningServer, ServeOptions } from './serve.js'
 export { openTokenIndex } from './token-index.js'
 export type { TokenEntry, TokenIndex } from './token-index.js'
 export { openRedisRouteStore, openRouteStore } from './route-store.js'
+export {
+  checkGuestResponse,
+  MICRO_APP_CSP,
+  MICRO_APP_DEFAULTS,
+  requestHeadersForGuest,
+} from './micro-app-http.js'
 export type { RouteBinding, RouteStore, RouteView } from './route-store.js'

@@ -38,6 +38,22 @@ export const APP_STATUSES: readonly AppStatus[] = [
 /** An app name: a DNS label, never the shape of an app id (`app-` and 16 hex digits). */
 export const APP_NAME = /^(?!app-[0-9a-f]{16}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$/
 
+/** Free text of a registration: no control, line-moving or bidi characters; 1..`max` chars. */
+const registrationText = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .regex(
+      /^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$/,
+      'no control, line-moving or bidi characters',
+    )
+
+/** An app's owner, as an upload and a manifest give it. */
+export const APP_OWNER = registrationText(200)
+/** An app's purpose, as an upload and a manifest give it. */
+export const APP_PURPOSE = registrationText(1000)
+
 const DIGEST = /^sha256:[0-9a-f]{64}$/
 const APP_ID = /^app-[0-9a-f]{16}$/
 

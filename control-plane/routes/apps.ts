@@ -9,7 +9,7 @@ import type { ControlPlaneContext } from '../app.js'
 import { readBodyCapped } from '../body.js'
 import { actorOf, requireRole } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
-import { APP_NAME, APP_STATUSES } from '../registry.js'
+import { APP_NAME, APP_OWNER, APP_PURPOSE, APP_STATUSES } from '../registry.js'
 import type { AppRecord } from '../registry.js'
 import { assessRisk, RISK_TIERS } from '../risk.js'
 import { answerRunError, inputJson, outputValue, runApp, verifyBearer } from './run-app.js'
@@ -18,20 +18,10 @@ import { errorResponses, json, jsonBody, pageQuery } from './schemas.js'
 // The helpers micro-app routes share with invoke live in run-app.ts.
 export { buildOf, refuseRun } from './run-app.js'
 
-const text = (max: number) =>
-  z
-    .string()
-    .min(1)
-    .max(max)
-    .regex(
-      /^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$/,
-      'no control, line-moving or bidi characters',
-    )
-
 const uploadQuery = z.strictObject({
   name: z.string().regex(APP_NAME, 'a DNS label: a-z, 0-9 and -, at most 63'),
-  owner: text(200),
-  purpose: text(1000),
+  owner: APP_OWNER,
+  purpose: APP_PURPOSE,
   reviewBy: z.iso.date().optional(),
 })
 

@@ -12,7 +12,7 @@
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { APP_NAME } from '../../control-plane/index.js'
+import { APP_NAME, APP_OWNER, APP_PURPOSE } from '../../control-plane/index.js'
 import {
   describeIssue,
   grantsSchema,
@@ -36,16 +36,6 @@ export const PLATFORM_VERSION = '0.1.0'
 
 /** The manifest's file name in an app folder. */
 export const MANIFEST_FILE = 'warden.json'
-
-const text = (max: number) =>
-  z
-    .string()
-    .min(1)
-    .max(max)
-    .regex(
-      /^[^\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]+$/,
-      'no control, line-moving or bidi characters',
-    )
 
 /** A path inside the app folder: relative, no `..`, no backslash. */
 const relativePath = z
@@ -96,9 +86,9 @@ export const manifestSchema = z
     /** `action`: JSON in, JSON out, run once. `micro-app`: serves HTTP requests. */
     kind: z.enum(['action', 'micro-app']),
     /** Who answers for the app (sent at deploy). */
-    owner: text(200),
+    owner: APP_OWNER,
     /** What it is for (sent at deploy; approvers read it). */
-    purpose: text(1000),
+    purpose: APP_PURPOSE,
     /** The TypeScript entry module. */
     entry: relativePath.default('src/index.ts'),
     /** The platform capabilities the app imports: nothing else is declared. */

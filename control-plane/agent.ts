@@ -4,16 +4,26 @@
  * prepared transpile cache, registered as an approved built-in app (a new version only when
  * the component changed; audited like an upload), and run once per worker with no grant so
  * that every worker holds it compiled and a fresh instance of it ready.
+ *
+ * A deployment runs one build: componentize-js builds are not byte-reproducible, so when the
+ * registry's current `js` version was built from the same inputs (its build key) but by
+ * another install or host, that version's bytes are adopted (and prepared once, 20–40 s)
+ * instead of this install's build. The digest, and the tokens bound to it, then change only
+ * when Warden's built-in component changes.
  */
+import { createHash } from 'node:crypto'
 import {
+  adoptAgentBuild,
   AGENT_APP_NAME,
+  agentBuildKey,
   agentCacheDir,
   agentComponent,
   agentRequest,
+  prepareAgentComponent,
   toWardenError,
   WardenError,
 } from '../runtime/index.js'
-import type { LoadedComponent, Warden } from '../runtime/index.js'
+import type { LimitCeilings, LoadedComponent, Warden } from '../runtime/index.js'
 import type { AppRegistry } from './registry.js'
 import { BUILTIN_PUBLISHER } from './registry.js'
 import { assessRisk } from './risk.js'
@@ -24,6 +34,30 @@ export interface AgentAppOptions {
   log?: (message: string) => void
   /** Warm-up runs, one per sandbox worker. Default 1. */
   workers?: number
+  /** The host's ceilings, to prepare an adopted build for. Default Warden's defaults. */
+  ceilings?: LimitCeilings
+  /** The agent's build cache. Default {@link agentCacheDir} (tests use their own). */
+  cacheDir?: string
+}
+
+/** The bytes of the registry's current `js` version when they were built from `buildKey`. */
+async function pinnedBuild(
+  registry: AppRegistry,
+  buildKey: string,
+): Promise<Uint8Array | undefined> {
+  const app = registry.get(AGENT_APP_NAME)
+  const version = app?.versions.at(-1)
+  if (
+    !app ||
+    app.publisher !== BUILTIN_PUBLISHER ||
+    app.decommissionedAt ||
+    version?.buildKey !== buildKey
+  ) {
+    return undefined
+  }
+  const bytes = await registry.readBlob(version.digest).catch(() => undefined)
+  const digest = bytes && `sha256:${createHash('sha256').update(bytes).digest('hex')}`
+  return digest === version.digest ? bytes : undefined
 }
 
 /**
@@ -39,10 +73,23 @@ export async function prepareAgentApp(
   options: AgentAppOptions = {},
 ): Promise<LoadedComponent | undefined> {
   const log = options.log ?? (() => {})
-  const bytes = await agentComponent({ onBuild: log })
+  const cacheDir = options.cacheDir ?? agentCacheDir()
+  const buildKey = await agentBuildKey()
+  const pinned = await pinnedBuild(registry, buildKey)
+  if (pinned && (await adoptAgentBuild(pinned, { cacheDir }))) {
+    log(
+      'preparing the built-in JS sandbox as this deployment registered it (another install built it); this takes 20–40 s, once',
+    )
+    await prepareAgentComponent({
+      cacheDir,
+      log,
+      ...(options.ceilings ? { ceilings: options.ceilings } : {}),
+    })
+  }
+  const bytes = await agentComponent({ onBuild: log, cacheDir })
   let component: LoadedComponent
   try {
-    component = await warden.load(bytes, { cacheDir: agentCacheDir(), uploader: BUILTIN_PUBLISHER })
+    component = await warden.load(bytes, { cacheDir, uploader: BUILTIN_PUBLISHER })
   } catch (error) {
     // Not prepared for this host's ceilings, and the transpile budget ran out: the server
     // still starts; `npm run build:agent` prepares it.
@@ -62,6 +109,7 @@ export async function prepareAgentApp(
       imports: component.imports,
       exports: component.world.exports.map((e) => e.name),
       risk: assessRisk(component.imports, await warden.piiCollections()),
+      buildKey,
     })
     outcome = registered.outcome
     if (outcome !== 'unchanged') {

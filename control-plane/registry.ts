@@ -70,6 +70,14 @@ const versionSchema = z.strictObject({
   uploadedBy: z.string(),
   approvedAt: z.string().optional(),
   approvedBy: z.string().optional(),
+  /**
+   * A built-in app's build key (the hash of its build inputs, `runtime/agent/build.ts`): hosts
+   * and reinstalls with the same key run this version's bytes instead of their own build.
+   */
+  buildKey: z
+    .string()
+    .regex(/^[0-9a-f]{64}$/)
+    .optional(),
 })
 
 const appSchema = z.strictObject({
@@ -136,7 +144,7 @@ export const BUILTIN_PUBLISHER = 'builtin'
 export type BuiltinRegistration = Omit<
   Registration,
   'owner' | 'purpose' | 'actor' | 'actorIsAdmin' | 'reviewBy'
->
+> & { buildKey?: string }
 
 /** What an upload did. */
 export type RegistrationOutcome = 'created' | 'new-version' | 'unchanged'
@@ -227,6 +235,7 @@ function versionOf(r: BuiltinRegistration, actor: string, now: string): AppVersi
     riskReasons: [...r.risk.reasons],
     uploadedAt: now,
     uploadedBy: actor,
+    ...(r.buildKey ? { buildKey: r.buildKey } : {}),
   }
 }
 

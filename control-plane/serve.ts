@@ -129,6 +129,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
         : await prepareAgentApp(warden, registry, {
             log: options.log ?? ((message) => process.stderr.write(`${message}\n`)),
             workers: options.warden?.poolSize ?? config.poolSize,
+            ceilings: config.ceilings,
           })
     const app = createControlPlane({
       warden,

@@ -90,11 +90,14 @@ export type {
 } from './audit/index.js'
 export {
   AGENT_APP_NAME,
+  adoptAgentBuild,
   agentAnswer,
+  agentBuildKey,
   agentCacheDir,
   agentComponent,
   agentRequest,
   MAX_AGENT_OUTPUT_BYTES,
   MAX_AGENT_SOURCE_CHARS,
+  prepareAgentComponent,
 } from './agent/index.js'
 export type { AgentAnswer, AgentBuildOptions, AgentScriptError } from './agent/index.js'

@@ -38,10 +38,18 @@ const versionSchema = z.object({
   uploadedBy: z.string(),
   approvedAt: z.string().optional(),
   approvedBy: z.string().optional(),
+  buildKey: z.string().optional(),
 })
 
 const appSchema = versionSchema
-  .omit({ uploadedAt: true, uploadedBy: true, approvedAt: true, approvedBy: true, sizeBytes: true })
+  .omit({
+    uploadedAt: true,
+    uploadedBy: true,
+    approvedAt: true,
+    approvedBy: true,
+    sizeBytes: true,
+    buildKey: true,
+  })
   .extend({
     id: z.string(),
     name: z.string(),

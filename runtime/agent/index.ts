@@ -2,7 +2,8 @@
  * Warden's built-in JS agent: the `action` component that runs an agent's JS source
  * (`agent.js`), its cached build (`build.ts`) and the shape of one run (`run.ts`).
  */
-export { agentCacheDir, agentComponent } from './build.js'
+export { adoptAgentBuild, agentBuildKey, agentCacheDir, agentComponent } from './build.js'
+export { prepareAgentComponent } from './prepare.js'
 export type { AgentBuildOptions } from './build.js'
 export {
   agentAnswer,

@@ -21,9 +21,13 @@ import { agentCacheDir, agentComponent } from './build.js'
  * await prepareAgentComponent({ log: console.error })
  */
 export async function prepareAgentComponent(
-  options: { ceilings?: LimitCeilings; log?: (message: string) => void } = {},
+  options: { ceilings?: LimitCeilings; log?: (message: string) => void; cacheDir?: string } = {},
 ): Promise<{ digest: string; cached: boolean }> {
-  const bytes = await agentComponent(options.log ? { onBuild: options.log } : {})
+  const cacheDir = options.cacheDir ?? agentCacheDir()
+  const bytes = await agentComponent({
+    cacheDir,
+    ...(options.log ? { onBuild: options.log } : {}),
+  })
   const dataDir = await mkdtemp(join(tmpdir(), 'warden-agent-prepare-'))
   const runtime = await createRuntime({
     dataDir,
@@ -33,7 +37,7 @@ export async function prepareAgentComponent(
     transpileBudget: { ...DEFAULT_TRANSPILE_BUDGET, timeoutMs: 300_000 },
   })
   try {
-    const component = await runtime.load(bytes, { cacheDir: agentCacheDir() })
+    const component = await runtime.load(bytes, { cacheDir })
     return { digest: component.digest, cached: component.cached }
   } finally {
     await runtime.close()

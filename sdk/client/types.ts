@@ -37,6 +37,8 @@ export interface AppVersion {
   uploadedBy: string
   approvedAt?: string
   approvedBy?: string
+  /** A built-in app's build key: the hash of its build inputs. */
+  buildKey?: string
 }
 
 /** An app of the registry: its current version's facts, and every version. */

@@ -32,6 +32,13 @@ export {
 } from './stores.js'
 export type { DataSchema } from './stores.js'
 export type { RunOptions, TokenOp, Warden, WardenOptions } from './warden.js'
+export type { Decision, LogLine } from '../core/decisions.js'
+export type {
+  HttpResponse,
+  OutgoingRequest,
+  SendContext,
+  Transport,
+} from '../host-capabilities/http/index.js'
 export { resolveHostConfig } from './host-config.js'
 export { METRIC_BUCKETS, NO_TELEMETRY, startTelemetry } from './telemetry/telemetry.js'
 export type {

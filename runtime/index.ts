@@ -33,9 +33,12 @@ export {
 export type { DataSchema } from './stores.js'
 export type { RunOptions, TokenOp, Warden, WardenOptions } from './warden.js'
 export type { Decision, LogLine } from '../core/decisions.js'
+export { createScriptedTransport } from '../host-capabilities/http/index.js'
 export type {
   HttpResponse,
+  HttpScriptFunction,
   OutgoingRequest,
+  ScriptedRequest,
   SendContext,
   Transport,
 } from '../host-capabilities/http/index.js'

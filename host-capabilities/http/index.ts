@@ -49,6 +49,8 @@ export type {
   SendContext,
   Transport,
 } from './transport.js'
+export { createScriptedTransport } from './scripted.js'
+export type { HttpScriptFunction, ScriptedRequest } from './scripted.js'
 export { redactSecretBytes, redactSecrets, responseRedactor } from './redact.js'
 export type { SubstitutedSecret } from './redact.js'
 // Kept here for callers that assemble a run's grants for `fetch`: the secrets capability owns it.

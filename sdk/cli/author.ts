@@ -19,7 +19,7 @@ import { openDevHost } from '../author/dev-host.js'
 import type { DevHost } from '../author/dev-host.js'
 import { toIncomingRequest, toHttpResponse } from '../author/dev-server.js'
 import { manifestGrants, readManifest } from '../author/manifest.js'
-import { grantCommand } from '../author/deploy.js'
+import { grantCommand, routeCommand } from '../author/deploy.js'
 import { scaffoldApp } from '../author/scaffold.js'
 import type { WardenClient } from '../client/index.js'
 import type { CliIo } from './io.js'
@@ -371,10 +371,12 @@ when the run ends). Secrets come from warden.secrets.json, data from fixtures/.`
           out('')
           if (manifest.kind === 'micro-app') {
             // A micro-app is served, not invoked: an admin binds it to /apps/<name>/ with a token.
-            const body = JSON.stringify({ grants: manifestGrants(manifest), ttlSeconds: 86400 })
             out(
               `then an admin serves it at /apps/${app.name}/ with a token that matches warden.json:`,
             )
+            out(`  ${routeCommand(manifest.name, manifestGrants(manifest))}`)
+            const body = JSON.stringify({ grants: manifestGrants(manifest), ttlSeconds: 86400 })
+            out('or over the HTTP API:')
             out(
               `  curl -s -X POST "$WARDEN_SERVER/v1/apps/${app.name}/route" -H "authorization: Bearer $WARDEN_KEY" -H 'content-type: application/json' -d '${body.replaceAll("'", "'\\''")}'`,
             )

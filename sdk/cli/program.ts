@@ -1081,9 +1081,10 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
       'after',
       `
 Binds an approved micro-app to /apps/<name>/ on the server: with a token minted for the route
-from the grant flags (as \`token grant\`), or with --token, one you hold for the app's current
-build. Binding again replaces the binding. Each request then runs in a fresh sandbox under that
-token. The token string is never printed, only its id (jti) and expiry.
+from the grant flags (as \`token grant\`, whose --help shows the --grants JSON), or with
+--token, one you hold for the app's current build. Binding again replaces the binding. Each
+request then runs in a fresh sandbox under that token. The token string is never printed, only
+its id (jti) and expiry.
 
 Examples:
   $ warden --server http://127.0.0.1:8080 apps route crm-lookup --data crm:contacts/ --log --ttl 1d

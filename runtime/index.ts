@@ -32,8 +32,8 @@ export {
 } from './stores.js'
 export type { DataSchema } from './stores.js'
 export type { RunOptions, TokenOp, Warden, WardenOptions } from './warden.js'
-export type { Decision, LogLine } from '../core/decisions.js'
-export { createScriptedTransport } from '../host-capabilities/http/index.js'
+export type { Decision, LogLine } from './sandbox/protocol.js'
+export { createScriptedTransport } from './egress.js'
 export type {
   HttpResponse,
   HttpScriptFunction,
@@ -41,7 +41,7 @@ export type {
   ScriptedRequest,
   SendContext,
   Transport,
-} from '../host-capabilities/http/index.js'
+} from './egress.js'
 export { resolveHostConfig } from './host-config.js'
 export { METRIC_BUCKETS, NO_TELEMETRY, startTelemetry } from './telemetry/telemetry.js'
 export type {

@@ -133,7 +133,7 @@ export interface CapabilityHost {
   /** Derive a 32-byte key for one purpose from the data dir's master key. */
   subkey(purpose: string): Uint8Array
   /** Overrides of the http transport (a DNS `lookup`, extra CA roots), in tests. */
-  http?: Pick<HttpCapabilityDeps, 'lookup' | 'ca'>
+  http?: Pick<HttpCapabilityDeps, 'lookup' | 'ca' | 'transport'>
 }
 
 /**

@@ -91,6 +91,13 @@ export interface InvokeOptions {
   tokenJti?: string
   /** Whose share of the pool the run counts against (`PoolJob.shareKey`); default the app id. */
   shareKey?: string
+  /**
+   * Told each broker-side host call (http, secrets, data) as soon as it is decided, during the
+   * run. Calls answered inside the worker (log, WASI) and a call still in flight when the run
+   * ends are only in {@link Invocation.decisions}. Values are as the broker recorded them:
+   * `openWarden` redacts secrets before its own listener sees them.
+   */
+  onDecision?: (decision: Decision) => void
 }
 
 /** The outcome of one run. Never thrown: a failed run is a value with a stable code. */
@@ -251,6 +258,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       },
       decisions: [],
       trace: telemetry?.hostCalls(opts.appId ?? component.digest, component.digest),
+      onDecision: opts.onDecision,
     }
     const startedAt = new Date()
     const enqueued = performance.now()

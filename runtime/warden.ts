@@ -14,6 +14,7 @@
  * `WardenOptions.disabledApps` (the app registry keeps it across restarts).
  */
 import { join } from 'node:path'
+import type { Decision } from '../core/decisions.js'
 import { createFileDataStore } from '../host-capabilities/data/index.js'
 import type { DataSchema, DataStore } from '../host-capabilities/data/index.js'
 import type { HttpCapabilityDeps } from '../host-capabilities/http/index.js'
@@ -88,7 +89,7 @@ export interface WardenOptions
     > {
   poolSize?: number
   /** Overrides for the http capability: a DNS `lookup` or extra CA roots, in tests. */
-  http?: Pick<HttpCapabilityDeps, 'lookup' | 'ca'>
+  http?: Pick<HttpCapabilityDeps, 'lookup' | 'ca' | 'transport'>
   /**
    * Capabilities beyond {@link CAPABILITIES}: their interfaces load, their grants are token
    * fields, their brokers answer (tests add `warden:test/echo`). Never in production.
@@ -141,6 +142,16 @@ export interface RunOptions {
    * built-in JS sandbox), so one tenant's runs cannot hold every place of the app.
    */
   fairness?: 'app' | 'token-family'
+  /**
+   * Told each broker-side host call (http, secrets, data) as it is decided, while the run goes
+   * on, secrets redacted as in the answer: `warden dev` prints them live. Calls answered inside
+   * the worker (log, WASI) and one still in flight when the run ends come only with the
+   * answer's `decisions`. A listener that throws changes nothing.
+   *
+   * @example
+   * await warden.run(app, input, { token, onHostCall: (d) => console.log(d.fn, d.decision) })
+   */
+  onHostCall?: (decision: Decision) => void
 }
 
 /** An open Warden host. */
@@ -542,6 +553,9 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       ...(runOptions.fairness === 'token-family'
         ? { shareKey: `${claims.app.id}#${claims.chain[0] ?? claims.jti}` }
         : {}),
+      ...(runOptions.onHostCall
+        ? { onDecision: redactedListener(runOptions.onHostCall, redact) }
+        : {}),
     })
     const clean = redactInvocation(invocation, redact)
     if (quotas && clean.report.fuelUsed) {
@@ -789,6 +803,19 @@ export function redactValue(
     })
   }
   return out
+}
+
+/** `listener`, told each decision with its target and reason redacted as the answer's are. */
+function redactedListener(
+  listener: (decision: Decision) => void,
+  redact: (text: string) => string,
+): (decision: Decision) => void {
+  return (d) =>
+    listener({
+      ...d,
+      ...(d.target === undefined ? {} : { target: redact(d.target) }),
+      ...(d.reason === undefined ? {} : { reason: redact(d.reason) }),
+    })
 }
 
 /** The invocation with every secret value replaced in everything that leaves the host. */

@@ -58,6 +58,13 @@ export interface HttpCapabilityDeps {
    * Certificate and hostname verification are never disabled.
    */
   ca?: string | readonly string[]
+  /**
+   * Where authorised requests go instead of the network (`warden/testing`'s scripted answers).
+   * Every check before it is the same: grant, secrets bindings, header rules, redaction of the
+   * answer. Replacing it drops only what the real one does: DNS and address classification,
+   * TLS and the response limits. Default: a real transport over `lookup` and `ca`.
+   */
+  transport?: Transport
 }
 
 /** What one capability holds: its resolved options, its transport, its redactors. */
@@ -88,16 +95,19 @@ function resolveDeps(deps: HttpCapabilityDeps): HttpBroker {
     16_384,
     'maxRequestHeaderBytes',
   )
-  const transport = createTransport({
-    lookup: deps.lookup,
-    maxResponseHeaderBytes: positiveInt(
-      deps.maxResponseHeaderBytes,
-      32_768,
-      'maxResponseHeaderBytes',
-    ),
-    maxResponseBytes: positiveInt(deps.maxResponseBytes, 5 * 1024 * 1024, 'maxResponseBytes'),
-    ca: deps.ca === undefined ? undefined : typeof deps.ca === 'string' ? [deps.ca] : [...deps.ca],
-  })
+  const transport =
+    deps.transport ??
+    createTransport({
+      lookup: deps.lookup,
+      maxResponseHeaderBytes: positiveInt(
+        deps.maxResponseHeaderBytes,
+        32_768,
+        'maxResponseHeaderBytes',
+      ),
+      maxResponseBytes: positiveInt(deps.maxResponseBytes, 5 * 1024 * 1024, 'maxResponseBytes'),
+      ca:
+        deps.ca === undefined ? undefined : typeof deps.ca === 'string' ? [deps.ca] : [...deps.ca],
+    })
   return Object.freeze({
     secrets: deps.secrets,
     now: deps.now ?? Date.now,

@@ -42,7 +42,15 @@ export { createHttpCapability, HTTP_INTERFACE } from './broker.js'
 export type { HttpCapabilityDeps } from './broker.js'
 export { parseHttpRequest } from './checks.js'
 export type { HttpHeader, HttpRequest } from './checks.js'
-export type { HttpResponse, ResolvedAddress } from './transport.js'
+export type {
+  HttpResponse,
+  OutgoingRequest,
+  ResolvedAddress,
+  SendContext,
+  Transport,
+} from './transport.js'
+export { createScriptedTransport } from './scripted.js'
+export type { HttpScriptFunction, ScriptedRequest } from './scripted.js'
 export { redactSecretBytes, redactSecrets, responseRedactor } from './redact.js'
 export type { SubstitutedSecret } from './redact.js'
 // Kept here for callers that assemble a run's grants for `fetch`: the secrets capability owns it.

@@ -28,6 +28,12 @@ export interface BrokerRunContext extends RunContext {
   decisions: Decision[]
   /** The run's tracer, when telemetry is on and the run is traced. */
   trace?: HostCallTrace | undefined
+  /**
+   * Told each broker-side call once it is decided and answered, while the run goes on (`warden
+   * dev` prints it then). Not told of a call still in flight when the run ends: that one is only
+   * in the run's decisions. A listener that throws changes nothing.
+   */
+  onDecision?: ((decision: Decision) => void) | undefined
 }
 
 /**
@@ -80,6 +86,13 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
       }
       ctx.decisions.push(entry)
       ctx.trace?.hostCall(entry, started, answer, settled)
+      if (settled && ctx.onDecision) {
+        try {
+          ctx.onDecision({ ...entry })
+        } catch {
+          // An observer's failure is not the guest's call's: the answer stands.
+        }
+      }
     }
     const fail = (error: unknown): HostCallResponse => {
       if (error instanceof HostCallError) {

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os'
 import { join, relative, resolve, sep } from 'node:path'
 import { openWarden, resolveHostConfig, WardenError } from '../../runtime/index.js'
 import type {
+  Decision,
   GrantsInput,
   Invocation,
   LimitsRequest,
@@ -65,10 +66,20 @@ export interface DevHost {
   /** Load a build and mint a token for it (the previous build's token is left to expire). */
   load(bytes: Uint8Array): Promise<LoadedComponent>
   /** Run the loaded action once with `input` (JSON text). */
-  run(input: string): Promise<Invocation>
+  run(input: string, options?: DevRunOptions): Promise<Invocation>
   /** Serve one request with the loaded micro-app. */
-  handle(request: IncomingRequest): Promise<Invocation>
+  handle(request: IncomingRequest, options?: DevRunOptions): Promise<Invocation>
   close(): Promise<void>
+}
+
+/** Options of one {@link DevHost} run. */
+export interface DevRunOptions {
+  /**
+   * Told every host call of the run once, secrets redacted: the broker's (http, secrets, data)
+   * as each is decided, while the run goes on; those answered inside the sandbox (log, WASI)
+   * and a call still in flight when the run ended, in call order once it ends.
+   */
+  onHostCall?: (decision: Decision) => void
 }
 
 /** The WIT `incoming-request`, jco-shaped. */
@@ -156,8 +167,12 @@ export async function openDevHost(options: DevHostOptions): Promise<DevHost> {
       token = minted.token
       return loaded
     },
-    run: (input) => warden.run(need(), input, { token }),
-    handle: (request) => warden.call(need(), 'handler.handle', [request], { token }),
+    run: (input, runOptions) =>
+      observed(runOptions, (onHostCall) => warden.run(need(), input, { token, ...onHostCall })),
+    handle: (request, runOptions) =>
+      observed(runOptions, (onHostCall) =>
+        warden.call(need(), 'handler.handle', [request], { token, ...onHostCall }),
+      ),
     async close() {
       await warden.close()
       if (owned) {
@@ -165,6 +180,37 @@ export async function openDevHost(options: DevHostOptions): Promise<DevHost> {
       }
     },
   }
+}
+
+/**
+ * Run `start` with the listener of `options`, if any, then tell it the calls it was not told of
+ * during the run (answered in the sandbox, or still in flight), so it hears each call once.
+ */
+async function observed(
+  options: DevRunOptions | undefined,
+  start: (listener: { onHostCall?: (decision: Decision) => void }) => Promise<Invocation>,
+): Promise<Invocation> {
+  const listener = options?.onHostCall
+  if (!listener) {
+    return start({})
+  }
+  const told = new Set<number>()
+  const invocation = await start({
+    onHostCall(decision) {
+      told.add(decision.call)
+      listener(decision)
+    },
+  })
+  for (const decision of invocation.decisions) {
+    if (!told.has(decision.call)) {
+      try {
+        listener(decision)
+      } catch {
+        // As during the run: an observer's failure changes nothing in the answer.
+      }
+    }
+  }
+  return invocation
 }
 
 /**

@@ -1,7 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { WardenError } from '../../runtime/index.js'
-import { grantCommand } from './deploy.js'
+import { grantCommand, routeCommand } from './deploy.js'
 import { manifestGrants, parseManifest, remapGrants } from './manifest.js'
 
 const base = { name: 'hello', kind: 'action', owner: 'me', purpose: 'greets' }
@@ -136,6 +136,18 @@ describe('the token command deploy prints', () => {
       'warden token grant issue-triage --log --http https://api.github.com/repos/ --method GET' +
         ' --secret github_token@api.github.com --data crm:contacts --ttl 1h',
     )
+  })
+
+  it('says an empty grant out loud, which the token commands require', () => {
+    expect(grantCommand('report-builder', {})).toBe(
+      "warden token grant report-builder --grants '{}' --ttl 1h",
+    )
+  })
+
+  it('is `apps route` for a micro-app, a day long', () => {
+    expect(
+      routeCommand('crm-lookup', { log: true, data: [{ collection: 'crm', prefix: 'contacts/' }] }),
+    ).toBe('warden apps route crm-lookup --log --data crm:contacts/ --ttl 1d')
   })
 
   it('falls back to --grants JSON, quoted for the shell', () => {

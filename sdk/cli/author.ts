@@ -19,7 +19,7 @@ import { openDevHost } from '../author/dev-host.js'
 import type { DevHost } from '../author/dev-host.js'
 import { toIncomingRequest, toHttpResponse } from '../author/dev-server.js'
 import { manifestGrants, readManifest } from '../author/manifest.js'
-import { grantCommand } from '../author/deploy.js'
+import { grantCommand, routeCommand } from '../author/deploy.js'
 import { scaffoldApp } from '../author/scaffold.js'
 import type { WardenClient } from '../client/index.js'
 import type { CliIo } from './io.js'
@@ -214,8 +214,9 @@ export function registerAuthorCommands(program: Command, ctx: AuthorContext): vo
       `
 An action runs once with --input; without it, each line on stdin is one JSON input. A
 micro-app is served on http://127.0.0.1:<port>/ (every request in a fresh sandbox). The app is
-rebuilt and reloaded when a file changes, and every host call is printed after each run:
-allowed or denied, and why. Secrets come from warden.secrets.json, data from fixtures/.`,
+rebuilt and reloaded when a file changes. Every host call is printed as it is decided, while
+the run goes on: allowed or denied, and why (log and WASI calls, answered inside the sandbox,
+when the run ends). Secrets come from warden.secrets.json, data from fixtures/.`,
     )
     .action(
       act(async (dir: string, flags: { input?: string; port?: string; watch: boolean }) => {
@@ -267,7 +268,7 @@ allowed or denied, and why. Secrets come from warden.secrets.json, data from fix
     } catch {
       throw new WardenError('invalid_request', 'the input must be JSON')
     }
-    const invocation = await host.run(input)
+    const invocation = await host.run(input, { onHostCall: (d) => err(formatHostCall(d)) })
     printRun(invocation)
     return exitCodeOf(invocation)
   }
@@ -277,7 +278,6 @@ allowed or denied, and why. Secrets come from warden.secrets.json, data from fix
       err(`[guest ${line.level}] ${terminalSafe(line.message, false)}`)
     }
     err(`host calls: ${invocation.decisions.length}`)
-    invocation.decisions.map(formatHostCall).forEach(err)
     if (invocation.ok) {
       out(terminalSafe(String(invocation.output), true))
     } else if (invocation.error) {
@@ -322,15 +322,16 @@ allowed or denied, and why. Secrets come from warden.secrets.json, data from fix
   async function serveOne(host: DevHost, req: IncomingMessage, res: ServerResponse) {
     try {
       const request = await toIncomingRequest(req)
-      const invocation = await host.handle(request)
+      const what = `${terminalSafe(request.method, false)} ${terminalSafe(req.url ?? '/', false)}`
+      // Requests run side by side: each live line names its request.
+      const invocation = await host.handle(request, {
+        onHostCall: (d) => err(`${what}${formatHostCall(d)}`),
+      })
       const status = toHttpResponse(invocation, res)
-      err(
-        `${terminalSafe(request.method, false)} ${terminalSafe(req.url ?? '/', false)} → ${status}`,
-      )
+      err(`${what} → ${status}`)
       for (const line of invocation.logs) {
         err(`  [guest ${line.level}] ${terminalSafe(line.message, false)}`)
       }
-      invocation.decisions.map(formatHostCall).forEach(err)
     } catch (error) {
       reportFailure(error, err)
       if (!res.headersSent) {
@@ -370,10 +371,12 @@ allowed or denied, and why. Secrets come from warden.secrets.json, data from fix
           out('')
           if (manifest.kind === 'micro-app') {
             // A micro-app is served, not invoked: an admin binds it to /apps/<name>/ with a token.
-            const body = JSON.stringify({ grants: manifestGrants(manifest), ttlSeconds: 86400 })
             out(
               `then an admin serves it at /apps/${app.name}/ with a token that matches warden.json:`,
             )
+            out(`  ${routeCommand(manifest.name, manifestGrants(manifest))}`)
+            const body = JSON.stringify({ grants: manifestGrants(manifest), ttlSeconds: 86400 })
+            out('or over the HTTP API:')
             out(
               `  curl -s -X POST "$WARDEN_SERVER/v1/apps/${app.name}/route" -H "authorization: Bearer $WARDEN_KEY" -H 'content-type: application/json' -d '${body.replaceAll("'", "'\\''")}'`,
             )

@@ -28,7 +28,7 @@ import type {
   Warden,
 } from '../../runtime/index.js'
 import { WardenApiError } from '../client/index.js'
-import type { App, AppStatus, RiskTier, WardenClient } from '../client/index.js'
+import type { App, AppStatus, RiskTier, Route, WardenClient } from '../client/index.js'
 import {
   auditFileReader,
   auditLogFile,
@@ -56,6 +56,7 @@ import {
   formatAppDetail,
   formatAppLine,
   formatRemoteVerify,
+  formatRoute,
   tailRemoteAudit,
 } from './remote.js'
 import { EXIT, runApp, runWithToken } from './run.js'
@@ -283,8 +284,8 @@ Examples:
     .command('token')
     .description('mint, attenuate, revoke and inspect capability tokens')
 
-  /** `--grants`, the readable grant flags, `--limits`, `--fuel`, `--ttl` and `--quiet`. */
-  const withGrantFlags = (command: Command, ttlHelp: string): Command =>
+  /** `--grants`, the readable grant flags, `--limits`, `--fuel` and `--ttl`. */
+  const grantOptions = (command: Command, ttlHelp: string): Command =>
     command
       .option('--grants <json|@file|->', 'what the token grants, as JSON (see below)')
       .option('--http <url>', 'grant http to this URL prefix (repeatable)', collect)
@@ -307,6 +308,10 @@ Examples:
       .option('--limits <json|@file|->', 'per-run limits: fuel, memoryMb, timeoutMs, hostCalls, …')
       .option('--fuel <n>', 'fuel per run: 1000000 or 5e8 (over --limits)', usage(parseFuel))
       .option('--ttl <1h|30m|3600>', ttlHelp, usage(parseTtl))
+
+  /** {@link grantOptions} and `--quiet`; a grant is required. */
+  const withGrantFlags = (command: Command, ttlHelp: string): Command =>
+    grantOptions(command, ttlHelp)
       .option('-q, --quiet', 'do not print the claims summary on stderr')
       .hook('preAction', (self) => {
         const flags = self.opts<TokenFlags>()
@@ -1059,6 +1064,80 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
       }),
     )
 
+  grantOptions(
+    apps
+      .command('route')
+      .description(
+        'serve a micro-app at /apps/<name>/ under a capability token (admin); --show, --unbind',
+      )
+      .argument('<app>', 'the app id or name'),
+    'lifetime of the minted token: seconds, or 90s, 30m, 1h, 7d (default 3600 s)',
+  )
+    .option('--token <jwt|@file|->', 'bind a token you hold instead of minting one')
+    .option('--show', 'print the binding (admin, publisher, auditor)')
+    .option('--unbind', 'stop serving the app (the bound token is not revoked)')
+    .option('--json', 'print the binding as JSON')
+    .addHelpText(
+      'after',
+      `
+Binds an approved micro-app to /apps/<name>/ on the server: with a token minted for the route
+from the grant flags (as \`token grant\`, whose --help shows the --grants JSON), or with
+--token, one you hold for the app's current build. Binding again replaces the binding. Each
+request then runs in a fresh sandbox under that token. The token string is never printed, only
+its id (jti) and expiry.
+
+Examples:
+  $ warden --server http://127.0.0.1:8080 apps route crm-lookup --data crm:contacts/ --log --ttl 1d
+  $ warden apps route crm-lookup --token "$TOKEN"
+  $ warden apps route crm-lookup --show
+  $ warden apps route crm-lookup --unbind`,
+    )
+    .action(
+      act(async (app: string, flags: RouteFlags) => {
+        const client = needRemote('apps route')
+        const binding =
+          hasGrantFlags(flags) ||
+          flags.grants !== undefined ||
+          flags.limits !== undefined ||
+          flags.fuel !== undefined ||
+          flags.ttl !== undefined
+        const modes = [flags.show, flags.unbind, flags.token !== undefined || binding].filter(
+          Boolean,
+        )
+        if (modes.length !== 1 || (flags.token !== undefined && binding)) {
+          throw new WardenError(
+            'invalid_request',
+            'apps route takes one of: grant flags (--grants, --http, --secret, --data, --log), --token, --show or --unbind',
+          )
+        }
+        let route: Route
+        if (flags.show) {
+          route = await client.getRoute(app)
+        } else if (flags.unbind) {
+          route = await client.unbindRoute(app)
+        } else if (flags.token !== undefined) {
+          const jwt = (await createValueReader(io).text(flags.token, '--token')).trim()
+          route = await client.bindRoute(app, { token: jwt })
+        } else {
+          const { grants, limits } = await tokenRequest(flags)
+          route = await client.bindRoute(app, {
+            grants: grants as GrantsInput,
+            ...(limits === undefined ? {} : { limits: limits as LimitsRequest }),
+            ...(flags.ttl === undefined ? {} : { ttlSeconds: flags.ttl }),
+          })
+        }
+        if (flags.json) {
+          printJson(route)
+          return
+        }
+        if (flags.unbind) {
+          err(`${route.name} (${route.appId}): no longer served at ${route.path}`)
+          return
+        }
+        formatRoute(route, client.server).forEach(out)
+      }),
+    )
+
   const appActions = [
     ['disable', 'kill switch: refuse new runs, end running ones (app_disabled)'],
     ['enable', 'lift the kill switch'],
@@ -1241,6 +1320,14 @@ interface RunFlags {
 }
 
 /** The flags of `token grant` and `token attenuate`. */
+/** Flags of `warden apps route`. */
+interface RouteFlags extends Omit<TokenFlags, 'quiet'> {
+  token?: string
+  show?: boolean
+  unbind?: boolean
+  json?: boolean
+}
+
 interface TokenFlags extends GrantFlagValues {
   grants?: string
   limits?: string

@@ -327,3 +327,79 @@ describe('a hostile server (second outside attack)', () => {
     }
   })
 })
+
+describe('warden apps route', () => {
+  const helloHttp = join(packageRoot(), 'examples/hello-http/hello-http.wat')
+
+  beforeAll(async () => {
+    await ok([
+      'apps',
+      'upload',
+      helloHttp,
+      '--name',
+      'pages',
+      '--owner',
+      'it',
+      '--purpose',
+      'serves',
+    ])
+  })
+
+  it('binds a micro-app with grant flags, shows it, serves it, and unbinds it', async () => {
+    const bound = await ok(['apps', 'route', 'pages', '--log', '--ttl', '1h'])
+    expect(bound).toContain(`serves:   ${server.url}/apps/pages/`)
+    expect(bound).toMatch(/^token: {4}\S+ \(expires \d{4}-/m)
+    expect((await fetch(`${server.url}/apps/pages/`)).status).toBe(200)
+
+    const shown = JSON.parse(await ok(['apps', 'route', 'pages', '--show', '--json']))
+    expect(shown).toMatchObject({ name: 'pages', path: '/apps/pages/' })
+    expect(JSON.stringify(shown)).not.toMatch(/eyJ/)
+
+    const unbound = await warden(['apps', 'route', 'pages', '--unbind'])
+    expect([unbound.code, unbound.stderr]).toEqual([0, expect.stringContaining('no longer served')])
+    expect((await fetch(`${server.url}/apps/pages/`)).status).toBe(404)
+    const gone = await warden(['apps', 'route', 'pages', '--show'])
+    expect([gone.code, gone.stderr]).toEqual([1, expect.stringMatching(/^error: not_found: /)])
+  })
+
+  it('binds a token you hold (never printing it), from a file too', async () => {
+    const token = await ok(['token', 'grant', 'pages', '--log', '-q'])
+    const { jti } = JSON.parse(await ok(['apps', 'route', 'pages', '--token', token, '--json']))
+    const inspected = await warden(['token', 'inspect', token])
+    expect(inspected.stdout).toContain(`"jti": "${jti}"`)
+    const file = join(dataDir, 'route.token')
+    await writeFile(file, `${token}\n`)
+    const again = await warden(['apps', 'route', 'pages', '--token', `@${file}`])
+    expect(again.code).toBe(0)
+    expect(again.stdout + again.stderr).not.toContain(token)
+  })
+
+  it('refuses a forged token, an action, and an API key that is not an admin', async () => {
+    const forged = await warden(['apps', 'route', 'pages', '--token', 'eyJ.not.a-token'])
+    expect([forged.code, forged.stderr]).toEqual([1, expect.stringMatching(/^error: token_/)])
+    await ok(['apps', 'upload', hello, '--name', 'greeter', '--owner', 'it', '--purpose', 'greets'])
+    const action = await warden(['apps', 'route', 'greeter', '--log'])
+    expect([action.code, action.stderr]).toEqual([2, expect.stringContaining('invalid_request')])
+    const auditorKey = await ok(['keys', 'create', '--role', 'auditor', '--label', 'route'])
+    const refused = await warden(['apps', 'route', 'pages', '--log'], {
+      env: { WARDEN_KEY: auditorKey },
+    })
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toMatch(/^error: (forbidden|unauthorized)/)
+  })
+
+  it('takes exactly one of: grant flags, --token, --show, --unbind', async () => {
+    for (const args of [
+      [],
+      ['--show', '--unbind'],
+      ['--token', 'x', '--log'],
+      ['--show', '--log'],
+    ]) {
+      const run = await warden(['apps', 'route', 'pages', ...args])
+      expect({ args, code: run.code }).toEqual({ args, code: 2 })
+      expect(run.stderr).toMatch(/apps route takes one of/)
+    }
+    const help = await warden(['apps', 'route', '--help'])
+    expect([help.code, help.stdout]).toEqual([0, expect.stringContaining('--unbind')])
+  })
+})

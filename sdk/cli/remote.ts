@@ -5,7 +5,7 @@
  */
 import { WardenError } from '../../runtime/index.js'
 import { WardenClient } from '../client/index.js'
-import type { App, AppDetail, AuditRecord, AuditVerifyAnswer } from '../client/index.js'
+import type { App, AppDetail, AuditRecord, AuditVerifyAnswer, Route } from '../client/index.js'
 import { terminalSafe } from './terminal.js'
 
 /**
@@ -38,6 +38,17 @@ export function connectRemote(
 export function formatAppLine(app: App): string {
   const safe = (s: string) => terminalSafe(s, false)
   return `${app.id}  ${app.name}  ${app.status.padEnd(14)}  ${app.riskTier.padEnd(6)}  ${safe(app.owner)}`
+}
+
+/** A micro-app's route binding for a terminal: where it is served, under which token. */
+export function formatRoute(route: Route, server: string): string[] {
+  const safe = (s: string) => terminalSafe(s, false)
+  return [
+    `app:      ${route.name} (${route.appId})`,
+    `serves:   ${safe(server.replace(/\/+$/, ''))}${route.path}`,
+    `token:    ${route.jti} (expires ${new Date(route.exp * 1000).toISOString()})`,
+    `bound:    ${route.boundAt} by ${safe(route.boundBy)}`,
+  ]
 }
 
 /** An app for a terminal: its facts, versions and tokens. */

@@ -1,18 +1,20 @@
 /**
  * `warden/testing`: test helpers for authors' own (vitest) tests. {@link openTestApp} builds the
  * app (cached by input hash, as `warden build`) and runs it in Warden's real sandbox under a
- * token minted from the manifest, with in-memory secrets and data; {@link startUpstream} is a
- * scripted loopback HTTP upstream that records what reached it (the secret a guest never saw
- * included). Every run answers its output and the host calls it made, allowed or denied.
+ * token minted from the manifest, with in-memory secrets and data, and, with its `http` option,
+ * scripted http answers without a network: the guest's calls go through Warden's real checks
+ * (the grant, secrets bindings and injection, redaction of the answer), and only what passes
+ * reaches the script. {@link startUpstream} is a scripted loopback HTTP server instead, for a
+ * test that wants real sockets. Every run answers its output and the host calls it made,
+ * allowed or denied.
  *
  * @example
- * const api = await startUpstream(() => ({ json: [{ name: 'bug' }] }))
  * const app = await openTestApp('examples/issue-triage', {
  *   secrets: { github_token: 'test-token' },
- *   origins: { 'https://api.github.com': api.origin },
+ *   http: { 'GET https://api.github.com/repos/o/r/labels': { json: [{ name: 'bug' }] } },
  * })
- * const run = await app.run({ api: api.origin, repo: 'o/r', issue: { title: 'crash' } })
- * expect(api.requests[0].headers.authorization).toBe('Bearer test-token')
+ * const run = await app.run({ repo: 'o/r', issue: { title: 'crash' } })
+ * expect(app.httpRequests[0].headers.authorization).toBe('Bearer test-token')
  */
 import { createServer } from 'node:http'
 import type { IncomingHttpHeaders } from 'node:http'
@@ -22,7 +24,14 @@ import { buildApp } from '../author/build.js'
 import type { BuildResult } from '../author/build.js'
 import { openDevHost } from '../author/dev-host.js'
 import type { DataFixtures, DevHost } from '../author/dev-host.js'
-import type { GrantsInput, Invocation, LimitsRequest } from '../../runtime/index.js'
+import { createScriptedTransport } from '../../runtime/index.js'
+import type {
+  GrantsInput,
+  HttpResponse,
+  HttpScriptFunction,
+  Invocation,
+  LimitsRequest,
+} from '../../runtime/index.js'
 
 /** Options of {@link openTestApp}. */
 export interface TestAppOptions {
@@ -32,6 +41,12 @@ export interface TestAppOptions {
   data?: DataFixtures
   /** PII fields by collection. */
   pii?: Readonly<Record<string, readonly string[]>>
+  /**
+   * Answer the app's http calls from this script instead of the network (see {@link HttpScript}).
+   * Warden's checks still run first: a call outside the grant is denied and never reaches it.
+   * Default: none (calls go to the network, as in production).
+   */
+  http?: HttpScript
   /** Origins of the manifest's grants to move, e.g. to an {@link Upstream}'s origin. */
   origins?: Readonly<Record<string, string>>
   /** Grants instead of the manifest's (to test a narrower token). */
@@ -83,6 +98,11 @@ export interface TestResponse {
 export interface TestApp {
   build: BuildResult
   host: DevHost
+  /**
+   * Every request that reached the `http` script, in order, as Warden sent it: secrets
+   * injected (the guest never saw them). Empty without a script.
+   */
+  httpRequests: ScriptedHttpRequest[]
   /** Run an action once with `input` (serialised as JSON). */
   run(input: unknown): Promise<TestRun>
   /** Send one request to a micro-app: `target` is its path and query (`/hello?name=Ada`). */
@@ -109,9 +129,13 @@ export async function openTestApp(
   const build =
     options.build ??
     (await buildApp({ dir: path, ...(options.cacheDir ? { cacheDir: options.cacheDir } : {}) }))
+  const httpRequests: ScriptedHttpRequest[] = []
   const host = await openDevHost({
     dir: path,
     manifest: build.manifest,
+    ...(options.http
+      ? { http: { transport: createScriptedTransport(scriptAnswers(options.http, httpRequests)) } }
+      : {}),
     secrets: options.secrets ?? {},
     data: options.data ?? {},
     pii: options.pii ?? {},
@@ -128,6 +152,7 @@ export async function openTestApp(
   return {
     build,
     host,
+    httpRequests,
     async run(input) {
       const invocation = await host.run(JSON.stringify(input))
       return {
@@ -194,6 +219,118 @@ export function hostCalls(invocation: Invocation): HostCall[] {
   }))
 }
 
+/** A request that reached an `http` script: as Warden sent it, secrets injected. */
+export interface ScriptedHttpRequest {
+  method: string
+  /** `https://api.example.com/path?query`, normalised (no default port, lowercase host). */
+  url: string
+  /** Header names in lowercase; a repeated header's values joined with `, `. */
+  headers: Record<string, string>
+  body: string
+}
+
+/**
+ * Scripted http answers, by function or by table:
+ * - a function of the request, answering `undefined` for a request it does not know;
+ * - a table keyed `'METHOD URL'` or `'URL'` (any method), each an answer or a function of the
+ *   request. A URL key without a query also matches the URL with any query.
+ *
+ * A request the script does not know, or a function that throws, is answered with an
+ * `upstream` error the guest sees: `the test's script has no answer for GET https://…`.
+ *
+ * @example
+ * const labels = { json: [{ name: 'bug' }] }
+ * await openTestApp(dir, { http: { 'GET https://api.github.com/repos/o/r/labels': labels } })
+ * await openTestApp(dir, { http: (req) => (req.url.endsWith('/labels') ? labels : undefined) })
+ */
+export type HttpScript =
+  | ((
+      request: ScriptedHttpRequest,
+    ) => UpstreamResponse | undefined | Promise<UpstreamResponse | undefined>)
+  | Readonly<
+      Record<
+        string,
+        | UpstreamResponse
+        | ((request: ScriptedHttpRequest) => UpstreamResponse | Promise<UpstreamResponse>)
+      >
+    >
+
+/** The script as the scripted transport calls it, recording each request into `requests`. */
+function scriptAnswers(script: HttpScript, requests: ScriptedHttpRequest[]): HttpScriptFunction {
+  const lookup = typeof script === 'function' ? script : scriptTable(script)
+  return async (sent) => {
+    const headers: Record<string, string> = {}
+    for (const { name, value } of sent.headers) {
+      const key = name.toLowerCase()
+      headers[key] = headers[key] === undefined ? value : `${headers[key]}, ${value}`
+    }
+    const request: ScriptedHttpRequest = {
+      method: sent.method,
+      url: sent.url,
+      headers,
+      body: sent.body ? new TextDecoder().decode(sent.body) : '',
+    }
+    requests.push(request)
+    const answer = await lookup(request)
+    return answer === undefined ? undefined : toHttpResponse(answer)
+  }
+}
+
+/** A table of answers as a function: `'METHOD URL'`, then `'URL'`, then both without the query. */
+function scriptTable(
+  table: Exclude<HttpScript, (...args: never[]) => unknown>,
+): (request: ScriptedHttpRequest) => UpstreamResponse | Promise<UpstreamResponse> | undefined {
+  const entries = new Map<string, (typeof table)[string]>()
+  for (const [key, answer] of Object.entries(table)) {
+    const space = key.indexOf(' ')
+    const method = space === -1 ? '' : key.slice(0, space).toUpperCase()
+    const raw = space === -1 ? key : key.slice(space + 1)
+    let url: URL
+    try {
+      url = new URL(raw)
+    } catch {
+      throw new TypeError(`http script: ${JSON.stringify(key)} is not "[METHOD ]URL"`)
+    }
+    url.hash = ''
+    entries.set(`${method} ${url.href}`, answer)
+  }
+  return (request) => {
+    const bare = request.url.split('?')[0] ?? request.url
+    const found =
+      entries.get(`${request.method} ${request.url}`) ??
+      entries.get(` ${request.url}`) ??
+      entries.get(`${request.method} ${bare}`) ??
+      entries.get(` ${bare}`)
+    return typeof found === 'function' ? found(request) : found
+  }
+}
+
+/** A scripted answer written out: `json` serialised with its content type, status 200. */
+function answerParts(answer: UpstreamResponse): {
+  status: number
+  headers: Record<string, string>
+  body: string
+} {
+  return {
+    status: answer.status ?? 200,
+    headers: {
+      ...(answer.json === undefined ? {} : { 'content-type': 'application/json' }),
+      ...answer.headers,
+    },
+    body: answer.json === undefined ? (answer.body ?? '') : JSON.stringify(answer.json),
+  }
+}
+
+/** A scripted answer as the http capability returns it. */
+function toHttpResponse(answer: UpstreamResponse): HttpResponse {
+  const { status, headers, body } = answerParts(answer)
+  return {
+    status,
+    headers: Object.entries(headers).map(([name, value]) => ({ name, value })),
+    body: new TextEncoder().encode(body),
+  }
+}
+
 /** A request that reached an {@link Upstream}. */
 export interface UpstreamRequest {
   method: string
@@ -244,13 +381,9 @@ export async function startUpstream(
     }
     requests.push(request)
     try {
-      const answer = await script(request)
-      const body = answer.json === undefined ? (answer.body ?? '') : JSON.stringify(answer.json)
-      res.writeHead(answer.status ?? 200, {
-        ...(answer.json === undefined ? {} : { 'content-type': 'application/json' }),
-        ...answer.headers,
-      })
-      res.end(body)
+      const answer = answerParts(await script(request))
+      res.writeHead(answer.status, answer.headers)
+      res.end(answer.body)
     } catch {
       res.writeHead(500).end('script failed')
     }

@@ -8,6 +8,8 @@
 ;;   reveal|<secret name>          → "ok <value>"              | "err <tag> <message>"
 ;;   get|<collection>|<key>        → "ok some <value>" | "ok none" | "err <tag> <message>"
 ;; Error tags are host-error case numbers: 0 denied, 1 limit-exceeded, 2 invalid, 3 upstream.
+;; Ops may follow one another (`fetch|GET|<a>|fetch|GET|<b>`): one call each, in order, their
+;; answers separated by newlines.
 (module
   (import "warden:platform/http@0.1.0" "fetch"
     (func $fetch (param i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32 i32)))
@@ -128,14 +130,20 @@
     (global.set $in (local.get $ptr))
     (global.set $in_end (i32.add (local.get $ptr) (local.get $len)))
     (global.set $out (i32.const 16384))
-    ;; the op is told apart by its first letter: f(etch), h(mac), r(eveal), g(et)
-    (local.set $op (i32.load8_u (local.get $ptr)))
-    (drop (call $field))
-    (drop)
-    (if (i32.eq (local.get $op) (i32.const 102)) (then (call $op_fetch)))
-    (if (i32.eq (local.get $op) (i32.const 104)) (then (call $op_hmac)))
-    (if (i32.eq (local.get $op) (i32.const 114)) (then (call $op_reveal)))
-    (if (i32.eq (local.get $op) (i32.const 103)) (then (call $op_get)))
+    (block $done
+      (loop $next
+        ;; the op is told apart by its first letter: f(etch), h(mac), r(eveal), g(et)
+        (local.set $op (i32.load8_u (global.get $in)))
+        (drop (call $field))
+        (drop)
+        (if (i32.eq (local.get $op) (i32.const 102)) (then (call $op_fetch)))
+        (if (i32.eq (local.get $op) (i32.const 104)) (then (call $op_hmac)))
+        (if (i32.eq (local.get $op) (i32.const 114)) (then (call $op_reveal)))
+        (if (i32.eq (local.get $op) (i32.const 103)) (then (call $op_get)))
+        ;; more fields: the next op, its answer after a newline
+        (br_if $done (i32.ge_u (global.get $in) (global.get $in_end)))
+        (call $emit_byte (i32.const 10))
+        (br $next)))
     ;; result<string, string>::ok(output)
     (i32.store (i32.const 48) (i32.const 0))
     (i32.store (i32.const 52) (i32.const 16384))

@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { parse } from '@bytecodealliance/jco'
 import { MAX_FUNCTION_LOCALS, TRAP_FUEL } from './instrument.js'
-import { LOOP_BATCH, LOOP_BATCH_MAX_COST } from './instrument/code.js'
+import { LOOP_BATCH, LOOP_BATCH_BUDGET_SHIFT, LOOP_BATCH_MAX_COST } from './instrument/code.js'
 import { rewriteModule } from './instrument/sections.js'
 import type { FuelScheme } from './instrument/sections.js'
 import { runFuelProgram } from './fuel-programs.fixture.js'
@@ -140,6 +140,27 @@ describe('batched loop charges', () => {
         }
       }
     }
+  })
+
+  it('adds at most 1/8 of the code section, however many small loops a module has', async () => {
+    // 20,000 tiny loops: batching them all would make the output ~3 times as large.
+    const loops = 20_000
+    const text = `(module (func (export "run") (result i32) (local $i i32)
+      ${'(loop (br_if 0 (i32.lt_u (local.tee $i (i32.add (local.get $i) (i32.const 1))) (i32.const 3))))'.repeat(loops)}
+      (local.get $i)))`
+    const plain = await wat(text)
+    const on = rewrite(plain, 'threaded', true)
+    const off = rewrite(plain, 'threaded', false)
+    // The code section is nearly the whole module; one loop's copies may pass the budget.
+    expect(on.length).toBeGreaterThan(off.length + plain.length / 16)
+    expect(on.length).toBeLessThan(
+      off.length + plain.length / (1 << LOOP_BATCH_BUDGET_SHIFT) + 2048,
+    )
+    // The loops past the budget keep the per-iteration code; the fuel is the same.
+    const calls = [{ export: 'run', args: [] }]
+    expect(run(text, on, calls, 1n << 40n)).toEqual(run(text, off, calls, 1n << 40n))
+    const need = BigInt(run(text, off, calls, 1n << 40n)[0].fuelUsed)
+    expectSameFuel(text, plain, calls, [need - 1n, need / 2n, 7n])
   })
 
   describe('leaves other loops to the per-iteration code', () => {

@@ -19,8 +19,8 @@
  * function entry and at every loop header, so each iteration and each call is checked.
  *
  * That is what the host can observe; the code may get there another way. A small one-block loop
- * (`loop; S; br_if 0; end`, S straight-line, an iteration of at most 32 fuel) is charged for 4
- * iterations at once when the fuel can pay for them, and gives back what it did not run when it
+ * (`loop; S; br_if 0; end`, S straight-line, an iteration of at most 32 fuel; until such loops
+ * have added 1/8 of the code section's size) is charged for 4 iterations at once when the fuel can pay for them, and gives back what it did not run when it
  * leaves early; when the fuel cannot, it runs the per-iteration code. The trap point, the fuel
  * count wherever the host can read it and `fuelUsed` are those of a charge and check per
  * iteration (`instrument/code.ts`, `emitBatchedLoop`).

@@ -71,7 +71,11 @@
  *
  * Function and type indices past the input's are refused wherever they appear (exports,
  * elements, `ref.func`, `start`, calls, block and `call_indirect` types): in the output they
- * would name the added functions and types, which take fuel as an argument.
+ * would name the added functions and types, which take fuel as an argument. So are local
+ * indices past a function's locals (in the output: the fuel local) and branch labels past the
+ * function's (in the output: a block the rewriter added, from which a threaded body returns the
+ * fuel it has on the stack). The loader validates components first (jco), so these only reach
+ * code that calls the rewriter on unvalidated modules.
  *
  * Accepted: what V8 in Node 20 runs without a flag, and Warden meters and isolates: MVP, sign
  * extension, saturating truncation, bulk memory, reference types (funcref, externref), fixed-width

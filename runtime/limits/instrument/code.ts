@@ -131,6 +131,8 @@ export class CodeRewriter {
   private threaded = false
   /** `fuelLocal` is stale: the next charge starts from the global (after entry, call, catch). */
   private reload = false
+  /** Locals of the current function in the input, parameters included: indices must be below. */
+  private localCount = 0
   /** Bytes batched loops may still add to the code section (see LOOP_BATCH_BUDGET_SHIFT). */
   private batchBytesLeft = 0
 
@@ -197,6 +199,7 @@ export class CodeRewriter {
         }
         p = skipValType(b, p, bodyEnd)
       }
+      this.localCount = total
       if (threaded) {
         // The fuel parameter takes one more local slot.
         if (total + 1 > MAX_FUNCTION_LOCALS) {
@@ -304,8 +307,10 @@ export class CodeRewriter {
     const importedFuncs = ctx.importedFuncs
     const totalFuncs = importedFuncs + ctx.funcTypes.length
     const threaded = this.threaded
-    // Threaded: locals at or past the fuel parameter move up by one.
-    const firstShifted = threaded ? this.fuelLocal : 0xffff_ffff
+    // Threaded: locals at or past the fuel parameter move up by one. Cached: none moves, and
+    // every index is checked against the locals (the added fuel local comes next).
+    const firstShifted = threaded ? this.fuelLocal : this.localCount
+    const localCount = this.localCount
     const rwStart = this.rwStart
     const rwEnd = this.rwEnd
     const rwKind = this.rwKind
@@ -354,6 +359,11 @@ export class CodeRewriter {
           }
           const q = lebEnd(b, p, end, 5)
           const idx = decodeU32(b, p, q)
+          // Past the input's locals: in the output it would name the fuel local (or, threaded,
+          // another local), letting invalid input set its own fuel.
+          if (idx >= localCount) {
+            throw malformed(`local index ${idx} out of range`, p)
+          }
           if (idx >= firstShifted) {
             rwStart[nrw] = p
             rwEnd[nrw] = q
@@ -514,7 +524,7 @@ export class CodeRewriter {
         }
         case OP.brIf: {
           const q = lebEnd(b, p, end, 5)
-          const label = decodeU32(b, p, q)
+          const label = this.label(p, q, depth)
           flush = cached && !threaded && label === depth - 1
           p = q
           kind = K_BOUNDARY
@@ -532,13 +542,17 @@ export class CodeRewriter {
             this.onlyRenumbered(nrw)
           break
         }
-        case OP.delegate: // label: closes a try
-          p = lebEnd(b, p, end, 5)
+        case OP.delegate: {
+          // label (of the blocks around the try it closes)
+          const q = lebEnd(b, p, end, 5)
           if (--depth === 0) {
             throw malformed('delegate closes the function body', p)
           }
+          this.label(p, q, depth)
+          p = q
           kind = K_BOUNDARY
           break
+        }
         case OP.callIndirect: // type table
           p = this.typeIndex(p, end, typeCount)
           p = lebEnd(b, p, end, 5)
@@ -603,7 +617,8 @@ export class CodeRewriter {
         }
         case OP.br: {
           const q = lebEnd(b, p, end, 5)
-          flush = cached && !threaded && decodeU32(b, p, q) === depth - 1
+          const label = this.label(p, q, depth)
+          flush = cached && !threaded && label === depth - 1
           p = q
           kind = K_TERMINATOR
           break
@@ -624,14 +639,9 @@ export class CodeRewriter {
           const n = decodeU32(b, p, q)
           p = q
           for (let i = 0; i <= n; i++) {
-            let label: number
-            if (p < end && b[p] < 0x80) {
-              label = b[p++]
-            } else {
-              const r = lebEnd(b, p, end, 5)
-              label = decodeU32(b, p, r)
-              p = r
-            }
+            const r = lebEnd(b, p, end, 5)
+            const label = this.label(p, r, depth)
+            p = r
             if (label === depth - 1) {
               flush = cached && !threaded
             }
@@ -672,6 +682,20 @@ export class CodeRewriter {
       throw malformed('code after the end of the function body', p)
     }
     return usesGrow ? BODY_GROW : 0
+  }
+
+  /**
+   * The branch label b[p, q), rejected unless one of the `depth` enclosing blocks (the function's
+   * included): the rewriter wraps code in blocks of its own (a threaded body in one with the
+   * function's results), where a label past the input's would land and could return a fuel
+   * count of the guest's choosing.
+   */
+  private label(p: number, q: number, depth: number): number {
+    const label = decodeU32(this.b, p, q)
+    if (label >= depth) {
+      throw malformed(`branch label ${label} out of range`, p)
+    }
+    return label
   }
 
   /** Skips a type index (of `call_indirect`), rejecting one past the input's types. */

@@ -1,13 +1,17 @@
 /**
  * Question: what does fuel metering cost? Three CPU kernels, each run as a plain core module
- * and as the same module instrumented by Warden, in this thread, on the same input.
+ * and as the same module instrumented by Warden, in this thread, on the same input; and, where
+ * the kernel has a loop that Warden batches, instrumented with the per-iteration charge and
+ * check of cost model 4 too (the A/B of batched loop charges, in the same run).
  */
 import { parse } from '@bytecodealliance/jco'
 import { instrumentModule } from '../runtime/limits/instrument.js'
-import { medians } from './support.js'
+import { rewriteModule } from '../runtime/limits/instrument/sections.js'
+import { interleaved } from './support.js'
 import type { Row } from './support.js'
 
-const QUESTION = 'fuel metering overhead (median slowdown vs the uninstrumented module)'
+const QUESTION =
+  'fuel metering overhead (median CPU time per call, variants interleaved, vs the uninstrumented module)'
 
 /** Each kernel exports `k() -> i32` and does a few milliseconds of work. */
 const KERNELS: Record<string, string> = {
@@ -52,6 +56,8 @@ export async function run(): Promise<Row[]> {
   for (const [name, wat] of Object.entries(KERNELS)) {
     const plainBytes = await parse(wat)
     const metered = instrumentModule(plainBytes, { maxMemoryPages: 1024, maxTableElements: 1000 })
+    const perIteration = rewriteModule(plainBytes, 1024, 1000, 'threaded', false)
+    const batches = Buffer.compare(metered.bytes, perIteration.bytes) !== 0
     const plain = new WebAssembly.Instance(
       new WebAssembly.Module(plainBytes as Uint8Array<ArrayBuffer>),
     )
@@ -60,43 +66,64 @@ export async function run(): Promise<Row[]> {
       trap: new WebAssembly.Global({ value: 'i32', mutable: true }, 0),
       memory_cap: new WebAssembly.Global({ value: 'i32', mutable: false }, 1024),
     }
-    const instrumented = new WebAssembly.Instance(
-      new WebAssembly.Module(metered.bytes as Uint8Array<ArrayBuffer>),
-      { 'warden:meter': meter },
-    )
     const k = plain.exports.k as () => number
-    const km = instrumented.exports.k as () => number
-    meter.fuel.value = 1n << 60n
-    if (k() !== km()) {
-      throw new Error(`${name}: instrumented result differs`)
-    }
-    meter.fuel.value = 1n << 60n
-    km()
-    const used = (1n << 60n) - (meter.fuel.value as bigint)
-    const m = await medians(
-      {
-        plain: () => k(),
-        metered: () => {
+    const want = k()
+    /** The kernel instrumented as `bytes`, checked against the plain result; and its fuel. */
+    const meteredRun = (bytes: Uint8Array): [() => void, bigint] => {
+      const instance = new WebAssembly.Instance(
+        new WebAssembly.Module(bytes as Uint8Array<ArrayBuffer>),
+        { 'warden:meter': meter },
+      )
+      const km = instance.exports.k as () => number
+      meter.fuel.value = 1n << 60n
+      if (km() !== want) {
+        throw new Error(`${name}: instrumented result differs`)
+      }
+      const fuel = (1n << 60n) - (meter.fuel.value as bigint)
+      return [
+        () => {
           meter.fuel.value = 1n << 60n
           km()
         },
-      },
-      { time: 2000, iterations: 20 },
-    )
+        fuel,
+      ]
+    }
+    const [km, used] = meteredRun(metered.bytes)
+    const tasks: Record<string, () => unknown> = { plain: () => k(), metered: km }
+    if (batches) {
+      const [kp, usedPerIteration] = meteredRun(perIteration.bytes)
+      if (usedPerIteration !== used) {
+        throw new Error(`${name}: batched loops charged ${used}, per iteration ${usedPerIteration}`)
+      }
+      tasks.perIteration = kp
+    }
+    const m = interleaved(tasks, { rounds: 300 })
+    const wall = (task: string) => `wall ×${(m[task]!.wallUs / m.plain!.wallUs).toFixed(2)}`
     rows.push({
       question: QUESTION,
       name: `${name}: plain`,
-      medianUs: m.plain!,
+      medianUs: m.plain!.cpuUs,
+      note: `wall ${m.plain!.wallUs.toFixed(0)} µs`,
     })
     rows.push({
       question: QUESTION,
       name: `${name}: metered`,
-      medianUs: m.metered!,
-      ratio: m.metered! / m.plain!,
+      medianUs: m.metered!.cpuUs,
+      ratio: m.metered!.cpuUs / m.plain!.cpuUs,
       baseline: 'plain',
       target: '≤ ×1.15',
-      note: `${used} fuel`,
+      note: `${used} fuel, ${wall('metered')}`,
     })
+    if (batches) {
+      rows.push({
+        question: QUESTION,
+        name: `${name}: metered, per-iteration loop charges (cost model 4)`,
+        medianUs: m.perIteration!.cpuUs,
+        ratio: m.perIteration!.cpuUs / m.plain!.cpuUs,
+        baseline: 'plain',
+        note: `the same fuel, ${wall('perIteration')}`,
+      })
+    }
   }
   return rows
 }

@@ -94,6 +94,40 @@ export async function measure(
 }
 
 /**
+ * Median CPU time and wall time per call of each task, the tasks taking turns call by call
+ * (`rounds` turns after `warmup`), so that a change in the machine's load between tasks does
+ * not become a ratio. For short synchronous CPU work on this thread; the CPU time is the whole
+ * process's (`process.cpuUsage`), time spent descheduled is not in it.
+ */
+export function interleaved(
+  tasks: Record<string, () => unknown>,
+  options: { rounds?: number; warmup?: number } = {},
+): Record<string, { cpuUs: number; wallUs: number }> {
+  const names = Object.keys(tasks)
+  const cpu: number[][] = names.map(() => [])
+  const wall: number[][] = names.map(() => [])
+  const warmup = options.warmup ?? 20
+  const rounds = warmup + (options.rounds ?? 200)
+  for (let r = 0; r < rounds; r++) {
+    for (let i = 0; i < names.length; i++) {
+      const fn = tasks[names[i]!]!
+      const c0 = process.cpuUsage()
+      const t0 = performance.now()
+      fn()
+      const t1 = performance.now()
+      const used = process.cpuUsage(c0)
+      if (r >= warmup) {
+        cpu[i]!.push(used.user + used.system)
+        wall[i]!.push((t1 - t0) * 1000)
+      }
+    }
+  }
+  return Object.fromEntries(
+    names.map((name, i) => [name, { cpuUs: median(cpu[i]!), wallUs: median(wall[i]!) }]),
+  )
+}
+
+/**
  * Run `fn` while spinner processes keep vCPUs busy. Default: one at `nice 19` per vCPU, the
  * "loaded" machine whose vCPUs never park, at little cost to this process (nice 19 weighs 15
  * against our 1024). `{ count: 1, nice: 0 }`: another process wanting a whole vCPU as much as

@@ -62,3 +62,24 @@ it('still reports exactly what a run that ends normally, or runs out of fuel, sp
   const short = await rt.warden.invoke(app, '{}', { limits: { fuel: 500 } })
   expect(short.error?.code).toBe('fuel_exhausted')
 })
+
+it('succeeds at exactly its cost and not one fuel below, through a batched loop', async () => {
+  // The burn loop is a small one-block loop: it pays for 4 iterations at once (cost model 5).
+  for (const n of [1, 2, 3, 4, 5, 998, 1001]) {
+    const app = await rt.warden.load(await compileWat(burnThenTrap(n, '')))
+    const full = await rt.warden.invoke(app, '{}', { limits: { fuel: 10_000_000 } })
+    const cost = full.report.fuelUsed!
+    const exact = await rt.warden.invoke(app, '{}', { limits: { fuel: cost } })
+    expect({ n, ok: exact.ok, fuelUsed: exact.report.fuelUsed }).toEqual({
+      n,
+      ok: true,
+      fuelUsed: cost,
+    })
+    const short = await rt.warden.invoke(app, '{}', { limits: { fuel: cost - 1 } })
+    expect({ n, code: short.error?.code, fuelUsed: short.report.fuelUsed }).toEqual({
+      n,
+      code: 'fuel_exhausted',
+      fuelUsed: cost - 1,
+    })
+  }
+})

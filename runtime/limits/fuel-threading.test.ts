@@ -8,6 +8,9 @@ import { FUEL_PROGRAMS, runFuelProgram } from './fuel-programs.fixture.js'
 import type { FuelProgram } from './fuel-programs.fixture.js'
 
 const OPTS = { maxMemoryPages: 64, maxTableElements: 1000 }
+// The project's lib setting has no WebAssembly types; describe what is used.
+const Wasm = (globalThis as unknown as { WebAssembly: { validate(b: Uint8Array): boolean } })
+  .WebAssembly
 
 /**
  * Per program, per call: [result, fuelUsed], recorded under cost model 2 (fuel cached in a local
@@ -268,6 +271,49 @@ describe('fuel threaded through internal calls (cost model 3)', () => {
         expectInstrumentError(() => instrumentModule(plain, OPTS))
       })
     }
+  })
+
+  describe('refuses local indices and branch labels past the input, in both schemes', () => {
+    // Invalid input the loader's validation already refuses; in the output they would name the
+    // fuel local or land in a block the rewriter added, where a guest could set its own fuel.
+    const cases: [string, string][] = [
+      [
+        'a local.set one past the locals',
+        '(module (func (param i32) (local i32) (local.set 2 (i64.const 9))))',
+      ],
+      ['a local.get far past the locals', '(module (func (drop (local.get 300))))'],
+      ['a br past the function label', '(module (func (i64.const 9) (br 1)))'],
+      ['a br_if past the function label', '(module (func (block (br_if 2 (i32.const 1)))))'],
+      [
+        'a br_table past the function label',
+        '(module (func (block (br_table 0 2 (i32.const 1)))))',
+      ],
+      [
+        'a delegate past the function label',
+        '(module (func try (result i32) (i32.const 1) delegate 1 drop))',
+      ],
+    ]
+    for (const [what, text] of cases) {
+      it(what, async () => {
+        const plain = await wat(text)
+        for (const scheme of ['threaded', 'cached'] as const) {
+          expect(() => rewrite(plain, scheme)).toThrow(/out of range/)
+        }
+      })
+    }
+    it('the same code with the index or label in range is accepted', async () => {
+      for (const text of [
+        '(module (func (param i32) (local i64) (local.set 1 (i64.const 9))))',
+        '(module (func (result i64) (i64.const 9) (br 0)))',
+        '(module (func (block (br_table 0 1 (i32.const 1)))))',
+        '(module (func (result i32) try (result i32) (i32.const 1) delegate 0))',
+      ]) {
+        const plain = await wat(text)
+        for (const scheme of ['threaded', 'cached'] as const) {
+          expect(Wasm.validate(rewrite(plain, scheme))).toBe(true)
+        }
+      }
+    })
   })
 
   it('property: same results and fuelUsed as the cached scheme on generated programs', async () => {

@@ -8,7 +8,9 @@
  * What it does to a module:
  * - appends three global imports from {@link METER_MODULE} (`fuel`, `trap`, `memory_cap`) at the
  *   end of the import section, so every defined global shifts by +3 (all references rewritten);
- * - charges fuel at the start of each basic block and checks it at function entry and loop headers;
+ * - charges fuel at the start of each basic block and checks it at function entry and loop headers
+ *   (a small one-block loop pays for 4 iterations at once, with the same observable fuel: see
+ *   `emitBatchedLoop` in `instrument/code.ts`);
  * - replaces `memory.grow` with a version that traps past the run's cap (`memory_cap`);
  * - lowers every memory's and table's maximum to the host ceilings;
  * - exports every defined memory as `warden:memory:N` and drops the `name` custom section.
@@ -60,14 +62,20 @@
  * locals allowed charge the global directly, as in version 1.
  *
  * Measured (`npx tsx bench/index.ts fuel`; figures and machine in bench/README.md, "Fuel at
- * call speed"): recursive fib went from ×1.03–1.05 of the plain module to ×0.71–0.73 on the
- * EPYC VM (it was ×1.34–1.78 on the Xeon VM with version 2); the loop kernel stays at
- * ×0.82–1.03; the memory kernel stays at ×1.28–1.32, the price of a charge and check per
- * iteration of a very tight loop, which threading does not touch.
+ * call speed" and "Batched loop charges"): recursive fib went from ×1.03–1.05 of the plain
+ * module to ×0.71–0.73 on the EPYC VM (it was ×1.34–1.78 on the Xeon VM with version 2); the
+ * loop kernel stays at ×0.82–1.03; the memory kernel measured ×1.28–1.32 with a charge and
+ * check per iteration of its very tight loop, which threading does not touch; with the loop
+ * batched (version 5) it is at ×0.96–1.00, in runs where the per-iteration code measured
+ * ×1.04–1.07 (the machine was slower for the plain module then: see the README).
  *
  * Function and type indices past the input's are refused wherever they appear (exports,
  * elements, `ref.func`, `start`, calls, block and `call_indirect` types): in the output they
- * would name the added functions and types, which take fuel as an argument.
+ * would name the added functions and types, which take fuel as an argument. So are local
+ * indices past a function's locals (in the output: the fuel local) and branch labels past the
+ * function's (in the output: a block the rewriter added, from which a threaded body returns the
+ * fuel it has on the stack). The loader validates components first (jco), so these only reach
+ * code that calls the rewriter on unvalidated modules.
  *
  * Accepted: what V8 in Node 20 runs without a flag, and Warden meters and isolates: MVP, sign
  * extension, saturating truncation, bulk memory, reference types (funcref, externref), fixed-width

@@ -18,6 +18,13 @@
  * instruction and gets no charge. Fuel is checked (`fuel < 0` → trap reason 1) after the charge at
  * function entry and at every loop header, so each iteration and each call is checked.
  *
+ * That is what the host can observe; the code may get there another way. A small one-block loop
+ * (`loop; S; br_if 0; end`, S straight-line, an iteration of at most 32 fuel; until such loops
+ * have added 1/8 of the code section's size) is charged for 4 iterations at once when the fuel can pay for them, and gives back what it did not run when it
+ * leaves early; when the fuel cannot, it runs the per-iteration code. The trap point, the fuel
+ * count wherever the host can read it and `fuelUsed` are those of a charge and check per
+ * iteration (`instrument/code.ts`, `emitBatchedLoop`).
+ *
  * The length part of a bulk op's cost (n is its last operand, `table.grow`'s delta) is known only
  * when it runs: it is charged right before the op and checked there, so an op the fuel cannot pay
  * for traps (reason 1) without touching memory or the table. Without it, a guest could copy
@@ -29,8 +36,9 @@
  * instrumentation cache key. 2: same amounts as 1, fuel cached in a local per function.
  * 3: same amounts, fuel threaded through internal calls as an extra parameter and result.
  * 4: bulk memory and table ops also pay for their length (see the table above).
+ * 5: same amounts; small one-block loops are charged once per batch of 4 iterations (above).
  */
-export const COST_MODEL_VERSION = 4
+export const COST_MODEL_VERSION = 5
 
 /** Fuel per instruction, by class. */
 export const COST = {

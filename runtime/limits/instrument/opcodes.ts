@@ -47,6 +47,7 @@ export const OP = {
   i64Const: 0x42,
   f32Const: 0x43,
   f64Const: 0x44,
+  i32Eqz: 0x45,
   i64Eq: 0x51,
   i64LtS: 0x53,
   i64GtU: 0x56,

@@ -55,24 +55,26 @@ export type FuelScheme = 'threaded' | 'cached'
 
 /**
  * Rewrites a module with the given scheme. Internal: {@link instrumentModule} validates the
- * options and uses `threaded`; tests compare the schemes.
+ * options and uses `threaded` with loops batched; tests compare the schemes, and batched loops
+ * with the per-iteration code (`batchLoops: false`, the code of cost model 4).
  */
 export function rewriteModule(
   bytes: Uint8Array,
   maxMemoryPages: number,
   maxTableElements: number,
   scheme: FuelScheme,
+  batchLoops = true,
 ): InstrumentedModule {
   if (scheme === 'threaded') {
     try {
-      return new ModuleRewriter(bytes, maxMemoryPages, maxTableElements, true).run()
+      return new ModuleRewriter(bytes, maxMemoryPages, maxTableElements, true, batchLoops).run()
     } catch (err) {
       if (!(err instanceof FuelThreadingUnsupported)) {
         throw err
       }
     }
   }
-  return new ModuleRewriter(bytes, maxMemoryPages, maxTableElements, false).run()
+  return new ModuleRewriter(bytes, maxMemoryPages, maxTableElements, false, batchLoops).run()
 }
 
 class ModuleRewriter {
@@ -81,6 +83,8 @@ class ModuleRewriter {
   private readonly maxTableElements: number
   /** Thread fuel through internal calls (see `FuelScheme`). */
   private readonly threaded: boolean
+  /** Charge small one-block loops once per batch of iterations (see `CodeContext`). */
+  private readonly batchLoops: boolean
   private readonly out: ByteWriter
   private readonly sec = new ByteWriter(1 << 16)
   /** Start of the not yet copied input in the current section (see copyTo). */
@@ -112,11 +116,13 @@ class ModuleRewriter {
     maxMemoryPages: number,
     maxTableElements: number,
     threaded: boolean,
+    batchLoops: boolean,
   ) {
     this.b = bytes
     this.maxMemoryPages = maxMemoryPages
     this.maxTableElements = maxTableElements
     this.threaded = threaded
+    this.batchLoops = batchLoops
     this.out = new ByteWriter(Math.ceil(bytes.length * 1.3) + 1024)
   }
 
@@ -785,6 +791,7 @@ class ModuleRewriter {
     const ig = this.importedGlobals
     const code = new CodeRewriter(this.b, {
       threaded: this.threaded,
+      batchLoops: this.batchLoops,
       paramCounts: this.paramCounts,
       typeCount: this.paramCounts.length,
       resultBlockTypes: this.resultBlockTypes,

@@ -5,6 +5,7 @@ import { parse, print } from '@bytecodealliance/jco'
 import {
   COST_MODEL_VERSION,
   InstrumentError,
+  MAX_INSTRUMENTED_SIZE,
   METER_MODULE,
   REFUSED_FEATURES,
   TRAP_FUEL,
@@ -1036,6 +1037,48 @@ describe('instrumentModule: properties', () => {
       }),
       { numRuns: 30 },
     )
+  })
+})
+
+/** Unsigned LEB128. */
+function leb(n: number): number[] {
+  const out: number[] = []
+  do {
+    let byte = n & 0x7f
+    n >>>= 7
+    if (n !== 0) {
+      byte |= 0x80
+    }
+    out.push(byte)
+  } while (n !== 0)
+  return out
+}
+
+/** A module whose one function is `loops` empty `loop … end`s. */
+function emptyLoops(loops: number): Uint8Array {
+  const fnBody = [0x00, ...Array.from({ length: loops }, () => [0x03, 0x40, 0x0b]).flat(), 0x0b]
+  const sec = (id: number, content: number[]) => [id, ...leb(content.length), ...content]
+  return new Uint8Array([
+    ...HEADER,
+    ...sec(1, [1, 0x60, 0, 0]),
+    ...sec(3, [1, 0]),
+    ...sec(10, [1, ...leb(fnBody.length), ...fnBody]),
+  ])
+}
+
+describe('instrumentModule: the size of its output is bounded', () => {
+  it('refuses a module that metering would grow past 4 times plus 1 MiB', () => {
+    // 300,000 empty loops: 900 KB in, ~10 MB metered.
+    const bomb = emptyLoops(300_000)
+    const error = expectInstrumentError(() => instrumentModule(bomb, OPTS))
+    expect(error.message).toMatch(/metering would make it \d+\.\d times its size/)
+    // Below the slack, the same shape is metered as usual.
+    const small = emptyLoops(1_000)
+    const out = instrumentModule(small, OPTS)
+    expect(out.bytes.byteLength).toBeLessThanOrEqual(
+      small.byteLength * MAX_INSTRUMENTED_SIZE.factor + MAX_INSTRUMENTED_SIZE.slackBytes,
+    )
+    expect(Wasm.validate(out.bytes)).toBe(true)
   })
 })
 

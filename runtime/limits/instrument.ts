@@ -94,6 +94,7 @@
  * - `instrument/meter.ts`, `instrument/errors.ts`: the names, limits and errors of the API.
  */
 
+import { InstrumentError } from './instrument/errors.js'
 import { rewriteModule } from './instrument/sections.js'
 import type { InstrumentOptions, InstrumentedModule } from './instrument/meter.js'
 
@@ -107,6 +108,14 @@ export {
   TRAP_MEMORY,
 } from './instrument/meter.js'
 export type { InstrumentOptions, InstrumentedModule } from './instrument/meter.js'
+
+/**
+ * How much bigger than its input a metered module may be: 4 times plus 1 MiB. Real code grows
+ * ×1.1–1.4 (StarlingMonkey ×1.39); a module made of nothing but empty loops grows ×10.7 (each
+ * loop gets its charge and check), so without a bound a 64 MiB upload would have the host read
+ * and compile ~700 MB. Past it the module is refused.
+ */
+export const MAX_INSTRUMENTED_SIZE = { factor: 4, slackBytes: 1024 * 1024 } as const
 
 /**
  * Rewrites a core module for metering. Pure: same bytes and options, same output.
@@ -135,5 +144,12 @@ export function instrumentModule(
   ) {
     throw new TypeError('instrumentModule: maxTableElements must be an integer in [0, 2^32-1]')
   }
-  return rewriteModule(bytes, maxMemoryPages, maxTableElements, 'threaded')
+  const out = rewriteModule(bytes, maxMemoryPages, maxTableElements, 'threaded')
+  const bound = bytes.byteLength * MAX_INSTRUMENTED_SIZE.factor + MAX_INSTRUMENTED_SIZE.slackBytes
+  if (out.bytes.byteLength > bound) {
+    throw new InstrumentError(
+      `unsupported module: metering would make it ${(out.bytes.byteLength / bytes.byteLength).toFixed(1)} times its size (at most ${MAX_INSTRUMENTED_SIZE.factor} times plus 1 MiB)`,
+    )
+  }
+  return out
 }

@@ -183,8 +183,16 @@ export interface AppRegistry {
   ): Promise<AppRecord>
   setDisabled(id: string, disabled: boolean, actor: string): Promise<AppRecord>
   decommission(id: string, actor: string): Promise<AppRecord>
-  /** Note a run (kept in memory, written with the next change or on {@link AppRegistry.flush}). */
+  /**
+   * Note a run (kept in memory, written with the next change or on {@link AppRegistry.flush};
+   * in Redis mode also sent, not awaited, to the shared `<prefix>apps:last-run`).
+   */
   touchRun(id: string): void
+  /**
+   * Redis mode: take the other hosts' `lastRunAt` (one read of `<prefix>apps:last-run`), so that
+   * the app routes answer the deployment's last run. Nothing to do on files.
+   */
+  syncRuns(): Promise<void>
   /** The bytes of a stored build. */
   readBlob(digest: string): Promise<Uint8Array>
   /** Store the bytes of a build under its digest (idempotent). */
@@ -271,6 +279,7 @@ export async function openAppRegistry(
     : await openJsonFile(join(dataDir, 'registry.json'), fileSchema, empty, 'the app registry')
   const blobs = join(dataDir, 'blobs', 'sha256')
   const blobStore = redis ? redisBlobs(redis) : undefined
+  const lastRuns = redis ? redisLastRuns(redis) : undefined
   let dirty = false
 
   const find = (idOrName: string) =>
@@ -492,6 +501,18 @@ export async function openAppRegistry(
       if (app) {
         app.lastRunAt = new Date().toISOString()
         dirty = true
+        lastRuns?.note(id, app.lastRunAt)
+      }
+    },
+    async syncRuns() {
+      if (!lastRuns) {
+        return
+      }
+      for (const [id, at] of await lastRuns.read()) {
+        const app = find(id)
+        if (app && (app.lastRunAt === undefined || app.lastRunAt < at)) {
+          app.lastRunAt = at
+        }
       }
     },
     async readBlob(digest) {
@@ -528,6 +549,32 @@ export async function openAppRegistry(
  * Redis mode's blobs: `<prefix>blob:<digest>`, written once (`SET NX`). A blob read back is
  * hashed again: bytes that are not their digest are refused, whoever changed them.
  */
+// KEYS[1] the hash; ARGV[1] app id, ARGV[2] ISO time: kept only when later (ISO sorts as time).
+const SET_IF_LATER = `
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') < ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0
+`
+
+/** When each app last ran on any host: one hash, written once per run without waiting. */
+function redisLastRuns(redis: RedisConnection) {
+  const hash = redis.key('apps:last-run')
+  return {
+    note(id: string, at: string): void {
+      // Best effort: a lost write only makes `lastRunAt` older, never a run refused.
+      redis.client.eval(SET_IF_LATER, 1, hash, id, at).catch(() => undefined)
+    },
+    async read(): Promise<[string, string][]> {
+      try {
+        return Object.entries(await redis.client.hgetall(hash))
+      } catch (error) {
+        throw storeUnavailable('when the apps last ran cannot be read', error)
+      }
+    },
+  }
+}
+
 function redisBlobs(redis: RedisConnection) {
   const keyOf = (digest: string) => {
     if (!DIGEST.test(digest)) {

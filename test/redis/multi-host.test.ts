@@ -221,4 +221,20 @@ describe('three hosts on one Redis', () => {
       records.body.records.every((r: { invocationId: string }) => r.invocationId === run),
     ).toBe(true)
   }, 60_000)
+
+  it('shares when an app last ran: run on C, seen on A', async () => {
+    const echo = await guestFile('echo')
+    const app = await deploy(a, b, 'echo-last-run', echo, { grants: { log: true } })
+    const before = Date.now()
+    expect((await invoke(c, app.id, app.token)).status).toBe(200)
+    const deadline = Date.now() + 2000
+    let seen = await call(a.url, 'GET', `/v1/apps/${app.id}`, { auth: admin })
+    while (seen.body.lastRunAt === undefined && Date.now() < deadline) {
+      seen = await call(a.url, 'GET', `/v1/apps/${app.id}`, { auth: admin })
+    }
+    expect(Date.parse(seen.body.lastRunAt)).toBeGreaterThanOrEqual(before - 1000)
+    const listed = await call(b.url, 'GET', '/v1/apps', { auth: admin })
+    const mine = listed.body.apps.find((x: { id: string }) => x.id === app.id)
+    expect(mine.lastRunAt).toBe(seen.body.lastRunAt)
+  })
 })

@@ -272,7 +272,7 @@ export async function openAppRegistry(
         itemSchema: appSchema,
         empty,
         order: (a, b) => a.createdAt.localeCompare(b.createdAt),
-        // When an app last ran is this host's: not worth a write to every host per run.
+        // When an app last ran is shared apart (`apps:last-run`): not worth a change per run.
         volatile: ['lastRunAt'],
         uniqueOf: (app) => app.name,
       })
@@ -557,11 +557,26 @@ end
 return 0
 `
 
-/** When each app last ran on any host: one hash, written once per run without waiting. */
+/** Each host writes an app's `lastRunAt` at most once per this many ms. */
+const LAST_RUN_EVERY_MS = 1000
+
+/**
+ * When each app last ran on any host: one hash, written without waiting, at most once a second
+ * per app and host (so other hosts see it to within a second; this host's own is exact).
+ */
 function redisLastRuns(redis: RedisConnection) {
   const hash = redis.key('apps:last-run')
+  const sent = new Map<string, number>()
   return {
     note(id: string, at: string): void {
+      const now = Date.now()
+      if (now - (sent.get(id) ?? 0) < LAST_RUN_EVERY_MS) {
+        return
+      }
+      if (sent.size >= 10_000) {
+        sent.clear()
+      }
+      sent.set(id, now)
       // Best effort: a lost write only makes `lastRunAt` older, never a run refused.
       redis.client.eval(SET_IF_LATER, 1, hash, id, at).catch(() => undefined)
     },

@@ -7,11 +7,8 @@
  * deleted entry or a rebuilt stream is still caught by a full check.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { canonicalJson } from '../../runtime/audit/canonical.js'
 import { computeRecordHash } from '../../runtime/audit/record.js'
 import type { AuditEntry } from '../../runtime/audit/record.js'
@@ -22,19 +19,11 @@ import {
   verifyAuditStream,
 } from '../../runtime/redis/index.js'
 import type { RedisAuditLog, RedisConnection } from '../../runtime/redis/index.js'
-import { dropPrefix, freshPrefix, REDIS_URL, testRedis } from './support.js'
+import { dropPrefix, freshPrefix, perTestPrefix, REDIS_URL } from './support.js'
 
-let redis: Redis
-let prefix: string
-let dir: string
-const open: { close(): Promise<void> }[] = []
+const t = perTestPrefix('audit')
+const host = () => t.host()
 const master = randomBytes(32)
-
-async function host(): Promise<RedisConnection> {
-  const connection = await openRedisConnection({ url: REDIS_URL, prefix, commandTimeoutMs: 1000 })
-  open.push(connection)
-  return connection
-}
 
 async function log(
   connection: RedisConnection,
@@ -42,12 +31,12 @@ async function log(
 ): Promise<RedisAuditLog> {
   const opened = await openRedisAuditLog({
     redis: connection,
-    spoolFile: join(dir, `${randomBytes(4).toString('hex')}.jsonl`),
+    spoolFile: join(t.dir, `${randomBytes(4).toString('hex')}.jsonl`),
     masterKey: options.masterKey ?? master,
     checkpointEvery: options.every ?? 3,
   })
   // Closed before the connections (the close checkpoint needs Redis).
-  open.unshift(opened)
+  t.closeAfter(opened)
   return opened
 }
 
@@ -73,27 +62,6 @@ function countReads(connection: RedisConnection): { reads: number; from: number[
   return seen
 }
 
-beforeAll(async () => {
-  redis = await testRedis()
-})
-
-afterAll(() => {
-  redis?.disconnect()
-})
-
-beforeEach(async () => {
-  prefix = freshPrefix()
-  dir = await mkdtemp(join(tmpdir(), 'warden-redis-audit-'))
-})
-
-afterEach(async () => {
-  for (const item of open.splice(0)) {
-    await item.close()
-  }
-  await dropPrefix(redis, prefix)
-  await rm(dir, { recursive: true, force: true })
-})
-
 describe('signed checkpoints and the global head', () => {
   it('signs with one deployment key under concurrent writers; the head is the same on both hosts', async () => {
     const a = await log(await host())
@@ -102,7 +70,7 @@ describe('signed checkpoints and the global head', () => {
     const headA = await a.readHead()
     expect(await b.readHead()).toEqual(headA)
     // Read by the test itself: Redis's head, not a host's memory.
-    const [seq, hash] = await redis.hmget(`${prefix}audit:head`, 'seq', 'hash')
+    const [seq, hash] = await t.redis.hmget(`${t.prefix}audit:head`, 'seq', 'hash')
     expect({ seq: Number(seq), hash }).toEqual(headA)
 
     const checkpointKey = await readRedisAuditVerificationKey(await host(), master)
@@ -130,11 +98,10 @@ describe('signed checkpoints and the global head', () => {
     const other = randomBytes(32)
     const otherPrefix = freshPrefix()
     const elsewhere = await openRedisConnection({ url: REDIS_URL, prefix: otherPrefix })
-    open.push(elsewhere)
     try {
       const b = await openRedisAuditLog({
         redis: elsewhere,
-        spoolFile: join(dir, 'other.jsonl'),
+        spoolFile: join(t.dir, 'other.jsonl'),
         masterKey: other,
       })
       await b.close()
@@ -142,7 +109,8 @@ describe('signed checkpoints and the global head', () => {
       const result = await verifyAuditStream(await host(), { checkpointKey: wrongKey! })
       expect(result).toMatchObject({ ok: false, reason: 'bad-checkpoint' })
     } finally {
-      await dropPrefix(redis, otherPrefix)
+      await elsewhere.close()
+      await dropPrefix(t.redis, otherPrefix)
     }
   })
 
@@ -154,21 +122,21 @@ describe('signed checkpoints and the global head', () => {
     }
     // Someone with Redis access rewrites the record after the last checkpoint and re-hashes
     // it, head included (a stream entry cannot be changed in place: the key is rebuilt).
-    const stream = `${prefix}audit`
-    const entries = await redis.xrange(stream, '-', '+')
+    const stream = `${t.prefix}audit`
+    const entries = await t.redis.xrange(stream, '-', '+')
     const last = entries.length - 1
     const forged = JSON.parse(entries[last]![1][1]!)
     forged.reason = 'forged'
     forged.hash = computeRecordHash(forged)
-    await redis.del(stream)
+    await t.redis.del(stream)
     for (const [i, [id, fields]] of entries.entries()) {
-      await redis.xadd(stream, id, 'r', i === last ? canonicalJson(forged) : fields[1]!)
+      await t.redis.xadd(stream, id, 'r', i === last ? canonicalJson(forged) : fields[1]!)
     }
-    await redis.hset(`${prefix}audit:head`, 'hash', forged.hash)
+    await t.redis.hset(`${t.prefix}audit:head`, 'hash', forged.hash)
     for (let i = 5; i < 12; i++) {
       await a.append(entry(i))
     }
-    const records = (await redis.xrange(stream, '-', '+')).map(([, f]) => JSON.parse(f[1]!))
+    const records = (await t.redis.xrange(stream, '-', '+')).map(([, f]) => JSON.parse(f[1]!))
     const forgedSeq = forged.seq as number
     expect(records.length).toBeGreaterThan(forgedSeq + 4)
     // No checkpoint after the forged record: this host signs nothing it cannot vouch for.
@@ -227,7 +195,7 @@ describe('indexes', () => {
   it('refuses an index entry whose record is gone (deleted behind Warden’s back)', async () => {
     const a = await log(await host(), { every: 1000 })
     const record = await a.append(entry(1, 'inv-x'))
-    await redis.xdel(`${prefix}audit`, `${record.seq}-1`)
+    await t.redis.xdel(`${t.prefix}audit`, `${record.seq}-1`)
     await expect(a.read({ invocationId: 'inv-x' })).rejects.toMatchObject({ code: 'internal' })
   })
 })
@@ -266,14 +234,14 @@ describe('cached verification', () => {
       await a.append(entry(i))
     }
     expect(await a.verify()).toMatchObject({ ok: true })
-    await redis.xdel(`${prefix}audit`, '3-1')
+    await t.redis.xdel(`${t.prefix}audit`, '3-1')
     expect(await a.verify()).toMatchObject({ ok: false, firstBadSeq: 3, reason: 'seq-gap' })
   })
 
   it('a stream rebuilt behind Warden’s back is caught by the full check, at once or when due', async () => {
     let clock = 0
     const connection = await host()
-    const spoolFile = join(dir, 'rebuilt.jsonl')
+    const spoolFile = join(t.dir, 'rebuilt.jsonl')
     const a = await openRedisAuditLog({
       redis: connection,
       spoolFile,
@@ -282,19 +250,19 @@ describe('cached verification', () => {
       now: () => 1_700_000_000_000 + clock,
       fullVerifyEveryMs: 60_000,
     })
-    open.unshift(a)
+    t.closeAfter(a)
     for (let i = 0; i < 12; i++) {
       await a.append(entry(i))
     }
     expect(await a.verify()).toMatchObject({ ok: true })
     // Record 2 changed, the key replaced with as many entries: XINFO cannot tell.
-    const stream = `${prefix}audit`
-    const entries = await redis.xrange(stream, '-', '+')
+    const stream = `${t.prefix}audit`
+    const entries = await t.redis.xrange(stream, '-', '+')
     const changed = JSON.parse(entries[1]![1][1]!)
     changed.reason = 'rewritten'
-    await redis.del(stream)
+    await t.redis.del(stream)
     for (const [i, [id, fields]] of entries.entries()) {
-      await redis.xadd(stream, id, 'r', i === 1 ? JSON.stringify(changed) : fields[1]!)
+      await t.redis.xadd(stream, id, 'r', i === 1 ? JSON.stringify(changed) : fields[1]!)
     }
     // The limit documented in audit-verify.ts: the cached check cannot tell…
     expect(await a.verify()).toMatchObject({ ok: true })

@@ -4,34 +4,24 @@
  * with `store_unavailable` and recovers by itself. Two `warden serve` processes on one Redis:
  * a key's budget spent on A is refused on B.
  */
-import type { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createRateLimiter, RateLimited } from '../../control-plane/rate-limit.js'
 import type { RateBucket, RateLimiter } from '../../control-plane/rate-limit.js'
-import { openRedisConnection } from '../../runtime/redis/index.js'
-import type { RedisConnection } from '../../runtime/redis/index.js'
 import {
   adminKeyOf,
   call,
   dropPrefix,
   freshPrefix,
   masterKey,
+  perTestPrefix,
   REDIS_URL,
   startHost,
   startProxy,
-  testRedis,
 } from './support.js'
 import type { Host } from './support.js'
 
-let redis: Redis
-let prefix: string
-const open: RedisConnection[] = []
-
-async function host(url = REDIS_URL): Promise<RedisConnection> {
-  const connection = await openRedisConnection({ url, prefix, commandTimeoutMs: 1000 })
-  open.push(connection)
-  return connection
-}
+const t = perTestPrefix('rate')
+const host = (url?: string) => t.host(url)
 
 /** Spend `bucket`'s budget on `spend` until refused, then ask `other`: refused too? */
 async function spentEverywhere(
@@ -66,23 +56,6 @@ const passes = (limiter: RateLimiter, bucket: RateBucket) => () =>
     },
   )
 
-beforeAll(async () => {
-  redis = await testRedis()
-})
-
-afterAll(() => {
-  redis?.disconnect()
-})
-
-beforeEach(() => {
-  prefix = freshPrefix()
-})
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((c) => c.close()))
-  await dropPrefix(redis, prefix)
-})
-
 describe('rate limits on Redis', () => {
   const limits = { keyRps: 5, tokenRps: 8 }
 
@@ -100,7 +73,7 @@ describe('rate limits on Redis', () => {
     // Another key's budget is its own.
     expect(await passes(b, { kind: 'key', id: 'k2' })()).toBe(true)
     // The counters are under the prefix; no token string is a key.
-    const keys = await redis.keys(`${prefix}rl:*`)
+    const keys = await t.redis.keys(`${t.prefix}rl:*`)
     expect(keys.length).toBeGreaterThan(0)
     expect(keys.some((k) => k.includes('not.a.token'))).toBe(false)
   })
@@ -168,7 +141,7 @@ describe('two hosts on one Redis', () => {
 
   afterAll(async () => {
     await Promise.all([a?.stop(), b?.stop()])
-    await dropPrefix(redis, hostPrefix)
+    await dropPrefix(t.redis, hostPrefix)
   })
 
   it('refuses on B a key’s budget spent on A', async () => {

@@ -1,170 +1,209 @@
 /**
  * Question: what does Redis mode cost, and what do two hosts on one Redis serve? The tiny echo
- * action through `POST /v1/apps/:id/invoke`, each server a `warden serve` child process (pool of
- * 1), autocannon from this process over loopback:
+ * action through `POST /v1/apps/:id/invoke`, each server a `warden serve` child process from
+ * `dist/` (pool of 1; `npm run build` first), autocannon from this process over loopback:
  *
- * - one host on local files (the baseline), one host on Redis, two hosts on one Redis (the
- *   load split over both, the figures summed);
+ * - one host on local files (the baseline), one host on Redis, two hosts on one Redis (8
+ *   connections on each host in every case, the two hosts' figures summed);
+ * - per host, the CPU time it burns per request (`/proc/<pid>/stat`, every thread), and Redis's
+ *   too: throughput is what the cores left to a host allow, so CPU per request is what tells
+ *   capacity when the load generator, Redis and the hosts share too few cores;
  * - the p50 Redis adds to a run: the same `warden.run` in this process with local files and
  *   with Redis (tinybench medians), and the HTTP p50 at one connection.
  *
- * NB: this machine has 2 shared cores for the hosts, autocannon and Redis together; two hosts
- * cannot show their scaling here (see bench/README.md).
+ * Rounds (`WARDEN_BENCH_ROUNDS`, default 2) alternate the three set-ups; each figure comes from
+ * the round whose hosts burnt the least CPU per request (the least disturbed by other work),
+ * and the notes give every round's.
+ *
+ * Each host is pinned to a CPU of its own (`taskset -c`): `WARDEN_BENCH_CPUS=a,b` (the first
+ * host on `a`, the second on `b`; default `0,1` when taskset exists and there are 2 CPUs or
+ * more; `none`: not pinned). On a machine with more cores, pin this process (autocannon) and
+ * Redis elsewhere too, e.g. `taskset -c 2,3 npx tsx bench/index.ts redis` with
+ * `WARDEN_BENCH_CPUS=0,1` and Redis on CPU 4, and req/s itself answers the question.
  */
-import { type ChildProcess, spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import autocannon from 'autocannon'
 import { Redis } from 'ioredis'
 import { openRedisConnection, openWarden, resolveHostConfig } from '../runtime/index.js'
 import type { Warden } from '../runtime/index.js'
+import { dropPrefix } from '../test/redis/support.js'
 import { guestFile } from '../test/support/wat.js'
-import { medians } from './support.js'
+import { deploy, load, startServer, TASKSET } from './server.bench.js'
+import type { Load, ServerProcess } from './server.bench.js'
+import { load1, medians, processCpuMs } from './support.js'
 import type { Row } from './support.js'
 
-const QUESTION = 'Redis mode: HTTP invoke of a tiny action (servers pool 1, autocannon 8 conn.)'
+const QUESTION =
+  'Redis mode: HTTP invoke of a tiny action (servers pool 1, autocannon 8 conn. per host)'
 const REDIS_URL = process.env.WARDEN_BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379'
-const SECONDS = 8
-const MAIN = fileURLToPath(new URL('../sdk/cli/main.ts', import.meta.url))
+const CONNECTIONS = 8
+const MASTER = randomBytes(32).toString('base64')
 
-interface Load {
-  rps: number
-  p50Ms: number
-  p99Ms: number
-  non2xx: number
-}
-
-function load(url: string, token: string, connections: number): Promise<Load> {
-  return new Promise((resolve, reject) => {
-    autocannon(
-      {
-        url,
-        method: 'POST',
-        connections,
-        duration: SECONDS,
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: '{"input":"hello"}',
-      },
-      (error, result) => {
-        if (error) {
-          reject(error)
-          return
-        }
-        resolve({
-          rps: result.requests.average,
-          p50Ms: result.latency.p50,
-          p99Ms: result.latency.p99,
-          non2xx: result.non2xx,
-        })
-      },
-    )
-  })
-}
-
-interface Server {
-  url: string
-  dataDir: string
-  stop(): Promise<void>
-}
-
-async function startServer(env: Record<string, string>): Promise<Server> {
-  const dataDir = await mkdtemp(join(tmpdir(), 'warden-bench-redis-'))
-  const child: ChildProcess = spawn(
-    process.execPath,
-    ['--import', import.meta.resolve('tsx'), MAIN, 'serve', '--port', '0'],
-    {
-      env: {
-        ...process.env,
-        WARDEN_DATA_DIR: dataDir,
-        WARDEN_POOL_SIZE: '1',
-        WARDEN_RATE_LIMIT_TOKEN_RPS: '1000000',
-        WARDEN_RATE_LIMIT_KEY_RPS: '1000000',
-        // 8 connections on a pool of 1: let them queue rather than be refused.
-        WARDEN_MAX_QUEUED_PER_APP: '64',
-        ...env,
-      },
-      stdio: ['ignore', 'pipe', 'inherit'],
-    },
-  )
-  const url = await new Promise<string>((resolve, reject) => {
-    let out = ''
-    child.stdout!.on('data', (chunk: Buffer) => {
-      out += chunk.toString()
-      const match = /listening on (http:\/\/\S+)/.exec(out)
-      if (match) {
-        resolve(match[1]!)
-      }
-    })
-    child.once('exit', (code) => reject(new Error(`warden serve exited with ${code}`)))
-  })
-  return {
-    url,
-    dataDir,
-    async stop() {
-      await new Promise((resolve) => {
-        child.once('exit', resolve)
-        child.kill('SIGTERM')
-      })
-      await rm(dataDir, { recursive: true, force: true })
-    },
+/** The CPUs of the first and the second host, or undefined: not pinned. */
+function hostCpus(): [number, number] | undefined {
+  const asked = process.env.WARDEN_BENCH_CPUS
+  if (asked === 'none') {
+    return undefined
   }
-}
-
-// biome-ignore lint/suspicious/noExplicitAny: JSON answers of the API, read field by field
-async function api(url: string, key: string, path: string, init: RequestInit): Promise<any> {
-  const response = await fetch(`${url}${path}`, {
-    ...init,
-    headers: { authorization: `Bearer ${key}`, ...(init.headers as Record<string, string>) },
-  })
-  const body = await response.json()
-  if (!response.ok) {
-    throw new Error(`${path}: ${JSON.stringify(body)}`)
-  }
-  return body
-}
-
-/** One invoke, awaited: the host has loaded the build (from Redis, on a second host). */
-async function warm(url: string, token: string): Promise<void> {
-  const response = await fetch(url, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: '{"input":"hello"}',
-  })
-  if (!response.ok) {
-    throw new Error(`warm-up: ${response.status} ${await response.text()}`)
-  }
-}
-
-/** Upload the echo action on `url` and grant a token: the invoke path and the token. */
-async function deploy(url: string, key: string, bytes: Uint8Array) {
-  const query = new URLSearchParams({ name: 'echo', owner: 'bench', purpose: 'load' })
-  const app = await api(url, key, `/v1/apps?${query}`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/wasm' },
-    body: Buffer.from(bytes) as unknown as BodyInit,
-  })
-  const { token } = await api(url, key, '/v1/tokens', {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ app: app.id, grants: { log: true } }),
-  })
-  return { path: `/v1/apps/${app.id}/invoke`, token: token as string }
-}
-
-async function dropPrefix(prefix: string): Promise<void> {
-  const client = new Redis(REDIS_URL)
-  let cursor = '0'
-  do {
-    const [next, keys] = await client.scan(cursor, 'MATCH', `${prefix}*`, 'COUNT', 1000)
-    cursor = next
-    if (keys.length > 0) {
-      await client.del(...keys)
+  if (asked) {
+    const [a, b] = asked.split(',').map(Number)
+    if (!Number.isInteger(a) || !Number.isInteger(b)) {
+      throw new TypeError('WARDEN_BENCH_CPUS must be two CPU numbers, `a,b`, or `none`')
     }
-  } while (cursor !== '0')
-  client.disconnect()
+    return [a!, b!]
+  }
+  return existsSync(TASKSET) && cpus().length >= 2 ? [0, 1] : undefined
+}
+
+/** A host: its process, its data dir, the echo action deployed on the first one. */
+interface Host {
+  server: ServerProcess
+  dataDir: string
+}
+
+async function startHost(env: Record<string, string>, cpu: number | undefined): Promise<Host> {
+  const dataDir = await mkdtemp(join(tmpdir(), 'warden-bench-redis-'))
+  const server = await startServer(
+    dataDir,
+    {
+      WARDEN_POOL_SIZE: '1',
+      // 8 connections on a pool of 1: let them queue rather than be refused.
+      WARDEN_MAX_QUEUED_PER_APP: '64',
+      WARDEN_MASTER_KEY: MASTER,
+      ...env,
+    },
+    cpu === undefined ? {} : { cpu },
+  )
+  return { server, dataDir }
+}
+
+async function stopHost(host: Host): Promise<void> {
+  await host.server.stop()
+  await rm(host.dataDir, { recursive: true, force: true })
+}
+
+/** What one measured load gave: per host, and Redis's CPU. */
+interface Measured {
+  loads: Load[]
+  /** Each host's CPU time per request it answered, in ms. */
+  hostCpuMs: (number | undefined)[]
+  /** Redis's CPU time per request answered by all hosts, in ms (a local Redis only). */
+  redisCpuMs: number | undefined
+  /** This process's (autocannon's) CPU time per request, in ms. */
+  loaderCpuMs: number
+  /**
+   * Scripts (`EVAL`/`EVALSHA`) Redis ran per request: more with two hosts than with one means
+   * retries (an audit append that lost the race re-chains and runs again). Counts every client
+   * of this Redis: only meaningful on a Redis nobody else uses.
+   */
+  scriptsPerReq: number | undefined
+}
+
+/**
+ * Load every host at once (`connections` each) once to warm up, then again measured, with the
+ * CPU each host process, Redis and this process used during the measured run.
+ */
+async function measure(
+  hosts: { host: Host; url: string; token: string }[],
+  connections: number,
+  redis: { client: Redis; pid: number | undefined } | undefined,
+): Promise<Measured> {
+  const redisPid = redis?.pid
+  const all = () => Promise.all(hosts.map((h) => load(h.url, h.token, { connections })))
+  await all().catch(() => undefined)
+  const cpu = () => hosts.map((h) => processCpuMs(h.host.server.pid))
+  const hostsBefore = cpu()
+  const redisBefore = redisPid === undefined ? undefined : processCpuMs(redisPid)
+  const scriptsBefore = redis ? await scriptCalls(redis.client) : undefined
+  const loaderBefore = process.cpuUsage()
+  const loads = await all()
+  const loader = process.cpuUsage(loaderBefore)
+  const scriptsAfter = redis ? await scriptCalls(redis.client) : undefined
+  const hostsAfter = cpu()
+  const redisAfter = redisPid === undefined ? undefined : processCpuMs(redisPid)
+  const total = loads.reduce((sum, l) => sum + l.total, 0)
+  const per = (before: number | undefined, after: number | undefined, n: number) =>
+    before === undefined || after === undefined || n === 0 ? undefined : (after - before) / n
+  return {
+    loads,
+    hostCpuMs: loads.map((l, i) => per(hostsBefore[i], hostsAfter[i], l.total)),
+    redisCpuMs: per(redisBefore, redisAfter, total),
+    loaderCpuMs: (loader.user + loader.system) / 1000 / Math.max(total, 1),
+    scriptsPerReq: per(scriptsBefore, scriptsAfter, total),
+  }
+}
+
+/** How many scripts Redis has run (`INFO commandstats`). */
+async function scriptCalls(client: Redis): Promise<number> {
+  const stats = await client.info('commandstats')
+  let calls = 0
+  for (const match of stats.matchAll(/^cmdstat_(?:eval|evalsha):calls=(\d+)/gm)) {
+    calls += Number(match[1])
+  }
+  return calls
+}
+
+/** What one set-up gave: 8 connections per host, and 1 connection for a lone host. */
+interface Scenario {
+  busy: Measured
+  single?: Measured
+}
+
+/** Rounds of the three set-ups (`WARDEN_BENCH_ROUNDS`, default 2). */
+const ROUNDS = Number(process.env.WARDEN_BENCH_ROUNDS ?? 2)
+
+/** Mean host CPU per request of a set-up (Infinity when unknown). */
+const meanCpu = (s: Scenario) =>
+  s.busy.hostCpuMs.reduce<number>((sum, v) => sum + (v ?? Number.POSITIVE_INFINITY), 0) /
+  s.busy.hostCpuMs.length
+
+/**
+ * The round whose hosts burnt the least CPU per request: the one least disturbed by other work
+ * on the machine (interference only adds CPU time: cache misses, preemption costs).
+ */
+function quietest(rounds: Scenario[]): Scenario {
+  return rounds.reduce((best, s) => (meanCpu(s) < meanCpu(best) ? s : best))
+}
+
+/** Each round's req/s (summed over hosts) and mean host CPU per request, for the notes. */
+function roundsNote(rounds: Scenario[]): string {
+  const each = rounds.map((s) => {
+    const rps = s.busy.loads.reduce((sum, l) => sum + l.rps, 0)
+    return `${Math.round(rps)} req/s at ${meanCpu(s).toFixed(2)} ms`
+  })
+  return `rounds: ${each.join(', ')}`
+}
+
+/** Start hosts with `env` on `pins`, deploy the echo action on the first, measure. */
+async function scenario(
+  env: Record<string, string>,
+  pins: (number | undefined)[],
+  redis: { client: Redis; pid: number | undefined } | undefined,
+): Promise<Scenario> {
+  const echo = await guestFile('echo')
+  const hosts: Host[] = []
+  try {
+    for (const cpu of pins) {
+      hosts.push(await startHost(env, cpu))
+    }
+    const first = hosts[0]!
+    const key = (await readFile(join(first.dataDir, 'admin.key'), 'utf8')).trim()
+    const { invoke, token } = await deploy(first.server.url, key, 'echo', echo, {
+      grants: { log: true },
+    })
+    const path = new URL(invoke).pathname
+    const targets = hosts.map((host) => ({ host, url: host.server.url + path, token }))
+    // The same concurrency on every host as on one alone: CPU per request depends on it
+    // (group commits and batches fill up with more requests in flight).
+    const busy = await measure(targets, CONNECTIONS, redis)
+    const single = hosts.length === 1 ? await measure(targets, 1, redis) : undefined
+    return single ? { busy, single } : { busy }
+  } finally {
+    await Promise.all(hosts.map(stopHost))
+  }
 }
 
 /** The in-process median of `warden.run` of the echo action, on files or on Redis. */
@@ -205,13 +244,28 @@ async function inProcess(redisPrefix: string | undefined): Promise<number> {
   }
 }
 
-const MASTER = randomBytes(32).toString('base64')
+/** Redis's process id when it runs on this machine (its CPU is read from /proc), else undefined. */
+async function localRedisPid(client: Redis): Promise<number | undefined> {
+  const info = await client.info('server')
+  const pid = Number(/process_id:(\d+)/.exec(info)?.[1])
+  return Number.isInteger(pid) && processCpuMs(pid) !== undefined ? pid : undefined
+}
+
+const scripts = (m: Measured) =>
+  m.scriptsPerReq === undefined ? 'scripts n/a' : `${m.scriptsPerReq.toFixed(2)} scripts/req`
+const ms = (v: number | undefined) => (v === undefined ? 'n/a' : `${v.toFixed(2)} ms`)
+/** Requests a second one core serves at `cpuMs` per request. */
+const perCore = (cpuMs: number | undefined) =>
+  cpuMs === undefined || cpuMs <= 0 ? undefined : 1000 / cpuMs
 
 export async function run(): Promise<Row[]> {
-  const echo = await guestFile('echo')
-  const prefix = `warden-bench:${randomBytes(4).toString('hex')}:`
+  const prefix = `warden-bench:${Date.now().toString(36)}:`
+  const client = new Redis(REDIS_URL)
   const rows: Row[] = []
+  const pins = hostCpus()
+  const loadAtStart = load1()
   try {
+    const redis = { client, pid: await localRedisPid(client) }
     // Alternated, twice: this machine's load drifts; the lower median of each is kept.
     const filesRounds: number[] = []
     const redisRounds: number[] = []
@@ -239,83 +293,108 @@ export async function run(): Promise<Row[]> {
       },
     )
 
-    const shared = { WARDEN_MASTER_KEY: MASTER }
-    const redisEnv = { ...shared, WARDEN_REDIS_URL: REDIS_URL, WARDEN_REDIS_PREFIX: prefix }
-    const measureOne = async (env: Record<string, string>) => {
-      const server = await startServer(env)
-      try {
-        const key = (await readFile(join(server.dataDir, 'admin.key'), 'utf8')).trim()
-        const { path, token } = await deploy(server.url, key, echo)
-        await warm(server.url + path, token)
-        await load(server.url + path, token, 8).catch(() => undefined)
-        const busy = await load(server.url + path, token, 8)
-        const single = await load(server.url + path, token, 1)
-        return { busy, single }
-      } finally {
-        await server.stop()
-      }
+    const redisEnv = { WARDEN_REDIS_URL: REDIS_URL }
+    // Rounds alternate the three set-ups, so that drifting load falls on all of them.
+    const locals: Scenario[] = []
+    const ones: Scenario[] = []
+    const twos: Scenario[] = []
+    for (let round = 0; round < ROUNDS; round++) {
+      const on = (name: string) => ({
+        ...redisEnv,
+        WARDEN_REDIS_PREFIX: `${prefix}${name}${round}:`,
+      })
+      locals.push(await scenario({}, [pins?.[0]], undefined))
+      ones.push(await scenario(on('one'), [pins?.[0]], redis))
+      twos.push(await scenario(on('two'), [pins?.[0], pins?.[1]], redis))
     }
-    const local = await measureOne(shared)
-    const oneRedis = await measureOne(redisEnv)
-    await dropPrefix(prefix)
+    const local = quietest(locals)
+    const one = quietest(ones)
+    const two = quietest(twos)
 
-    // Two hosts on one Redis: deployed on A, the load split over A and B.
-    const a = await startServer(redisEnv)
-    const b = await startServer(redisEnv)
-    let both: Load[]
-    try {
-      const key = (await readFile(join(a.dataDir, 'admin.key'), 'utf8')).trim()
-      const { path, token } = await deploy(a.url, key, echo)
-      await Promise.all([warm(a.url + path, token), warm(b.url + path, token)])
-      await Promise.all([load(a.url + path, token, 4), load(b.url + path, token, 4)])
-      both = await Promise.all([load(a.url + path, token, 4), load(b.url + path, token, 4)])
-    } finally {
-      await Promise.all([a.stop(), b.stop()])
+    const pinned = pins ? `hosts pinned to CPU ${pins.join(' and ')}` : 'hosts not pinned'
+    const context = `${cpus().length} CPUs, ${pinned}, load average ${loadAtStart} → ${load1()}`
+    const note = (m: Measured, i = 0) => {
+      const l = m.loads[i]!
+      return (
+        `${Math.round(l.rps)} req/s, p99 ${l.p99Ms} ms, ${l.non2xx} non-2xx; ` +
+        `host CPU ${ms(m.hostCpuMs[i])}/req`
+      )
     }
-    const twoRps = both.reduce((sum, l) => sum + l.rps, 0)
-    const note = (l: Load) => `${Math.round(l.rps)} req/s, p99 ${l.p99Ms} ms, ${l.non2xx} non-2xx`
+    const oneRps = one.busy.loads[0]!.rps
+    const twoRps = two.busy.loads.reduce((sum, l) => sum + l.rps, 0)
+    // Capacity: what the hosts would serve with a core each, from the CPU each request costs.
+    const oneCapacity = perCore(one.busy.hostCpuMs[0])
+    const twoCapacities = two.busy.hostCpuMs.map(perCore)
+    const twoCapacity = twoCapacities.every((c) => c !== undefined)
+      ? twoCapacities.reduce((sum, c) => sum! + c!, 0)
+      : undefined
+    // Redis's share of a core if the two hosts served their capacity.
+    const redisShare =
+      two.busy.redisCpuMs === undefined || twoCapacity === undefined
+        ? 'n/a'
+        : `${Math.round((two.busy.redisCpuMs * twoCapacity) / 10)} % of a core`
     rows.push(
       {
         question: QUESTION,
         name: 'one host, local files: p50 (8 conn.)',
-        medianUs: local.busy.p50Ms * 1000,
-        note: note(local.busy),
+        medianUs: local.busy.loads[0]!.p50Ms * 1000,
+        note: `${note(local.busy)}; ${roundsNote(locals)}; ${context}`,
       },
       {
         question: QUESTION,
         name: 'one host, Redis: p50 (8 conn.)',
-        medianUs: oneRedis.busy.p50Ms * 1000,
-        ratio: local.busy.rps / oneRedis.busy.rps,
+        medianUs: one.busy.loads[0]!.p50Ms * 1000,
+        ratio: local.busy.loads[0]!.rps / oneRps,
         baseline: 'local files (ratio of req/s)',
         target: '≤ 1.5×',
-        note: note(oneRedis.busy),
+        note:
+          `${note(one.busy)} (×${((one.busy.hostCpuMs[0] ?? Number.NaN) / (local.busy.hostCpuMs[0] ?? Number.NaN)).toFixed(2)} ` +
+          `local's), Redis CPU ${ms(one.busy.redisCpuMs)}/req, ${scripts(one.busy)}, ` +
+          `autocannon ${ms(one.busy.loaderCpuMs)}/req; ${roundsNote(ones)}`,
       },
       {
         question: QUESTION,
-        name: 'two hosts, one Redis: p50 (4 + 4 conn.)',
-        medianUs: Math.max(both[0]!.p50Ms, both[1]!.p50Ms) * 1000,
-        ratio: twoRps / oneRedis.busy.rps,
+        name: 'two hosts, one Redis: p50 (8 + 8 conn.), req/s measured',
+        medianUs: Math.max(...two.busy.loads.map((l) => l.p50Ms)) * 1000,
+        ratio: twoRps / oneRps,
         baseline: 'one host on Redis (ratio of req/s)',
         target: '≥ 1.6× with cores of their own',
-        note: `${Math.round(twoRps)} req/s in all (${both.map((l) => Math.round(l.rps)).join(' + ')}), ${both[0]!.non2xx + both[1]!.non2xx} non-2xx`,
+        note:
+          `${Math.round(twoRps)} req/s in all (${two.busy.loads.map((l) => Math.round(l.rps)).join(' + ')}); ` +
+          `${roundsNote(twos)}; only meaningful when autocannon and Redis have cores of their own too`,
+      },
+      {
+        question: QUESTION,
+        name: 'two hosts, one Redis: host CPU per request (ratio: capacity with a core each)',
+        medianUs: (two.busy.hostCpuMs[0] ?? Number.NaN) * 1000,
+        ...(oneCapacity !== undefined && twoCapacity !== undefined
+          ? { ratio: twoCapacity / oneCapacity }
+          : {}),
+        baseline: 'one host on Redis (1 core ÷ CPU per request)',
+        target: '≥ 1.6×',
+        note:
+          `host CPU ${two.busy.hostCpuMs.map(ms).join(' and ')}/req against ${ms(one.busy.hostCpuMs[0])} ` +
+          `alone; Redis CPU ${ms(two.busy.redisCpuMs)}/req (${redisShare} at that capacity); ` +
+          `${scripts(two.busy)} against ${scripts(one.busy)} alone`,
       },
       {
         question: QUESTION,
         name: 'one host, local files: p50 at 1 connection',
-        medianUs: local.single.p50Ms * 1000,
-        note: note(local.single),
+        medianUs: local.single!.loads[0]!.p50Ms * 1000,
+        note: note(local.single!),
       },
       {
         question: QUESTION,
         name: 'one host, Redis: p50 at 1 connection',
-        medianUs: oneRedis.single.p50Ms * 1000,
-        ratio: oneRedis.single.p50Ms / Math.max(local.single.p50Ms, 0.001),
+        medianUs: one.single!.loads[0]!.p50Ms * 1000,
+        ratio: one.single!.loads[0]!.p50Ms / Math.max(local.single!.loads[0]!.p50Ms, 0.001),
         baseline: 'local files',
-        note: note(oneRedis.single),
+        note: note(one.single!),
       },
     )
     return rows
   } finally {
-    await dropPrefix(prefix)
+    await dropPrefix(client, prefix)
+    client.disconnect()
   }
 }

@@ -25,6 +25,8 @@ const SECONDS = 8
 /** What autocannon measured. */
 export interface Load {
   rps: number
+  /** Requests answered in the run. */
+  total: number
   p50Ms: number
   p99Ms: number
   non2xx: number
@@ -61,6 +63,7 @@ export function load(
         }
         resolve({
           rps: result.requests.average,
+          total: result.requests.total,
           p50Ms: result.latency.p50,
           p99Ms: result.latency.p99,
           non2xx: result.non2xx,
@@ -70,13 +73,30 @@ export function load(
   })
 }
 
-/** `warden serve` (from dist/) in a child process on `dataDir`, pool of 2, rate limits raised. */
+/** A `warden serve` child process. */
+export interface ServerProcess {
+  url: string
+  /** Its process id (for {@link processCpuMs}). */
+  pid: number
+  stop: () => Promise<void>
+}
+
+/**
+ * `warden serve` (from dist/) in a child process on `dataDir`, pool of 2, rate limits raised.
+ * With `cpu`, pinned to that CPU (`taskset -c`, which execs: the pid is the server's).
+ */
 export async function startServer(
   dataDir: string,
   env: Record<string, string> = {},
-): Promise<{ url: string; stop: () => Promise<void> }> {
+  options: { cpu?: number } = {},
+): Promise<ServerProcess> {
   const main = fileURLToPath(new URL('../dist/sdk/cli/main.js', import.meta.url))
-  const child = spawn(process.execPath, [main, 'serve', '--port', '0'], {
+  const argv = [main, 'serve', '--port', '0']
+  const [command, args] =
+    options.cpu === undefined
+      ? [process.execPath, argv]
+      : [TASKSET, ['-c', String(options.cpu), process.execPath, ...argv]]
+  const child = spawn(command, args, {
     env: {
       ...process.env,
       WARDEN_DATA_DIR: dataDir,
@@ -100,6 +120,7 @@ export async function startServer(
   })
   return {
     url,
+    pid: child.pid!,
     stop: () =>
       new Promise((resolve) => {
         child.once('exit', () => resolve())
@@ -107,6 +128,9 @@ export async function startServer(
       }),
   }
 }
+
+/** Where `taskset` is (util-linux), for pinned servers. */
+export const TASKSET = '/usr/bin/taskset'
 
 /** A JSON call of the API with `key`; throws on an error answer. */
 // biome-ignore lint/suspicious/noExplicitAny: JSON answers of the API, read field by field
@@ -122,7 +146,14 @@ export async function api(url: string, key: string, path: string, init: RequestI
   return body
 }
 
-async function deploy(url: string, key: string, name: string, bytes: Uint8Array, grants: object) {
+/** Upload `bytes` as app `name` and grant a token: the invoke URL and the token. */
+export async function deploy(
+  url: string,
+  key: string,
+  name: string,
+  bytes: Uint8Array,
+  grants: object,
+) {
   const query = new URLSearchParams({ name, owner: 'bench', purpose: 'load' })
   const app = await api(url, key, `/v1/apps?${query}`, {
     method: 'POST',

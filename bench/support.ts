@@ -2,7 +2,8 @@
  * Shared helpers for the benchmarks: a tinybench runner that returns medians in µs, and a
  * printer. Every file in bench/ answers one question and returns rows; `index.ts` prints them.
  */
-import { spawn } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
 import type { ChildProcess } from 'node:child_process'
 import { cpus, loadavg, setPriority } from 'node:os'
 import { Bench } from 'tinybench'
@@ -154,6 +155,29 @@ export async function withLoad<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, 200))
   }
+}
+
+/**
+ * CPU time (user + system, every thread) a process has used so far, in ms, from
+ * `/proc/<pid>/stat` (Linux; undefined elsewhere or when it is gone). Ticks of
+ * `getconf CLK_TCK` (100 Hz here): 10 ms resolution, so measure over seconds.
+ */
+export function processCpuMs(pid: number): number | undefined {
+  let stat: string
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+  } catch {
+    return undefined
+  }
+  // NB: the command name (field 2) may hold spaces; the fields after it are plain.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / clockTicks()
+}
+
+let ticks: number | undefined
+function clockTicks(): number {
+  ticks ??= Number(execFileSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).trim()) || 100
+  return ticks
 }
 
 /** The 1-minute load average, for the notes: "idle" means nothing else ran. */

@@ -8,7 +8,7 @@ import { OpenAPIHono } from '@hono/zod-openapi'
 import type { Hook } from '@hono/zod-openapi'
 import { bodyLimit } from 'hono/body-limit'
 import { DEFAULT_MAX_COMPONENT_BYTES, describeIssue, WardenError } from '../runtime/index.js'
-import type { LoadedComponent, MeteringReport, Warden } from '../runtime/index.js'
+import type { LoadedComponent, MeteringReport, RedisConnection, Warden } from '../runtime/index.js'
 import type { ApiKeyStore } from './api-keys.js'
 import type { ControlPlaneEnv } from './auth.js'
 import { bearerOf } from './auth.js'
@@ -59,6 +59,8 @@ export interface ControlPlaneDeps {
    * hosts acknowledged before it began; rejects with `store_unavailable` when Redis is away.
    */
   sync?: () => Promise<void>
+  /** Redis mode: the rate limits are counted in this Redis, for every host at once. */
+  redis?: RedisConnection
 }
 
 /** Body caps of HTTP micro-apps, in bytes. */
@@ -134,7 +136,7 @@ export function createControlPlane(
     return undefined
   }
   const app = new OpenAPIHono<ControlPlaneEnv>({ defaultHook })
-  const limiter = createRateLimiter(deps.rateLimits ?? DEFAULT_RATE_LIMITS)
+  const limiter = createRateLimiter(deps.rateLimits ?? DEFAULT_RATE_LIMITS, deps.redis)
   const ctx: ControlPlaneContext = {
     ...deps,
     maxUploadBytes: deps.maxUploadBytes ?? DEFAULT_MAX_COMPONENT_BYTES,
@@ -190,7 +192,13 @@ export function createControlPlane(
         await limiter.check({ kind: 'client', address: clientOf(c) })
       }
     } else if (credential !== undefined) {
-      await limiter.check({ kind: 'token', token: credential })
+      await limiter.check({ kind: 'token', token: credential }).catch(async (error: unknown) => {
+        // Redis lost: the token is refused before its own check could be, and audited as such.
+        if (error instanceof WardenError && error.code === 'store_unavailable') {
+          await ctx.refusals.record(c, error.code)
+        }
+        throw error
+      })
     }
     await next()
   })

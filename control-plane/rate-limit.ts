@@ -1,14 +1,18 @@
 /**
- * Per-credential rate limits (`rate-limiter-flexible`, in memory: one server; Redis mode will
- * share them). An API key is limited by its id, a capability token by a hash of the presented
+ * Per-credential rate limits (`rate-limiter-flexible`): in memory on one server; in Redis mode
+ * counted in Redis (`RateLimiterRedis`: one Lua script increments a counter and sets its window,
+ * atomically, on Redis's clock), so a budget spent on one host is spent on all. When Redis is
+ * lost the check fails closed with `store_unavailable`, as the other stores do. An API key is limited by its id, a capability token by a hash of the presented
  * string (so floods of bad tokens are limited too, before any signature is checked) and, once
  * verified, by its family: the root of its attenuation chain. Without the family bucket a holder
  * could mint up to 1,000 descendants and get a fresh budget with each. Past the limit:
  * `429 rate_limited` with `Retry-After`.
  */
 import { createHash } from 'node:crypto'
-import { RateLimiterMemory, RateLimiterRes } from 'rate-limiter-flexible'
-import { WardenError } from '../runtime/index.js'
+import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible'
+import type { RateLimiterAbstract } from 'rate-limiter-flexible'
+import { storeUnavailable, WardenError } from '../runtime/index.js'
+import type { RedisConnection } from '../runtime/index.js'
 
 /** Requests per second allowed to one API key and to one capability token. */
 export interface RateLimits {
@@ -60,15 +64,29 @@ export class RateLimited extends WardenError {
  * id only after it authenticated, so whoever knows a key's id (ids are not secret) cannot use
  * up its budget; failed credentials are counted per client address instead.
  *
+ * In Redis mode (`redis`), the counters are `<prefix>rl:<key|tok|fam|bad>:<id>`, shared by every
+ * host of the deployment; give every host the same limits.
+ *
  * @example
  * const limiter = createRateLimiter({ keyRps: 100, tokenRps: 500 })
  * await limiter.check({ kind: 'key', id }) // throws RateLimited past the limit
  */
-export function createRateLimiter(limits: RateLimits): RateLimiter {
-  const keys = new RateLimiterMemory({ points: limits.keyRps, duration: 1, keyPrefix: 'key' })
-  const tokens = new RateLimiterMemory({ points: limits.tokenRps, duration: 1, keyPrefix: 'tok' })
-  const families = new RateLimiterMemory({ points: limits.tokenRps, duration: 1, keyPrefix: 'fam' })
-  const clients = new RateLimiterMemory({ points: limits.keyRps, duration: 1, keyPrefix: 'bad' })
+export function createRateLimiter(limits: RateLimits, redis?: RedisConnection): RateLimiter {
+  const limiter = (points: number, keyPrefix: string): RateLimiterAbstract =>
+    redis
+      ? new RateLimiterRedis({
+          storeClient: redis.client,
+          keyPrefix: redis.key(`rl:${keyPrefix}`),
+          points,
+          duration: 1,
+          // Fail at once while Redis is away (the client queues nothing either).
+          rejectIfRedisNotReady: true,
+        })
+      : new RateLimiterMemory({ points, duration: 1, keyPrefix })
+  const keys = limiter(limits.keyRps, 'key')
+  const tokens = limiter(limits.tokenRps, 'tok')
+  const families = limiter(limits.tokenRps, 'fam')
+  const clients = limiter(limits.keyRps, 'bad')
   return {
     async check(bucket) {
       try {
@@ -86,6 +104,10 @@ export function createRateLimiter(limits: RateLimits): RateLimiter {
       } catch (rejection) {
         if (rejection instanceof RateLimiterRes) {
           throw new RateLimited(Math.max(1, Math.ceil(rejection.msBeforeNext / 1000)))
+        }
+        if (redis) {
+          // Fail closed: a budget that cannot be counted is not granted.
+          throw storeUnavailable('the rate limits cannot be counted', rejection)
         }
         throw rejection
       }

@@ -10,7 +10,8 @@
  * - Announcements carry the item, so every host updates its copy as the message arrives; the
  *   control plane awaits `redis.sync()` before each request, so a request sees every change
  *   acknowledged before it began. A reconnect reloads the whole hash.
- * - `volatile` fields (a run's `lastRunAt`) stay on the host: never stored, never compared.
+ * - `volatile` fields (a run's `lastRunAt`, shared apart by the registry) are never stored in
+ *   the document, never compared.
  */
 import type { z } from 'zod'
 import { storeUnavailable, WardenError } from '../runtime/index.js'

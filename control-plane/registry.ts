@@ -183,8 +183,16 @@ export interface AppRegistry {
   ): Promise<AppRecord>
   setDisabled(id: string, disabled: boolean, actor: string): Promise<AppRecord>
   decommission(id: string, actor: string): Promise<AppRecord>
-  /** Note a run (kept in memory, written with the next change or on {@link AppRegistry.flush}). */
+  /**
+   * Note a run (kept in memory, written with the next change or on {@link AppRegistry.flush};
+   * in Redis mode also sent, not awaited, to the shared `<prefix>apps:last-run`).
+   */
   touchRun(id: string): void
+  /**
+   * Redis mode: take the other hosts' `lastRunAt` (one read of `<prefix>apps:last-run`), so that
+   * the app routes answer the deployment's last run. Nothing to do on files.
+   */
+  syncRuns(): Promise<void>
   /** The bytes of a stored build. */
   readBlob(digest: string): Promise<Uint8Array>
   /** Store the bytes of a build under its digest (idempotent). */
@@ -264,13 +272,14 @@ export async function openAppRegistry(
         itemSchema: appSchema,
         empty,
         order: (a, b) => a.createdAt.localeCompare(b.createdAt),
-        // When an app last ran is this host's: not worth a write to every host per run.
+        // When an app last ran is shared apart (`apps:last-run`): not worth a change per run.
         volatile: ['lastRunAt'],
         uniqueOf: (app) => app.name,
       })
     : await openJsonFile(join(dataDir, 'registry.json'), fileSchema, empty, 'the app registry')
   const blobs = join(dataDir, 'blobs', 'sha256')
   const blobStore = redis ? redisBlobs(redis) : undefined
+  const lastRuns = redis ? redisLastRuns(redis) : undefined
   let dirty = false
 
   const find = (idOrName: string) =>
@@ -492,6 +501,18 @@ export async function openAppRegistry(
       if (app) {
         app.lastRunAt = new Date().toISOString()
         dirty = true
+        lastRuns?.note(id, app.lastRunAt)
+      }
+    },
+    async syncRuns() {
+      if (!lastRuns) {
+        return
+      }
+      for (const [id, at] of await lastRuns.read()) {
+        const app = find(id)
+        if (app && (app.lastRunAt === undefined || app.lastRunAt < at)) {
+          app.lastRunAt = at
+        }
       }
     },
     async readBlob(digest) {
@@ -528,6 +549,47 @@ export async function openAppRegistry(
  * Redis mode's blobs: `<prefix>blob:<digest>`, written once (`SET NX`). A blob read back is
  * hashed again: bytes that are not their digest are refused, whoever changed them.
  */
+// KEYS[1] the hash; ARGV[1] app id, ARGV[2] ISO time: kept only when later (ISO sorts as time).
+const SET_IF_LATER = `
+if (redis.call('HGET', KEYS[1], ARGV[1]) or '') < ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0
+`
+
+/** Each host writes an app's `lastRunAt` at most once per this many ms. */
+const LAST_RUN_EVERY_MS = 1000
+
+/**
+ * When each app last ran on any host: one hash, written without waiting, at most once a second
+ * per app and host (so other hosts see it to within a second; this host's own is exact).
+ */
+function redisLastRuns(redis: RedisConnection) {
+  const hash = redis.key('apps:last-run')
+  const sent = new Map<string, number>()
+  return {
+    note(id: string, at: string): void {
+      const now = Date.now()
+      if (now - (sent.get(id) ?? 0) < LAST_RUN_EVERY_MS) {
+        return
+      }
+      if (sent.size >= 10_000) {
+        sent.clear()
+      }
+      sent.set(id, now)
+      // Best effort: a lost write only makes `lastRunAt` older, never a run refused.
+      redis.client.eval(SET_IF_LATER, 1, hash, id, at).catch(() => undefined)
+    },
+    async read(): Promise<[string, string][]> {
+      try {
+        return Object.entries(await redis.client.hgetall(hash))
+      } catch (error) {
+        throw storeUnavailable('when the apps last ran cannot be read', error)
+      }
+    },
+  }
+}
+
 function redisBlobs(redis: RedisConnection) {
   const keyOf = (digest: string) => {
     if (!DIGEST.test(digest)) {

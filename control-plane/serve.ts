@@ -139,7 +139,7 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
       routes,
       rateLimits: config.rateLimits,
       ...(agent ? { agent } : {}),
-      ...(redis ? { sync: () => redis.sync() } : {}),
+      ...(redis ? { sync: () => redis.sync(), redis } : {}),
     })
     const host = options.host ?? config.host
     const listening = await new Promise<AddressInfo>((resolve, reject) => {

@@ -53,6 +53,7 @@ export type {
 } from './telemetry/telemetry.js'
 export {
   openRedisConnection,
+  readRedisAuditVerificationKey,
   storeUnavailable,
   throwOnFailure,
   verifyAuditStream,

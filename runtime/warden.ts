@@ -396,7 +396,13 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     ? { onAppend: (record: AuditRecord) => telemetry.auditRecord(record) }
     : {}
   const audit: AuditLog = redis
-    ? await openRedisAuditLog({ redis, spoolFile: auditSpoolPath(dataDir), redact, ...onAppend })
+    ? await openRedisAuditLog({
+        redis,
+        spoolFile: auditSpoolPath(dataDir),
+        masterKey,
+        redact,
+        ...onAppend,
+      })
     : await openAuditLog({
         file: auditLogPath(dataDir),
         signingKeyFile: auditSigningKeyPath(dataDir),

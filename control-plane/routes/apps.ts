@@ -209,8 +209,9 @@ export function registerAppRoutes(
         ...errorResponses(),
       },
     }),
-    (c) => {
+    async (c) => {
       const { limit, cursor, ...filter } = c.req.valid('query')
+      await registry.syncRuns()
       const all = registry.list(filter)
       const start = cursor ? all.findIndex((a) => a.id === cursor) + 1 : 0
       const apps = all.slice(start, start + limit)
@@ -235,7 +236,8 @@ export function registerAppRoutes(
         ...errorResponses(404),
       },
     }),
-    (c) => {
+    async (c) => {
+      await registry.syncRuns()
       const record = registry.get(c.req.valid('param').id)
       if (!record) {
         throw new WardenError('not_found', 'no such app')

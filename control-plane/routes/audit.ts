@@ -139,7 +139,7 @@ export function registerAuditRoutes(
         ...errorResponses(),
       },
     }),
-    (c) => c.json({ ...warden.audit.head }, 200),
+    async (c) => c.json(await warden.audit.readHead(), 200),
   )
 
   app.openapi(

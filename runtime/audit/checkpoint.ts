@@ -81,22 +81,26 @@ export async function openAuditSigningKey(
     await syncDirectory(dirname(file))
     created = true
   }
-  const privateKey = createPrivateKey(pem)
-  if (privateKey.asymmetricKeyType !== 'ed25519') {
+  return { created, key: auditSigningKeyFrom(createPrivateKey(pem)) }
+}
+
+/**
+ * The {@link AuditSigningKey} of an Ed25519 private key (a file's, or the one a Redis
+ * deployment keeps sealed with its master key: runtime/redis/audit-key.ts).
+ */
+export function auditSigningKeyFrom(privateKey: KeyObject): AuditSigningKey {
+  if (privateKey.type !== 'private' || privateKey.asymmetricKeyType !== 'ed25519') {
     throw new TypeError('audit signing key: the key file must hold an Ed25519 private key')
   }
   const publicKey = createPublicKey(privateKey)
   const keyId = auditKeyId(publicKey)
   return {
-    created,
-    key: {
-      keyId,
-      publicKey,
-      signCheckpoint(covered, ts, every) {
-        return sign(null, signedBytes({ ...covered, every, keyId, ts }), privateKey).toString(
-          'base64url',
-        )
-      },
+    keyId,
+    publicKey,
+    signCheckpoint(covered, ts, every) {
+      return sign(null, signedBytes({ ...covered, every, keyId, ts }), privateKey).toString(
+        'base64url',
+      )
     },
   }
 }

@@ -97,8 +97,16 @@ export interface AuditLog {
    * crash), or null. The takeover is also recorded in the log (`op: 'audit.lock.takeover'`).
    */
   readonly staleLock: AuditLockOwner | null
-  /** The last durable record's seq and hash (`{ 0, GENESIS_HASH }` for an empty log). */
+  /**
+   * The last durable record's seq and hash (`{ 0, GENESIS_HASH }` for an empty log), as this
+   * host last appended or saw it (in Redis mode, another host may be ahead: see `readHead`).
+   */
   readonly head: { seq: number; hash: string }
+  /**
+   * The head of the whole log, read now: the same as `head` for a file; the stream's one
+   * global head in Redis mode, the same answer on every host (`GET /v1/audit/head`).
+   */
+  readHead(): Promise<{ seq: number; hash: string }>
   /**
    * Append one entry. Resolves with its record once it is on disk (written and `datasync`ed);
    * concurrent appends share one write and one `datasync` and keep their call order.
@@ -300,6 +308,10 @@ async function openLocked(
       return { ...durable }
     },
 
+    async readHead() {
+      return { ...durable }
+    },
+
     append(entry) {
       if (failure) {
         return Promise.reject(failure)
@@ -400,8 +412,8 @@ export const MAX_CONCURRENT_SCANS = 2
 
 const scans = createLimit(MAX_CONCURRENT_SCANS)
 
-/** `fromSeq` and `limit` of `query`, checked. */
-function checkQuery(query: AuditQuery): { fromSeq: number; limit: number } {
+/** Internal: `fromSeq` and `limit` of `query`, checked (the file and the stream). */
+export function checkQuery(query: AuditQuery): { fromSeq: number; limit: number } {
   const fromSeq = query.fromSeq ?? 1
   const limit = query.limit ?? 1000
   if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) {

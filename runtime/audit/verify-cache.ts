@@ -94,14 +94,8 @@ export function createVerifyCache(
       verified = undefined
       return result
     }
-    const checkpoints = (from?.resume.checkpoints ?? 0) + result.checkpoints
-    // From the genesis, seq counts 1, 2, 3…: the records are the last seq.
-    const whole: AuditVerifySuccess = {
-      ...result,
-      count: result.lastSeq,
-      checkpoints,
-      unsigned: options.checkpointKey ? result.unsigned : result.lastSeq,
-    }
+    const whole = wholeResult(result, from?.resume.checkpoints ?? 0, options)
+    const { checkpoints } = whole
     // With the key and no checkpoint yet (an empty log), the next check is a full one: with
     // `after`, a log with records and no checkpoint would pass.
     const resume = !options.checkpointKey
@@ -118,6 +112,24 @@ export function createVerifyCache(
       running = undefined
     })
     return running.then((result) => ({ ...result }))
+  }
+}
+
+/**
+ * Internal: the result of a whole log from the result of its part after a resume point, and
+ * the checkpoints met before it (the file and the stream caches).
+ */
+export function wholeResult(
+  result: AuditVerifySuccess,
+  checkpointsBefore: number,
+  options: AuditVerifyOptions,
+): AuditVerifySuccess {
+  return {
+    ...result,
+    // From the genesis, seq counts 1, 2, 3…: the records are the last seq.
+    count: result.lastSeq,
+    checkpoints: checkpointsBefore + result.checkpoints,
+    unsigned: options.checkpointKey ? result.unsigned : result.lastSeq,
   }
 }
 

@@ -10,6 +10,8 @@ import {
   openRedisConnection,
   readAuditFile,
   readAuditVerificationKey,
+  readRedisAuditVerificationKey,
+  resolveMasterKey,
   verifyAuditStream,
   WardenError,
 } from '../../runtime/index.js'
@@ -175,21 +177,40 @@ export async function tailAudit(
 
 /**
  * `audit verify` in Redis mode (`WARDEN_REDIS_URL` set): the whole stream of the deployment,
- * checked here. Undefined when the host is not in Redis mode.
+ * checked here, with its checkpoint key: the `--public-key` file, or the one the deployment keeps
+ * sealed in Redis, opened with `WARDEN_MASTER_KEY` (a key swapped in Redis does not open).
+ * Undefined when the host is not in Redis mode.
  */
 export async function verifyRedisStream(
-  config: Pick<HostConfig, 'redisUrl' | 'redisPrefix'>,
-  flags: { expectLastSeq?: number; expectLastHash?: string },
+  config: Pick<HostConfig, 'redisUrl' | 'redisPrefix' | 'masterKey' | 'dataDir'>,
+  flags: { expectLastSeq?: number; expectLastHash?: string; publicKey?: string },
 ): Promise<{ result: AuditVerifyResult } | undefined> {
   if (!config.redisUrl) {
     return undefined
   }
   const redis = await openRedisConnection({ url: config.redisUrl, prefix: config.redisPrefix })
   try {
+    const checkpointKey =
+      flags.publicKey !== undefined
+        ? await loadCheckpointKey(flags.publicKey, true)
+        : config.masterKey
+          ? await readRedisAuditVerificationKey(
+              redis,
+              await resolveMasterKey({ fromEnv: config.masterKey, dataDir: config.dataDir }),
+            )
+          : undefined
     const result = await verifyAuditStream(redis, {
       ...(flags.expectLastSeq === undefined ? {} : { expectLastSeq: flags.expectLastSeq }),
       ...(flags.expectLastHash === undefined ? {} : { expectLastHash: flags.expectLastHash }),
+      ...(checkpointKey === undefined ? {} : { checkpointKey }),
     })
+    if (result.ok && checkpointKey === undefined && result.checkpoints > 0) {
+      throw new WardenError(
+        'not_found',
+        `the stream has ${result.checkpoints} signed checkpoints and no key to check them ` +
+          'with; set WARDEN_MASTER_KEY or pass --public-key',
+      )
+    }
     return { result }
   } finally {
     await redis.close()

@@ -732,8 +732,13 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
           const redisResult = await verifyRedisStream(hostConfig(), flags)
           if (redisResult) {
             const { result } = redisResult
-            ;(result.ok ? out : err)(formatVerifyResult(result))
-            return result.ok ? EXIT.ok : EXIT.wardenError
+            if (!result.ok) {
+              err(formatVerifyResult(result))
+              return EXIT.wardenError
+            }
+            out(formatVerifyResult(result))
+            out(formatCheckpointResult(result))
+            return EXIT.ok
           }
           // NB: the files are read directly, not through openWarden: opening refuses a log whose
           // last record is corrupt, which is exactly when verifying it matters, and takes the

@@ -190,10 +190,51 @@ describe('three hosts on one Redis', () => {
     const verified = await call(c.url, 'GET', '/v1/audit/verify', { auth: admin })
     expect(verified.body.ok).toBe(true)
     expect(verified.body.lastSeq).toBeGreaterThanOrEqual(before + 12)
-    // The CLI checks the whole stream too.
+    // Signed with the deployment's one key: a checkpoint was checked.
+    expect(verified.body.lastCheckpoint).toMatchObject({ seq: expect.any(Number) })
+    // One global head: the same answer on every host, and the one verify reached.
+    const heads = await Promise.all(
+      [a, b, c].map(
+        async (host) => (await call(host.url, 'GET', '/v1/audit/head', { auth: admin })).body,
+      ),
+    )
+    expect(heads[1]).toEqual(heads[0])
+    expect(heads[2]).toEqual(heads[0])
+    expect(heads[0]).toEqual({ seq: verified.body.lastSeq, hash: verified.body.lastHash })
+    // The CLI checks the whole stream too, checkpoints with the key sealed by the master key.
     const cli = await runCli(['audit', 'verify'], env)
     expect(cli.stderr).toBe('')
     expect(cli.code).toBe(0)
     expect(cli.stdout).toMatch(/ok|verified/i)
+    expect(cli.stdout).toMatch(/last signed checkpoint: seq \d+/)
+    // Without the master key, the CLI says it cannot check the signatures.
+    const { WARDEN_MASTER_KEY: _, ...withoutKey } = env
+    const blind = await runCli(['audit', 'verify'], withoutKey)
+    expect(blind.code).not.toBe(0)
+    expect(blind.stderr).toMatch(/WARDEN_MASTER_KEY|--public-key/)
+    // A run's records are read from the index, on any host.
+    const run = answers[0]!.body.report?.invocationId ?? answers[0]!.body.invocationId
+    const records = await call(b.url, 'GET', `/v1/invocations/${run}`, { auth: admin })
+    expect(records.status).toBe(200)
+    expect(records.body.records.length).toBeGreaterThan(0)
+    expect(
+      records.body.records.every((r: { invocationId: string }) => r.invocationId === run),
+    ).toBe(true)
   }, 60_000)
+
+  it('shares when an app last ran: run on C, seen on A', async () => {
+    const echo = await guestFile('echo')
+    const app = await deploy(a, b, 'echo-last-run', echo, { grants: { log: true } })
+    const before = Date.now()
+    expect((await invoke(c, app.id, app.token)).status).toBe(200)
+    const deadline = Date.now() + 2000
+    let seen = await call(a.url, 'GET', `/v1/apps/${app.id}`, { auth: admin })
+    while (seen.body.lastRunAt === undefined && Date.now() < deadline) {
+      seen = await call(a.url, 'GET', `/v1/apps/${app.id}`, { auth: admin })
+    }
+    expect(Date.parse(seen.body.lastRunAt)).toBeGreaterThanOrEqual(before - 1000)
+    const listed = await call(b.url, 'GET', '/v1/apps', { auth: admin })
+    const mine = listed.body.apps.find((x: { id: string }) => x.id === app.id)
+    expect(mine.lastRunAt).toBe(seen.body.lastRunAt)
+  })
 })

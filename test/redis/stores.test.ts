@@ -6,12 +6,10 @@
  * control plane's documents (compare and set, unique names) and the master key check.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import type { Redis } from 'ioredis'
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { openAppRegistry } from '../../control-plane/registry.js'
 import { openRedisRouteStore } from '../../control-plane/route-store.js'
 import { openTokenIndex } from '../../control-plane/token-index.js'
@@ -30,19 +28,10 @@ import {
   openRedisConnection,
   verifyAuditStream,
 } from '../../runtime/redis/index.js'
-import type { RedisConnection } from '../../runtime/redis/index.js'
-import { dropPrefix, freshPrefix, REDIS_URL, startProxy, testRedis } from './support.js'
+import { perTestPrefix, REDIS_URL, startProxy } from './support.js'
 
-let redis: Redis
-let prefix: string
-let dir: string
-const open: RedisConnection[] = []
-
-async function host(url = REDIS_URL): Promise<RedisConnection> {
-  const connection = await openRedisConnection({ url, prefix, commandTimeoutMs: 1000 })
-  open.push(connection)
-  return connection
-}
+const t = perTestPrefix('stores')
+const host = (url?: string) => t.host(url)
 
 const jti = () => randomBytes(16).toString('base64url')
 
@@ -55,25 +44,6 @@ async function until(check: () => Promise<boolean> | boolean, ms = 5000): Promis
     await new Promise((resolve) => setTimeout(resolve, 10))
   }
 }
-
-beforeAll(async () => {
-  redis = await testRedis()
-})
-
-afterAll(() => {
-  redis?.disconnect()
-})
-
-beforeEach(async () => {
-  prefix = freshPrefix()
-  dir = await mkdtemp(join(tmpdir(), 'warden-redis-stores-'))
-})
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((c) => c.close()))
-  await dropPrefix(redis, prefix)
-  await rm(dir, { recursive: true, force: true })
-})
 
 describe('the connection', () => {
   it('refuses an unreachable Redis with store_unavailable, naming the host only', async () => {
@@ -144,8 +114,8 @@ describe('revocations', () => {
 
 describe('the audit stream', () => {
   it('keeps one chain under concurrent writers on two hosts', async () => {
-    const a = await openRedisAuditLog({ redis: await host(), spoolFile: join(dir, 'a.jsonl') })
-    const b = await openRedisAuditLog({ redis: await host(), spoolFile: join(dir, 'b.jsonl') })
+    const a = await openRedisAuditLog({ redis: await host(), spoolFile: join(t.dir, 'a.jsonl') })
+    const b = await openRedisAuditLog({ redis: await host(), spoolFile: join(t.dir, 'b.jsonl') })
     const entry = (actor: string, i: number) => ({
       kind: 'admin' as const,
       actor,
@@ -159,7 +129,7 @@ describe('the audit stream', () => {
       ]).flat(),
     )
     expect(new Set(records.map((r) => r.seq)).size).toBe(300)
-    const result = await verifyAuditStream(open[0]!)
+    const result = await verifyAuditStream(await host())
     expect(result).toMatchObject({ ok: true, count: 300, lastSeq: 300 })
     // Each host's records keep its order.
     const mine = (await a.read({ actor: 'a', limit: 10_000 })).map((r) => r.op)
@@ -169,7 +139,7 @@ describe('the audit stream', () => {
 
   it('spools while Redis is away, survives a restart and replays once', async () => {
     const proxy = await startProxy()
-    const spoolFile = join(dir, 'spool.jsonl')
+    const spoolFile = join(t.dir, 'spool.jsonl')
     try {
       const first = await openRedisAuditLog({ redis: await host(proxy.url), spoolFile })
       await first.append({ kind: 'admin', actor: 'x', op: 'before', decision: 'allow' })
@@ -203,7 +173,7 @@ describe('the audit stream', () => {
 
   it('redacts before it spools: no secret reaches the disk or the stream', async () => {
     const proxy = await startProxy()
-    const spoolFile = join(dir, 'spool.jsonl')
+    const spoolFile = join(t.dir, 'spool.jsonl')
     try {
       const redact = (text: string) => text.replaceAll('s3cret-value', '[redacted:k]')
       const log = await openRedisAuditLog({ redis: await host(proxy.url), spoolFile, redact })
@@ -231,7 +201,7 @@ describe('quotas', () => {
     const quotas = { appRunsPerMinute: 3 }
     const a = createRedisQuotaStore(await host(), quotas)
     const b = createRedisQuotaStore(await host(), quotas)
-    const [seconds] = await redis.time()
+    const [seconds] = await t.redis.time()
     if (Number(seconds) % 60 > 55) {
       await new Promise((resolve) => setTimeout(resolve, 6000))
     }
@@ -286,7 +256,7 @@ describe('secrets', () => {
     })
     await a.put('api_token', 'plaintext-value-123')
     expect(await b.read('api_token')).toBe('plaintext-value-123')
-    expect(JSON.stringify(await redis.hgetall(`${prefix}secrets`))).not.toContain('plaintext')
+    expect(JSON.stringify(await t.redis.hgetall(`${t.prefix}secrets`))).not.toContain('plaintext')
     await until(() => changes > 0)
     expect((await b.list()).map((s) => s.name)).toEqual(['api_token'])
     // Another master key reads nothing; tampering fails closed.
@@ -300,7 +270,7 @@ describe('secrets', () => {
 describe('data', () => {
   it('lists as the file store does', async () => {
     const shared = createRedisDataStore(await host())
-    const files = createFileDataStore(join(dir, 'data'))
+    const files = createFileDataStore(join(t.dir, 'data'))
     const segment = fc.constantFrom('a', 'b', 'a-b', 'a.b', 'é', 'z')
     const key = fc.array(segment, { minLength: 1, maxLength: 3 }).map((s) => s.join('/'))
     await fc.assert(
@@ -351,7 +321,7 @@ describe('the key ring', () => {
     const token = await a.sign({ sub: 'x' }, 'test+jwt')
     const kid = JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid
     expect(await b.verificationKey(kid)).toBeDefined()
-    expect(JSON.stringify(await redis.hgetall(`${prefix}signing-keys`))).not.toMatch(/"d"/)
+    expect(JSON.stringify(await t.redis.hgetall(`${t.prefix}signing-keys`))).not.toMatch(/"d"/)
     await b.retire(kid)
     await until(async () => (await a.verificationKey(kid)) === undefined)
     expect((await a.list()).find((k) => k.kid === kid)?.retired).toBeDefined()
@@ -382,8 +352,8 @@ describe('the kill switch and the master key', () => {
 
 describe('the control plane documents', () => {
   it('give an app name to one host only, and refuse a change that raced another', async () => {
-    const a = await openAppRegistry(join(dir, 'a'), { redis: await host() })
-    const b = await openAppRegistry(join(dir, 'b'), { redis: await host() })
+    const a = await openAppRegistry(join(t.dir, 'a'), { redis: await host() })
+    const b = await openAppRegistry(join(t.dir, 'b'), { redis: await host() })
     const registration = (actor: string) => ({
       name: 'same-name',
       owner: 'ops',
@@ -422,8 +392,8 @@ describe('the control plane documents', () => {
         exp,
         grantedBy: 'key:x',
       })
-    await redis.hset(
-      `${prefix}tokens`,
+    await t.redis.hset(
+      `${t.prefix}tokens`,
       'old',
       entry('old', now - 90_000),
       'live',
@@ -431,9 +401,9 @@ describe('the control plane documents', () => {
       'junk',
       '{"jti":"junk"',
     )
-    const index = await openTokenIndex(dir, { redis: await host() })
+    const index = await openTokenIndex(t.dir, { redis: await host() })
     expect(index.list().map((t) => t.jti)).toEqual(['live'])
-    expect((await redis.hkeys(`${prefix}tokens`)).sort()).toEqual(['junk', 'live'])
+    expect((await t.redis.hkeys(`${t.prefix}tokens`)).sort()).toEqual(['junk', 'live'])
   })
 
   it('share micro-app route bindings, their tokens sealed', async () => {
@@ -451,7 +421,7 @@ describe('the control plane documents', () => {
     }
     await a.put(binding)
     expect(await b.get('hello')).toEqual(binding)
-    expect(JSON.stringify(await redis.hgetall(`${prefix}routes`))).not.toContain('route-token')
+    expect(JSON.stringify(await t.redis.hgetall(`${t.prefix}routes`))).not.toContain('route-token')
     await expect(
       openRedisRouteStore(await host(), randomBytes(32)).get('hello'),
     ).rejects.toMatchObject({

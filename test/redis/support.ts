@@ -11,6 +11,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Redis } from 'ioredis'
+import { afterAll, afterEach, beforeAll, beforeEach } from 'vitest'
+import { openRedisConnection } from '../../runtime/redis/index.js'
+import type { RedisConnection } from '../../runtime/redis/index.js'
 
 export const REDIS_URL = 'redis://127.0.0.1:6379'
 
@@ -41,6 +44,70 @@ export async function dropPrefix(client: Redis, prefix: string): Promise<void> {
       await client.del(...keys)
     }
   } while (cursor !== '0')
+}
+
+/** What {@link perTestPrefix} gives each test. */
+export interface PerTest {
+  /** The test's own client (not a host's). */
+  readonly redis: Redis
+  /** This test's key prefix. */
+  readonly prefix: string
+  /** This test's scratch directory. */
+  readonly dir: string
+  /** A host's connection on this test's prefix, closed after the test. */
+  host(url?: string): Promise<RedisConnection>
+  /** Close `item` after the test, before the connections (an audit log's last checkpoint). */
+  closeAfter(item: { close(): Promise<void> }): void
+}
+
+/**
+ * The hooks of a test file whose tests each get a fresh prefix and scratch directory: the
+ * test's client, and after each test its logs and connections closed, its keys and directory
+ * dropped.
+ */
+export function perTestPrefix(tag: string): PerTest {
+  let redis: Redis | undefined
+  let prefix = ''
+  let dir = ''
+  const logs: { close(): Promise<void> }[] = []
+  const connections: RedisConnection[] = []
+  beforeAll(async () => {
+    redis = await testRedis()
+  })
+  afterAll(() => {
+    redis?.disconnect()
+  })
+  beforeEach(async () => {
+    prefix = freshPrefix()
+    dir = await mkdtemp(join(tmpdir(), `warden-redis-${tag}-`))
+  })
+  afterEach(async () => {
+    for (const log of logs.splice(0)) {
+      await log.close()
+    }
+    await Promise.all(connections.splice(0).map((c) => c.close()))
+    await dropPrefix(redis!, prefix)
+    await rm(dir, { recursive: true, force: true })
+  })
+  return {
+    get redis() {
+      return redis!
+    },
+    get prefix() {
+      return prefix
+    },
+    get dir() {
+      return dir
+    },
+    async host(url = REDIS_URL) {
+      const connection = await openRedisConnection({ url, prefix, commandTimeoutMs: 1000 })
+      connections.push(connection)
+      return connection
+    },
+    closeAfter(item) {
+      logs.push(item)
+    },
+  }
 }
 
 /** A base64 master key shared by the hosts of one deployment. */

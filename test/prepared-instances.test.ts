@@ -7,6 +7,7 @@
 import { setTimeout as sleep } from 'node:timers/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { agentCacheDir, agentComponent, agentRequest } from '../runtime/index.js'
+import { PREPARE_DELAY_MS } from '../runtime/sandbox/pool.js'
 import type { InvokeOptions, LoadedComponent } from '../runtime/index.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
@@ -26,7 +27,10 @@ afterAll(async () => {
   await host?.close()
 })
 
-function run(source: string, input: unknown = null, options: InvokeOptions = {}) {
+async function run(source: string, input: unknown = null, options: InvokeOptions = {}) {
+  // A run that comes within PREPARE_DELAY_MS of the last answer gets a fresh instance; past
+  // it, the worker is preparing or has prepared one, which the run then takes.
+  await sleep(PREPARE_DELAY_MS * 2)
   return host.warden.invoke(agent, agentRequest(source, input), {
     interfaces: [LOG],
     limits: { fuel: 1e10 },

@@ -81,16 +81,30 @@ describe('prepared instances', () => {
     expect(output(r)).toBeLessThan(400)
   })
 
-  it('carry no state: globals, prototypes and the warden object are fresh in every run', async () => {
-    for (let i = 0; i < 50; i++) {
-      const r = await run(
-        `const seen = [globalThis.mark ?? null, Object.prototype.leak ?? null, warden.extra ?? null]
-         globalThis.mark = input; Object.prototype.leak = input
-         try { warden.extra = input } catch {}
-         return seen`,
-        i,
-      )
-      expect(output(r)).toEqual([null, null, null])
+  it('carry no state: globals, prototypes, built-ins and the warden object are fresh in 200 runs', async () => {
+    const source = `
+      const native = (f) => typeof f === 'function' && /[native code]/.test(Function.prototype.toString.call(f))
+      const seen = [
+        globalThis.mark ?? null, Object.prototype.leak ?? null, warden.extra ?? null,
+        [].leak ?? null, Math.leaked ?? null, Object.getOwnPropertyNames(globalThis).length,
+        native(JSON.parse), native(String), native(Promise.prototype.then),
+        Error.stackTraceLimit ?? null,
+      ]
+      globalThis.mark = input; Object.prototype.leak = input; Array.prototype.leak = input
+      Math.leaked = input; globalThis['g' + input] = input; Error.stackTraceLimit = input
+      // The agent reads the next request through these before any script runs: a leak would
+      // hijack it. (What this run still needs to answer, JSON.stringify and then, is left.)
+      JSON.parse = () => ({ source: 'return "hijacked"', input: null })
+      globalThis.String = () => 'return "hijacked"'
+      try { warden.extra = input } catch {}
+      return seen`
+    let first: unknown
+    for (let i = 0; i < 200; i++) {
+      const seen = output(await run(source, i)) as unknown[]
+      first ??= seen
+      expect(seen).toEqual(first)
+      expect(seen.slice(0, 5)).toEqual([null, null, null, null, null])
+      expect(seen.slice(6, 9)).toEqual([true, true, true])
     }
   })
 })

@@ -60,6 +60,8 @@ export interface RuntimeOptions {
    * only) measures the baseline in `bench/`.
    */
   prepareInstances?: boolean
+  /** @internal bench/ only: `SandboxPoolOptions.prepareDelayMs`. */
+  prepareDelayMs?: number
   /** Runs of one app running at once (`context.appId`). Default: every worker but one. */
   maxRunningPerApp?: number
   /** Runs of one app waiting beyond those; past it, `limit_exceeded` at once. Default: 4 × the pool size. */
@@ -222,6 +224,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     pool = new SandboxPool({
       ...poolOptions,
       ...(options.prepareInstances === false ? { prepareInstances: false } : {}),
+      ...(options.prepareDelayMs !== undefined ? { prepareDelayMs: options.prepareDelayMs } : {}),
       ...(options.workerHeapMb
         ? { resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb } }
         : {}),

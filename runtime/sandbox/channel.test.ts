@@ -72,4 +72,13 @@ describe('watching the channel', () => {
     c.settle(CHANNEL.JOB)
     expect(c.waitFor(stateSet(CHANNEL.JOB), new Spinner(10))).toBe(CHANNEL.JOB)
   })
+
+  it('waitFor with a timeout gives up and answers the STATE it saw', () => {
+    const c = channel()
+    c.settle(CHANNEL.RESULT)
+    expect(c.waitFor(stateSet(CHANNEL.JOB), undefined, 5)).toBe(CHANNEL.RESULT)
+    expect(c.waitFor(stateSet(CHANNEL.JOB), undefined, 0)).toBe(CHANNEL.RESULT)
+    c.settle(CHANNEL.JOB)
+    expect(c.waitFor(stateSet(CHANNEL.JOB), undefined, 5)).toBe(CHANNEL.JOB)
+  })
 })

@@ -186,16 +186,22 @@ export class Channel {
   }
 
   /**
-   * Block this thread until STATE is one of `states`: watch first (see {@link watch}), then
-   * park on the futex. Returns the new STATE. Worker side only: the main thread never blocks.
+   * Block this thread until STATE is one of `states`, or for at most `timeoutMs`: watch first
+   * (see {@link watch}), then park on the futex. Returns the STATE it saw last (one of `states`
+   * unless the time ran out). Worker side only: the main thread never blocks.
    */
-  waitFor(states: number, spinner?: Spinner): number {
+  waitFor(states: number, spinner?: Spinner, timeoutMs = Number.POSITIVE_INFINITY): number {
     if (spinner) {
       this.watch(states, spinner)
     }
+    const end = timeoutMs === Number.POSITIVE_INFINITY ? timeoutMs : now() + timeoutMs
     let state = Atomics.load(this.header, CHANNEL.STATE)
     while (!((1 << state) & states)) {
-      Atomics.wait(this.header, CHANNEL.STATE, state)
+      const left = end === Number.POSITIVE_INFINITY ? end : end - now()
+      if (left <= 0) {
+        break
+      }
+      Atomics.wait(this.header, CHANNEL.STATE, state, left)
       state = Atomics.load(this.header, CHANNEL.STATE)
     }
     return state

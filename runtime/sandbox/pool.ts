@@ -145,12 +145,27 @@ export interface SandboxPoolOptions extends AppShareOptions {
    * answers (`worker.ts`, `prepareNext`). Default true; false measures the baseline.
    */
   prepareInstances?: boolean
+  /**
+   * @internal How long a worker waits after a result before it prepares, in ms. Default
+   * {@link PREPARE_DELAY_MS}; bench/ compares settings.
+   */
+  prepareDelayMs?: number
   /** @internal Tests only: start this module instead of `./worker` (a forged worker). */
   workerModule?: { from: string; name: string }
 }
 
 /** The default {@link SandboxPoolOptions.hogNice}: the lowest priority there is. */
 export const HOG_NICE = 19
+
+/**
+ * How long a worker waits after posting a result before it prepares the next instance
+ * (`worker.ts`, `prepareNext`), in ms, unless a job comes first (which then runs on a fresh
+ * instance). The main thread still has the answer to finish (through the API: the audit
+ * record, the HTTP response), and it shares two vCPUs with the worker and V8's helper
+ * threads: a preparation started at once (its instance, page faults and the GC it sets off)
+ * slowed `POST /v1/runs` by a third (bench/README.md, issue 10).
+ */
+export const PREPARE_DELAY_MS = 10
 
 /** One run for the pool. */
 export interface PoolJob {
@@ -352,6 +367,7 @@ export class SandboxPool implements Sandbox {
         : {}),
       spin: { response: this.#spin.response, job: this.#spin.job },
       ...(this.#options.prepareInstances === false ? { prepareInstances: false } : {}),
+      prepareDelayMs: this.#options.prepareDelayMs ?? PREPARE_DELAY_MS,
     }
     const entry = this.#options.workerModule ?? { from: import.meta.url, name: './worker' }
     const worker = startWorker(entry.from, entry.name, {

@@ -54,6 +54,8 @@ export interface SandboxWorkerData {
   spin?: { response: number; job: number }
   /** Prepare instances for next runs (see {@link prepareNext}). Default true. */
   prepareInstances?: boolean
+  /** How long after a result a preparation waits, in ms (`pool.ts`, `PREPARE_DELAY_MS`). Default 0. */
+  prepareDelayMs?: number
 }
 
 // jco glue: `instantiate(getCoreModule, imports, instantiateCore)`; `any` is the ABI boundary.
@@ -548,6 +550,9 @@ let prepared: Prepared | undefined
 /** Below this, a fresh instantiation is cheap enough: nothing is prepared. */
 const PREPARE_ABOVE_MS = 0.5
 
+/** How long a preparation waits after its result is posted (`SandboxPool`, `PREPARE_DELAY_MS`). */
+const prepareDelayMs = data.prepareDelayMs ?? 0
+
 /**
  * After a run of `ready` answered: prepare an instance for its next run, when instantiating it
  * is worth it and no job is waiting. Its instantiation may spend at most four times the fuel
@@ -864,6 +869,10 @@ for (;;) {
     }
     postResult(result)
     if (prepare) {
+      if (prepareDelayMs > 0) {
+        // A job arriving meanwhile ends the wait; prepareNext then leaves it to run fresh.
+        channel.waitFor(JOB, undefined, prepareDelayMs)
+      }
       prepareNext(ready, job)
     }
   }

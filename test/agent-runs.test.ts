@@ -171,6 +171,28 @@ describe('the built-in app js', () => {
     const thrown = await refused(admin.runJs('throw { not: "an error" }', undefined, token))
     expect(thrown.message).toBe('Uncaught {"not":"an error"}')
   })
+
+  it('shows the script only its own frames: no host path, no frame of the bindings', async () => {
+    const token = await tokenFor()
+    const run = await admin.runJs(
+      `function f() { return new Error('x') }
+       const e = f()
+       let bindings = ''
+       try { warden.data.get(1, 2) } catch (caught) { bindings = String(caught.stack) }
+       return { own: e.stack, bindings, keys: Object.getOwnPropertyNames(e),
+         redefined: Reflect.defineProperty(Error.prototype, 'stack', { get() { return 'x' } }) }`,
+      undefined,
+      token,
+    )
+    const out = run.output as { own: string; bindings: string; keys: string[]; redefined: boolean }
+    expect(out.own.split('\n')).toEqual([
+      expect.stringMatching(/^f@script:1:\d+$/),
+      expect.stringMatching(/^<script>@script:2:\d+$/),
+    ])
+    expect(`${out.own}\n${out.bindings}`).not.toMatch(/\/tmp|initializer|sources|agent\.js/)
+    // The getter cannot be replaced to reach the engine's raw stack.
+    expect(out.redefined).toBe(false)
+  })
 })
 
 describe('capabilities: exactly the token grants', () => {

@@ -168,12 +168,10 @@ const HEADER_LINES = 2
 const SCRIPT_FRAME = /^(.*)@.* > AsyncFunction:(\d+):(\d+)$/
 
 /**
- * The script's own frames, as `name@script:LINE:COL` with lines counted in its source; frames of
- * this file and of the bindings are left out.
+ * The script's own frames of an engine stack, as `name@script:LINE:COL` with lines counted in
+ * its source; frames of this file and of the bindings are left out.
  */
-function scriptStack(error) {
-  const stack =
-    error && typeof error === 'object' && typeof error.stack === 'string' ? error.stack : ''
+function scriptFrames(stack) {
   const frames = []
   for (const frame of stack.split('\n')) {
     const m = SCRIPT_FRAME.exec(frame)
@@ -185,6 +183,31 @@ function scriptStack(error) {
     }
   }
   return frames.join('\n')
+}
+
+// What the script reads of a stack is its own frames only: the engine's frames of the bindings
+// name the directory the component was built in, which is the host's business, not the guest's.
+const engineStack = Object.getOwnPropertyDescriptor(Error.prototype, 'stack')
+if (engineStack?.get) {
+  Object.defineProperty(Error.prototype, 'stack', {
+    configurable: false,
+    enumerable: false,
+    get() {
+      const raw = engineStack.get.call(this)
+      return typeof raw === 'string' ? scriptFrames(raw) : raw
+    },
+    set: engineStack.set,
+  })
+}
+
+/** The script's frames of a thrown value's stack ('' when it has none). */
+function scriptStack(error) {
+  const stack =
+    error && typeof error === 'object' && typeof error.stack === 'string' ? error.stack : ''
+  // Already mapped by the getter above, unless the script set its own stack string.
+  return stack.split('\n').every((frame) => frame === '' || /@script:\d+:\d+$/.test(frame))
+    ? stack
+    : scriptFrames(stack)
 }
 
 /** The `err` of a run: what the script threw; `compiling` when its source did not parse. */

@@ -43,6 +43,29 @@ export interface RunContext {
   counters: { brokerCalls: number; egressBytes: number }
   /** Aborted when the run ends, for any reason. */
   signal: AbortSignal
+  /**
+   * Told each host call of the run as it is decided, while the run goes on (`warden dev`
+   * prints it then): the broker's once answered, the worker's (log, WASI, early denials) as the
+   * worker records them, up to the run's `logLines` (see {@link tellDecision}). Absent: nothing
+   * is reported live and the worker posts nothing. A call still in flight when the run ends,
+   * and the worker's past the cap, are only in the run's decisions.
+   */
+  onDecision?: ((decision: Decision) => void) | undefined
+}
+
+/**
+ * Tell `ctx`'s listener of `decision`, if it has one: a copy, so the listener cannot change
+ * the run's record, and a listener that throws changes nothing (the call's answer stands).
+ */
+export function tellDecision(ctx: RunContext, decision: Decision): void {
+  if (!ctx.onDecision) {
+    return
+  }
+  try {
+    ctx.onDecision({ ...decision })
+  } catch {
+    // An observer's failure is not the guest's call's.
+  }
 }
 
 /** The main-thread half of a capability: one call in, an answer or a typed error out. */

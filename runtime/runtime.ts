@@ -94,10 +94,12 @@ export interface InvokeOptions {
   /** Whose share of the pool the run counts against (`PoolJob.shareKey`); default the app id. */
   shareKey?: string
   /**
-   * Told each broker-side host call (http, secrets, data) as soon as it is decided, during the
-   * run. Calls answered inside the worker (log, WASI) and a call still in flight when the run
-   * ends are only in {@link Invocation.decisions}. Values are as the broker recorded them:
-   * `openWarden` redacts secrets before its own listener sees them.
+   * Told each host call as soon as it is decided, during the run: the broker's (http, secrets,
+   * data) once answered, the worker's (log, WASI, early denials) as the worker records them, in
+   * call order. The worker reports at most the run's `limits.logLines` of its own; those past
+   * that, and a call still in flight when the run ends, are only in {@link Invocation.decisions}.
+   * Every call told is told before the run answers. Values are as recorded: `openWarden`
+   * redacts secrets before its own listener sees them. Without it the worker reports nothing.
    */
   onDecision?: (decision: Decision) => void
 }

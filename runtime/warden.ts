@@ -143,10 +143,12 @@ export interface RunOptions {
    */
   fairness?: 'app' | 'token-family'
   /**
-   * Told each broker-side host call (http, secrets, data) as it is decided, while the run goes
-   * on, secrets redacted as in the answer: `warden dev` prints them live. Calls answered inside
-   * the worker (log, WASI) and one still in flight when the run ends come only with the
-   * answer's `decisions`. A listener that throws changes nothing.
+   * Told each host call as it is decided, while the run goes on, in call order, secrets
+   * redacted as in the answer: `warden dev` prints them live. Broker calls (http, secrets, data)
+   * are told once answered; the sandbox's own (log lines, WASI stdout/stderr writes, early
+   * denials) as the worker records them, up to the run's `logLines` limit. Those past it, and
+   * a call still in flight when the run ends, come only with the answer's `decisions`; every
+   * call told is told before `run` resolves. A listener that throws changes nothing.
    *
    * @example
    * await warden.run(app, input, { token, onHostCall: (d) => console.log(d.fn, d.decision) })

@@ -28,8 +28,18 @@ afterAll(async () => {
   process.off('unhandledRejection', onUnhandled)
 })
 
+/** What the listener of the `live-*` runs heard. */
+const heard: number[] = []
+
 function job(mode: string): PoolJob {
-  const context = fakeRunContext({ invocationId: mode, appId: 'rogue', digest: 'rogue' })
+  // `live-*` runs have a listener, except the one whose worker posts unasked.
+  const live = mode.startsWith('live-') && mode !== 'live-unasked'
+  const context = fakeRunContext({
+    invocationId: mode,
+    appId: 'rogue',
+    digest: 'rogue',
+    ...(live ? { onDecision: (d) => heard.push(d.call) } : {}),
+  })
   return {
     component: {
       key: 'rogue',
@@ -40,7 +50,7 @@ function job(mode: string): PoolJob {
     },
     exportName: 'run',
     args: [mode],
-    limits: resolveLimits({ timeoutMs: 10_000 }),
+    limits: resolveLimits({ timeoutMs: 10_000, logLines: 3 }),
     grant: { imported: [], granted: [] },
     context,
   }
@@ -61,6 +71,10 @@ const FORGERIES = [
   'forged-result-message',
   'garbage-large-host-call',
   'not-bytes-large-host-call',
+  'live-unasked',
+  'live-past-cap',
+  'live-other-run',
+  'live-wrong-shape',
 ]
 
 describe('a forged worker', () => {
@@ -82,6 +96,11 @@ describe('a forged worker', () => {
       expect(next.ok).toBe(true)
     },
   )
+
+  it('tells a live run the decisions its worker posts up to the cap, never past it', () => {
+    // live-past-cap posted 4 for a cap of 3; the others were refused before any was told.
+    expect(heard).toEqual([1, 2, 3])
+  })
 
   it('never left an unhandled rejection behind', async () => {
     await new Promise((resolve) => setTimeout(resolve, 50))

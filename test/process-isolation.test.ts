@@ -22,7 +22,7 @@ import { createTestEchoCapability, ECHO_INTERFACE } from '../host-capabilities/t
 import type { BrokerCapability } from '../host-capabilities/types.js'
 import { resolveHostConfig } from '../runtime/host-config.js'
 import { resolveLimits } from '../runtime/index.js'
-import type { Invocation, LoadedComponent, Sandbox } from '../runtime/index.js'
+import type { Decision, Invocation, Limits, LoadedComponent, Sandbox } from '../runtime/index.js'
 import type { SandboxPool } from '../runtime/sandbox/pool.js'
 import {
   childCommand,
@@ -32,8 +32,8 @@ import {
 import { ProcessSandboxPool } from '../runtime/sandbox/process/pool.js'
 import { FrameReader, frame, parseFromChild } from '../runtime/sandbox/process/protocol.js'
 import { fakeRunContext } from './support/context.js'
-import { ECHO_CALLER } from './support/guests.js'
-import { compileWat, guestFile } from './support/wat.js'
+import { ECHO_CALLER, hostCallFlood } from './support/guests.js'
+import { actionWat, compileWat, guestFile } from './support/wat.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
 import type { NetworkIsolation } from '../runtime/sandbox/process/launch.js'
@@ -150,6 +150,74 @@ describe('isolation: process', () => {
       ),
     )
     expect(runs.map((r) => r.output)).toEqual(inputs)
+  })
+})
+
+/** Logs its input three times, then loops until its deadline: no broker call, no result. */
+const LOG_THEN_SPIN = actionWat(`
+  (func (export "run") (param $ptr i32) (param $len i32) (result i32)
+    (call $log (i32.const 1) (local.get $ptr) (local.get $len))
+    (call $log (i32.const 2) (local.get $ptr) (local.get $len))
+    (call $log (i32.const 3) (local.get $ptr) (local.get $len))
+    (loop $l (br $l))
+    (i32.const 0))`)
+
+describe.each(['thread', 'process'] as const)('live decisions, isolation: %s', (mode) => {
+  const runtime = () => (mode === 'thread' ? threads : processes).warden
+  /** Messages the sandbox has sent live since the pool began. */
+  const posted = () => (runtime().pool as SandboxPool | ProcessSandboxPool).liveDecisions
+  /** Run `wat` with log granted and a listener: the answer and what the listener heard. */
+  async function listened(wat: string, input: string, limits: Limits) {
+    const guest = await runtime().load(await compileWat(wat))
+    const heard: Decision[] = []
+    const run = await runtime().invoke(guest, input, {
+      interfaces: [LOG],
+      limits,
+      onDecision: (d) => heard.push(d),
+    })
+    return { run, heard }
+  }
+
+  it('tells each log line while the guest still runs: a run that times out was heard', async () => {
+    const limits = { timeoutMs: 1500, fuel: 1e12 }
+    const { run, heard } = await listened(LOG_THEN_SPIN, 'still running', limits)
+    expect(run.error?.code).toBe('timeout')
+    // The worker never reported: the three calls are known only from what it posted live.
+    expect(run.decisions).toEqual([])
+    expect(heard).toEqual(
+      ['info', 'warn', 'error'].map((level, i) => ({
+        call: i + 1,
+        capability: LOG,
+        fn: 'write',
+        decision: 'allow',
+        target: level,
+        bytesOut: 'still running'.length,
+      })),
+    )
+  })
+
+  it("posts at most the run's logLines live, however many lines the guest writes", async () => {
+    const before = posted()
+    const { run, heard } = await listened(hostCallFlood, 'flood', { hostCalls: 200, logLines: 7 })
+    expect(run.error?.code).toBe('limit_exceeded')
+    expect(run.decisions).toHaveLength(200)
+    expect(heard.map((d) => d.call)).toEqual([1, 2, 3, 4, 5, 6, 7])
+    expect(posted() - before).toBe(7)
+  })
+
+  it('posts nothing for a run without a listener', async () => {
+    const guest = await runtime().load(await guestFile('echo'))
+    const before = posted()
+    const quiet = await runtime().invoke(guest, 'hi', { interfaces: [LOG] })
+    expect(quiet.decisions).toHaveLength(1)
+    expect(posted()).toBe(before)
+    const heard: Decision[] = []
+    const told = await runtime().invoke(guest, 'hi', {
+      interfaces: [LOG],
+      onDecision: (d) => heard.push(d),
+    })
+    expect(heard).toEqual(told.decisions)
+    expect(posted()).toBe(before + 1)
   })
 })
 
@@ -534,6 +602,20 @@ describe('what the host accepts from the child', () => {
     expect(
       parseFromChild({ type: 'host-call', id: 7, request: { ...request, args: [] } }, runOf),
     ).toEqual({ type: 'host-call', id: 7, request: { ...request, args: [] } })
+    const decision = { call: 1, capability: LOG, fn: 'write', decision: 'allow', target: 'info' }
+    expect(parseFromChild({ type: 'decision', id: 7, decision, extra: 1 }, runOf)).toEqual({
+      type: 'decision',
+      id: 7,
+      decision,
+    })
+    expect(parseFromChild({ type: 'decision', id: 8, decision }, runOf)).toBeUndefined()
+    for (const forged of [
+      { ...decision, decision: 'maybe' },
+      { ...decision, bytesOut: -1 },
+      null,
+    ]) {
+      expect(parseFromChild({ type: 'decision', id: 7, decision: forged }, runOf)).toBeUndefined()
+    }
   })
 
   it('reassembles frames split anywhere and refuses one above the limit', () => {

@@ -4,6 +4,7 @@
  */
 import { componentEmbed, componentNew, parse } from '@bytecodealliance/jco'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { Decision } from '../runtime/index.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
 
@@ -77,6 +78,17 @@ const WAT = `(module
 
 let rt: TestRuntime
 
+/** The printing guest above, built into a component. */
+async function stdoutApp(): Promise<Uint8Array> {
+  const embedded = await componentEmbed({
+    binary: await parse(WAT),
+    witSource: WIT,
+    world: 'test:app/app',
+    stringEncoding: 'utf8',
+  })
+  return componentNew(embedded, [])
+}
+
 beforeAll(async () => {
   rt = await startTestRuntime({ poolSize: 1 })
 })
@@ -87,15 +99,7 @@ afterAll(async () => {
 
 describe('WASI baseline in the sandbox', () => {
   it('turns stdout into log lines and provides random, with no grant needed', async () => {
-    const core = await parse(WAT)
-    const embedded = await componentEmbed({
-      binary: core,
-      witSource: WIT,
-      world: 'test:app/app',
-      stringEncoding: 'utf8',
-    })
-    const component = await componentNew(embedded, [])
-    const app = await rt.warden.load(component)
+    const app = await rt.warden.load(await stdoutApp())
     expect(app.imports).toEqual(
       expect.arrayContaining(['wasi:cli/stdout', 'wasi:io/streams', 'wasi:random/random']),
     )
@@ -111,15 +115,17 @@ describe('WASI baseline in the sandbox', () => {
     expect(run.decisions.filter((d) => d.capability === 'wasi:cli/stdout')).toHaveLength(4)
   })
 
+  it('tells a run listener of each stdout write as the worker makes it', async () => {
+    const app = await rt.warden.load(await stdoutApp())
+    const heard: Decision[] = []
+    const run = await rt.warden.invoke(app, 'hello stdout', { onDecision: (d) => heard.push(d) })
+    expect(heard).toHaveLength(4)
+    expect(heard).toEqual(run.decisions)
+    expect(heard[0]).toMatchObject({ capability: 'wasi:cli/stdout', fn: 'write', bytesOut: 12 })
+  })
+
   it('counts stdout writes against the host-call budget, however many lines they carry', async () => {
-    const core = await parse(WAT)
-    const embedded = await componentEmbed({
-      binary: core,
-      witSource: WIT,
-      world: 'test:app/app',
-      stringEncoding: 'utf8',
-    })
-    const app = await rt.warden.load(await componentNew(embedded, []))
+    const app = await rt.warden.load(await stdoutApp())
     const flood = await rt.warden.invoke(app, '\n'.repeat(4000), {
       limits: { hostCalls: 3, logLines: 10 },
     })

@@ -3,7 +3,7 @@
  * call against the run's effective grant (again: the worker's early check is an optimisation,
  * not the boundary), dispatches to the capability, and turns failures into answers.
  */
-import { HostCallError } from '../../host-capabilities/types.js'
+import { HostCallError, tellDecision } from '../../host-capabilities/types.js'
 import type { BrokerCapability, RunContext } from '../../host-capabilities/types.js'
 import { toWardenError } from '../errors.js'
 import type { Decision, HostCallRequest, HostCallResponse } from '../sandbox/protocol.js'
@@ -28,12 +28,6 @@ export interface BrokerRunContext extends RunContext {
   decisions: Decision[]
   /** The run's tracer, when telemetry is on and the run is traced. */
   trace?: HostCallTrace | undefined
-  /**
-   * Told each broker-side call once it is decided and answered, while the run goes on (`warden
-   * dev` prints it then). Not told of a call still in flight when the run ends: that one is only
-   * in the run's decisions. A listener that throws changes nothing.
-   */
-  onDecision?: ((decision: Decision) => void) | undefined
 }
 
 /**
@@ -86,12 +80,9 @@ export function createBroker(capabilities: readonly BrokerCapability[]) {
       }
       ctx.decisions.push(entry)
       ctx.trace?.hostCall(entry, started, answer, settled)
-      if (settled && ctx.onDecision) {
-        try {
-          ctx.onDecision({ ...entry })
-        } catch {
-          // An observer's failure is not the guest's call's: the answer stands.
-        }
+      if (settled) {
+        // Once answered; a call still in flight at the run's end is only in its decisions.
+        tellDecision(ctx, entry)
       }
     }
     const fail = (error: unknown): HostCallResponse => {

@@ -203,7 +203,7 @@ const WASI_WAT = `(module
 const WAT_GUESTS: ReadonlyArray<readonly [string, () => Promise<Uint8Array>]> = [
   ['echo (log; export run)', () => guestFile('echo')],
   ['atomic-wait (two core modules, no imports)', () => guestFile('atomic-wait')],
-  ['platform-caller (http, secrets, data)', platformCaller],
+  ['platform-caller (http, secrets, data, log)', platformCaller],
   [
     'micro-app (export handler)',
     async () => build(await readFile(PLATFORM_WIT, 'utf8'), 'micro-app', MICRO_APP),

@@ -13,8 +13,9 @@
  */
 import { existsSync, readFileSync } from 'node:fs'
 import { availableParallelism, getPriority, setPriority } from 'node:os'
-import { MessageChannel } from 'node:worker_threads'
+import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads'
 import type { MessagePort, ResourceLimits, Worker } from 'node:worker_threads'
+import { tellDecision } from '../../host-capabilities/types.js'
 import type { RunContext } from '../../host-capabilities/types.js'
 import { toWardenError, WardenError } from '../errors.js'
 import { startWorker } from '../internal/worker.js'
@@ -22,7 +23,7 @@ import type { SerializedError } from '../errors.js'
 import type { ResolvedLimits } from '../limits/limits.js'
 import { Channel, ON_PORT, SPIN, Spinner, stateSet } from './channel.js'
 import { decode } from './codec.js'
-import { CHANNEL, DEFAULT_CHANNEL_BYTES } from './protocol.js'
+import { CHANNEL, DEFAULT_CHANNEL_BYTES, liveDecisionCap } from './protocol.js'
 import type {
   HostCallRequest,
   HostCallResponse,
@@ -36,7 +37,7 @@ import { AppShares } from './fairness.js'
 import type { AppShareOptions } from './fairness.js'
 import { ended, takeMatching } from './sandbox.js'
 import type { RunMatch, Sandbox } from './sandbox.js'
-import { checkFromWorker, checkHostCallRequest } from './validate.js'
+import { checkFromWorker, checkHostCallRequest, checkLiveDecision } from './validate.js'
 import type { SandboxWorkerData } from './worker.js'
 
 /** STATE values the main thread acts on. */
@@ -201,6 +202,8 @@ interface ActiveRun {
   resolve: (result: PoolResult) => void
   /** How the main thread watches for the worker's next move after answering a host call. */
   calls?: Spinner
+  /** The run has a listener: how many more decisions its worker may post live. */
+  live?: { left: number }
 }
 
 interface Slot {
@@ -208,6 +211,8 @@ interface Slot {
   channel: Channel
   responsePort: MessagePort
   controlPort: MessagePort
+  /** The worker's decisions during a live run ({@link LiveDecision}). */
+  livePort: MessagePort
   ready: boolean
   dead: boolean
   /**
@@ -248,6 +253,7 @@ export class SandboxPool implements Sandbox {
   #nextId = 1
   #closed = false
   #replacements = 0
+  #liveDecisions = 0
   /** Per-app caps (`context.appId`): running, and waiting; see `fairness.ts`. */
   readonly #shares: AppShares
   /** Spin bounds, read once: see `channel.ts`. */
@@ -274,6 +280,14 @@ export class SandboxPool implements Sandbox {
   /** Workers started to replace killed or crashed ones, since the pool began. */
   get replacements(): number {
     return this.#replacements
+  }
+
+  /**
+   * @internal Messages workers have posted on their live ports since the pool began, forged
+   * ones included: tests check that a run without a listener makes none.
+   */
+  get liveDecisions(): number {
+    return this.#liveDecisions
   }
 
   /** Resolves once every worker is ready: useful before measuring. */
@@ -349,6 +363,7 @@ export class SandboxPool implements Sandbox {
       slot.dead = true
       slot.responsePort.close()
       slot.controlPort.close()
+      slot.livePort.close()
     }
     await Promise.all(slots.map((s) => s.worker.terminate()))
   }
@@ -357,10 +372,12 @@ export class SandboxPool implements Sandbox {
     const channel = Channel.allocate(this.#options.channelBytes ?? DEFAULT_CHANNEL_BYTES)
     const response = new MessageChannel()
     const control = new MessageChannel()
+    const live = new MessageChannel()
     const workerData: SandboxWorkerData = {
       channel,
       responsePort: response.port2,
       controlPort: control.port2,
+      livePort: live.port2,
       brokerInterfaces: this.#options.brokerInterfaces,
       ...(this.#options.clockResolutionNs
         ? { clockResolutionNs: this.#options.clockResolutionNs }
@@ -372,7 +389,7 @@ export class SandboxPool implements Sandbox {
     const entry = this.#options.workerModule ?? { from: import.meta.url, name: './worker' }
     const worker = startWorker(entry.from, entry.name, {
       workerData,
-      transferList: [response.port2, control.port2],
+      transferList: [response.port2, control.port2, live.port2],
       env: {},
       resourceLimits: this.#options.resourceLimits ?? { maxOldGenerationSizeMb: 256 },
     })
@@ -381,6 +398,7 @@ export class SandboxPool implements Sandbox {
       channel: new Channel(channel),
       responsePort: response.port1,
       controlPort: control.port1,
+      livePort: live.port1,
       ready: false,
       dead: false,
       loaded: new Map(),
@@ -392,6 +410,10 @@ export class SandboxPool implements Sandbox {
     this.#slots.add(slot)
     worker.unref()
     worker.on('message', (msg: unknown) => this.#guard(slot, () => this.#onMessage(slot, msg)))
+    // While the worker runs on (or waits in a broker call), its decisions arrive here; at each
+    // broker call and at the result, `#drainLive` takes those still queued first, in order.
+    live.port1.on('message', (msg: unknown) => this.#guard(slot, () => this.#onLive(slot, msg)))
+    live.port1.unref()
     worker.on('error', () => this.#onCrash(slot))
     worker.on('exit', () => this.#onCrash(slot))
     this.#guard(slot, () => this.#arm(slot))
@@ -441,6 +463,9 @@ export class SandboxPool implements Sandbox {
         if (!run || run.id !== msg.id) {
           return
         }
+        // Every decision the run posted is queued by now: told before the run answers, so a
+        // listener never hears of a call after the run's result.
+        this.#drainLive(slot, run)
         const wallMs = performance.now() - run.startedAt
         slot.preparing = msg.preparing === true
         this.#endRun(
@@ -517,6 +542,7 @@ export class SandboxPool implements Sandbox {
       Atomics.notify(slot.channel.header, CHANNEL.STATE)
       slot.responsePort.close()
       slot.controlPort.close()
+      slot.livePort.close()
       void slot.worker.terminate()
       if (!this.#closed) {
         this.#spawn()
@@ -605,6 +631,7 @@ export class SandboxPool implements Sandbox {
       startedAt: performance.now(),
       timer: setTimeout(() => this.#onTimeout(slot, run), job.limits.timeoutMs),
       ...(this.#spin.call > 0 ? { calls: new Spinner(this.#spin.call) } : {}),
+      ...(job.context.onDecision ? { live: { left: liveDecisionCap(job.limits) } } : {}),
     }
     slot.current = run
     const nice = this.#options.hogNice ?? HOG_NICE
@@ -631,6 +658,7 @@ export class SandboxPool implements Sandbox {
       args: job.args,
       limits: job.limits,
       grant: job.grant,
+      ...(run.live ? { live: true } : {}),
     }
     // A job too large for the area follows its loads on the control port.
     slot.channel.send(CHANNEL.JOB, invoke, () => slot.controlPort.postMessage(invoke))
@@ -750,6 +778,8 @@ export class SandboxPool implements Sandbox {
   /** True when the answer went at once; otherwise it goes later and follows the worker again. */
   #answer(slot: Slot, run: ActiveRun | undefined, request: HostCallRequest): boolean {
     let response: HostCallResponse | Promise<HostCallResponse>
+    // The worker's decisions made before this call are told before it: in call order.
+    this.#drainLive(slot, run)
     try {
       if (!run) {
         throw new WardenError('internal', 'host call outside of a run')
@@ -788,6 +818,34 @@ export class SandboxPool implements Sandbox {
       slot.channel.send(CHANNEL.RESPONSE, response, overflow)
     }
     return true
+  }
+
+  /**
+   * One decision a worker posted live: told to its run's listener. A message for no live run,
+   * for another run, or past the run's cap is forged: it throws, and `#guard` retires the worker.
+   */
+  #onLive(slot: Slot, received: unknown): void {
+    this.#liveDecisions++
+    if (slot.dead) {
+      // Its run has answered already (a deadline, a cancel): nobody is listening.
+      return
+    }
+    const msg = checkLiveDecision(received)
+    const run = slot.current
+    if (!msg || !run?.live || run.id !== msg.id || run.live.left-- <= 0) {
+      throw new TypeError('a forged live decision from a worker')
+    }
+    tellDecision(run.job.context, msg.decision)
+  }
+
+  /** Tell the decisions `run`'s worker has posted and the event loop has not delivered yet. */
+  #drainLive(slot: Slot, run: ActiveRun | undefined): void {
+    if (!run?.live) {
+      return
+    }
+    for (let m = receiveMessageOnPort(slot.livePort); m; m = receiveMessageOnPort(slot.livePort)) {
+      this.#onLive(slot, m.message)
+    }
   }
 
   #nextLargeRequest(slot: Slot): Promise<HostCallRequest> {

@@ -56,6 +56,31 @@ export interface InvokeJob {
   args: unknown[]
   limits: ResolvedLimits
   grant: WorkerGrant
+  /**
+   * The run has a listener (`RunContext.onDecision`): the worker posts each decision it makes
+   * on its live port as it records it ({@link LiveDecision}), at most
+   * {@link liveDecisionCap} of them. Absent otherwise, and then the worker posts nothing.
+   */
+  live?: true
+}
+
+/**
+ * Worker → main thread on the live port, during a live run: one decision the worker just
+ * recorded (a log line, a stdout/stderr write, an early denial), for the run's listener.
+ */
+export interface LiveDecision {
+  /** The run's {@link InvokeJob.id}. */
+  id: number
+  decision: Decision
+}
+
+/**
+ * Most decisions a worker posts live in one run: the run's `logLines`, the budget that already
+ * bounds what a guest may log. Past it, a guest writing line after line makes no more messages;
+ * those decisions come only with the run's result. Whoever receives checks it too.
+ */
+export function liveDecisionCap(limits: ResolvedLimits): number {
+  return limits.logLines
 }
 
 /** Counters the worker reports for every run, success or not. */

@@ -6,7 +6,13 @@
  * Hand-written rather than a schema library: these checks sit on every run's hot path.
  */
 import { WARDEN_ERROR_CODES } from '../errors.js'
-import type { FromWorker, HostCallRequest, WorkerMetering } from './protocol.js'
+import type {
+  Decision,
+  FromWorker,
+  HostCallRequest,
+  LiveDecision,
+  WorkerMetering,
+} from './protocol.js'
 
 /** Most log lines and decisions one run may report (the worker's own budgets are lower). */
 const MAX_RECORDS = 1_000_000
@@ -47,23 +53,22 @@ function isMetering(value: unknown): value is WorkerMetering {
       return false
     }
   }
-  for (const d of value.decisions as unknown[]) {
-    if (
-      !isObject(d) ||
-      !isCount(d.call) ||
-      typeof d.capability !== 'string' ||
-      typeof d.fn !== 'string' ||
-      (d.decision !== 'allow' && d.decision !== 'deny') ||
-      !optional(d.reason, 'string') ||
-      !optional(d.target, 'string') ||
-      !optional(d.durationMs, 'number') ||
-      !optional(d.bytesOut, 'number') ||
-      !optional(d.bytesIn, 'number')
-    ) {
-      return false
-    }
-  }
-  return true
+  return (value.decisions as unknown[]).every(isDecision)
+}
+
+function isDecision(d: unknown): d is Decision {
+  return (
+    isObject(d) &&
+    isCount(d.call) &&
+    typeof d.capability === 'string' &&
+    typeof d.fn === 'string' &&
+    (d.decision === 'allow' || d.decision === 'deny') &&
+    optional(d.reason, 'string') &&
+    optional(d.target, 'string') &&
+    optional(d.durationMs, 'number') &&
+    optional(d.bytesOut, 'number') &&
+    optional(d.bytesIn, 'number')
+  )
 }
 
 function isSerializedError(value: unknown): boolean {
@@ -102,5 +107,12 @@ export function checkHostCallRequest(request: unknown): HostCallRequest | undefi
     typeof request.fn === 'string' &&
     Array.isArray(request.args)
     ? (request as unknown as HostCallRequest)
+    : undefined
+}
+
+/** `msg` if it is a well-formed {@link LiveDecision}, else `undefined`. */
+export function checkLiveDecision(msg: unknown): LiveDecision | undefined {
+  return isObject(msg) && isCount(msg.id) && isDecision(msg.decision)
+    ? (msg as unknown as LiveDecision)
     : undefined
 }

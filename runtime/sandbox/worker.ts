@@ -28,12 +28,13 @@ import { adoptRealm } from './codec.js'
 import { createGlueRealm } from './glue-realm.js'
 import type { GlueRealm, RealmIntrinsics, RealmHost } from './glue-realm.js'
 import { lockDownWorkerRealm } from './lockdown.js'
-import { CHANNEL } from './protocol.js'
+import { CHANNEL, liveDecisionCap } from './protocol.js'
 import type {
   FromWorker,
   HostCallRequest,
   HostCallResponse,
   InvokeJob,
+  LiveDecision,
   LoadedComponentMessage,
   ToWorkerControl,
   WorkerMetering,
@@ -46,6 +47,8 @@ export interface SandboxWorkerData {
   responsePort: MessagePort
   /** Loads, unloads and jobs too large for the channel; drained before each job. */
   controlPort: MessagePort
+  /** Where the worker posts its decisions during a live run ({@link LiveDecision}). */
+  livePort: MessagePort
   /** Interface → function names, for the broker-side capabilities this host provides. */
   brokerInterfaces: Record<string, readonly string[]>
   /** Resolution of guests' monotonic clocks, in nanoseconds (see the WASI baseline). */
@@ -255,6 +258,11 @@ interface RunSlot {
    * thrown value into the guest's `err` could swallow it.
    */
   calledWhilePreparing?: boolean
+  /**
+   * The run has a listener ({@link InvokeJob.live}): its run id, how many more decisions it
+   * may post, and how many of the run's decisions have been seen by {@link announce}.
+   */
+  live?: { id: number; left: number; seen: number }
 }
 
 function newSlot(limits: ResolvedLimits, granted: readonly string[]): RunSlot {
@@ -263,6 +271,24 @@ function newSlot(limits: ResolvedLimits, granted: readonly string[]): RunSlot {
     granted: new Set(granted),
     epoch: { ns: hrtime.bigint() },
     preparing: false,
+  }
+}
+
+/**
+ * Post the decisions the run recorded since the last call to its listener, on the live port,
+ * while the run's live budget lasts. Nothing at all for a run without a listener. A message
+ * from a worker is delivered while the worker goes on, so the listener hears a log line while
+ * the guest still runs, even while it waits in a broker call.
+ */
+function announce(slot: RunSlot): void {
+  const live = slot.live
+  if (live === undefined) {
+    return
+  }
+  const { decisions } = slot.state
+  for (; live.seen < decisions.length && live.left > 0; live.seen++, live.left--) {
+    const message: LiveDecision = { id: live.id, decision: decisions[live.seen]! }
+    data.livePort.postMessage(message)
   }
 }
 
@@ -294,6 +320,7 @@ function buildImports(imported: readonly string[], slot: RunSlot): Record<string
         write(level: unknown, message: unknown) {
           countCall(slot)
           ;(slot.granted.has(name) ? allowed : denied).write(level, message)
+          announce(slot)
         },
       }
     } else if (name.startsWith('wasi:')) {
@@ -308,6 +335,7 @@ function buildImports(imported: readonly string[], slot: RunSlot): Record<string
             decision: 'allow',
             bytesOut: bytes,
           })
+          announce(slot)
         },
         { clockResolutionNs: data.clockResolutionNs, epoch: slot.epoch },
       )
@@ -353,6 +381,7 @@ function bridgeCall(slot: RunSlot, capability: string, fn: string, args: unknown
       decision: 'deny',
       reason: 'not granted',
     })
+    announce(slot)
     const thrown = { payload: { tag: 'denied', val: `${capability} is not granted to this run` } }
     state.denial = { thrown, capability }
     throw thrown
@@ -661,6 +690,7 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
     slot = newSlot(limits, msg.grant.granted)
     meter = meterFor(limits)
   }
+  slot.live = msg.live ? { id: msg.id, left: liveDecisionCap(limits), seen: 0 } : undefined
   const { state } = slot
   let memories: ReadonlySet<WebAssembly.Memory> = made?.memories ?? new Set()
   const metering = (): WorkerMetering => {

@@ -75,9 +75,10 @@ export interface DevHost {
 /** Options of one {@link DevHost} run. */
 export interface DevRunOptions {
   /**
-   * Told every host call of the run once, secrets redacted: the broker's (http, secrets, data)
-   * as each is decided, while the run goes on; those answered inside the sandbox (log, WASI)
-   * and a call still in flight when the run ended, in call order once it ends.
+   * Told every host call of the run once, secrets redacted: as each is decided, while the run
+   * goes on (broker calls once answered; log lines, WASI writes and early denials as the
+   * sandbox makes them, up to the run's `logLines`); the rest (the sandbox's past that cap, a
+   * call still in flight when the run ended) in call order once it ends.
    */
   onHostCall?: (decision: Decision) => void
 }
@@ -184,7 +185,8 @@ export async function openDevHost(options: DevHostOptions): Promise<DevHost> {
 
 /**
  * Run `start` with the listener of `options`, if any, then tell it the calls it was not told of
- * during the run (answered in the sandbox, or still in flight), so it hears each call once.
+ * during the run (the sandbox's past its live cap, or one still in flight), so it hears each
+ * call once. Every call told live is told before `start` resolves.
  */
 async function observed(
   options: DevRunOptions | undefined,

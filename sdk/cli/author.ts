@@ -215,8 +215,9 @@ export function registerAuthorCommands(program: Command, ctx: AuthorContext): vo
 An action runs once with --input; without it, each line on stdin is one JSON input. A
 micro-app is served on http://127.0.0.1:<port>/ (every request in a fresh sandbox). The app is
 rebuilt and reloaded when a file changes. Every host call is printed as it is decided, while
-the run goes on: allowed or denied, and why (log and WASI calls, answered inside the sandbox,
-when the run ends). Secrets come from warden.secrets.json, data from fixtures/.`,
+the run goes on: allowed or denied, and why (the sandbox's own log and WASI calls past the
+run's logLines limit, when the run ends). Secrets come from warden.secrets.json, data from
+fixtures/.`,
     )
     .action(
       act(async (dir: string, flags: { input?: string; port?: string; watch: boolean }) => {

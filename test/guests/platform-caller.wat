@@ -7,6 +7,8 @@
 ;;   hmac|<secret name>|<data>     → "ok <hex of the mac>"     | "err <tag> <message>"
 ;;   reveal|<secret name>          → "ok <value>"              | "err <tag> <message>"
 ;;   get|<collection>|<key>        → "ok some <value>" | "ok none" | "err <tag> <message>"
+;;   log|<message>                 → "ok"   (one log line at level info)
+;;   many|<n>|<message>            → "ok"   (n log lines, n in decimal)
 ;; Error tags are host-error case numbers: 0 denied, 1 limit-exceeded, 2 invalid, 3 upstream.
 ;; Ops may follow one another (`fetch|GET|<a>|fetch|GET|<b>`): one call each, in order, their
 ;; answers separated by newlines.
@@ -16,6 +18,7 @@
   (import "warden:platform/secrets@0.1.0" "hmac-sha256" (func $hmac (param i32 i32 i32 i32 i32)))
   (import "warden:platform/secrets@0.1.0" "reveal" (func $reveal (param i32 i32 i32)))
   (import "warden:platform/data@0.1.0" "get" (func $get (param i32 i32 i32 i32 i32)))
+  (import "warden:platform/log@0.1.0" "write" (func $log (param i32 i32 i32)))
   (memory (export "memory") 2)
   (global $heap (mut i32) (i32.const 65536))
   (global $out (mut i32) (i32.const 16384))
@@ -125,6 +128,33 @@
     (call $emit (i32.const 71) (i32.const 5))
     (call $emit (i32.load (i32.const 8)) (i32.load (i32.const 12))))
 
+  (func $op_log
+    (local $mp i32) (local $ml i32)
+    (call $field) (local.set $ml) (local.set $mp)
+    (call $log (i32.const 1) (local.get $mp) (local.get $ml))
+    (call $emit (i32.const 64) (i32.const 2)))
+
+  (func $op_many
+    (local $np i32) (local $nl i32) (local $mp i32) (local $ml i32) (local $n i32)
+    (call $field) (local.set $nl) (local.set $np)
+    (call $field) (local.set $ml) (local.set $mp)
+    ;; n: the decimal digits of its field
+    (block $parsed
+      (loop $digit
+        (br_if $parsed (i32.eqz (local.get $nl)))
+        (local.set $n (i32.add (i32.mul (local.get $n) (i32.const 10))
+          (i32.sub (i32.load8_u (local.get $np)) (i32.const 48))))
+        (local.set $np (i32.add (local.get $np) (i32.const 1)))
+        (local.set $nl (i32.sub (local.get $nl) (i32.const 1)))
+        (br $digit)))
+    (block $done
+      (loop $line
+        (br_if $done (i32.eqz (local.get $n)))
+        (call $log (i32.const 1) (local.get $mp) (local.get $ml))
+        (local.set $n (i32.sub (local.get $n) (i32.const 1)))
+        (br $line)))
+    (call $emit (i32.const 64) (i32.const 2)))
+
   (func (export "run") (param $ptr i32) (param $len i32) (result i32)
     (local $op i32)
     (global.set $in (local.get $ptr))
@@ -132,7 +162,7 @@
     (global.set $out (i32.const 16384))
     (block $done
       (loop $next
-        ;; the op is told apart by its first letter: f(etch), h(mac), r(eveal), g(et)
+        ;; the op is told apart by its first letter: f(etch), h(mac), r(eveal), g(et), l(og), m(any)
         (local.set $op (i32.load8_u (global.get $in)))
         (drop (call $field))
         (drop)
@@ -140,6 +170,8 @@
         (if (i32.eq (local.get $op) (i32.const 104)) (then (call $op_hmac)))
         (if (i32.eq (local.get $op) (i32.const 114)) (then (call $op_reveal)))
         (if (i32.eq (local.get $op) (i32.const 103)) (then (call $op_get)))
+        (if (i32.eq (local.get $op) (i32.const 108)) (then (call $op_log)))
+        (if (i32.eq (local.get $op) (i32.const 109)) (then (call $op_many)))
         ;; more fields: the next op, its answer after a newline
         (br_if $done (i32.ge_u (global.get $in) (global.get $in_end)))
         (call $emit_byte (i32.const 10))

@@ -1,6 +1,6 @@
 /**
  * The `platform-caller` WAT guest (test/guests/platform-caller.wat): a core module built into
- * a component against a world that imports the three platform capabilities, with jco's WIT
+ * a component against a world that imports four platform capabilities, with jco's WIT
  * tools (componentEmbed + componentNew), in the test setup.
  */
 import { readFile } from 'node:fs/promises'
@@ -8,7 +8,7 @@ import { componentEmbed, componentNew, parse } from '@bytecodealliance/jco'
 
 const PLATFORM_WIT = new URL('../../wit/platform.wit', import.meta.url)
 
-/** The world: the platform package plus a world importing http, secrets and data. */
+/** The world: the platform package plus a world importing http, secrets, data and log. */
 async function witSource(): Promise<string> {
   const platform = await readFile(PLATFORM_WIT, 'utf8')
   // The platform WIT is the root package; add a world to it for this guest.
@@ -17,6 +17,7 @@ world platform-caller {
   import http;
   import secrets;
   import data;
+  import log;
   export run: func(input: string) -> result<string, string>;
 }
 `

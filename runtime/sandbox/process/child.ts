@@ -80,6 +80,11 @@ async function execute(message: Extract<ToChild, { type: 'run' }>): Promise<Pool
     grants: {},
     counters: { brokerCalls: 0, egressBytes: 0 },
     signal: NEVER_ABORTED,
+    // The child's pool tells the worker's decisions here, in order, before the run's next host
+    // call and before its result: the pipe keeps that order to the host.
+    ...(message.live
+      ? { onDecision: (decision) => send({ type: 'decision', id: message.id, decision }) }
+      : {}),
   }
   runIds.set(context, message.id)
   return pool.run({

@@ -19,6 +19,7 @@ import { spawn } from 'node:child_process'
 import type { ChildProcess } from 'node:child_process'
 import type { Socket } from 'node:net'
 import { availableParallelism } from 'node:os'
+import { tellDecision } from '../../../host-capabilities/types.js'
 import type { RunContext } from '../../../host-capabilities/types.js'
 import { toWardenError, WardenError } from '../../errors.js'
 import type { SerializedError } from '../../errors.js'
@@ -26,6 +27,7 @@ import { decode, encode } from '../codec.js'
 import { AppShares } from '../fairness.js'
 import type { AppShareOptions } from '../fairness.js'
 import type { PoolJob, PoolResult } from '../pool.js'
+import { liveDecisionCap } from '../protocol.js'
 import type { HostCallRequest, HostCallResponse } from '../protocol.js'
 import { ended, takeMatching } from '../sandbox.js'
 import type { RunMatch, Sandbox } from '../sandbox.js'
@@ -82,6 +84,8 @@ interface HostRun {
   hostCalls: number
   /** A host call of this run is being answered; the child may not send another. */
   answering: boolean
+  /** The run has a listener: how many more decisions the child may send for it. */
+  live?: { left: number }
 }
 
 interface Child {
@@ -130,6 +134,7 @@ export class ProcessSandboxPool implements Sandbox {
   #nextId = 1
   #closed = false
   #restarts = 0
+  #liveDecisions = 0
   #pastWorkerReplacements = 0
   #startFailures = 0
   #lastStartError: unknown
@@ -153,6 +158,14 @@ export class ProcessSandboxPool implements Sandbox {
   /** Sandboxes started to replace dead ones: child processes, and workers inside them. */
   get replacements(): number {
     return this.#restarts + this.#pastWorkerReplacements + (this.#child?.workerReplacements ?? 0)
+  }
+
+  /**
+   * @internal Decisions the child has sent live since the pool began: tests check that a run
+   * without a listener makes none.
+   */
+  get liveDecisions(): number {
+    return this.#liveDecisions
   }
 
   /** The current child's process id (for health checks and tests); undefined between children. */
@@ -379,6 +392,20 @@ export class ProcessSandboxPool implements Sandbox {
         this.#answer(child, run, message.request)
         return
       }
+      case 'decision': {
+        this.#liveDecisions++
+        const run = child.runs.get(message.id)
+        if (!run) {
+          // Cancelled: answered already, nobody is listening.
+          return
+        }
+        if (!run.live || run.live.left-- <= 0) {
+          this.#retire(child, 'the sandbox process sent a decision out of turn')
+          return
+        }
+        tellDecision(run.job.context, message.decision)
+        return
+      }
       case 'result': {
         child.workerReplacements = Math.max(child.workerReplacements, message.replacements)
         const cancelled = child.cancelled.get(message.id)
@@ -502,6 +529,7 @@ export class ProcessSandboxPool implements Sandbox {
       startedAt: now,
       hostCalls: 0,
       answering: false,
+      ...(job.context.onDecision ? { live: { left: liveDecisionCap(job.limits) } } : {}),
       timer: setTimeout(
         () => this.#onDeadline(child, run),
         job.limits.timeoutMs + (this.#options.graceMs ?? 2000) + loadGraceMs,
@@ -517,6 +545,7 @@ export class ProcessSandboxPool implements Sandbox {
         args: job.args,
         limits: job.limits,
         grant: job.grant,
+        ...(run.live ? { live: true } : {}),
       })
     } catch {
       // Arguments the channel cannot carry (a function, a symbol): the caller's mistake.

@@ -20,7 +20,7 @@ import type {
 } from '../protocol.js'
 
 /** Bumped on any change below: a child built from an older `dist/` is refused at its handshake. */
-export const PROCESS_PROTOCOL_VERSION = 2
+export const PROCESS_PROTOCOL_VERSION = 3
 
 /** Largest frame the host accepts from the child: 256 MiB (a run's value, a host call). */
 export const MAX_CHILD_FRAME_BYTES = 256 * 1024 * 1024
@@ -55,6 +55,8 @@ export type ToChild =
       args: unknown[]
       limits: ResolvedLimits
       grant: WorkerGrant
+      /** The run has a listener: the child sends its worker's decisions as they are made. */
+      live?: true
     }
   | { type: 'answer'; id: number; response: HostCallResponse }
   /** The host ended run `id` (`cancel`): kill its worker, or never start it. */
@@ -82,6 +84,11 @@ export type FromChild =
       metering: WorkerMetering | null
     }
   | { type: 'host-call'; id: number; request: HostCallRequest }
+  /**
+   * A decision the worker of live run `id` made (log, WASI, an early denial), sent as it is
+   * made, before the run's next host call and its result; at most `liveDecisionCap` a run.
+   */
+  | { type: 'decision'; id: number; decision: Decision }
   /** A component sent with `load` is compiled (or failed to): later runs need no load grace. */
   | { type: 'loaded'; key: string }
 
@@ -192,6 +199,11 @@ export function parseFromChild(
         return undefined
       }
       return { type: 'host-call', id: value.id as number, request: { call, capability, fn, args } }
+    }
+    case 'decision': {
+      const decision =
+        isCount(value.id) && runOf(value.id) ? parseDecision(value.decision) : undefined
+      return decision && { type: 'decision', id: value.id as number, decision }
     }
     case 'result': {
       const run = isCount(value.id) ? runOf(value.id) : undefined

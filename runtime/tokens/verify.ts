@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto'
 import { decodeProtectedHeader, jwtVerify } from 'jose'
+import { deepFreeze } from '../../core/freeze.js'
 import { WardenError } from '../errors.js'
 import type { Capability } from '../../host-capabilities/types.js'
 import { TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_TYPE, tokenSchemas } from './claims.js'
@@ -190,7 +191,7 @@ export async function verifyClaims(
     if (!parsed.success) {
       throw invalid('the token claims are malformed')
     }
-    claims = freeze(parsed.data)
+    claims = deepFreeze(parsed.data)
     cache.set(cacheKey, { claims, kid: header.kid, schema })
     if (cache.size > MAX_CACHED_TOKENS) {
       cache.delete(cache.keys().next().value!)
@@ -247,17 +248,6 @@ function mapJoseError(error: unknown): WardenError {
   }
   // NB: no cause: jose errors carry the decoded claims (`payload`), which must not travel.
   return invalid('the token is malformed')
-}
-
-/** Deeply frozen: cached claims are shared by every caller. */
-function freeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const item of Object.values(value)) {
-      freeze(item)
-    }
-  }
-  return value
 }
 
 /** Three base64url segments, each exactly as re-encoding its bytes would write it. */

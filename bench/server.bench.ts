@@ -83,15 +83,16 @@ export interface ServerProcess {
 
 /**
  * `warden serve` (from dist/) in a child process on `dataDir`, pool of 2, rate limits raised.
- * With `cpu`, pinned to that CPU (`taskset -c`, which execs: the pid is the server's).
+ * With `cpu`, pinned to that CPU (`taskset -c`, which execs: the pid is the server's);
+ * `nodeArgs` go to node before the script (`--cpu-prof`).
  */
 export async function startServer(
   dataDir: string,
   env: Record<string, string> = {},
-  options: { cpu?: number } = {},
+  options: { cpu?: number; nodeArgs?: readonly string[] } = {},
 ): Promise<ServerProcess> {
   const main = fileURLToPath(new URL('../dist/sdk/cli/main.js', import.meta.url))
-  const argv = [main, 'serve', '--port', '0']
+  const argv = [...(options.nodeArgs ?? []), main, 'serve', '--port', '0']
   const [command, args] =
     options.cpu === undefined
       ? [process.execPath, argv]

@@ -6,12 +6,12 @@
  */
 import { OpenAPIHono } from '@hono/zod-openapi'
 import type { Hook } from '@hono/zod-openapi'
-import { bodyLimit } from 'hono/body-limit'
 import { DEFAULT_MAX_COMPONENT_BYTES, describeIssue, WardenError } from '../runtime/index.js'
 import type { LoadedComponent, MeteringReport, RedisConnection, Warden } from '../runtime/index.js'
 import type { ApiKeyStore } from './api-keys.js'
 import type { ControlPlaneEnv } from './auth.js'
 import { bearerOf } from './auth.js'
+import { capBody } from './body.js'
 import { answerError } from './http-errors.js'
 import { createMetrics } from './metrics.js'
 import type { ControlPlaneMetrics } from './metrics.js'
@@ -202,17 +202,13 @@ export function createControlPlane(
     }
     await next()
   })
-  app.use('/v1/*', async (c, next) => {
+  const jsonCap = capBody(maxJson)
+  app.use('/v1/*', (c, next) => {
     // The upload streams its own body under its own cap.
     if (c.req.method === 'POST' && c.req.path === '/v1/apps') {
       return next()
     }
-    return bodyLimit({
-      maxSize: maxJson,
-      onError: () => {
-        throw new WardenError('payload_too_large', `the request body is over ${maxJson} bytes`)
-      },
-    })(c, next)
+    return jsonCap(c, next)
   })
 
   registerSystemRoutes(app, ctx)

@@ -16,7 +16,13 @@ import { createHash, randomBytes } from 'node:crypto'
 import { mkdir, readFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
-import { AGENT_APP_NAME, storeUnavailable, WardenError, writeFileAtomic } from '../runtime/index.js'
+import {
+  AGENT_APP_NAME,
+  deepFreeze,
+  storeUnavailable,
+  WardenError,
+  writeFileAtomic,
+} from '../runtime/index.js'
 import type { RedisConnection } from '../runtime/index.js'
 import { openJsonFile } from './json-file.js'
 import type { JsonFile } from './json-file.js'
@@ -158,7 +164,7 @@ export interface AppFilter {
 
 /** The registry. */
 export interface AppRegistry {
-  /** By id (`app-…`) or name. */
+  /** By id (`app-…`) or name. Deeply frozen, as every record the registry returns. */
   get(idOrName: string): AppRecord | undefined
   list(filter?: AppFilter): AppRecord[]
   register(registration: Registration): Promise<{ record: AppRecord; outcome: RegistrationOutcome }>
@@ -215,9 +221,10 @@ function statusOf(app: StoredApp): AppStatus {
   return current(app).approvedAt ? 'approved' : 'pending'
 }
 
-function view(app: StoredApp): AppRecord {
+/** A copy of `app` as the API shows it, deeply frozen: nothing it is handed to changes the registry. */
+function snapshot(app: StoredApp): AppRecord {
   const v = current(app)
-  return structuredClone({
+  const record: AppRecord = structuredClone({
     ...app,
     status: statusOf(app),
     digest: v.digest,
@@ -228,6 +235,7 @@ function view(app: StoredApp): AppRecord {
     riskTier: v.riskTier,
     riskReasons: v.riskReasons,
   })
+  return deepFreeze(record)
 }
 
 /** A new, unapproved version of a build, uploaded by `actor` at `now`. */
@@ -277,6 +285,27 @@ export async function openAppRegistry(
         uniqueOf: (app) => app.name,
       })
     : await openJsonFile(join(dataDir, 'registry.json'), fileSchema, empty, 'the app registry')
+  // Snapshots by stored app: a read (each run looks its app up) is a map lookup, not a deep
+  // copy. Every change here goes through `save`, which drops them all; a copy from Redis is a
+  // new object, so it has none. A run only moves `lastRunAt` (`ranAt`), and swaps the one
+  // snapshot.
+  let views = new WeakMap<StoredApp, AppRecord>()
+  const view = (app: StoredApp): AppRecord => {
+    let record = views.get(app)
+    if (!record) {
+      record = snapshot(app)
+      views.set(app, record)
+    }
+    return record
+  }
+  /** `app` last ran `at` (a run here, or another host's in Redis mode). */
+  const ranAt = (app: StoredApp, at: string) => {
+    app.lastRunAt = at
+    const before = views.get(app)
+    if (before) {
+      views.set(app, Object.freeze({ ...before, lastRunAt: at }))
+    }
+  }
   const blobs = join(dataDir, 'blobs', 'sha256')
   const blobStore = redis ? redisBlobs(redis) : undefined
   const lastRuns = redis ? redisLastRuns(redis) : undefined
@@ -296,11 +325,14 @@ export async function openAppRegistry(
   }
   /** Write the registry; when that fails, undo the change in memory too (fail closed). */
   const save = async (undo?: () => void) => {
+    // Synchronously after the change in memory, before anyone can read a stale snapshot.
+    views = new WeakMap()
     dirty = false
     try {
       await doc.save()
     } catch (error) {
       undo?.()
+      views = new WeakMap()
       throw error
     }
   }
@@ -499,9 +531,9 @@ export async function openAppRegistry(
     touchRun(id) {
       const app = find(id)
       if (app) {
-        app.lastRunAt = new Date().toISOString()
+        ranAt(app, new Date().toISOString())
         dirty = true
-        lastRuns?.note(id, app.lastRunAt)
+        lastRuns?.note(id, app.lastRunAt!)
       }
     },
     async syncRuns() {
@@ -511,7 +543,7 @@ export async function openAppRegistry(
       for (const [id, at] of await lastRuns.read()) {
         const app = find(id)
         if (app && (app.lastRunAt === undefined || app.lastRunAt < at)) {
-          app.lastRunAt = at
+          ranAt(app, at)
         }
       }
     },

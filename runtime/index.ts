@@ -17,7 +17,7 @@ export type {
   WardenRuntime,
 } from './runtime.js'
 export { auditLogPath, auditSigningKeyPath, openWarden } from './warden.js'
-export { ensurePrivateDir, writeFileAtomic } from './files.js'
+export { deepFreeze, ensurePrivateDir, writeFileAtomic } from './files.js'
 export {
   deriveSubkey,
   isValidCollection,

@@ -125,6 +125,39 @@ describe('the HTTP contract', () => {
     })
     expectError(tooBig, 413, 'payload_too_large')
   })
+
+  it('caps a chunked JSON body (no Content-Length) as it streams, and reads one under the cap', async () => {
+    // Chunks of `{"role":"root","label":"xxx…"}` (a role that does not exist, so nothing is
+    // created); the server sees no declared length.
+    const chunked = (bytes: number) => {
+      const parts = [`{"role":"root","label":"`, 'x'.repeat(bytes), '"}']
+      const body = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          const part = parts.shift()
+          if (part === undefined) {
+            controller.close()
+            return
+          }
+          controller.enqueue(new TextEncoder().encode(part))
+        },
+      })
+      return fetch(`${server.url}/v1/keys`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+        body,
+        duplex: 'half',
+      } as RequestInit)
+    }
+    const refused = await chunked(2 * 1024 * 1024)
+    expect(refused.status).toBe(413)
+    expect((await refused.json()).error.code).toBe('payload_too_large')
+    // Under the cap the body is read and parsed: the schema's refusal names the field.
+    const under = await chunked(10)
+    expect(under.status).toBe(400)
+    const refusal = await under.json()
+    expect(refusal.error.code).toBe('invalid_request')
+    expect(refusal.error.message).toContain('role')
+  })
 })
 
 describe('API keys and roles', () => {

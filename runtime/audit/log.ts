@@ -4,6 +4,7 @@
  * signing key, it also appends a signed checkpoint every so many records and on close, and it
  * holds a lock file so that it is the file's only writer.
  */
+import { constants } from 'node:fs'
 import { mkdir, open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { dirname } from 'node:path'
@@ -108,8 +109,9 @@ export interface AuditLog {
    */
   readHead(): Promise<{ seq: number; hash: string }>
   /**
-   * Append one entry. Resolves with its record once it is on disk (written and `datasync`ed);
-   * concurrent appends share one write and one `datasync` and keep their call order.
+   * Append one entry. Resolves with its record once it is on disk (written through `O_DSYNC`,
+   * or written and `datasync`ed where the platform has no `O_DSYNC`); concurrent appends share
+   * one write (and one `datasync`) and keep their call order.
    * Rejects with a TypeError for an invalid entry (nothing is written), and with `internal`
    * when the log is closed or failed: after a failed write the log refuses every append until
    * it is reopened, since its chain may be ahead of the file.
@@ -201,7 +203,7 @@ async function openLocked(
     checkpointNow = tail.seq === 0 || state.since > 0 || state.every !== every
   }
   // Private, like every other file of the data dir (the outside attack saw 0644).
-  const handle = await open(file, 'a', 0o600)
+  const handle = await open(file, APPEND_FLAGS, 0o600)
   await handle.chmod(0o600)
   try {
     if (!tail.existed) {
@@ -238,7 +240,9 @@ async function openLocked(
       const bytes = Buffer.from(batch.map((p) => p.line).join(''), 'utf8')
       try {
         await writeAll(handle, bytes)
-        await handle.datasync()
+        if (!SYNCED_WRITES) {
+          await handle.datasync()
+        }
       } catch (error) {
         // The chain in memory is now ahead of what is known to be on disk: refuse to go on.
         failure = new WardenError('internal', 'the audit log could not be written', {
@@ -693,10 +697,22 @@ async function readFully(
   }
 }
 
+/**
+ * Where the platform has `O_DSYNC` (Linux, macOS), the log is opened with it: each `write`
+ * returns once its bytes and the size that reaches them are on disk, as `write` + `fdatasync`
+ * would leave them, in one call to the thread pool instead of two (a batch costs ~25 % less
+ * CPU and returns sooner: bench/README.md, "The server's CPU per request"). Elsewhere
+ * `'a'` and a `datasync` after each batch's write.
+ */
+const SYNCED_WRITES = constants.O_DSYNC !== undefined
+const APPEND_FLAGS = SYNCED_WRITES
+  ? constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT | constants.O_DSYNC
+  : 'a'
+
 async function writeAll(handle: FileHandle, bytes: Buffer): Promise<void> {
   let done = 0
   while (done < bytes.length) {
-    // The file is open with 'a' (O_APPEND): every write lands at the end, whatever the position.
+    // The file is open with O_APPEND: every write lands at the end, whatever the position.
     const { bytesWritten } = await handle.write(bytes, done, bytes.length - done)
     done += bytesWritten
   }

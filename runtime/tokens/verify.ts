@@ -4,6 +4,7 @@
  */
 import { createHash } from 'node:crypto'
 import { decodeProtectedHeader, jwtVerify } from 'jose'
+import { deepFreeze } from '../../core/freeze.js'
 import { WardenError } from '../errors.js'
 import type { Capability } from '../../host-capabilities/types.js'
 import { TOKEN_AUDIENCE, TOKEN_ISSUER, TOKEN_TYPE, tokenSchemas } from './claims.js'
@@ -15,7 +16,7 @@ import type { RevocationList } from './revocations.js'
 /** Longest token accepted, in characters. Real ones are 1–3 KiB. */
 export const MAX_TOKEN_LENGTH = 16 * 1024
 
-/** Tokens whose signature and claims verified, remembered per key ring by their hash. */
+/** Tokens whose signature and claims verified, remembered per key ring by their hash (LRU). */
 const MAX_CACHED_TOKENS = 10_000
 
 interface VerifiedEntry {
@@ -128,19 +129,17 @@ export async function verifyClaims(
   if (typeof token !== 'string' || token.length === 0 || token.length > MAX_TOKEN_LENGTH) {
     throw invalid('the token is malformed')
   }
-  // One spelling per token: base64url has spare bits at the end of a segment, so the same token
-  // could be written 256 ways and pass as 256 tokens (rate limits, the cache) without this.
-  if (!isCanonicalCompact(token)) {
-    throw invalid('the token is malformed')
-  }
   const schema = tokenSchemas(options.capabilities).claims
   const cache = verifiedCache(keys)
   const cacheKey = createHash('sha256').update(token).digest('base64url')
   const hit = cache.get(cacheKey)
   let claims: CapabilityClaims
   if (hit && hit.schema === schema && (await keys.verificationKey(hit.kid)) !== undefined) {
-    // The signature and the claims were checked when this exact token was first seen, and its
-    // key still verifies; the clock is checked again as jose does.
+    // The spelling, the signature and the claims were checked when this exact string was
+    // first seen (a hit is the same SHA-256), and its key still verifies; the clock is
+    // checked again as jose does. Least recently used goes first.
+    cache.delete(cacheKey)
+    cache.set(cacheKey, hit)
     if (hit.claims.nbf > now + leeway) {
       throw new WardenError('token_expired', 'the token is not valid yet')
     }
@@ -150,6 +149,12 @@ export async function verifyClaims(
     }
     claims = hit.claims
   } else {
+    // One spelling per token: base64url has spare bits at the end of a segment, so the same
+    // token could be written 256 ways and pass as 256 tokens (rate limits, the cache) without
+    // this. A spelling that is not canonical never enters the cache.
+    if (!isCanonicalCompact(token)) {
+      throw invalid('the token is malformed')
+    }
     let header: ReturnType<typeof decodeProtectedHeader>
     try {
       header = decodeProtectedHeader(token)
@@ -190,7 +195,7 @@ export async function verifyClaims(
     if (!parsed.success) {
       throw invalid('the token claims are malformed')
     }
-    claims = freeze(parsed.data)
+    claims = deepFreeze(parsed.data)
     cache.set(cacheKey, { claims, kid: header.kid, schema })
     if (cache.size > MAX_CACHED_TOKENS) {
       cache.delete(cache.keys().next().value!)
@@ -247,17 +252,6 @@ function mapJoseError(error: unknown): WardenError {
   }
   // NB: no cause: jose errors carry the decoded claims (`payload`), which must not travel.
   return invalid('the token is malformed')
-}
-
-/** Deeply frozen: cached claims are shared by every caller. */
-function freeze<T>(value: T): T {
-  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
-    Object.freeze(value)
-    for (const item of Object.values(value)) {
-      freeze(item)
-    }
-  }
-  return value
 }
 
 /** Three base64url segments, each exactly as re-encoding its bytes would write it. */

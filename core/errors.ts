@@ -35,6 +35,7 @@ export const WARDEN_ERROR_CODES = [
   'conflict',
   'guest_error',
   'invalid_response',
+  'client_closed',
 ] as const
 
 /** One stable error code. */
@@ -78,6 +79,7 @@ export const ERROR_META: Readonly<Record<WardenErrorCode, { status: number; blam
   conflict: { status: 409, blame: 'guest' },
   guest_error: { status: 422, blame: 'guest' },
   invalid_response: { status: 502, blame: 'guest' },
+  client_closed: { status: 499, blame: 'guest' },
 }
 
 /**

@@ -102,6 +102,13 @@ export interface InvokeOptions {
    * redacts secrets before its own listener sees them. Without it the worker reports nothing.
    */
   onDecision?: (decision: Decision) => void
+  /**
+   * The caller's interest in the answer (an HTTP request's: aborted when its client hangs up).
+   * Aborted while the run still waits for a sandbox, the run never starts and answers
+   * `client_closed`; a run already running goes on to its end, within its limits (killing its
+   * sandbox would cost more than letting it finish).
+   */
+  signal?: AbortSignal
 }
 
 /** The outcome of one run. Never thrown: a failed run is a value with a stable code. */
@@ -155,6 +162,12 @@ export interface WardenRuntime {
 export const APP_DISABLED: Readonly<SerializedError> = Object.freeze({
   code: 'app_disabled',
   message: 'the app was disabled',
+})
+
+/** What a run ends with when its caller hung up before it started (`InvokeOptions.signal`). */
+export const CLIENT_CLOSED: Readonly<SerializedError> = Object.freeze({
+  code: 'client_closed',
+  message: 'the client hung up before the run started',
 })
 
 /** How a runtime contains its runs. */
@@ -267,7 +280,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     }
     const startedAt = new Date()
     const enqueued = performance.now()
-    const result = await pool.run({
+    const running = pool.run({
       component: component.sandbox,
       exportName,
       args,
@@ -276,6 +289,15 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       context,
       ...(opts.shareKey !== undefined ? { shareKey: opts.shareKey } : {}),
     })
+    const { signal } = opts
+    const hungUp = () => pool.cancel((ctx) => ctx === context, CLIENT_CLOSED, 'queued')
+    if (signal?.aborted) {
+      hungUp()
+    } else {
+      signal?.addEventListener('abort', hungUp, { once: true })
+    }
+    const result = await running
+    signal?.removeEventListener('abort', hungUp)
     abort?.abort()
     const metering = result.metering
     const report: MeteringReport = {

@@ -154,6 +154,12 @@ export interface RunOptions {
    * await warden.run(app, input, { token, onHostCall: (d) => console.log(d.fn, d.decision) })
    */
   onHostCall?: (decision: Decision) => void
+  /**
+   * The caller's interest in the answer: aborted while the run still waits for a sandbox, the
+   * run never starts and answers `client_closed` (audited like any run); see
+   * `InvokeOptions.signal`.
+   */
+  signal?: AbortSignal
 }
 
 /** An open Warden host. */
@@ -564,6 +570,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       ...(runOptions.onHostCall
         ? { onDecision: redactedListener(runOptions.onHostCall, redact) }
         : {}),
+      ...(runOptions.signal ? { signal: runOptions.signal } : {}),
     })
     const clean = redactInvocation(invocation, redact)
     if (quotas && clean.report.fuelUsed) {

@@ -124,6 +124,46 @@ describe.each<Isolation>(['thread', 'process'])('cancelApp (isolation: %s)', (is
     expect(run.output).toBe('still fine')
   })
 
+  it('ends a queued run whose caller hung up; a running one goes on to its end', async () => {
+    waiting.length = 0
+    held = gate()
+    const options = (signal: AbortSignal) => ({
+      appId: 'hung-up',
+      interfaces: [ECHO_INTERFACE],
+      limits: LONG,
+      signal,
+    })
+    const runningCaller = new AbortController()
+    const first = rt.warden.invoke(caller, 'gated first', options(runningCaller.signal))
+    let firstSettled = false
+    void first.then(() => {
+      firstSettled = true
+    })
+    await expect.poll(() => waiting.length, { timeout: 20_000 }).toBe(1)
+    // One app runs on one worker of two at most: this one waits in the queue.
+    const queuedCaller = new AbortController()
+    const queued = rt.warden.invoke(caller, 'never runs', options(queuedCaller.signal))
+    queuedCaller.abort()
+    const ended = await queued
+    expect(ended.error).toEqual({
+      code: 'client_closed',
+      message: 'the client hung up before the run started',
+    })
+    expect(ended.report.outcome).toBe('client_closed')
+    expect(firstSettled).toBe(false)
+    // A caller already gone: the run never starts either.
+    const goneCaller = new AbortController()
+    goneCaller.abort()
+    const never = await rt.warden.invoke(caller, 'never runs', options(goneCaller.signal))
+    expect(never.error?.code).toBe('client_closed')
+    // The running run's caller hangs up too: it is not killed, it answers as usual.
+    runningCaller.abort()
+    held.open()
+    const done = await first
+    expect(done.error).toBeUndefined()
+    expect(done.output).toBe('gated first')
+  })
+
   it('takes the error it is given', async () => {
     const spinning = rt.warden.invoke(loop, 'x', { appId: 'custom', limits: LONG })
     const error = { code: 'internal', message: 'the host is going down' } as const

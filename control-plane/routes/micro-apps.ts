@@ -273,6 +273,8 @@ export function registerMicroAppRoutes(
         token: binding.token,
         appId: record.id,
         verified: claims,
+        // A client that hangs up while its request waits for a sandbox frees that place.
+        signal: c.req.raw.signal,
       })
     } catch (error) {
       ctx.metrics.runEnded(undefined, toWardenError(error).code)

@@ -143,6 +143,8 @@ export async function runApp(
       appId: record.id,
       verified: claims,
       ...(run.fairness ? { fairness: run.fairness } : {}),
+      // A client that hangs up while its run waits for a sandbox frees that place.
+      signal: c.req.raw.signal,
     })
   } catch (error) {
     ctx.metrics.runEnded(undefined, toWardenError(error).code)

@@ -36,7 +36,7 @@ import type {
 import { AppShares } from './fairness.js'
 import type { AppShareOptions } from './fairness.js'
 import { ended, takeMatching } from './sandbox.js'
-import type { RunMatch, Sandbox } from './sandbox.js'
+import type { CancelScope, RunMatch, Sandbox } from './sandbox.js'
 import { checkFromWorker, checkHostCallRequest, checkLiveDecision } from './validate.js'
 import type { SandboxWorkerData } from './worker.js'
 
@@ -323,9 +323,9 @@ export class SandboxPool implements Sandbox {
    * start, running ones end as at their deadline (the worker is terminated, even in a host
    * call, and replaced in the background). Returns how many jobs were ended.
    */
-  cancel(match: RunMatch, error: SerializedError): number {
+  cancel(match: RunMatch, error: SerializedError, scope: CancelScope = 'all'): number {
     const running: [Slot, ActiveRun][] = []
-    for (const slot of this.#slots) {
+    for (const slot of scope === 'all' ? this.#slots : []) {
       if (slot.current && match(slot.current.job.context)) {
         running.push([slot, slot.current])
       }

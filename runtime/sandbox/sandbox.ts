@@ -9,6 +9,9 @@ import type { PoolJob, PoolResult } from './pool.js'
 /** Where runs are contained: worker threads of the host, or those threads in a child process. */
 export type Isolation = 'thread' | 'process'
 
+/** Which runs {@link Sandbox.cancel} ends: every match (default), or only those not started. */
+export type CancelScope = 'all' | 'queued'
+
 /** Which runs {@link Sandbox.cancel} ends: called once per queued or running job. */
 export type RunMatch = (context: RunContext) => boolean
 
@@ -29,8 +32,8 @@ export interface Sandbox {
   /** Run one job. Never rejects: every failure is a `PoolResult` with a stable code. */
   run(job: PoolJob): Promise<PoolResult>
   /**
-   * End every queued or running job whose context `match`es, at once, with `error`: queued
-   * jobs never start; a running one is ended as at its deadline (its sandbox is killed, even
+   * End every queued or running job whose context `match`es (with `scope` `'queued'`, only the
+   * queued ones), at once, with `error`: queued jobs never start; a running one is ended as at its deadline (its sandbox is killed, even
    * in a host call, and replaced in the background). Other jobs go on undisturbed. Returns
    * how many jobs were ended. The pool does not own `context.signal`: whoever made the
    * context aborts it when the run's promise settles (the runtime does, for every run).
@@ -38,7 +41,7 @@ export interface Sandbox {
    * @example
    * pool.cancel((ctx) => ctx.appId === 'shop', { code: 'app_disabled', message: 'the app was disabled' })
    */
-  cancel(match: RunMatch, error: SerializedError): number
+  cancel(match: RunMatch, error: SerializedError, scope?: CancelScope): number
   /** Stop the pool. Queued and running jobs end with `internal`. */
   close(): Promise<void>
 }

@@ -30,7 +30,7 @@ import type { PoolJob, PoolResult } from '../pool.js'
 import { liveDecisionCap } from '../protocol.js'
 import type { HostCallRequest, HostCallResponse } from '../protocol.js'
 import { ended, takeMatching } from '../sandbox.js'
-import type { RunMatch, Sandbox } from '../sandbox.js'
+import type { CancelScope, RunMatch, Sandbox } from '../sandbox.js'
 import { checkChildBuilt, childCommand, childPaths, detectNetworkIsolation } from './launch.js'
 import type { ChildPaths, NetworkIsolation } from './launch.js'
 import {
@@ -212,9 +212,12 @@ export class ProcessSandboxPool implements Sandbox {
    * start; running ones answer at once, and the child kills their workers (even in a host
    * call) and starts new ones. Returns how many jobs were ended.
    */
-  cancel(match: RunMatch, error: SerializedError): number {
+  cancel(match: RunMatch, error: SerializedError, scope: CancelScope = 'all'): number {
     const child = this.#child
-    const running = child ? [...child.runs.values()].filter((run) => match(run.job.context)) : []
+    const running =
+      child && scope === 'all'
+        ? [...child.runs.values()].filter((run) => match(run.job.context))
+        : []
     const queued = takeMatching(this.#queue, match)
     for (const { resolve } of queued) {
       resolve(ended(error))

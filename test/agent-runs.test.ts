@@ -178,20 +178,37 @@ describe('the built-in app js', () => {
       `function f() { return new Error('x') }
        const e = f()
        let bindings = ''
-       try { warden.data.get(1, 2) } catch (caught) { bindings = String(caught.stack) }
-       return { own: e.stack, bindings, keys: Object.getOwnPropertyNames(e),
-         redefined: Reflect.defineProperty(Error.prototype, 'stack', { get() { return 'x' } }) }`,
+       let bindingsFile = ''
+       try { warden.data.get(1, 2) } catch (caught) {
+         bindings = String(caught.stack); bindingsFile = String(caught.fileName) }
+       const captured = {}
+       Error.captureStackTrace(captured)
+       return { own: e.stack, bindings, bindingsFile, captured: captured.stack,
+         keys: Object.getOwnPropertyNames(e),
+         redefined: Reflect.defineProperty(Error.prototype, 'stack', { get() { return 'x' } }),
+         recaptured: Reflect.defineProperty(Error, 'captureStackTrace', { value: () => {} }) }`,
       undefined,
       token,
     )
-    const out = run.output as { own: string; bindings: string; keys: string[]; redefined: boolean }
+    const out = run.output as {
+      own: string
+      bindings: string
+      bindingsFile: string
+      captured: string
+      redefined: boolean
+      recaptured: boolean
+    }
     expect(out.own.split('\n')).toEqual([
       expect.stringMatching(/^f@script:1:\d+$/),
       expect.stringMatching(/^<script>@script:2:\d+$/),
     ])
-    expect(`${out.own}\n${out.bindings}`).not.toMatch(/\/tmp|initializer|sources|agent\.js/)
-    // The getter cannot be replaced to reach the engine's raw stack.
+    expect(out.captured).toMatch(/^<script>@script:8:\d+$/)
+    expect(`${out.own}\n${out.bindings}\n${out.bindingsFile}\n${out.captured}`).not.toMatch(
+      /\/tmp|initializer|sources|agent\.js/,
+    )
+    // Neither the getter nor captureStackTrace can be replaced to reach the engine's raw stack.
     expect(out.redefined).toBe(false)
+    expect(out.recaptured).toBe(false)
   })
 })
 
@@ -367,6 +384,19 @@ describe('limits end runs with Warden codes; the host stays up', () => {
     })
     expect(byApp.status).toBe(400)
     expect(((await byApp.json()) as { error: { code: string } }).error.code).toBe('invalid_request')
+    // Nor through invoke, which has neither the source cap nor the per-tenant share.
+    const byInvoke = await fetch(`${host.server.url}/v1/apps/js/invoke`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ input: { source: 'return 7' } }),
+    })
+    expect(byInvoke.status).toBe(400)
+    expect(((await byInvoke.json()) as { error: { message: string } }).error.message).toMatch(
+      /as `source` on POST \/v1\/runs/,
+    )
+    await expect(admin.invoke('js', { source: 'return 7' }, token)).rejects.toMatchObject({
+      code: 'invalid_request',
+    })
   })
 
   it('ends an infinite loop at the deadline', async () => {

@@ -94,6 +94,12 @@ describe('the HTTP contract', () => {
     expect((await api('GET', '/.well-known/jwks.json')).body.keys).toBeInstanceOf(Array)
     const doc = (await api('GET', '/openapi.json')).body
     expect(doc.openapi).toBe('3.1.0')
+    // Made once and served from memory (anyone may ask): the same bytes every time.
+    const [a, b] = await Promise.all(
+      [0, 1].map(() => fetch(`${server.url}/openapi.json`).then((r) => r.text())),
+    )
+    expect(a).toBe(b)
+    expect(JSON.parse(a)).toEqual(doc)
     expect(Object.keys(doc.paths)).toEqual(
       expect.arrayContaining(['/v1/apps', '/v1/apps/{id}/invoke', '/v1/tokens', '/v1/audit']),
     )

@@ -11,6 +11,7 @@ import type { ControlPlaneContext } from '../app.js'
 import { requireToken } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import { familyOf } from '../rate-limit.js'
+import { BUILTIN_PUBLISHER } from '../registry.js'
 import type { AppRecord } from '../registry.js'
 
 /** A verified bearer token and its claims. */
@@ -105,6 +106,11 @@ export interface AppRun {
   component?: LoadedComponent
   /** Whose share of the pool the run counts against (`RunOptions.fairness`); default the app. */
   fairness?: 'app' | 'token-family'
+  /**
+   * The run is a built-in app's, through its own route (`POST /v1/runs` with `source`, under
+   * that route's caps and fairness). Any other run of a built-in app is refused.
+   */
+  builtin?: true
 }
 
 /**
@@ -130,6 +136,14 @@ export async function runApp(
   }
   if (record.kind !== 'action') {
     throw new WardenError('invalid_request', 'only an action is invoked; this is a micro-app')
+  }
+  if (record.publisher === BUILTIN_PUBLISHER && !run.builtin) {
+    // The sandbox takes scripts as `source` on POST /v1/runs, under the source's own caps and
+    // the per-tenant share; through invoke it would skip both.
+    throw new WardenError(
+      'invalid_request',
+      'send JS to the built-in sandbox as `source` on POST /v1/runs',
+    )
   }
   // A build: the caller's, else the runtime's in-memory cache (bounded), else the registry's.
   const component =

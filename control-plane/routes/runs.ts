@@ -77,10 +77,7 @@ export function registerRunRoutes(
       const bearer = await verifyBearer(c, ctx)
       const body = c.req.valid('json')
       if ('app' in body) {
-        if (ctx.registry.get(body.app)?.name === AGENT_APP_NAME) {
-          // The sandbox takes scripts as `source`, under the source's own checks and caps.
-          throw new WardenError('invalid_request', 'send JS to the built-in sandbox as `source`')
-        }
+        // `{"app":"js"}` is refused by runApp: the sandbox takes scripts as `source` only.
         const { invocation } = await runApp(c, ctx, {
           app: body.app,
           bearer,
@@ -111,6 +108,7 @@ export function registerRunRoutes(
         component: ctx.agent,
         // Every tenant's scripts are runs of this one app: share it per token family.
         fairness: 'token-family',
+        builtin: true,
       })
       const outcome = agentAnswer(invocation)
       if (outcome.ok) {

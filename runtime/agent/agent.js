@@ -35,6 +35,15 @@ function host(fn, ...args) {
     if (payload && typeof payload === 'object' && typeof payload.tag === 'string') {
       throw new WardenHostError(payload.tag, String(payload.val ?? ''))
     }
+    // An error of the bindings (a bad argument) names their file, in the directory the
+    // component was built in: the script reads `warden` instead.
+    if (error instanceof Error) {
+      try {
+        Object.defineProperty(error, 'fileName', { value: 'warden', configurable: true })
+      } catch {
+        // Not ours to rename: leave it.
+      }
+    }
     throw error
   }
 }
@@ -197,6 +206,28 @@ if (engineStack?.get) {
       return typeof raw === 'string' ? scriptFrames(raw) : raw
     },
     set: engineStack.set,
+  })
+}
+
+// `Error.captureStackTrace(o)` writes the engine's raw frames onto `o`: the same mapping.
+const captureEngineStack = Error.captureStackTrace
+if (typeof captureEngineStack === 'function') {
+  Object.defineProperty(Error, 'captureStackTrace', {
+    configurable: false,
+    writable: false,
+    enumerable: false,
+    value: function captureStackTrace(target, ...rest) {
+      captureEngineStack.call(Error, target, ...rest)
+      const raw = Object.getOwnPropertyDescriptor(target, 'stack')?.value
+      if (typeof raw === 'string') {
+        Object.defineProperty(target, 'stack', {
+          value: scriptFrames(raw),
+          writable: true,
+          configurable: true,
+          enumerable: false,
+        })
+      }
+    },
   })
 }
 

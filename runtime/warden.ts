@@ -119,6 +119,11 @@ export interface WardenOptions
    * disabled end within this), in ms. Default 1000.
    */
   watchdogMs?: number
+  /**
+   * The file audit log's `indexLimit` (records in its in-memory invocation index; default
+   * 200 000). Tests set it low to reach the bound.
+   */
+  auditIndexLimit?: number
 }
 
 /** Options of one run with a token. */
@@ -416,6 +421,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
         file: auditLogPath(dataDir),
         signingKeyFile: auditSigningKeyPath(dataDir),
         redact,
+        ...(options.auditIndexLimit ? { indexLimit: options.auditIndexLimit } : {}),
         ...onAppend,
       })
   const runtime = await createRuntime({

@@ -17,7 +17,9 @@ export interface LogLine {
 
 /**
  * One host call's decision, made in the worker (a log line, an early denial) or in the broker.
- * Every host call gets one; `call` orders them within the run. The audit log records each.
+ * Every host call gets one; `call` orders them within the run. The audit log accounts for each:
+ * calls that differ in nothing a record shows share one record that counts them
+ * (`runtime/audit/host-calls.ts`).
  */
 export interface Decision {
   /** 1-based index of the host call within the run. */

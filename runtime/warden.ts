@@ -28,6 +28,7 @@ import {
 import type { Redactor, SecretStore } from '../host-capabilities/secrets/index.js'
 import type { Capability, CapabilityHost } from '../host-capabilities/types.js'
 import { openAuditLog } from './audit/index.js'
+import { groupHostCalls } from './audit/host-calls.js'
 import type { KillSwitchStore } from './kill-switch.js'
 import { createMemoryQuotaStore, hasQuotas } from './quotas.js'
 import type { QuotaStore, Quotas } from './quotas.js'
@@ -118,6 +119,11 @@ export interface WardenOptions
    * disabled end within this), in ms. Default 1000.
    */
   watchdogMs?: number
+  /**
+   * The file audit log's `indexLimit` (records in its in-memory invocation index; default
+   * 200 000). Tests set it low to reach the bound.
+   */
+  auditIndexLimit?: number
 }
 
 /** Options of one run with a token. */
@@ -415,6 +421,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
         file: auditLogPath(dataDir),
         signingKeyFile: auditSigningKeyPath(dataDir),
         redact,
+        ...(options.auditIndexLimit ? { indexLimit: options.auditIndexLimit } : {}),
         ...onAppend,
       })
   const runtime = await createRuntime({
@@ -584,9 +591,10 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       tokenJti: claims.jti,
       actor: `app:${claims.app.id}`,
     }
-    // Every host call, then the run; all durable before the answer (one group commit).
+    // Every host call, then the run; all durable before the answer (one group commit). Calls
+    // that differ in nothing a record shows share one, which counts them (audit/host-calls.ts).
     await Promise.all([
-      ...clean.decisions.map((d) =>
+      ...groupHostCalls(clean.decisions).map(({ decision: d, calls }) =>
         audit.append({
           ...common,
           kind: 'host-call',
@@ -598,6 +606,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
           durationMs: d.durationMs ?? null,
           bytesOut: d.bytesOut ?? null,
           bytesIn: d.bytesIn ?? null,
+          ...(calls > 1 ? { calls } : {}),
         }),
       ),
       audit.append({

@@ -14,7 +14,13 @@ import { errorResponses, json } from './schemas.js'
 
 const isoTime = z.iso.datetime({ offset: true }).transform((t) => new Date(t).toISOString())
 
-const recordSchema = z.record(z.string(), z.unknown()).openapi('AuditRecord')
+const recordSchema = z.record(z.string(), z.unknown()).openapi('AuditRecord', {
+  description:
+    'One audit record (docs/control-plane.md "Audit record"): every field present, null where it ' +
+    'does not apply, except `checkpoint` (only on checkpoint records) and `calls` (only on a ' +
+    'host-call record standing for several identical calls or allowed output writes of one run: ' +
+    'their number, ≥ 2, with bytesOut, bytesIn and durationMs summed over them).',
+})
 
 export function registerAuditRoutes(
   app: OpenAPIHono<ControlPlaneEnv>,
@@ -192,7 +198,13 @@ export function registerAuditRoutes(
       if (tokenJti !== undefined && recent && recent.tokenJti !== tokenJti) {
         throw new WardenError('not_found', 'no such invocation')
       }
-      const records: AuditRecord[] = await warden.audit.read({ invocationId: id, limit: 10_000 })
+      // A token bearer's lookup never scans the log (outside attack 5, finding 06): the index
+      // and the recent runs answer it, and a run they no longer hold is `not_found`.
+      const records: AuditRecord[] = await warden.audit.read({
+        invocationId: id,
+        limit: 10_000,
+        ...(tokenJti !== undefined ? { indexedOnly: true } : {}),
+      })
       const run = records.find((r) => r.kind === 'run')
       const ranWith = recent?.tokenJti ?? run?.tokenJti ?? null
       if (tokenJti !== undefined && ranWith !== tokenJti) {

@@ -7,8 +7,12 @@
  * each record appended afterwards is added as it becomes durable.
  *
  * Bounded: at most `limit` records are indexed (default 200 000: a few tens of MB in the worst
- * case of one record per invocation). Past that the index is dropped, and each lookup falls back
- * to a scan; those scans run one at a time, and every lookup waiting for the next one shares it.
+ * case of one record per invocation). Past that the index is no longer complete: it keeps only
+ * the most recent records (the `limit` last, whole invocations, oldest dropped first), and a
+ * lookup it cannot answer for sure falls back to a scan; those scans run one at a time, and
+ * every lookup waiting for the next one shares it. A lookup that may not scan (`scan: false`,
+ * for a capability-token bearer: outside attack 5, finding 06, where any token made every
+ * lookup of an unknown id a full scan) answers from the recent records alone.
  */
 import { WardenError } from '../errors.js'
 import { readLines } from './lines.js'
@@ -20,8 +24,12 @@ export const DEFAULT_INDEX_LIMIT = 200_000
 export interface InvocationIndex {
   /** Note a durable line at bytes [start, end) (its record's invocation id, if any). */
   add(id: unknown, start: number, end: number): void
-  /** The byte spans `[start0, end0, start1, end1, …]` of `id`'s lines before byte `upTo`. */
-  spans(id: string, upTo: number): Promise<number[]>
+  /**
+   * The byte spans `[start0, end0, start1, end1, …]` of `id`'s lines before byte `upTo`. With
+   * `scan: false`, never scans the file past the first build of the index (itself bounded by
+   * `limit` records): once the index overflowed, only the recent records it kept are found.
+   */
+  spans(id: string, upTo: number, options?: { scan?: boolean }): Promise<number[]>
 }
 
 /**
@@ -41,13 +49,7 @@ export function createInvocationIndex(
   let overflowed = false
 
   function note(map: Map<string, number[]>, id: unknown, start: number, end: number): void {
-    if (overflowed || typeof id !== 'string') {
-      return
-    }
-    if (++indexed > limit) {
-      overflowed = true
-      live.clear()
-      opened = undefined
+    if (typeof id !== 'string' || (overflowed && map !== live)) {
       return
     }
     const spans = map.get(id)
@@ -56,12 +58,34 @@ export function createInvocationIndex(
     } else {
       map.set(id, [start, end])
     }
+    if (++indexed > limit) {
+      if (!overflowed) {
+        // From now on: the recent records only (those since open, the oldest dropped first).
+        overflowed = true
+        opened = undefined
+        indexed = 0
+        for (const kept of live.values()) {
+          indexed += kept.length / 2
+        }
+      }
+      for (const [oldest, dropped] of live) {
+        if (indexed <= limit || oldest === id) {
+          break
+        }
+        live.delete(oldest)
+        indexed -= dropped.length / 2
+      }
+    }
   }
 
   function build(): Promise<void> {
     building ??= (async () => {
       const map = new Map<string, number[]>()
-      await scan(file, openedSize, (id, start, end) => note(map, id, start, end))
+      // NB: stops at the overflow, so the build reads at most `limit` records.
+      await scan(file, openedSize, (id, start, end) => {
+        note(map, id, start, end)
+        return !overflowed
+      })
       if (!overflowed) {
         opened = map
       }
@@ -87,6 +111,7 @@ export function createInvocationIndex(
           if (typeof lineId === 'string' && batch.ids.has(lineId)) {
             found.set(lineId, [...(found.get(lineId) ?? []), start, end])
           }
+          return true
         })
         return found
       })
@@ -102,14 +127,16 @@ export function createInvocationIndex(
     add(id, start, end) {
       note(live, id, start, end)
     },
-    async spans(id, upTo) {
+    async spans(id, upTo, options = {}) {
       if (!overflowed) {
         await build()
       }
       if (overflowed || !opened) {
-        return fallback(id, upTo)
+        if (options.scan !== false) {
+          return fallback(id, upTo)
+        }
       }
-      const all = [...(opened.get(id) ?? []), ...(live.get(id) ?? [])]
+      const all = [...(opened?.get(id) ?? []), ...(live.get(id) ?? [])]
       // Appends reach the index once durable, so nothing here is past upTo; keep it exact.
       let n = all.length
       while (n > 0 && (all[n - 1] as number) > upTo) {
@@ -120,11 +147,14 @@ export function createInvocationIndex(
   }
 }
 
-/** Call `found` with the invocation id (or undefined) and span of each line before `end`. */
+/**
+ * Call `found` with the invocation id (or undefined) and span of each line before `end`, until
+ * it returns false.
+ */
 async function scan(
   file: string,
   end: number,
-  found: (id: unknown, start: number, end: number) => void,
+  found: (id: unknown, start: number, end: number) => boolean,
 ): Promise<void> {
   let position = 0
   for await (const line of readLines(file, { end })) {
@@ -140,7 +170,9 @@ async function scan(
       })
     }
     const after = position + Buffer.byteLength(line.text, 'utf8') + 1
-    found(record.invocationId, position, after)
+    if (!found(record.invocationId, position, after)) {
+      return
+    }
     position = after
   }
 }

@@ -64,8 +64,9 @@ export interface AuditLogOptions {
   checkpointEvery?: number
   /**
    * At most this many records in the in-memory index of invocation ids that serves
-   * `read({ invocationId })`; past it, such reads scan the file (one scan at a time, shared by
-   * the reads waiting for it). Default 200 000.
+   * `read({ invocationId })`; past it, the index keeps the most recent records only, and a read
+   * it cannot answer scans the file (one scan at a time, shared by the reads waiting for it),
+   * unless `indexedOnly`. Default 200 000.
    */
   indexLimit?: number
 }
@@ -84,6 +85,12 @@ export interface AuditQuery {
   since?: string
   /** Records before this ISO 8601 time. */
   until?: string
+  /**
+   * With `invocationId`: never scan the log for it. A file log past its index bound
+   * (`indexLimit`) then finds only the invocations it indexed recently; the stream, whose
+   * index is in Redis, always finds them. What a capability-token bearer's lookup uses.
+   */
+  indexedOnly?: boolean
 }
 
 /** An open audit log. */
@@ -344,7 +351,8 @@ async function openLocked(
         return scans(() => readRecords(file, query, end))
       }
       checkQuery(query)
-      return readSpans(file, invocationId, await index.spans(invocationId, end), query)
+      const spans = await index.spans(invocationId, end, { scan: query.indexedOnly !== true })
+      return readSpans(file, invocationId, spans, query)
     },
 
     verify(verifyOptions = {}) {

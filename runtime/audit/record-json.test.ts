@@ -87,6 +87,22 @@ describe('sealRecord', () => {
     )
   })
 
+  it('do the same for host-call records that count several calls', () => {
+    fc.assert(
+      fc.property(entry, fc.integer({ min: 2, max: 2 ** 40 }), hex64, (e, calls, prevHash) => {
+        const sealed = buildSealedRecord(
+          { ...e, kind: 'host-call', calls },
+          { seq: 1, prevHash, now: () => 1_700_000_000_000 },
+        )
+        expect(sealed.record.calls).toBe(calls)
+        expectCanonical(sealed)
+        const { hash: _, ...body } = sealed.record
+        expect(sealed).toEqual(slow(body))
+      }),
+      { numRuns: 200 },
+    )
+  })
+
   it('fall back to the generic encoder for anything off the fixed shape', () => {
     const base = buildRecord(
       { kind: 'admin', op: 'x', decision: 'allow' },
@@ -102,6 +118,8 @@ describe('sealRecord', () => {
       },
       { ...body, target: ['a'] },
       { ...body, checkpoint: null },
+      { ...body, calls: null },
+      { ...body, calls: '2' },
       { ...body, bytesIn: undefined },
     ]
     for (const shape of odd) {

@@ -18,6 +18,7 @@ const BEFORE_HASH = [
   'appId',
   'bytesIn',
   'bytesOut',
+  'calls',
   'capability',
   'checkpoint',
   'decision',
@@ -97,6 +98,8 @@ function members(body: Record<string, unknown>, keys: readonly string[]): string
     let part: string | undefined
     if (key === 'meter') {
       part = flat(value, METER_KEYS)
+    } else if (key === 'calls' && value === undefined) {
+      continue
     } else if (key === 'checkpoint') {
       if (value === undefined) {
         continue

@@ -108,6 +108,26 @@ describe('buildRecord', () => {
     )
   })
 
+  it('has no `calls` unless the entry counts several calls (older records keep their bytes)', () => {
+    expect(Object.keys(buildRecord(entry, context))).not.toContain('calls')
+    const counted = buildRecord({ ...entry, bytesOut: 999, calls: 999 }, context)
+    expect(counted).toMatchObject({ calls: 999, bytesOut: 999 })
+    expect(computeRecordHash(counted)).toBe(counted.hash)
+    // The same record without the field hashes otherwise: the count is under the chain.
+    const { calls: _, ...single } = counted
+    expect(computeRecordHash(single)).not.toBe(counted.hash)
+  })
+
+  it('refuses a `calls` that is not an integer ≥ 2 on a host-call record', () => {
+    const bad: unknown[] = [0, 1, -2, 2.5, '3', null, Number.NaN, 2 ** 53]
+    for (const calls of bad) {
+      expect(() => buildRecord({ ...entry, calls } as AuditEntry, context)).toThrow(TypeError)
+    }
+    for (const kind of ['run', 'admin'] as const) {
+      expect(() => buildRecord({ ...entry, kind, calls: 2 }, context)).toThrow(TypeError)
+    }
+  })
+
   it('keeps only the known fields', () => {
     const record = buildRecord({ ...entry, secret: 's3cr3t' } as AuditEntry, context)
     expect(JSON.stringify(record)).not.toContain('s3cr3t')

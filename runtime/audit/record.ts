@@ -114,6 +114,14 @@ export interface AuditRecord {
    * written before checkpoints existed keep their bytes and hashes.
    */
   checkpoint?: AuditCheckpoint
+  /**
+   * Only on a `host-call` record that stands for more than one host call of its run (identical
+   * calls, or allowed writes of one output: see `groupHostCalls`): how many, at least 2. Then
+   * `bytesOut`, `bytesIn` and `durationMs` are the sums over those calls. Absent (not null) on
+   * every other record, so a record without it is one call, and older records keep their bytes
+   * and hashes.
+   */
+  calls?: number
   /** The previous record's `hash`; {@link GENESIS_HASH} for seq 1. */
   prevHash: string
   /** Lowercase hex SHA-256. */
@@ -149,6 +157,8 @@ export interface AuditEntry {
   bytesOut?: number | null
   bytesIn?: number | null
   meter?: AuditMeter | null
+  /** How many host calls a `host-call` record stands for (see {@link AuditRecord.calls}); ≥ 2. */
+  calls?: number
 }
 
 /** The free-text fields of a record: each is redacted, then sanitised, before hashing. */
@@ -313,6 +323,12 @@ export function buildSealedRecord(entry: AuditEntry, context: RecordContext): Se
   }
   if (body.meter) {
     Object.freeze(body.meter)
+  }
+  if (entry.calls !== undefined) {
+    if (entry.kind !== 'host-call' || !Number.isSafeInteger(entry.calls) || entry.calls < 2) {
+      throw new TypeError('audit entry: calls must be an integer ≥ 2, on a host-call record')
+    }
+    body.calls = entry.calls
   }
   return sealRecord(body)
 }

@@ -119,6 +119,34 @@ describe('read({ invocationId }) (F2)', () => {
     await expectOneScanFor(log, ids)
   })
 
+  it('past its bound, an indexedOnly lookup never reads the file; the recent invocations stay found', async () => {
+    const log = await reopened(20, { indexLimit: 5 })
+    // The first lookup builds the index (stopping at the bound), so it already overflowed.
+    await log.read({ invocationId: 'inv-3', indexedOnly: true })
+    const { value, reads: n } = await reads(async () => {
+      for (let i = 0; i < 6; i++) {
+        await log.append(entry(100 + i, `recent-${i % 3}`))
+      }
+      return Promise.all([
+        log.read({ invocationId: 'recent-0', indexedOnly: true }),
+        log.read({ invocationId: 'recent-1', indexedOnly: true }),
+        log.read({ invocationId: 'recent-2', indexedOnly: true }),
+        log.read({ invocationId: 'inv-1', indexedOnly: true }),
+        log.read({ invocationId: 'no-such-invocation', indexedOnly: true }),
+      ])
+    })
+    expect(n).toBe(0)
+    // At most 5 recent records are kept, whole invocations, the oldest dropped first: the 6th
+    // record dropped recent-0 (seqs 21 and 24), never half of an invocation.
+    expect(value[0]).toEqual([])
+    expect(value[1].map((r) => r.seq)).toEqual([22, 25])
+    expect(value[2]).toEqual(await readAuditFile(file, { invocationId: 'recent-2' }))
+    expect(value[3]).toEqual([])
+    expect(value[4]).toEqual([])
+    // An admin's lookup (no flag) still scans and finds every record.
+    await expectOneScanFor(log, ['inv-1', 'recent-0'])
+  })
+
   it('refuses an indexed line that was changed into something else', async () => {
     const log = await reopened(10)
     await log.read({ invocationId: 'inv-1' })

@@ -78,6 +78,21 @@ describe('verifyAuditFile', () => {
     })
   })
 
+  it('accepts records that count several calls, and catches a changed count', async () => {
+    const built = await buildLog([
+      { kind: 'host-call', op: 'write', decision: 'allow', bytesOut: 999, calls: 999 },
+      { kind: 'host-call', op: 'fetch', decision: 'deny', reason: 'not granted', calls: 2 },
+      { kind: 'run', op: 'run', decision: 'allow' },
+    ])
+    expect(await verifyAuditFile(built.file)).toMatchObject({ ok: true, count: 3 })
+    const text = built.text.slice(0, -1).split('\n')
+    // Fewer calls than were made, or the count dropped: the record's hash no longer matches.
+    const fewer = [text[0]!.replace('"calls":999', '"calls":9'), ...text.slice(1)]
+    expect(await verifyLines(fewer)).toMatchObject({ ok: false, firstBadSeq: 1 })
+    const dropped = [text[0]!.replace('"calls":999,', ''), ...text.slice(1)]
+    expect(await verifyLines(dropped)).toMatchObject({ ok: false, firstBadSeq: 1 })
+  })
+
   it('accepts an empty log', async () => {
     expect(await verifyLines([])).toEqual({
       ok: true,

@@ -211,6 +211,21 @@ describe('auditAttributes', () => {
     expect('warden.audit.meter.memoryPeakBytes' in attributes).toBe(false)
   })
 
+  it('carries how many calls a host-call record counts, and nothing when it is one', () => {
+    const counted = auditAttributes({
+      ...base,
+      kind: 'host-call',
+      capability: 'warden:platform/log',
+      op: 'write',
+      target: 'info',
+      bytesOut: 999,
+      meter: null,
+      calls: 999,
+    })
+    expect(counted).toMatchObject({ 'warden.audit.calls': 999, 'warden.audit.bytesOut': 999 })
+    expect('warden.audit.calls' in auditAttributes(base)).toBe(false)
+  })
+
   it("names a checkpoint's seq and key, never its signature", () => {
     const sig = 's'.repeat(86)
     const attributes = auditAttributes({

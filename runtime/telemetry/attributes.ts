@@ -226,7 +226,8 @@ export function runAttributes(invocation: Invocation): Attributes {
 /**
  * The attributes of an audit record's log record: every field of the record that is not null,
  * under `warden.audit.` (the meter's figures as `warden.audit.meter.<name>`), as the log wrote
- * them: already redacted. A checkpoint adds its seq and key id, never its signature.
+ * them: already redacted; `warden.audit.calls` on a record that counts several host calls. A
+ * checkpoint adds its seq and key id, never its signature.
  */
 export function auditAttributes(record: AuditRecord): Attributes {
   const attributes: Attributes = {}

@@ -81,6 +81,7 @@ export async function grantFor(
   body: GrantBody,
   actor: string,
 ): Promise<MintedToken> {
+  tokens.ensureRoom()
   const minted = await warden.grantToken(
     {
       appId: record.id,
@@ -172,6 +173,7 @@ export function registerTokenRoutes(
           `a token may have at most ${MAX_LIVE_CHILDREN} live children, and a granted token ${MAX_LIVE_DESCENDANTS} live descendants: revoke some, or let them expire`,
         )
       }
+      tokens.ensureRoom()
       const minted = await warden.attenuateToken(parent, {
         ...(body.grants ? { grants: body.grants } : {}),
         ...(body.limits ? { limits: body.limits } : {}),

@@ -2,11 +2,12 @@
  * Per-credential rate limits (`rate-limiter-flexible`): in memory on one server; in Redis mode
  * counted in Redis (`RateLimiterRedis`: one Lua script increments a counter and sets its window,
  * atomically, on Redis's clock), so a budget spent on one host is spent on all. When Redis is
- * lost the check fails closed with `store_unavailable`, as the other stores do. An API key is limited by its id, a capability token by a hash of the presented
- * string (so floods of bad tokens are limited too, before any signature is checked) and, once
- * verified, by its family: the root of its attenuation chain. Without the family bucket a holder
- * could mint up to 1,000 descendants and get a fresh budget with each. Past the limit:
- * `429 rate_limited` with `Retry-After`.
+ * lost the check fails closed with `store_unavailable`, as the other stores do. An API key is limited by its id once it authenticated, a capability token by its
+ * family (the root of its attenuation chain) once it verified: without the family bucket a holder
+ * could mint up to 1,000 descendants and get a fresh budget with each. A credential that fails
+ * (wrong key, forged, expired or revoked token) is counted against its sender's address, so a
+ * flood of distinct bad strings is limited as one; no bucket is made for a string before it
+ * verified. Past the limit: `429 rate_limited` with `Retry-After`.
  */
 import { createHash } from 'node:crypto'
 import { RateLimiterMemory, RateLimiterRedis, RateLimiterRes } from 'rate-limiter-flexible'
@@ -30,7 +31,10 @@ export const DEFAULT_RATE_LIMITS: Readonly<RateLimits> = Object.freeze({
 export type RateBucket =
   /** A live API key, by id: counted only once the key authenticated. */
   | { kind: 'key'; id: string }
-  /** A capability token, by a hash of its (canonical) string. */
+  /**
+   * A capability token the server holds (a route's), by a hash of its string; never a token a
+   * client presented, which is counted by its family once verified, else by its sender.
+   */
   | { kind: 'token'; token: string }
   /**
    * A verified token's family: the root of its chain (`chain[0]`, or its own jti for a root).

@@ -3,9 +3,11 @@
  * items with ids, in memory, read synchronously by the routes) kept in a Redis hash
  * (`<prefix><name>`, id → item JSON) that every host mirrors.
  *
- * - `save()` writes the items that changed since they were last seen, all or none, with one Lua
- *   script that first checks each is still what this host last saw (compare and set), and
- *   announces each on the change channel. Another host's change in between is a `conflict`:
+ * - `save()` writes the items that changed since they were last seen, and deletes those taken
+ *   out of the list (the token index's expired entries), all or none, with one Lua script that
+ *   first checks each write is still over what this host last saw (compare and set; a deletion
+ *   is not compared), and announces each on the change channel (a deletion with an empty
+ *   `json`). Another host's change in between is a `conflict`:
  *   nothing is written and the caller undoes its change (the registry and key store do).
  * - Announcements carry the item, so every host updates its copy as the message arrives; the
  *   control plane awaits `redis.sync()` before each request, so a request sees every change
@@ -49,19 +51,29 @@ export interface RedisDoc<T> extends JsonFile<T> {
 }
 
 // KEYS[1]: the hash, KEYS[2]: its unique values (value → id). ARGV[1]: channel, ARGV[2]: store
-// name, then (id, expected or '', new, unique value or '') per item.
+// name, then (id, expected or '', new or '' to delete, unique value or '') per item. A deletion
+// is not compared: two hosts may prune the same item at once.
 const COMPARE_AND_SET = `
 for i = 3, #ARGV, 4 do
-  local now = redis.call('HGET', KEYS[1], ARGV[i]) or ''
-  if now ~= ARGV[i + 1] then return 0 end
-  if ARGV[i + 3] ~= '' then
-    local owner = redis.call('HGET', KEYS[2], ARGV[i + 3])
-    if owner and owner ~= ARGV[i] then return 0 end
+  if ARGV[i + 2] ~= '' then
+    local now = redis.call('HGET', KEYS[1], ARGV[i]) or ''
+    if now ~= ARGV[i + 1] then return 0 end
+    if ARGV[i + 3] ~= '' then
+      local owner = redis.call('HGET', KEYS[2], ARGV[i + 3])
+      if owner and owner ~= ARGV[i] then return 0 end
+    end
   end
 end
 for i = 3, #ARGV, 4 do
-  redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
-  if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[2], ARGV[i + 3], ARGV[i]) end
+  if ARGV[i + 2] == '' then
+    redis.call('HDEL', KEYS[1], ARGV[i])
+    if ARGV[i + 3] ~= '' and redis.call('HGET', KEYS[2], ARGV[i + 3]) == ARGV[i] then
+      redis.call('HDEL', KEYS[2], ARGV[i + 3])
+    end
+  else
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 2])
+    if ARGV[i + 3] ~= '' then redis.call('HSET', KEYS[2], ARGV[i + 3], ARGV[i]) end
+  end
   redis.call('PUBLISH', ARGV[1], cjson.encode({store = ARGV[2], data = {id = ARGV[i], json = ARGV[i + 2]}}))
 end
 return 1
@@ -102,6 +114,17 @@ export async function openRedisDoc<T extends object, K extends keyof T>(
   }
   const apply = (id: string, json: string) => {
     if (seen.get(id) === json) {
+      return
+    }
+    if (json === '') {
+      // Deleted by another host.
+      seen.delete(id)
+      const items = list()
+      const at = items.findIndex((i) => shape.idOf(i) === id)
+      if (at !== -1) {
+        items.splice(at, 1)
+      }
+      changed()
       return
     }
     const item = parse(json)
@@ -168,12 +191,22 @@ export async function openRedisDoc<T extends object, K extends keyof T>(
   async function saveNow(): Promise<void> {
     const args: string[] = []
     const writes: [string, string][] = []
+    const present = new Set<string>()
     for (const item of list()) {
       const id = shape.idOf(item)
+      present.add(id)
       const json = stored(item)
       if (seen.get(id) !== json) {
         args.push(id, seen.get(id) ?? '', json, shape.uniqueOf?.(item) ?? '')
         writes.push([id, json])
+      }
+    }
+    for (const [id, json] of seen) {
+      if (!present.has(id)) {
+        // Taken out of the list: deleted, if still what this host last saw.
+        const item = parse(json)
+        args.push(id, json, '', (item && shape.uniqueOf?.(item)) ?? '')
+        writes.push([id, ''])
       }
     }
     if (writes.length === 0) {
@@ -200,7 +233,11 @@ export async function openRedisDoc<T extends object, K extends keyof T>(
       )
     }
     for (const [id, json] of writes) {
-      seen.set(id, json)
+      if (json === '') {
+        seen.delete(id)
+      } else {
+        seen.set(id, json)
+      }
     }
   }
 

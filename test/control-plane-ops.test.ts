@@ -3,6 +3,7 @@
  * a process that stops cleanly on SIGTERM (runs finished, audit log closed with a checkpoint).
  */
 import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat } from 'node:fs/promises'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
@@ -36,6 +37,26 @@ afterAll(async () => {
 
 function get(path: string, auth?: string) {
   return fetch(`${server.url}${path}`, auth ? { headers: { authorization: `Bearer ${auth}` } } : {})
+}
+
+/** Upload an action granted `log` as the admin, and grant it a token. */
+async function appWithToken(name: string, purpose: string) {
+  const query = new URLSearchParams({ name, owner: 'ops', purpose })
+  const app = await (
+    await fetch(`${server.url}/v1/apps?${query}`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/wasm' },
+      body: Buffer.from(await tieredGuest(['log'], name)) as unknown as BodyInit,
+    })
+  ).json()
+  const { token } = await (
+    await fetch(`${server.url}/v1/tokens`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ app: app.id, grants: { log: true } }),
+    })
+  ).json()
+  return { app, token: token as string }
 }
 
 describe('files', () => {
@@ -81,21 +102,7 @@ describe('rate limits', () => {
 describe('metrics', () => {
   it('serves Prometheus text to admins and auditors only, with runs and requests counted', async () => {
     await new Promise((r) => setTimeout(r, 1100))
-    const query = new URLSearchParams({ name: 'metered', owner: 'ops', purpose: 'metrics' })
-    const app = await (
-      await fetch(`${server.url}/v1/apps?${query}`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/wasm' },
-        body: Buffer.from(await tieredGuest(['log'], 'metered')) as unknown as BodyInit,
-      })
-    ).json()
-    const { token } = await (
-      await fetch(`${server.url}/v1/tokens`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ app: app.id, grants: { log: true } }),
-      })
-    ).json()
+    const { app, token } = await appWithToken('metered', 'metrics')
     const run = await fetch(`${server.url}/v1/apps/${app.id}/invoke`, {
       method: 'POST',
       headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
@@ -120,21 +127,7 @@ describe('metrics', () => {
 describe('rate limits of a token family (third outside attack)', () => {
   it('counts every descendant of a token against its root, so children bring no fresh budget', async () => {
     await new Promise((r) => setTimeout(r, 1100))
-    const query = new URLSearchParams({ name: 'family', owner: 'ops', purpose: 'family budget' })
-    const app = await (
-      await fetch(`${server.url}/v1/apps?${query}`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/wasm' },
-        body: Buffer.from(await tieredGuest(['log'], 'family')) as unknown as BodyInit,
-      })
-    ).json()
-    const { token: parent } = await (
-      await fetch(`${server.url}/v1/tokens`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${adminKey}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ app: app.id, grants: { log: true } }),
-      })
-    ).json()
+    const { app, token: parent } = await appWithToken('family', 'family budget')
     // Eight children, minted within the family's budget (5/s here).
     const children: string[] = []
     for (let i = 0; i < 8; i++) {
@@ -164,6 +157,47 @@ describe('rate limits of a token family (third outside attack)', () => {
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(3)
     const limited = answers.find((a) => a.status === 429)!
     expect((await limited.json()).error.code).toBe('rate_limited')
+    await new Promise((r) => setTimeout(r, 1100))
+  })
+})
+
+describe('forged tokens (fifth outside attack)', () => {
+  it('counts distinct forged tokens against their sender, never a valid token’s budget', async () => {
+    await new Promise((r) => setTimeout(r, 1100))
+    const { app, token } = await appWithToken('forged', 'forgeries')
+    await new Promise((r) => setTimeout(r, 1100))
+    // The real token's header and claims, each with its own made-up signature.
+    const [header, payload] = (token as string).split('.')
+    const forge = () => `${header}.${payload}.${randomBytes(64).toString('base64url')}`
+    const post = (path: string, bearer: string, body = '{"input":"hi"}') =>
+      fetch(`${server.url}${path}`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${bearer}`, 'content-type': 'application/json' },
+        body,
+      })
+    const answers = await Promise.all(
+      Array.from({ length: 12 }, () => post(`/v1/apps/${app.id}/invoke`, forge())),
+    )
+    const statuses = answers.map((a) => a.status)
+    // The client address's budget (5/s here), then 429, whatever the string.
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(5)
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(7)
+    const limited = answers.find((a) => a.status === 429)!
+    expect((await limited.json()).error.code).toBe('rate_limited')
+    expect(Number(limited.headers.get('retry-after'))).toBeGreaterThanOrEqual(1)
+    // Every route that verifies a presented token counts its failures the same way.
+    expect((await post('/v1/tokens/attenuate', forge(), '{}')).status).toBe(429)
+    expect((await get('/v1/invocations/inv-none', forge())).status).toBe(429)
+    // The valid token's family was never charged: it runs its whole budget in the same second.
+    const valid = await Promise.all(
+      Array.from({ length: 4 }, () => post(`/v1/apps/${app.id}/invoke`, token)),
+    )
+    expect(valid.map((a) => a.status)).toEqual([200, 200, 200, 200])
+    await new Promise((r) => setTimeout(r, 1100))
+    // Once the window passed, a forged token is refused as forged again (nothing is remembered).
+    const again = await post(`/v1/apps/${app.id}/invoke`, forge())
+    expect(again.status).toBe(401)
+    expect((await again.json()).error.code).toBe('token_invalid')
     await new Promise((r) => setTimeout(r, 1100))
   })
 })

@@ -648,6 +648,40 @@ describe('tokens, invoke and the audit trail', () => {
     expect(granted.tokens.length).toBeLessThan(20)
   })
 
+  it('keeps a family’s newest 100 expired children only: ttlSeconds 1 over and over does not grow the index (fifth outside attack)', async () => {
+    const granted = (
+      await api('POST', '/v1/tokens', { auth: adminKey, json: { app: 'hello', grants: {} } })
+    ).body
+    const batch = async () => {
+      const answers = await Promise.all(
+        Array.from({ length: 100 }, () =>
+          api('POST', '/v1/tokens/attenuate', { auth: granted.token, json: { ttlSeconds: 1 } }),
+        ),
+      )
+      expect(answers.map((a) => a.status).every((s) => s === 201)).toBe(true)
+      // Expired (exp is in whole seconds): each frees its slot under the live-children cap.
+      await new Promise((r) => setTimeout(r, 2100))
+      return answers.map((a) => a.body.jti as string)
+    }
+    const first = await batch()
+    const second = await batch()
+    const live = await api('POST', '/v1/tokens/attenuate', { auth: granted.token, json: {} })
+    expect(live.status).toBe(201)
+    const children = (
+      await api('GET', '/v1/tokens?app=hello&limit=1000', { auth: adminKey })
+    ).body.tokens.filter((t: { parent?: string }) => t.parent === granted.jti)
+    const listed = new Set(children.map((t: { jti: string }) => t.jti))
+    // The live child and the newest 100 expired ones; the older expired ones are gone.
+    expect(listed.size).toBe(101)
+    expect(listed.has(live.body.jti)).toBe(true)
+    expect(second.every((jti) => listed.has(jti))).toBe(true)
+    expect(first.some((jti) => listed.has(jti))).toBe(false)
+    // From the file too, not just from the listing.
+    const file = JSON.parse(await readFile(join(dataDir, 'tokens.json'), 'utf8'))
+    const stored = file.tokens.filter((t: { parent?: string }) => t.parent === granted.jti)
+    expect(stored).toHaveLength(101)
+  }, 30_000)
+
   it('reports a guest failure with its code and the report', async () => {
     const loop = (await upload(await compileWat(infiniteLoop), 'looper')).body
     const token = (

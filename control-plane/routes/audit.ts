@@ -4,12 +4,12 @@
  */
 import { createRoute, z } from '@hono/zod-openapi'
 import type { OpenAPIHono } from '@hono/zod-openapi'
-import { toWardenError, WardenError } from '../../runtime/index.js'
-import type { AuditRecord, CapabilityClaims } from '../../runtime/index.js'
+import { WardenError } from '../../runtime/index.js'
+import type { AuditRecord } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
-import { familyOf } from '../rate-limit.js'
 import { bearerOf, requireRole } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
+import { verifyPresentedToken } from './run-app.js'
 import { errorResponses, json } from './schemas.js'
 
 const isoTime = z.iso.datetime({ offset: true }).transform((t) => new Date(t).toISOString())
@@ -184,15 +184,7 @@ export function registerAuditRoutes(
           throw new WardenError('forbidden', 'this route needs the role admin or auditor')
         }
       } else {
-        let claims: CapabilityClaims
-        try {
-          claims = await warden.verifyToken(credential)
-        } catch (error) {
-          await ctx.refusals.record(c, toWardenError(error).code)
-          throw error
-        }
-        tokenJti = claims.jti
-        await ctx.limiter.check(familyOf(claims))
+        tokenJti = (await verifyPresentedToken(c, ctx, credential)).jti
       }
       const recent = ctx.recent.get(id)
       if (tokenJti !== undefined && recent && recent.tokenJti !== tokenJti) {

@@ -12,6 +12,7 @@ import { requireToken } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import { familyOf } from '../rate-limit.js'
 import { BUILTIN_PUBLISHER } from '../registry.js'
+import { clientOf } from '../refusals.js'
 import type { AppRecord } from '../registry.js'
 
 /** A verified bearer token and its claims. */
@@ -20,21 +21,47 @@ export interface Bearer {
   claims: CapabilityClaims
 }
 
-/** The request's capability token, verified; a refusal is recorded (bounded) and thrown. */
+/** The request's capability token, verified (see {@link verifyPresentedToken}). */
 export async function verifyBearer(
   c: Context<ControlPlaneEnv>,
   ctx: ControlPlaneContext,
 ): Promise<Bearer> {
   const token = requireToken(c.req.header('authorization'))
+  return { token, claims: await verifyPresentedToken(c, ctx, token) }
+}
+
+/**
+ * A capability token the client presented, verified, and only then charged to its family's rate
+ * limit: a token gets no bucket of its own before its signature checked, so a flood of forged
+ * strings makes no fresh budget (nor Redis key) per string. A refusal is recorded (bounded) and
+ * charged to the client address, as a wrong API key is: past that budget `429 rate_limited`,
+ * whatever the strings; a valid token's budget is never spent by them.
+ */
+export async function verifyPresentedToken(
+  c: Context<ControlPlaneEnv>,
+  ctx: ControlPlaneContext,
+  token: string,
+): Promise<CapabilityClaims> {
   let claims: CapabilityClaims
   try {
     claims = await ctx.warden.verifyToken(token)
   } catch (error) {
-    await ctx.refusals.record(c, toWardenError(error).code)
+    const code = toWardenError(error).code
+    await ctx.refusals.record(c, code)
+    if (code !== 'store_unavailable') {
+      // The token's own fault (forged, expired, revoked): its sender pays.
+      await ctx.limiter.check({ kind: 'client', address: clientOf(c) })
+    }
     throw error
   }
-  await ctx.limiter.check(familyOf(claims))
-  return { token, claims }
+  await ctx.limiter.check(familyOf(claims)).catch(async (error: unknown) => {
+    // Redis lost: the token is refused before its budget could be counted, on the record.
+    if (error instanceof WardenError && error.code === 'store_unavailable') {
+      await ctx.refusals.record(c, error.code)
+    }
+    throw error
+  })
+  return claims
 }
 
 /** An input value as the JSON text an action takes. */

@@ -5,26 +5,15 @@
  */
 import { createRoute, z } from '@hono/zod-openapi'
 import type { OpenAPIHono } from '@hono/zod-openapi'
-import {
-  grantsSchema,
-  jtiSchema,
-  limitsRequestSchema,
-  toWardenError,
-  WardenError,
-} from '../../runtime/index.js'
-import type {
-  CapabilityClaims,
-  GrantsInput,
-  LimitsRequest,
-  MintedToken,
-} from '../../runtime/index.js'
+import { grantsSchema, jtiSchema, limitsRequestSchema, WardenError } from '../../runtime/index.js'
+import type { GrantsInput, LimitsRequest, MintedToken } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
 import { actorOf, requireRole, requireToken } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import type { AppRecord } from '../registry.js'
-import { familyOf } from '../rate-limit.js'
 import { tokenEntrySchema } from '../token-index.js'
 import type { TokenEntry } from '../token-index.js'
+import { verifyPresentedToken } from './run-app.js'
 import { errorResponses, json, jsonBody } from './schemas.js'
 
 /** Most live (unexpired, unrevoked) children one token may have. */
@@ -92,6 +81,7 @@ export async function grantFor(
   body: GrantBody,
   actor: string,
 ): Promise<MintedToken> {
+  tokens.ensureRoom()
   const minted = await warden.grantToken(
     {
       appId: record.id,
@@ -171,14 +161,7 @@ export function registerTokenRoutes(
     async (c) => {
       const parent = requireToken(c.req.header('authorization'))
       const body = c.req.valid('json')
-      let claims: CapabilityClaims
-      try {
-        claims = await warden.verifyToken(parent)
-      } catch (error) {
-        await ctx.refusals.record(c, toWardenError(error).code)
-        throw error
-      }
-      await ctx.limiter.check(familyOf(claims))
+      const claims = await verifyPresentedToken(c, ctx, parent)
       // Each child is recorded in the token index: a holder must not grow it without bound.
       const root = claims.chain[0] ?? claims.jti
       if (
@@ -190,6 +173,7 @@ export function registerTokenRoutes(
           `a token may have at most ${MAX_LIVE_CHILDREN} live children, and a granted token ${MAX_LIVE_DESCENDANTS} live descendants: revoke some, or let them expire`,
         )
       }
+      tokens.ensureRoom()
       const minted = await warden.attenuateToken(parent, {
         ...(body.grants ? { grants: body.grants } : {}),
         ...(body.limits ? { limits: body.limits } : {}),

@@ -156,4 +156,24 @@ describe('two hosts on one Redis', () => {
     }
     expect(await spentEverywhere(ok(a), ok(b))).toBe(true)
   }, 30_000)
+
+  it('counts distinct forged tokens against their sender, with no key per string (fifth outside attack)', async () => {
+    await new Promise((resolve) => setTimeout(resolve, 1100))
+    const forged = Array.from({ length: 20 }, (_, i) => `eyJhbGciOiJFZERTQSJ9.e30.forged${i}`)
+    const answers = await Promise.all(
+      forged.map((token, i) =>
+        call(i % 2 ? a.url : b.url, 'POST', '/v1/apps/x/invoke', {
+          auth: token,
+          json: { input: 1 },
+        }),
+      ),
+    )
+    const statuses = answers.map((answer) => answer.status)
+    // One address's budget (5/s here) across both hosts, then 429.
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(5)
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(15)
+    const keys = await t.redis.keys(`${hostPrefix}rl:*`)
+    expect(keys.filter((k) => k.startsWith(`${hostPrefix}rl:tok:`))).toEqual([])
+    expect(keys.filter((k) => k.startsWith(`${hostPrefix}rl:bad:`)).length).toBe(1)
+  }, 30_000)
 })

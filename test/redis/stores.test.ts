@@ -406,6 +406,49 @@ describe('the control plane documents', () => {
     expect((await t.redis.hkeys(`${t.prefix}tokens`)).sort()).toEqual(['junk', 'live'])
   })
 
+  it('delete a family’s expired children past the bound from Redis, on every host (fifth outside attack)', async () => {
+    const limits = { maxExpiredPerFamily: 2 }
+    const a = await openTokenIndex(t.dir, { redis: await host(), limits })
+    const b = await openTokenIndex(t.dir, { redis: await host(), limits })
+    const now = Math.floor(Date.now() / 1000)
+    const child = (id: string, exp: number) => ({
+      jti: id,
+      appId: 'a',
+      digest: 'd',
+      parent: 'root',
+      root: 'root',
+      grants: {},
+      limits: {},
+      iat: now - 60,
+      exp,
+      grantedBy: 'holder:root',
+    })
+    await a.add({ ...child('root', now + 600), parent: undefined })
+    for (let i = 0; i < 5; i++) {
+      await a.add(child(`gone-${i}`, now - 30 + i))
+    }
+    await until(() => b.get('gone-4') !== undefined)
+    // Host B's write prunes what A wrote, and A's copy follows.
+    await b.add(child('live', now + 600))
+    const kept = ['gone-3', 'gone-4', 'live', 'root']
+    expect((await t.redis.hkeys(`${t.prefix}tokens`)).sort()).toEqual(kept)
+    await until(() => a.list().length === kept.length)
+    expect(
+      a
+        .list()
+        .map((e) => e.jti)
+        .sort(),
+    ).toEqual(kept)
+    expect(
+      b
+        .list()
+        .map((e) => e.jti)
+        .sort(),
+    ).toEqual(kept)
+    // Both hosts pruning the same entries at once is no conflict.
+    await Promise.all([a.add(child('x', now - 1)), b.add(child('y', now - 2))])
+  })
+
   it('share micro-app route bindings, their tokens sealed', async () => {
     const master = randomBytes(32)
     const a = openRedisRouteStore(await host(), master)

@@ -312,7 +312,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       fuelLimit: limits.fuel,
       memoryPeakBytes: metering?.memoryPeakBytes ?? null,
       memoryLimitBytes: limits.memoryMb * 1024 * 1024,
-      hostCalls: metering?.hostCalls ?? null,
+      hostCalls: metering?.hostCalls ?? (result.ok ? null : (result.hostCalls ?? null)),
       egressBytes: context.counters.egressBytes,
       outcome: result.ok ? result.outcome : result.error.code,
       ...(result.ok ? {} : { error: result.error }),

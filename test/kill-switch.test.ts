@@ -10,7 +10,7 @@ import type { BrokerCapability } from '../host-capabilities/types.js'
 import type { AuditRecord } from '../runtime/audit/index.js'
 import type { Invocation, LoadedComponent, Warden } from '../runtime/index.js'
 import type { Isolation } from '../runtime/sandbox/sandbox.js'
-import { ECHO_CALLER, infiniteLoop } from './support/guests.js'
+import { ECHO_CALLER, infiniteLoop, logsThenLoops } from './support/guests.js'
 import { refusal } from './support/refusal.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
@@ -162,6 +162,31 @@ describe.each<Isolation>(['thread', 'process'])('cancelApp (isolation: %s)', (is
     const done = await first
     expect(done.error).toBeUndefined()
     expect(done.output).toBe('gated first')
+  })
+
+  it('counts the host calls of a run ended before its worker could report them', async () => {
+    const app = await rt.warden.load(await compileWat(logsThenLoops))
+    const options = {
+      interfaces: ['warden:platform/log'],
+      limits: { timeoutMs: 300, fuel: 1e12 },
+    }
+    const timedOut = await rt.warden.invoke(app, 'x', { ...options, appId: 'counted' })
+    expect(timedOut.error?.code).toBe('timeout')
+    expect(timedOut.report.hostCalls).toBe(5)
+    if (isolation === 'process') {
+      // The host answers a cancel at once, before the child could tell it the count.
+      return
+    }
+    // Cancelled while it spins: the same count.
+    const spinning = rt.warden.invoke(app, 'x', {
+      ...options,
+      appId: 'counted-cancel',
+      limits: LONG,
+    })
+    // Let it get going: it is dispatched at once, and the cancel finds it spinning.
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    expect(rt.warden.cancelApp('counted-cancel')).toBe(1)
+    expect((await spinning).report.hostCalls).toBe(5)
   })
 
   it('takes the error it is given', async () => {

@@ -192,7 +192,17 @@ function shareOf(job: PoolJob): string {
 /** What a run produced. `metering` is null when the worker was killed before it could report. */
 export type PoolResult =
   | { ok: true; outcome: 'ok' | 'err'; value: unknown; metering: WorkerMetering; wallMs: number }
-  | { ok: false; error: SerializedError; metering: WorkerMetering | null; wallMs: number }
+  | {
+      ok: false
+      error: SerializedError
+      metering: WorkerMetering | null
+      wallMs: number
+      /**
+       * A run ended before its worker reported (deadline, cancel): the host calls the worker had
+       * counted by then, from the shared channel. The calls' own decisions are lost with it.
+       */
+      hostCalls?: number
+    }
 
 interface ActiveRun {
   id: number
@@ -526,9 +536,12 @@ export class SandboxPool implements Sandbox {
     }
     clearTimeout(run.timer)
     slot.current = undefined
+    // Read before the worker is killed; clamped, since a worker's word is not proof.
+    const counted = Atomics.load(slot.channel.header, CHANNEL.CALLS)
+    const hostCalls = Math.min(Math.max(counted, 0), run.job.limits.hostCalls + 1)
     // Answer first; killing and replacing the worker happens off this run's critical path.
     this.#retire(slot, { deferred: true })
-    run.resolve(ended(error, performance.now() - run.startedAt))
+    run.resolve({ ...ended(error, performance.now() - run.startedAt), hostCalls })
   }
 
   /** Kill a worker and start its replacement, now or right after the current task. */
@@ -661,6 +674,7 @@ export class SandboxPool implements Sandbox {
       ...(run.live ? { live: true } : {}),
     }
     // A job too large for the area follows its loads on the control port.
+    Atomics.store(slot.channel.header, CHANNEL.CALLS, 0)
     slot.channel.send(CHANNEL.JOB, invoke, () => slot.controlPort.postMessage(invoke))
     if (roomy && spinner.us > 0) {
       // Watch for the result on this thread rather than park (a parked vCPU wakes slowly),

@@ -160,6 +160,11 @@ export const CHANNEL = {
    * the main thread fit the machine), 0 when spinning would take one from a thread with work.
    */
   ROOMY: 2,
+  /**
+   * Host calls of the run in flight as the worker counts them (set to 0 by the pool with each
+   * job): what a run ended before its worker could report (deadline, cancel) still shows.
+   */
+  CALLS: 3,
   HEADER_BYTES: 16,
   IDLE: 0,
   REQUEST: 1,

@@ -47,7 +47,7 @@ export interface Sandbox {
 }
 
 /** The failed result of a job that was ended on purpose (cancelled, timed out) after `wallMs`. */
-export function ended(error: SerializedError, wallMs = 0): PoolResult {
+export function ended(error: SerializedError, wallMs = 0): Extract<PoolResult, { ok: false }> {
   return { ok: false, error: { code: error.code, message: error.message }, metering: null, wallMs }
 }
 

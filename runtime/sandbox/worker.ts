@@ -301,6 +301,8 @@ function countCall(slot: RunSlot): void {
     slot.calledWhilePreparing = true
     throw PREPARING
   }
+  // Before the limit check: a call refused for being one too many was still made.
+  Atomics.store(channel.header, CHANNEL.CALLS, slot.state.hostCalls + 1)
   countHostCall(slot.state)
 }
 

@@ -57,6 +57,17 @@ export const hostCallFlood = actionWat(`
       (br $l))
     (i32.const 0))`)
 
+/** Calls `log.write` five times, then loops until something stops it. */
+export const logsThenLoops = actionWat(`
+  (func (export "run") (param $ptr i32) (param $len i32) (result i32)
+    (local $i i32)
+    (loop $calls
+      (call $log (i32.const 1) (local.get $ptr) (local.get $len))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $calls (i32.lt_u (local.get $i) (i32.const 5))))
+    (loop $l (br $l))
+    (i32.const 0))`)
+
 /**
  * A CPU kernel: `iterations` rounds of multiply-add over a 4 KiB buffer, then "done".
  * The same kernel costs the same fuel on every run.

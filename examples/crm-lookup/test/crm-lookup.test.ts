@@ -133,10 +133,11 @@ describe('warden dev serves it', () => {
       await done
     }
     expect(out.code).toBe(0)
+    // Each host call is printed as it is decided, prefixed by its request, then the answer.
     expect(out.stderr).toMatch(
-      /GET \/api\/contacts\/alice → 200\n {2}✓ allow data\.get crm\/contacts\/alice/,
+      /GET \/api\/contacts\/alice {2}✓ allow data\.get crm\/contacts\/alice.*\nGET \/api\/contacts\/alice → 200/,
     )
     expect(out.stderr).toMatch(/GET \/api\/notes\/alice → 403/)
-    expect(out.stderr).toMatch(/✗ deny {2}data\.get crm\/notes\/alice/)
+    expect(out.stderr).toMatch(/GET \/api\/notes\/alice {2}✗ deny {2}data\.get crm\/notes\/alice/)
   })
 })

@@ -124,7 +124,8 @@ describe('warden deploy, then invoke through the server', () => {
       expect(deployed.stdout).toContain('status:   approved')
       expect(deployed.stdout).toContain('owner:    examples')
       expect(deployed.stdout).toContain(app.build.digest)
-      expect(deployed.stdout).toMatch(/warden token grant report-builder --ttl 1h/)
+      // No grants in the manifest: the printed command says so, as the CLI requires.
+      expect(deployed.stdout).toMatch(/warden token grant report-builder --grants '\{\}' --ttl 1h/)
       const token = (await cli(['token', 'grant', 'report-builder', '--grants', '{}', '-q'])).stdout
       const invoked = await cli([
         'invoke',

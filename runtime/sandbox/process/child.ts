@@ -108,7 +108,13 @@ async function run(message: Extract<ToChild, { type: 'run' }>): Promise<void> {
     const { outcome, value, metering } = result
     send({ ...common, ok: true, outcome, value, metering })
   } else {
-    send({ ...common, ok: false, error: result.error, metering: result.metering })
+    send({
+      ...common,
+      ok: false,
+      error: result.error,
+      metering: result.metering,
+      ...(result.hostCalls === undefined ? {} : { hostCalls: result.hostCalls }),
+    })
   }
 }
 

@@ -425,8 +425,14 @@ export class ProcessSandboxPool implements Sandbox {
           const { outcome, value, metering } = message
           this.#endRun(child, run, { ok: true, outcome, value, metering, wallMs })
         } else {
-          const { error, metering } = message
-          this.#endRun(child, run, { ok: false, error, metering, wallMs })
+          const { error, metering, hostCalls } = message
+          this.#endRun(child, run, {
+            ok: false,
+            error,
+            metering,
+            wallMs,
+            ...(hostCalls === undefined ? {} : { hostCalls }),
+          })
         }
         this.#pump()
         return

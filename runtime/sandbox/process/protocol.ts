@@ -82,6 +82,8 @@ export type FromChild =
       ok: false
       error: SerializedError
       metering: WorkerMetering | null
+      /** The child's pool ended the run before its worker reported: the calls it had counted. */
+      hostCalls?: number
     }
   | { type: 'host-call'; id: number; request: HostCallRequest }
   /**
@@ -226,7 +228,22 @@ export function parseFromChild(
         if (!error || metering === undefined) {
           return undefined
         }
-        return { type: 'result', id, replacements, ok: false, error, metering }
+        const { hostCalls } = value
+        if (
+          hostCalls !== undefined &&
+          !(isCount(hostCalls) && hostCalls <= run.limits.hostCalls + 1)
+        ) {
+          return undefined
+        }
+        return {
+          type: 'result',
+          id,
+          replacements,
+          ok: false,
+          error,
+          metering,
+          ...(hostCalls === undefined ? {} : { hostCalls: hostCalls as number }),
+        }
       }
       return undefined
     }

@@ -5,6 +5,7 @@
  * address, or `overall` from all of them, refusals are counted instead, and the count is written
  * as one record a second (`target: "+N refusals …"`), so none vanishes from the record.
  */
+import { isIPv4, isIPv6 } from 'node:net'
 import { getConnInfo } from '@hono/node-server/conninfo'
 import type { Context } from 'hono'
 import { RateLimiterMemory } from 'rate-limiter-flexible'
@@ -24,13 +25,49 @@ export interface RefusalAudit {
   close(): Promise<void>
 }
 
-/** The client address of a request, or `unknown`. */
+/**
+ * The client of a request as budgets count it, or `unknown`: an IPv4 address (an IPv4-mapped
+ * IPv6 address as its IPv4 form), or an IPv6 address's /64 network, since one IPv6 client
+ * commonly holds a whole /64 (a budget per address would be a budget per request).
+ */
 export function clientOf(c: Context): string {
+  let address: string | undefined
   try {
-    return getConnInfo(c).remote.address ?? 'unknown'
+    address = getConnInfo(c).remote.address
   } catch {
     return 'unknown'
   }
+  return address === undefined ? 'unknown' : clientKey(address)
+}
+
+/** See {@link clientOf}: `::ffff:1.2.3.4` → `1.2.3.4`, `2001:db8::1` → `2001:db8:0:0::/64`. */
+export function clientKey(address: string): string {
+  const plain = address.replace(/%.*$/, '')
+  const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(plain)
+  if (mapped && isIPv4(mapped[1]!)) {
+    return mapped[1]!
+  }
+  if (!isIPv6(plain)) {
+    return plain
+  }
+  // Expand `::` and an IPv4 tail to eight groups, then keep the first four.
+  let text = plain.toLowerCase()
+  const tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(text)
+  if (tail) {
+    const [a, b, c, d] = tail[1]!.split('.').map(Number) as [number, number, number, number]
+    text = `${text.slice(0, -tail[1]!.length)}${((a << 8) | b).toString(16)}:${((c << 8) | d).toString(16)}`
+  }
+  const [head, rest] = text.split('::') as [string, string | undefined]
+  const front = head === '' ? [] : head.split(':')
+  const back = rest === undefined || rest === '' ? [] : rest.split(':')
+  const groups =
+    rest === undefined
+      ? front
+      : [...front, ...Array(8 - front.length - back.length).fill('0'), ...back]
+  return `${groups
+    .slice(0, 4)
+    .map((g) => Number.parseInt(g, 16).toString(16))
+    .join(':')}::/64`
 }
 
 /**

@@ -80,7 +80,7 @@ it('drops entries expired for more than a day on write, not only on open', async
   expect(file.tokens.map((e: TokenEntry) => e.jti)).toEqual(['fresh'])
 })
 
-it('holds at most maxEntries: expired ones make room first, then minting is refused', async () => {
+it('holds at most maxEntries: expired and revoked ones make room first, then minting is refused', async () => {
   const capped = await openTokenIndex(await mkdtemp(join(dir, 'cap-')), {
     limits: { maxEntries: 3 },
   })
@@ -92,13 +92,16 @@ it('holds at most maxEntries: expired ones make room first, then minting is refu
   expect(() => capped.ensureRoom()).not.toThrow()
   await capped.add(entry('d', undefined, 'd', t + 600))
   expect(capped.get('a')).toBeUndefined()
-  // Full of unexpired entries (a revoked one counts until it expires): refused, clearly.
-  await capped.markRevoked('b', 'key:test')
+  // Full of live entries: refused, clearly.
   expect(() => capped.ensureRoom()).toThrow(
     expect.objectContaining({ code: 'limit_exceeded', status: 429 }),
   )
   await expect(capped.add(entry('e', undefined, 'e', t + 600))).rejects.toMatchObject({
     code: 'limit_exceeded',
   })
-  expect(capped.list().map((e) => e.jti)).toEqual(['d', 'c', 'b'])
+  // "Revoke some" makes room: a revoked token can never be used again.
+  await capped.markRevoked('b', 'key:test')
+  await capped.add(entry('e', undefined, 'e', t + 600))
+  expect(capped.get('b')).toBeUndefined()
+  expect(capped.list().map((e) => e.jti)).toEqual(['e', 'd', 'c'])
 })

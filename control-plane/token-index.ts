@@ -134,10 +134,11 @@ export async function openTokenIndex(
         }
       }
     }
-    // Still full: the oldest expired entries go first.
+    // Still full: the oldest expired or revoked entries go first (a revoked token can never be
+    // used again: "revoke some" must make room).
     let over = tokens.length - drop.size - (maxEntries - 1)
     for (let i = 0; i < tokens.length && over > 0; i++) {
-      if (!drop.has(i) && tokens[i]!.exp <= now) {
+      if (!drop.has(i) && (tokens[i]!.exp <= now || tokens[i]!.revokedAt)) {
         drop.add(i)
         over--
       }

@@ -682,6 +682,26 @@ describe('tokens, invoke and the audit trail', () => {
     expect(stored).toHaveLength(101)
   }, 30_000)
 
+  it('holds the live-children cap against a burst of concurrent attenuations (sixth outside attack)', async () => {
+    const granted = (
+      await api('POST', '/v1/tokens', { auth: adminKey, json: { app: 'hello', grants: {} } })
+    ).body
+    const answers = await Promise.all(
+      Array.from({ length: 130 }, () =>
+        api('POST', '/v1/tokens/attenuate', { auth: granted.token, json: {} }),
+      ),
+    )
+    const made = answers.filter((a) => a.status === 201).length
+    expect(made).toBe(100)
+    expect(
+      answers.filter((a) => a.status === 429).every((a) => a.body.error.code === 'limit_exceeded'),
+    ).toBe(true)
+    const children = (
+      await api('GET', '/v1/tokens?app=hello&limit=1000', { auth: adminKey })
+    ).body.tokens.filter((t: { parent?: string }) => t.parent === granted.jti)
+    expect(children).toHaveLength(100)
+  }, 30_000)
+
   it('reports a guest failure with its code and the report', async () => {
     const loop = (await upload(await compileWat(infiniteLoop), 'looper')).body
     const token = (

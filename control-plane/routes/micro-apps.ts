@@ -22,7 +22,7 @@ import {
   toWardenError,
   WardenError,
 } from '../../runtime/index.js'
-import type { CapabilityClaims, Invocation } from '../../runtime/index.js'
+import type { CapabilityClaims } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
 import { actorOf, requireRole } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
@@ -38,7 +38,7 @@ import type { AppRecord } from '../registry.js'
 import { familyOf } from '../rate-limit.js'
 import { routeView } from '../route-store.js'
 import type { RouteBinding } from '../route-store.js'
-import { buildOf, refuseRun } from './apps.js'
+import { buildOf, countedRun, refuseRun } from './run-app.js'
 import { errorResponses, json, jsonBody } from './schemas.js'
 import { grantFor } from './tokens.js'
 
@@ -266,25 +266,15 @@ export function registerMicroAppRoutes(
       body: await readBodyCapped(c.req.raw, microApps.maxRequestBytes, 'the request body'),
     }
     const component = await buildOf(ctx, record)
-    ctx.metrics.runStarted()
-    let invocation: Invocation
-    try {
-      invocation = await warden.call(component, 'handler.handle', [request], {
+    const invocation = await countedRun(c, ctx, record, (signal) =>
+      warden.call(component, 'handler.handle', [request], {
         token: binding.token,
         appId: record.id,
         verified: claims,
-        // A client that hangs up while its request waits for a sandbox frees that place.
-        signal: c.req.raw.signal,
-      })
-    } catch (error) {
-      ctx.metrics.runEnded(undefined, toWardenError(error).code)
-      throw error
-    }
-    ctx.metrics.runEnded(invocation)
-    registry.touchRun(record.id)
-    ctx.recent.add(invocation.report)
+        signal,
+      }),
+    )
     const { invocationId } = invocation.report
-    c.header('x-warden-invocation', invocationId)
     if (!invocation.ok) {
       // The report stays with the admin (GET /v1/invocations/:id): callers are anonymous.
       throw invocation.error

@@ -176,27 +176,44 @@ export async function runApp(
   const component =
     run.component?.digest === record.digest ? run.component : await buildOf(ctx, record)
   const input = run.input()
-  ctx.metrics.runStarted()
-  let invocation: Invocation
-  try {
-    invocation = await warden.run(component, input, {
+  const invocation = await countedRun(c, ctx, record, (signal) =>
+    warden.run(component, input, {
       token,
       appId: record.id,
       verified: claims,
       ...(run.fairness ? { fairness: run.fairness } : {}),
-      // A client that hangs up while its run waits for a sandbox frees that place.
-      signal: c.req.raw.signal,
-    })
+      signal,
+    }),
+  )
+  c.header('x-warden-fuel', String(invocation.report.fuelUsed ?? ''))
+  return { record, invocation }
+}
+
+/**
+ * One run of `record` as the control plane counts it (invoke, agent runs, micro-app requests):
+ * its metrics, the app's last run, the recent reports and the `x-warden-invocation` header.
+ * `start` gets the request's signal: a client that hangs up while its run waits for a sandbox
+ * frees that place (`client_closed`).
+ */
+export async function countedRun(
+  c: Context<ControlPlaneEnv>,
+  ctx: ControlPlaneContext,
+  record: Pick<AppRecord, 'id'>,
+  start: (signal: AbortSignal) => Promise<Invocation>,
+): Promise<Invocation> {
+  ctx.metrics.runStarted()
+  let invocation: Invocation
+  try {
+    invocation = await start(c.req.raw.signal)
   } catch (error) {
     ctx.metrics.runEnded(undefined, toWardenError(error).code)
     throw error
   }
   ctx.metrics.runEnded(invocation)
-  registry.touchRun(record.id)
+  ctx.registry.touchRun(record.id)
   ctx.recent.add(invocation.report)
   c.header('x-warden-invocation', invocation.report.invocationId)
-  c.header('x-warden-fuel', String(invocation.report.fuelUsed ?? ''))
-  return { record, invocation }
+  return invocation
 }
 
 /** A Warden error of a run, answered with its status, the report beside it. */

@@ -15,9 +15,6 @@ import { assessRisk, RISK_TIERS } from '../risk.js'
 import { answerRunError, inputJson, outputValue, runApp, verifyBearer } from './run-app.js'
 import { errorResponses, json, jsonBody, pageQuery } from './schemas.js'
 
-// The helpers micro-app routes share with invoke live in run-app.ts.
-export { buildOf, refuseRun } from './run-app.js'
-
 const uploadQuery = z.strictObject({
   name: z.string().regex(APP_NAME, 'a DNS label: a-z, 0-9 and -, at most 63'),
   owner: APP_OWNER,

@@ -3,14 +3,16 @@
  * and codes, API keys and roles, upload and the registry, approval by risk tier, tokens,
  * invoke, the kill switch, decommissioning, secrets and data, the audit routes.
  */
+import { createPublicKey } from 'node:crypto'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { adminKeyPath, startServer } from '../control-plane/index.js'
 import type { RunningServer } from '../control-plane/index.js'
+import { auditKeyId } from '../runtime/audit/index.js'
 import { lineReads } from '../runtime/audit/lines.js'
-import { resolveHostConfig } from '../runtime/index.js'
+import { resolveHostConfig, verifyAuditFile } from '../runtime/index.js'
 import { infiniteLoop } from './support/guests.js'
 import { tieredGuest } from './support/tiered-guest.js'
 import { actionWat, compileWat } from './support/wat.js'
@@ -207,6 +209,7 @@ describe('API keys and roles', () => {
     ['GET', '/v1/audit', ['admin', 'auditor']],
     ['GET', '/v1/audit/verify', ['admin', 'auditor']],
     ['GET', '/v1/audit/head', ['admin', 'auditor']],
+    ['GET', '/v1/audit/key', ['admin', 'auditor']],
   ]
 
   it('refuses every route to every wrong role and every bad credential', async () => {
@@ -780,6 +783,16 @@ describe('tokens, invoke and the audit trail', () => {
     expect(verify.body.lastSeq).toBeGreaterThan(10)
     const head = await api('GET', '/v1/audit/head', { auth: auditorKey })
     expect(head.body.seq).toBeGreaterThanOrEqual(verify.body.lastSeq)
+    // The key the checkpoints are signed with, public half only: what a copy is verified with.
+    const key = await api('GET', '/v1/audit/key', { auth: auditorKey })
+    expect(key.status).toBe(200)
+    const publicKey = createPublicKey(key.body.publicKey)
+    expect(publicKey.asymmetricKeyType).toBe('ed25519')
+    expect(key.body.keyId).toBe(auditKeyId(publicKey))
+    expect(key.body.publicKey).not.toContain('PRIVATE')
+    expect(
+      await verifyAuditFile(join(dataDir, 'audit', 'audit.jsonl'), { checkpointKey: publicKey }),
+    ).toMatchObject({ ok: true })
     const ndjson = await fetch(`${server.url}/v1/audit?limit=5`, {
       headers: { authorization: `Bearer ${auditorKey}`, accept: 'application/x-ndjson' },
     })

@@ -151,6 +151,35 @@ export function registerAuditRoutes(
   app.openapi(
     createRoute({
       method: 'get',
+      path: '/v1/audit/key',
+      summary:
+        "The public key the log's checkpoints are signed with: verify a copy of the log with it",
+      description:
+        'Save `publicKey` to a file and run `warden audit verify --public-key <file>` (or any Ed25519 ' +
+        'verifier over the checkpoint records); `keyId` is the `keyId` of each checkpoint.',
+      security: [{ apiKey: [] }],
+      middleware: [auditor] as const,
+      responses: {
+        200: json(
+          z.object({ keyId: z.string(), publicKey: z.string() }),
+          'the key id and the SPKI PEM of the public key',
+        ),
+        ...errorResponses(404),
+      },
+    }),
+    async (c) => {
+      const key = warden.audit.checkpointKey
+      if (!key) {
+        throw new WardenError('not_found', "this log's checkpoints are not signed")
+      }
+      const publicKey = key.publicKey.export({ type: 'spki', format: 'pem' }).toString()
+      return c.json({ keyId: key.keyId, publicKey }, 200)
+    },
+  )
+
+  app.openapi(
+    createRoute({
+      method: 'get',
       path: '/v1/invocations/{id}',
       summary: "A run's metering report and audit records",
       security: [{ apiKey: [] }, { capabilityToken: [] }] as { [k: string]: string[] }[],

@@ -4,6 +4,7 @@
  * signing key, it also appends a signed checkpoint every so many records and on close, and it
  * holds a lock file so that it is the file's only writer.
  */
+import type { KeyObject } from 'node:crypto'
 import { constants } from 'node:fs'
 import { mkdir, open } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
@@ -115,6 +116,12 @@ export interface AuditLog {
    * global head in Redis mode, the same answer on every host (`GET /v1/audit/head`).
    */
   readHead(): Promise<{ seq: number; hash: string }>
+  /**
+   * The public half of the key that signs this log's checkpoints, and its id (the `keyId` of
+   * each checkpoint), or null when the log is not signed: what an auditor verifies with
+   * (`GET /v1/audit/key`, `warden audit verify --public-key`).
+   */
+  readonly checkpointKey: { keyId: string; publicKey: KeyObject } | null
   /**
    * Append one entry. Resolves with its record once it is on disk (written through `O_DSYNC`,
    * or written and `datasync`ed where the platform has no `O_DSYNC`); concurrent appends share
@@ -322,6 +329,8 @@ async function openLocked(
     async readHead() {
       return { ...durable }
     },
+
+    checkpointKey: key ? { keyId: key.keyId, publicKey: key.publicKey } : null,
 
     append(entry) {
       if (failure) {

@@ -563,6 +563,7 @@ export async function openRedisAuditLog(options: RedisAuditLogOptions): Promise<
     get head() {
       return { seq: head.seq, hash: head.hash }
     },
+    checkpointKey: key ? { keyId: key.keyId, publicKey: key.publicKey } : null,
     async readHead() {
       const current = await fetchHead()
       if (current.seq >= head.seq) {

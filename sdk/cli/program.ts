@@ -7,6 +7,7 @@
  * With `--server <url>` (or `WARDEN_SERVER`) the admin commands talk to that server with the
  * API key in `WARDEN_KEY` (see `remote.ts`); a command that exists both ways branches inside.
  */
+import { createPublicKey } from 'node:crypto'
 import { join } from 'node:path'
 import { Command, CommanderError, InvalidArgumentError } from 'commander'
 import { API_ROLES, openApiKeyStore } from '../../control-plane/index.js'
@@ -821,6 +822,32 @@ openssl pkey -in <data dir>/audit-signing.key -pubout`,
           printJson(head)
         } else {
           out(`seq ${head.seq} hash ${head.hash}`)
+        }
+      }),
+    )
+
+  audit
+    .command('key')
+    .description(
+      "with --server: the public key of the log's signed checkpoints (SPKI PEM), for audit verify --public-key",
+    )
+    .option('--json', 'print JSON (keyId and publicKey)')
+    .action(
+      act(async (flags: { json?: boolean }) => {
+        const key = await needRemote('audit key').audit.key()
+        // Parsed and written again: what reaches the terminal or the file is a clean Ed25519
+        // public key, whatever the server sent.
+        const parsed = createPublicKey(key.publicKey)
+        if (parsed.asymmetricKeyType !== 'ed25519') {
+          throw new WardenError('invalid_response', 'the server sent a key that is not Ed25519')
+        }
+        const pem = parsed.export({ type: 'spki', format: 'pem' }).toString()
+        if (flags.json) {
+          printJson({ keyId: key.keyId, publicKey: pem })
+        } else {
+          // The PEM alone on stdout, so `warden audit key > audit.pub.pem` is the file to use.
+          io.stdout(pem)
+          err(`key id ${key.keyId}`)
         }
       }),
     )

@@ -153,6 +153,14 @@ describe('warden --server', () => {
     const verified = await ok(['audit', 'verify'])
     expect(verified).toMatch(/^ok: \d+ records, last seq \d+, last hash [0-9a-f]{64}\n/)
     const head = JSON.parse(await ok(['audit', 'head', '--json']))
+    // The checkpoints' public key: a PEM alone on stdout (to save for --public-key), its id.
+    const pem = await ok(['audit', 'key'])
+    expect(pem).toMatch(/^-----BEGIN PUBLIC KEY-----\n[A-Za-z0-9+/=\n]+-----END PUBLIC KEY-----$/)
+    const key = JSON.parse(await ok(['audit', 'key', '--json']))
+    expect(key).toEqual({
+      keyId: expect.stringMatching(/^[A-Za-z0-9_-]{43}$/),
+      publicKey: `${pem}\n`,
+    })
     const anchored = await warden([
       'audit',
       'verify',

@@ -326,6 +326,9 @@ export class WardenClient {
       this.#json({ method: 'GET', path: '/v1/audit/verify', auth: this.#key }),
     head: (): Promise<AuditHead> =>
       this.#json({ method: 'GET', path: '/v1/audit/head', auth: this.#key }),
+    /** The public key the log's checkpoints are signed with (SPKI PEM), and its id. */
+    key: (): Promise<{ keyId: string; publicKey: string }> =>
+      this.#json({ method: 'GET', path: '/v1/audit/key', auth: this.#key }),
   }
 
   /** API keys (admin). */

@@ -5,6 +5,9 @@
  * flight on C; quotas count runs on every host; the audit stream's one chain verifies after
  * concurrent runs on all hosts, through the API and `warden audit verify`.
  */
+import { mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { dirname, join } from 'node:path'
 import type { Redis } from 'ioredis'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { infiniteLoop } from '../support/guests.js'
@@ -212,6 +215,21 @@ describe('three hosts on one Redis', () => {
     const blind = await runCli(['audit', 'verify'], withoutKey)
     expect(blind.code).not.toBe(0)
     expect(blind.stderr).toMatch(/WARDEN_MASTER_KEY|--public-key/)
+    // An auditor without the master key: the deployment's one public key, from any host.
+    const keys = await Promise.all(
+      [a, b, c].map(
+        async (host) => (await call(host.url, 'GET', '/v1/audit/key', { auth: admin })).body,
+      ),
+    )
+    expect(keys[1]).toEqual(keys[0])
+    expect(keys[2]).toEqual(keys[0])
+    const keyFile = join(await mkdtemp(join(tmpdir(), 'warden-audit-key-')), 'audit.pub.pem')
+    await writeFile(keyFile, keys[0].publicKey)
+    const audited = await runCli(['audit', 'verify', '--public-key', keyFile], withoutKey)
+    expect(audited.stderr).toBe('')
+    expect(audited.code).toBe(0)
+    expect(audited.stdout).toMatch(/last signed checkpoint: seq \d+/)
+    await rm(dirname(keyFile), { recursive: true, force: true })
     // A run's records are read from the index, on any host.
     const run = answers[0]!.body.report?.invocationId ?? answers[0]!.body.invocationId
     const records = await call(b.url, 'GET', `/v1/invocations/${run}`, { auth: admin })

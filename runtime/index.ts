@@ -33,15 +33,8 @@ export {
 export type { DataSchema } from './stores.js'
 export type { RunOptions, TokenOp, Warden, WardenOptions } from './warden.js'
 export type { Decision, LogLine } from './sandbox/protocol.js'
-export { createScriptedTransport } from './egress.js'
-export type {
-  HttpResponse,
-  HttpScriptFunction,
-  OutgoingRequest,
-  ScriptedRequest,
-  SendContext,
-  Transport,
-} from './egress.js'
+// The http capability's transport seam (`WardenOptions.http.transport`, `warden/testing`).
+export * from './egress.js'
 export { resolveHostConfig } from './host-config.js'
 export { METRIC_BUCKETS, NO_TELEMETRY, startTelemetry } from './telemetry/telemetry.js'
 export type {

@@ -168,7 +168,7 @@ describe.each<Isolation>(['thread', 'process'])('cancelApp (isolation: %s)', (is
     const app = await rt.warden.load(await compileWat(logsThenLoops))
     const options = {
       interfaces: ['warden:platform/log'],
-      limits: { timeoutMs: 300, fuel: 1e12 },
+      limits: { timeoutMs: 1_000, fuel: 1e12 },
     }
     const timedOut = await rt.warden.invoke(app, 'x', { ...options, appId: 'counted' })
     expect(timedOut.error?.code).toBe('timeout')
@@ -177,14 +177,21 @@ describe.each<Isolation>(['thread', 'process'])('cancelApp (isolation: %s)', (is
       // The host answers a cancel at once, before the child could tell it the count.
       return
     }
-    // Cancelled while it spins: the same count.
+    // Cancelled while it spins: the same count. Cancelled once its five calls were heard (a
+    // slow or loaded machine may take longer than any fixed sleep to get there).
+    const heard = gate()
+    let calls = 0
     const spinning = rt.warden.invoke(app, 'x', {
       ...options,
       appId: 'counted-cancel',
       limits: LONG,
+      onDecision: () => {
+        if (++calls === 5) {
+          heard.open()
+        }
+      },
     })
-    // Let it get going: it is dispatched at once, and the cancel finds it spinning.
-    await new Promise((resolve) => setTimeout(resolve, 300))
+    await heard.opened
     expect(rt.warden.cancelApp('counted-cancel')).toBe(1)
     expect((await spinning).report.hostCalls).toBe(5)
   })

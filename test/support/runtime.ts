@@ -1,7 +1,7 @@
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createRuntime } from '../../runtime/index.js'
+import { createRuntime, DEFAULT_TRANSPILE_BUDGET } from '../../runtime/index.js'
 import type { RuntimeOptions, WardenRuntime } from '../../runtime/index.js'
 
 /** A runtime on a fresh temporary data dir, for one test file. */
@@ -16,7 +16,14 @@ export async function startTestRuntime(
   options: Partial<RuntimeOptions> = {},
 ): Promise<TestRuntime> {
   const dataDir = options.dataDir ?? (await mkdtemp(join(tmpdir(), 'warden-test-')))
-  const warden = await createRuntime({ poolSize: 2, ...options, dataDir })
+  const warden = await createRuntime({
+    poolSize: 2,
+    // A loaded 2-vCPU CI machine can take longer than the default 20 s to transpile a 12 MB
+    // componentize-js build; tests of the budget itself set their own.
+    transpileBudget: { ...DEFAULT_TRANSPILE_BUDGET, timeoutMs: 120_000 },
+    ...options,
+    dataDir,
+  })
   await warden.pool.warm()
   return {
     warden,

@@ -7,7 +7,7 @@
 import { ByteWriter, decodeU32, lebEnd, lebLength } from './bytes.js'
 import { COST } from './cost-model.js'
 import { InstrumentError, REFUSED_FEATURES, malformed, refused, unsupported } from './errors.js'
-import { MAX_FUNCTION_LOCALS, TRAP_FUEL, TRAP_MEMORY } from './meter.js'
+import { MAX_FUNCTION_LOCALS, TRAP_MEMORY } from './meter.js'
 import {
   IMM,
   IMMEDIATES,
@@ -43,7 +43,10 @@ export interface CodeContext {
   typeCount: number
   /** Block type (`[] -> results`) of every type, encoded; used by threaded bodies. */
   resultBlockTypes: readonly Uint8Array[]
-  /** Imported functions: a function index below this is an import. */
+  /**
+   * Imported functions: a function index below this is an import. The `refuel` import comes
+   * next, at this index, and every defined function moves up by one.
+   */
   importedFuncs: number
   /** Type index of every defined function. */
   funcTypes: readonly number[]
@@ -76,6 +79,8 @@ const RW_RETURN_CALL = 4
 const RW_RETURN = 5
 /** A bulk memory or table op (inserted before it): value is the log2 of bytes/elements per fuel. */
 const RW_BULK = 6
+/** A defined function's index (`call`, `return_call`, `ref.func`), past the `refuel` import. */
+const RW_FUNC = 7
 
 /**
  * Iterations a batched loop pays for at once. The memory-heavy kernel of `bench/fuel.bench.ts`
@@ -144,14 +149,14 @@ export class CodeRewriter {
   constructor(bytes: Uint8Array, ctx: CodeContext) {
     this.b = bytes
     this.ctx = ctx
-    const w = new ByteWriter(32)
-    // global.get $fuel; i64.const 0; i64.lt_s; if; i32.const 1; global.set $trap; unreachable; end
+    const w = new ByteWriter(48)
+    // global.get $fuel; i64.const 0; i64.lt_s; if … refuel or trap … end
     w.byte(OP.globalGet)
     w.u32(ctx.fuelGlobal)
     w.byte(OP.i64Const)
     w.byte(0x00)
     w.byte(OP.i64LtS)
-    this.trapSequence(w, TRAP_FUEL, false)
+    this.refuelSequence(w, false)
     this.checkBytes = w.buf.slice(0, w.pos)
   }
 
@@ -262,7 +267,7 @@ export class CodeRewriter {
     w.byte(OP.globalGet)
     w.u32(fuelGlobal)
     w.byte(OP.call)
-    w.u32(importedFuncs + funcTypes.length + i)
+    w.u32(importedFuncs + 1 + funcTypes.length + i)
     w.byte(OP.globalSet)
     w.u32(fuelGlobal)
     w.byte(OP.end)
@@ -271,19 +276,57 @@ export class CodeRewriter {
   }
 
   /**
-   * `if; [local.get $f; global.set $fuel;] i32.const reason; global.set $trap; unreachable; end`:
-   * the flush (by default, in a cached function) leaves the exact fuel for the host to read.
+   * The out-of-line path of a fuel check (`fuel < 0` on the stack): the `refuel` import gets the
+   * count and returns it with the next slice of the run's budget added, or, when the budget is
+   * spent or the run is past its deadline, returns it still below 0 with the reason in `trap`;
+   * then the guest traps, with the count flushed to the global for the host to read.
+   * On `$f` (`onLocal`):
+   *
+   *     if  local.get $f; call $refuel; local.tee $f; i64.const 0; i64.lt_s
+   *         if  local.get $f; global.set $fuel; unreachable  end  end
+   *
+   * on the global: `if  global.get $fuel; call $refuel; global.set $fuel; global.get $fuel;
+   * i64.const 0; i64.lt_s; if unreachable end  end`.
    */
-  private trapSequence(w: ByteWriter, reason: number, flush = this.cached): void {
-    w.ensure(28)
+  private refuelSequence(w: ByteWriter, onLocal: boolean): void {
+    const { fuelGlobal, importedFuncs } = this.ctx
+    w.ensure(40)
     w.byte(OP.if)
     w.byte(TYPE.empty)
-    if (flush) {
+    w.byte(onLocal ? OP.localGet : OP.globalGet)
+    w.u32(onLocal ? this.fuelLocal : fuelGlobal)
+    w.byte(OP.call)
+    w.u32(importedFuncs)
+    if (onLocal) {
+      w.byte(OP.localTee)
+      w.u32(this.fuelLocal)
+    } else {
+      w.byte(OP.globalSet)
+      w.u32(fuelGlobal)
+      w.byte(OP.globalGet)
+      w.u32(fuelGlobal)
+    }
+    w.byte(OP.i64Const)
+    w.byte(0x00)
+    w.byte(OP.i64LtS)
+    w.byte(OP.if)
+    w.byte(TYPE.empty)
+    if (onLocal) {
       w.byte(OP.localGet)
       w.u32(this.fuelLocal)
       w.byte(OP.globalSet)
-      w.u32(this.ctx.fuelGlobal)
+      w.u32(fuelGlobal)
     }
+    w.byte(OP.unreachable)
+    w.byte(OP.end)
+    w.byte(OP.end)
+  }
+
+  /** `if; i32.const reason; global.set $trap; unreachable; end` (the memory cap). */
+  private trapSequence(w: ByteWriter, reason: number): void {
+    w.ensure(16)
+    w.byte(OP.if)
+    w.byte(TYPE.empty)
     w.byte(OP.i32Const)
     w.byte(reason)
     w.byte(OP.globalSet)
@@ -402,8 +445,12 @@ export class CodeRewriter {
           continue
         case IMM.funcIndex: {
           const q = lebEnd(b, p, end, 5)
-          if (decodeU32(b, p, q) >= totalFuncs) {
+          const idx = decodeU32(b, p, q)
+          if (idx >= totalFuncs) {
             throw malformed('function index out of range', p)
+          }
+          if (idx >= importedFuncs) {
+            nrw = this.recordFunc(nrw, p, q, idx)
           }
           p = q
           continue
@@ -511,10 +558,13 @@ export class CodeRewriter {
             rwStart[nrw] = opAt
             rwEnd[nrw] = q
             rwKind[nrw] = RW_CALL
-            rwValue[nrw] = callee + ctx.funcTypes.length
+            rwValue[nrw] = callee + 1 + ctx.funcTypes.length
             nrw++
           } else {
             // An import, or the cached scheme: the callee reads and charges the global.
+            if (callee >= importedFuncs) {
+              nrw = this.recordFunc(nrw, p, q, callee)
+            }
             flush = cached
             reload = cached
           }
@@ -606,9 +656,12 @@ export class CodeRewriter {
             rwStart[nrw] = opAt
             rwEnd[nrw] = q
             rwKind[nrw] = RW_RETURN_CALL
-            rwValue[nrw] = callee + ctx.funcTypes.length
+            rwValue[nrw] = callee + 1 + ctx.funcTypes.length
             nrw++
           } else {
+            if (callee >= importedFuncs) {
+              nrw = this.recordFunc(nrw, p, q, callee)
+            }
             flush = cached
           }
           p = q
@@ -685,6 +738,18 @@ export class CodeRewriter {
   }
 
   /**
+   * Records rewrite number `nrw`: the defined function index `idx` at b[p, q) moves up by one,
+   * past the `refuel` import. Returns the new count of rewrites.
+   */
+  private recordFunc(nrw: number, p: number, q: number, idx: number): number {
+    this.rwStart[nrw] = p
+    this.rwEnd[nrw] = q
+    this.rwKind[nrw] = RW_FUNC
+    this.rwValue[nrw] = idx + 1
+    return nrw + 1
+  }
+
+  /**
    * The branch label b[p, q), rejected unless one of the `depth` enclosing blocks (the function's
    * included): the rewriter wraps code in blocks of its own (a threaded body in one with the
    * function's results), where a label past the input's would land and could return a fuel
@@ -748,12 +813,11 @@ export class CodeRewriter {
         fw.u32(f)
       }
       if (check) {
-        // i64.const 0; i64.lt_s; if; local.get $f; global.set $fuel; i32.const 1;
-        // global.set $trap; unreachable; end
+        // i64.const 0; i64.lt_s; if … refuel or trap … end
         fw.byte(OP.i64Const)
         fw.byte(0x00)
         fw.byte(OP.i64LtS)
-        this.trapSequence(fw, TRAP_FUEL)
+        this.refuelSequence(fw, true)
       }
     } else {
       if (cost > 0) {
@@ -771,30 +835,36 @@ export class CodeRewriter {
         fw.copy(this.checkBytes, 0, this.checkBytes.length)
       }
     }
-    const cur = this.copyRewritten(from, nrw)
     if (flush) {
-      fw.copy(this.b, cur, at)
+      // The rewrites before the block's last instruction, the flush, then that instruction
+      // (a call's or return_call's own index may be rewritten).
+      let first = nrw
+      while (first > 0 && this.rwStart[first - 1] >= at) {
+        first--
+      }
+      fw.copy(this.b, this.copyRewritten(from, 0, first), at)
       this.emitFlush()
-      fw.copy(this.b, at, to)
+      fw.copy(this.b, this.copyRewritten(at, first, nrw), to)
     } else {
-      fw.copy(this.b, cur, to)
+      fw.copy(this.b, this.copyRewritten(from, 0, nrw), to)
     }
   }
 
   /**
-   * Copies b from `from` to the end of the last of the `nrw` recorded rewrites, applying them;
-   * returns where the copy stopped (the caller copies the rest).
+   * Copies b from `from` to the end of the last of the recorded rewrites [first, last), applying
+   * them; returns where the copy stopped (the caller copies the rest).
    */
-  private copyRewritten(from: number, nrw: number): number {
+  private copyRewritten(from: number, first: number, last: number): number {
     const fw = this.fw
     const b = this.b
     let cur = from
-    for (let k = 0; k < nrw; k++) {
+    for (let k = first; k < last; k++) {
       fw.copy(b, cur, this.rwStart[k])
       const value = this.rwValue[k]
       switch (this.rwKind[k]) {
         case RW_GLOBAL:
         case RW_LOCAL:
+        case RW_FUNC:
           fw.u32(value)
           break
         case RW_GROW:
@@ -835,7 +905,7 @@ export class CodeRewriter {
   private onlyRenumbered(nrw: number): boolean {
     for (let k = 0; k < nrw; k++) {
       const kind = this.rwKind[k]
-      if (kind !== RW_LOCAL && kind !== RW_GLOBAL) {
+      if (kind !== RW_LOCAL && kind !== RW_GLOBAL && kind !== RW_FUNC) {
         return false
       }
     }
@@ -852,9 +922,9 @@ export class CodeRewriter {
    *     block                            ;; $exit
    *       loop                           ;; $fast
    *         $f -= U·cost
-   *         if ($f < 0)                  ;; cannot pay for U: the per-iteration code, exactly
+   *         if ($f < 0)                  ;; cannot pay for U: one iteration's code, exactly
    *           $f += U·cost
-   *           loop  $f -= cost; check; S; br_if 0  end
+   *           $f -= cost; check; S; br_if $fast
    *           br $exit
    *         end
    *         S; i32.eqz; if  $f += (U-1)·cost; br $exit  end
@@ -866,8 +936,9 @@ export class CodeRewriter {
    * (then the stream goes on with the `end` of the original loop, which no longer loops).
    * Exact: the fast path runs only when `$f` ≥ U·cost, where cost model 4 cannot trap in the
    * next U iterations either (each leaves `$f` ≥ 0), and leaves `$f` at what model 4 leaves after
-   * the same iterations; otherwise the per-iteration code runs, at most U - 1 iterations before
-   * the loop ends or fuel runs out. Within S nothing flushes `$f`, and a trap the engine raises
+   * the same iterations; otherwise one iteration runs with model 4's charge and check (whose
+   * refuel may add the next slice of the budget) and the next tries the batch again: at most
+   * U - 1 such iterations before the loop ends, fuel runs out or a refuel succeeds. Within S nothing flushes `$f`, and a trap the engine raises
    * in S is reported as the whole budget (the worker), so the host sees the same fuel at every
    * point it can look: flushes, the fuel trap, the export's return.
    */
@@ -886,15 +957,16 @@ export class CodeRewriter {
     fw.byte(OP.if)
     fw.byte(TYPE.empty)
     this.emitAddFuel(batch, false)
-    fw.byte(OP.loop)
-    fw.byte(TYPE.empty)
-    this.emitSegment(from, at, to, nrw, cost, true, false)
-    fw.byte(OP.end)
+    // One iteration with its own charge and check (S without the br_if), then back to $fast.
+    this.emitSegment(from, at, at, nrw, cost, true, false)
+    fw.ensure(8)
+    fw.byte(OP.brIf)
+    fw.byte(1) // $fast: if, $fast
     fw.byte(OP.br)
     fw.byte(2) // $exit: if, $fast, $exit
     fw.byte(OP.end)
     for (let j = 1; j < LOOP_BATCH; j++) {
-      fw.copy(this.b, this.copyRewritten(from, nrw), at)
+      fw.copy(this.b, this.copyRewritten(from, 0, nrw), at)
       fw.byte(OP.i32Eqz)
       fw.byte(OP.if)
       fw.byte(TYPE.empty)
@@ -903,7 +975,7 @@ export class CodeRewriter {
       fw.byte(2)
       fw.byte(OP.end)
     }
-    fw.copy(this.b, this.copyRewritten(from, nrw), at)
+    fw.copy(this.b, this.copyRewritten(from, 0, nrw), at)
     fw.byte(OP.brIf)
     fw.byte(0) // $fast
     fw.byte(OP.end)
@@ -1005,7 +1077,7 @@ export class CodeRewriter {
     fw.u32(this.ctx.capGlobal)
     fw.byte(OP.i64ExtendI32U)
     fw.byte(OP.i64GtU)
-    this.trapSequence(fw, TRAP_MEMORY, false)
+    this.trapSequence(fw, TRAP_MEMORY)
     fw.byte(OP.localGet) // $d
     fw.u32(d)
     fw.byte(OP.i32WrapI64)
@@ -1017,7 +1089,7 @@ export class CodeRewriter {
     fw.byte(OP.i64Const) // -1
     fw.byte(0x7f)
     fw.byte(OP.i64Eq)
-    this.trapSequence(fw, TRAP_MEMORY, false)
+    this.trapSequence(fw, TRAP_MEMORY)
     fw.byte(OP.localGet) // $d
     fw.u32(d)
     fw.byte(OP.i32WrapI64)

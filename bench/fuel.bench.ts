@@ -7,6 +7,7 @@
 import { parse } from '@bytecodealliance/jco'
 import { instrumentModule } from '../runtime/limits/instrument.js'
 import { rewriteModule } from '../runtime/limits/instrument/sections.js'
+import { FuelMeter } from '../runtime/limits/refuel.js'
 import { interleaved } from './support.js'
 import type { Row } from './support.js'
 
@@ -61,11 +62,9 @@ export async function run(): Promise<Row[]> {
     const plain = new WebAssembly.Instance(
       new WebAssembly.Module(plainBytes as Uint8Array<ArrayBuffer>),
     )
-    const meter = {
-      fuel: new WebAssembly.Global({ value: 'i64', mutable: true }, 0n),
-      trap: new WebAssembly.Global({ value: 'i32', mutable: true }, 0),
-      memory_cap: new WebAssembly.Global({ value: 'i32', mutable: false }, 1024),
-    }
+    // The worker's meter: the budget in slices of FUEL_SLICE, refuelled out of line.
+    const fuelMeter = new FuelMeter()
+    const meter = fuelMeter.imports(new WebAssembly.Global({ value: 'i32', mutable: false }, 1024))
     const k = plain.exports.k as () => number
     const want = k()
     /** The kernel instrumented as `bytes`, checked against the plain result; and its fuel. */
@@ -75,14 +74,14 @@ export async function run(): Promise<Row[]> {
         { 'warden:meter': meter },
       )
       const km = instance.exports.k as () => number
-      meter.fuel.value = 1n << 60n
+      fuelMeter.start(1n << 60n)
       if (km() !== want) {
         throw new Error(`${name}: instrumented result differs`)
       }
-      const fuel = (1n << 60n) - (meter.fuel.value as bigint)
+      const fuel = (1n << 60n) - fuelMeter.left()
       return [
         () => {
-          meter.fuel.value = 1n << 60n
+          fuelMeter.start(1n << 60n)
           km()
         },
         fuel,

@@ -11,6 +11,7 @@ import { createRuntime } from '../runtime/index.js'
 import { guestFile } from '../test/support/wat.js'
 import { medians } from './support.js'
 import type { Row } from './support.js'
+import { FuelMeter } from '../runtime/limits/refuel.js'
 
 const QUESTION = 'fresh-instance run of a tiny WAT action (echo, 1 log call)'
 
@@ -40,11 +41,11 @@ export async function run(): Promise<Row[]> {
     const app = await warden.load(bytes)
     await warden.pool.warm()
     const instrumented = app.sandbox.modules
-    const meter = () => ({
-      fuel: new WebAssembly.Global({ value: 'i64', mutable: true }, 1_000_000_000n),
-      trap: new WebAssembly.Global({ value: 'i32', mutable: true }, 0),
-      memory_cap: new WebAssembly.Global({ value: 'i32', mutable: false }, 1024),
-    })
+    const meter = () => {
+      const m = new FuelMeter()
+      m.start(1_000_000_000n)
+      return m.imports(new WebAssembly.Global({ value: 'i32', mutable: false }, 1024))
+    }
     const write = () => {}
     // The floor: the echo component's own core modules, wired by hand.
     const memoryModule = Object.values(plain).find(

@@ -216,12 +216,13 @@ describe('errors and denials', () => {
     const [call] = callsOf(run)
     expect(call!.fn).toBe('hang')
     expect(call!.ctx.signal.aborted).toBe(true)
-    // The stuck worker is killed and replaced.
-    await expect.poll(() => rt.warden.pool.replacements).toBe(replacements + 1)
+    // Released, the call answers and the guest returns within the pool's grace: the worker
+    // comes back and is not replaced (test/deadline-in-guest.test.ts has one that never does).
 
     const after: JsonItem = { name: 'after', tags: [], score: 1, blob: [1] }
     const next = await invoke({ op: 'echoItem', item: after })
     expect(reply(next)).toEqual({ ok: after })
+    expect(rt.warden.pool.replacements).toBe(replacements)
   })
 })
 

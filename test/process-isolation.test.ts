@@ -32,7 +32,7 @@ import {
 import { ProcessSandboxPool } from '../runtime/sandbox/process/pool.js'
 import { FrameReader, frame, parseFromChild } from '../runtime/sandbox/process/protocol.js'
 import { fakeRunContext } from './support/context.js'
-import { ECHO_CALLER, hostCallFlood } from './support/guests.js'
+import { ECHO_CALLER, hostCallFlood, infiniteLoop } from './support/guests.js'
 import { actionWat, compileWat, guestFile } from './support/wat.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
@@ -348,6 +348,22 @@ describe('the sandbox process', () => {
         expect((await probe({ kind: 'none' })).connect).toBe('allowed')
       },
     )
+  })
+})
+
+describe('deadlines in the sandbox process', () => {
+  it('ends a loop past its deadline in the guest: the child and its worker live on', async () => {
+    const pool = processPool()
+    const pid = pool.pid
+    const before = pool.replacements
+    const loop = await processes.warden.load(await compileWat(infiniteLoop))
+    const run = await processes.warden.invoke(loop, '', { limits: { fuel: 1e12, timeoutMs: 200 } })
+    expect(run.error).toEqual({ code: 'timeout', message: 'the run passed its 200 ms deadline' })
+    expect(run.report.fuelUsed).toBeNull()
+    const next = await processes.warden.invoke(echo.process, 'after the deadline')
+    expect(next.output).toBe('after the deadline')
+    expect(pool.replacements).toBe(before)
+    expect(pool.pid).toBe(pid)
   })
 })
 

@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest'
 import fc from 'fast-check'
 import { parse } from '@bytecodealliance/jco'
 import { InstrumentError, METER_MODULE, TRAP_FUEL, instrumentModule } from './instrument.js'
+import { FuelMeter } from './refuel.js'
 import { rewriteModule } from './instrument/sections.js'
 import type { FuelScheme } from './instrument/sections.js'
 
@@ -61,7 +62,7 @@ async function module(): Promise<Uint8Array> {
   return plain
 }
 
-async function run(scheme: FuelScheme, fuel = 1_000_000_000n) {
+async function run(scheme: FuelScheme, fuel = 1_000_000_000n, slice = 1n << 62n) {
   const bytes = rewriteModule(
     await module(),
     OPTS.maxMemoryPages,
@@ -69,20 +70,20 @@ async function run(scheme: FuelScheme, fuel = 1_000_000_000n) {
     scheme,
   ).bytes
   expect(Wasm.validate(bytes)).toBe(true)
-  const m = {
-    fuel: new Wasm.Global({ value: 'i64', mutable: true }, fuel),
-    trap: new Wasm.Global({ value: 'i32', mutable: true }, 0),
-    memory_cap: new Wasm.Global({ value: 'i32', mutable: false }, OPTS.maxMemoryPages),
-  }
+  const meter = new FuelMeter(slice)
+  meter.start(fuel)
+  const m = meter.imports(
+    new Wasm.Global({ value: 'i32', mutable: false }, OPTS.maxMemoryPages) as WebAssembly.Global,
+  )
   const exports = new Wasm.Instance(new Wasm.Module(bytes), { [METER_MODULE]: m }).exports
   const mem = exports.mem as { buffer: ArrayBuffer }
   /** Calls an export; returns the fuel it used. */
   const call = (name: string, ...args: number[]): bigint => {
-    const before = m.fuel.value as bigint
+    const before = meter.left()
     ;(exports[name] as Fn)(...args)
-    return before - (m.fuel.value as bigint)
+    return before - meter.left()
   }
-  return { call, exports, m, bytes: () => new Uint8Array(mem.buffer) }
+  return { call, exports, m, left: () => meter.left(), bytes: () => new Uint8Array(mem.buffer) }
 }
 
 const bytesFuel = (n: number) => BigInt(Math.ceil(n / 64))
@@ -147,12 +148,16 @@ describe.each(SCHEMES)('bulk ops pay for their length (%s scheme)', (scheme) => 
       fc.asyncProperty(
         fc.integer({ min: 0, max: 131_072 }),
         fc.bigInt({ min: 0n, max: 3000n }),
-        async (n, fuel) => {
-          const r = await run(scheme, fuel)
+        // The budget in slices, smaller or larger than the length's charge.
+        fc.oneof(fc.constant(1n << 62n), fc.bigInt({ min: 1n, max: 3000n })),
+        async (n, fuel, slice) => {
+          const r = await run(scheme, fuel, slice)
           const cost = 5n + bytesFuel(n)
           if (fuel - cost < 0n) {
             expect(() => r.call('fill', 0, 1, n)).toThrow(Wasm.RuntimeError)
             expect(r.m.trap.value).toBe(TRAP_FUEL)
+            // At the entry check when the 5 static fuel do not fit, else at the length's.
+            expect(r.left()).toBe(fuel < 5n ? fuel - 5n : fuel - cost)
             expect(r.bytes().every((x) => x === 0)).toBe(true)
           } else {
             expect(r.call('fill', 0, 1, n)).toBe(cost)

@@ -3,6 +3,7 @@
  * instrumented and compares results and `fuelUsed` with values recorded under cost model 2 (fuel
  * cached in a local, flushed at every call), before fuel was threaded through internal calls.
  */
+import { FuelMeter } from './refuel.js'
 
 /** One call to make on the instance, in order; fuel is measured after each. */
 export interface FuelCall {
@@ -279,21 +280,28 @@ const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 /**
  * Runs a program's calls on one instance of `bytes` (an instrumented module) and reports, per
  * call, its result or trap (`trap:<reason>` from the `trap` global, `error:<name>` otherwise) and
- * the fuel used so far.
+ * the fuel used so far. `slice`: the budget goes to the guest in slices of this much fuel
+ * (`../refuel.ts`); by default in one piece, as a single budget. The outcomes must not depend
+ * on it.
  */
-export function runFuelProgram(program: FuelProgram, bytes: Uint8Array): FuelOutcome[] {
+export function runFuelProgram(
+  program: FuelProgram,
+  bytes: Uint8Array,
+  slice: bigint = 1n << 62n,
+): FuelOutcome[] {
   const start = program.fuel ?? 1_000_000n
-  const meter = {
-    fuel: new Wasm.Global({ value: 'i64', mutable: true }, start),
-    trap: new Wasm.Global({ value: 'i32', mutable: true }, 0),
-    memory_cap: new Wasm.Global({ value: 'i32', mutable: false }, 4),
-  }
+  const meter = new FuelMeter(slice)
+  meter.start(start)
   let exports: Record<string, unknown> = {}
   const extra = program.imports?.(
-    () => meter.fuel.value as bigint,
+    () => meter.left(),
     () => exports,
   )
-  exports = new Wasm.Instance(new Wasm.Module(bytes), { ...extra, 'warden:meter': meter }).exports
+  const cap = new Wasm.Global({ value: 'i32', mutable: false }, 4)
+  exports = new Wasm.Instance(new Wasm.Module(bytes), {
+    ...extra,
+    'warden:meter': meter.imports(cap as unknown as WebAssembly.Global),
+  }).exports
   const outcomes: FuelOutcome[] = []
   for (const call of program.calls) {
     let result: string
@@ -303,7 +311,7 @@ export function runFuelProgram(program: FuelProgram, bytes: Uint8Array): FuelOut
     } catch (err) {
       result = meter.trap.value !== 0 ? `trap:${meter.trap.value}` : `error:${(err as Error).name}`
     }
-    outcomes.push({ result, fuelUsed: String(start - (meter.fuel.value as bigint)) })
+    outcomes.push({ result, fuelUsed: String(start - meter.left()) })
   }
   return outcomes
 }

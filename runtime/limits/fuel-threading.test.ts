@@ -106,11 +106,17 @@ describe('fuel threaded through internal calls (cost model 3)', () => {
       const plain = await wat(program.wat)
       const threaded = rewrite(plain, 'threaded')
       const cached = rewrite(plain, 'cached')
-      const imports = (await functionCount(plain)) - (await functionCount(cached))
-      expect(imports).toBe(0)
+      // The cached scheme adds one function: the refuel import.
+      expect(await functionCount(cached)).toBe((await functionCount(plain)) + 1)
       const defined = (await functionCount(plain)) - (program.imports ? 1 : 0)
-      expect(await functionCount(threaded)).toBe((await functionCount(plain)) + defined)
-      expect(runFuelProgram(program, threaded)).toEqual(runFuelProgram(program, cached))
+      expect(await functionCount(threaded)).toBe((await functionCount(plain)) + 1 + defined)
+      const single = runFuelProgram(program, cached)
+      expect(runFuelProgram(program, threaded)).toEqual(single)
+      // The budget in slices (refuels at entries and loop headers): the same outcomes.
+      for (const slice of [1n, 2n, 13n, 1000n]) {
+        expect(runFuelProgram(program, threaded, slice)).toEqual(single)
+        expect(runFuelProgram(program, cached, slice)).toEqual(single)
+      }
     }
   })
 
@@ -207,7 +213,7 @@ describe('fuel threaded through internal calls (cost model 3)', () => {
       const threaded = rewrite(plain, 'threaded')
       // No twin added: the output is the cached scheme's, byte for byte.
       expect(threaded).toEqual(rewrite(plain, 'cached'))
-      expect(await functionCount(threaded)).toBe(await functionCount(plain))
+      expect(await functionCount(threaded)).toBe((await functionCount(plain)) + 1)
       const program: FuelProgram = { name: 'fallback', wat: text, calls }
       return runFuelProgram(program, threaded)
     }
@@ -379,7 +385,8 @@ describe('fuel threaded through internal calls (cost model 3)', () => {
         fc.array(expr, { minLength: FUNCS, maxLength: FUNCS }),
         fc.integer({ min: 0, max: 5 }),
         fc.integer({ min: 0, max: 400 }),
-        async (bodies, n, fuel) => {
+        fc.bigInt({ min: 1n, max: 60n }),
+        async (bodies, n, fuel, slice) => {
           const funcs = bodies.map(
             (body, j) => `(func $f${j} (param $n i32) (result i32) (local $i i32) ${body})`,
           )
@@ -406,12 +413,84 @@ describe('fuel threaded through internal calls (cost model 3)', () => {
                 { export: 'run', args: [n + 1] },
               ],
             }
-            const threaded = runFuelProgram(program, rewrite(plain, 'threaded'))
-            expect(threaded).toEqual(runFuelProgram(program, rewrite(plain, 'cached')))
+            const single = runFuelProgram(program, rewrite(plain, 'cached'))
+            expect(runFuelProgram(program, rewrite(plain, 'threaded'))).toEqual(single)
+            // Refuels mid-function, mid-recursion, in callees through the table: no difference.
+            expect(runFuelProgram(program, rewrite(plain, 'threaded'), slice)).toEqual(single)
+            expect(runFuelProgram(program, rewrite(plain, 'cached'), slice)).toEqual(single)
           }
         },
       ),
       { numRuns: 60 },
     )
   }, 60_000)
+})
+
+describe('loops wrapped for their refill (cost model 6)', () => {
+  // Branches that leave nested loops for outer blocks (br, br_if, br_table, a loop with a
+  // result, a try in a loop with rethrow and delegate): their labels cross the three blocks
+  // each wrapped loop gets, and must land where they did.
+  const text = `(module
+    (tag $e)
+    (func $nested (param $n i32) (result i32)
+      (local $i i32) (local $j i32) (local $acc i32)
+      (block $out
+        (loop $a
+          (local.set $j (i32.const 0))
+          (block $skip
+            (loop $b
+              (local.set $acc (i32.add (local.get $acc) (local.get $j)))
+              (local.set $j (i32.add (local.get $j) (i32.const 1)))
+              (br_table $b $skip $out $a (i32.rem_u (i32.add (local.get $i) (local.get $j)) (i32.const 7)))))
+          (local.set $i (i32.add (local.get $i) (i32.const 1)))
+          (br_if $out (i32.ge_u (local.get $i) (local.get $n)))
+          (local.set $j (i32.add (local.get $j) (i32.const 1)))
+          (br $a)))
+      (local.get $acc))
+    (func $valued (param $n i32) (result i32)
+      (local $k i32)
+      (loop $l (result i32)
+        (local.set $k (i32.add (local.get $k) (i32.const 3)))
+        (br_if $l (i32.lt_u (local.get $k) (local.get $n)))
+        (local.get $k)))
+    (func $tries (param $n i32) (result i32)
+      (local $k i32)
+      (block $done
+        (loop $l
+          try
+            try
+              (if (i32.eq (i32.rem_u (local.get $k) (i32.const 5)) (i32.const 4)) (then (throw $e)))
+            delegate 0
+          catch $e
+            (local.set $k (i32.add (local.get $k) (i32.const 100)))
+          end
+          (local.set $k (i32.add (local.get $k) (i32.const 1)))
+          (br_if $done (i32.ge_u (local.get $k) (local.get $n)))
+          (br $l)))
+      (local.get $k))
+    (func (export "run") (param i32) (result i32)
+      (i32.add (call $nested (local.get 0))
+        (i32.add (call $valued (local.get 0)) (call $tries (local.get 0))))))`
+
+  it('gives the same results and fuel at every slice size, in both schemes', async () => {
+    const plain = await wat(text)
+    const calls = [0, 1, 9, 50, 300].map((n) => ({ export: 'run', args: [n] }))
+    const plainRun = new WebAssembly.Instance(
+      new WebAssembly.Module(plain as Uint8Array<ArrayBuffer>),
+      {},
+    ).exports.run as (n: number) => number
+    for (const fuel of [1_000_000n, 3_000n, 200n]) {
+      const program: FuelProgram = { name: 'wrapped', wat: text, fuel, calls }
+      const single = runFuelProgram(program, rewrite(plain, 'cached'))
+      if (fuel === 1_000_000n) {
+        expect(single.map((o) => o.result)).toEqual(
+          calls.map((c) => String(plainRun(c.args[0] as number))),
+        )
+      }
+      for (const slice of [1n, 2n, 7n, 64n]) {
+        expect(runFuelProgram(program, rewrite(plain, 'threaded'), slice)).toEqual(single)
+        expect(runFuelProgram(program, rewrite(plain, 'cached'), slice)).toEqual(single)
+      }
+    }
+  })
 })

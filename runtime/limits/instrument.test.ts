@@ -14,6 +14,8 @@ import {
 } from './instrument.js'
 import type { InstrumentOptions } from './instrument.js'
 import { rewriteModule } from './instrument/sections.js'
+import { FuelMeter } from './refuel.js'
+import type { MeterImports } from './refuel.js'
 
 // NB: the project's lib setting (ES2023, no DOM) has no WebAssembly types, so describe the part of
 // the JS API these tests use.
@@ -39,7 +41,7 @@ interface WasmApi {
 const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
 type Fn = (...args: unknown[]) => unknown
-type Meter = { fuel: WasmGlobal; trap: WasmGlobal; memory_cap: WasmGlobal }
+type Meter = MeterImports
 
 const OPTS: InstrumentOptions = { maxMemoryPages: 64, maxTableElements: 1000 }
 
@@ -47,12 +49,11 @@ async function wat(text: string): Promise<Uint8Array> {
   return (await parse(text)) as Uint8Array
 }
 
+/** A single budget (one slice holds it all): the `fuel` global is the whole count. */
 function meter(fuel = 1_000_000n, cap = 16): Meter {
-  return {
-    fuel: new Wasm.Global({ value: 'i64', mutable: true }, fuel),
-    trap: new Wasm.Global({ value: 'i32', mutable: true }, 0),
-    memory_cap: new Wasm.Global({ value: 'i32', mutable: false }, cap),
-  }
+  const m = new FuelMeter(1n << 62n)
+  m.start(fuel)
+  return m.imports(new Wasm.Global({ value: 'i32', mutable: false }, cap) as WebAssembly.Global)
 }
 
 function instantiate(bytes: Uint8Array, imports: object = {}): Record<string, unknown> {
@@ -145,21 +146,34 @@ async function printedBodies(bytes: Uint8Array): Promise<(n: number) => string[]
 }
 
 /** Printed forms of the metering code (meter globals first: fuel is global 0, trap 1). */
-/** Entry (or reload) of the fuel local `f`, charge, check: the check flushes before trapping. */
-const ENTRY = (cost: number, f: number) => [
-  'global.get 0',
-  `i64.const ${cost}`,
-  'i64.sub',
+/**
+ * The check of the fuel local `f` (`refuel` is function 0: the module imports no function):
+ * below 0, the host's refuel adds the next slice, or the count stays below 0 and the guest
+ * flushes it and traps (the host set the reason).
+ */
+const CHECK = (f: number) => [
+  'i64.const 0',
+  'i64.lt_s',
+  'if',
+  `local.get ${f}`,
+  'call 0',
   `local.tee ${f}`,
   'i64.const 0',
   'i64.lt_s',
   'if',
   `local.get ${f}`,
   'global.set 0',
-  'i32.const 1',
-  'global.set 1',
   'unreachable',
   'end',
+  'end',
+]
+/** Entry (or reload) of the fuel local `f`, charge, check. */
+const ENTRY = (cost: number, f: number) => [
+  'global.get 0',
+  `i64.const ${cost}`,
+  'i64.sub',
+  `local.tee ${f}`,
+  ...CHECK(f),
 ]
 const CHARGE = (cost: number, f: number) => [
   `local.get ${f}`,
@@ -383,21 +397,12 @@ describe('instrumentModule: fuel in a local', () => {
 
   it('threads fuel: a wrapper at each index, the body at i + n with a fuel parameter and result', async () => {
     const body = await printedBodies(instrumentModule(await wat(SHAPES_WAT), OPTS).bytes)
-    // The original indices keep their types and pass the global in and out.
-    expect(body(1)).toEqual(['local.get 0', 'global.get 0', 'call 4', 'global.set 0'])
+    // Function 0 is the refuel import; the original functions, one index up, keep their types
+    // and pass the global in and out.
+    expect(body(2)).toEqual(['local.get 0', 'global.get 0', 'call 5', 'global.set 0'])
     // Parameter 0 keeps its index, the fuel parameter is 1, the declared f32 local moves to 2.
-    const check = (f: number) => [
-      'i64.const 0',
-      'i64.lt_s',
-      'if',
-      `local.get ${f}`,
-      'global.set 0',
-      'i32.const 1',
-      'global.set 1',
-      'unreachable',
-      'end',
-    ]
-    expect(body(4)).toEqual([
+    const check = CHECK
+    expect(body(5)).toEqual([
       '(local f32)',
       'block (result i32)', // branches to the function's label land here
       'local.get 1',
@@ -406,7 +411,7 @@ describe('instrumentModule: fuel in a local', () => {
       'local.tee 1',
       ...check(1),
       'local.get 1', // fuel in…
-      'call 3',
+      'call 4',
       'local.set 1', // …and back: no global
       ...CHARGE(1, 1),
       'block',
@@ -426,7 +431,7 @@ describe('instrumentModule: fuel in a local', () => {
       'local.get 1', // the fuel result
     ])
     // A catch body starts from the global: the code that threw flushed it.
-    expect(body(5)).toEqual([
+    expect(body(6)).toEqual([
       'block',
       'local.get 0',
       'i64.const 1',
@@ -436,7 +441,7 @@ describe('instrumentModule: fuel in a local', () => {
       'try',
       ...CHARGE(1, 0),
       'local.get 0',
-      'call 3',
+      'call 4',
       'local.set 0',
       ...CHARGE(1, 0),
       'catch 0',
@@ -453,11 +458,11 @@ describe('instrumentModule: fuel in a local', () => {
     const plain = await wat(SHAPES_WAT)
     const body = await printedBodies(rewriteModule(plain, 64, 1000, 'cached').bytes)
     // Parameter 0 and local 1 keep their indices; the fuel local is 2.
-    expect(body(1)).toEqual([
+    expect(body(2)).toEqual([
       '(local f32 i64)',
       ...ENTRY(1, 2),
       ...FLUSH(2),
-      'call 0',
+      'call 1',
       ...RELOAD(1, 2),
       'block',
       ...CHARGE(3, 2),
@@ -476,13 +481,13 @@ describe('instrumentModule: fuel in a local', () => {
       ...FLUSH(2), // the final end returns
     ])
     // A catch body starts from the global: the callee charged it before throwing.
-    expect(body(2)).toEqual([
+    expect(body(3)).toEqual([
       '(local i64)',
       ...ENTRY(1, 0),
       'try',
       ...CHARGE(1, 0),
       ...FLUSH(0),
-      'call 0',
+      'call 1',
       ...RELOAD(1, 0),
       'catch 0',
       ...RELOAD(2, 0),
@@ -820,7 +825,8 @@ describe('instrumentModule: index shift and pass-through', () => {
   it('handles an empty module', () => {
     const out = instrumentModule(new Uint8Array(HEADER), OPTS)
     expect(Wasm.validate(out.bytes)).toBe(true)
-    expect(sections(out.bytes)).toEqual(['2'])
+    // The type of the refuel import, then the meter imports.
+    expect(sections(out.bytes)).toEqual(['1', '2'])
   })
 })
 
@@ -888,6 +894,41 @@ describe('instrumentModule: rejects', () => {
     expect(expectInstrumentError(() => instrumentModule(plain, OPTS)).message).toMatch(
       /warden:meter/,
     )
+  })
+
+  it('rejects a module that imports the refuel function (it would hand itself the budget)', async () => {
+    for (const text of [
+      `(module (import "${METER_MODULE}" "refuel" (func (param i64) (result i64))))`,
+      `(module (import "env" "f" (func)) (import "${METER_MODULE}" "refuel" (func $r (param i64) (result i64)))
+        (func (export "run") (result i64) (call $r (i64.const -1000000))))`,
+    ]) {
+      const plain = await wat(text)
+      expect(expectInstrumentError(() => instrumentModule(plain, OPTS)).message).toMatch(
+        /warden:meter/,
+      )
+    }
+  })
+
+  it('gives the guest no index that names the refuel import: its own move up by one', async () => {
+    // The guest's first defined function has the index the refuel import takes in the output;
+    // `call`, `ref.func`, the table, the export and `start` all still reach the guest's own.
+    const { fn, m } = metered(
+      await wat(`(module (import "env" "f" (func $f)) (table 1 funcref) (elem (i32.const 0) $first)
+        (global $g (mut i32) (i32.const 0))
+        (func $first (result i64) (global.set $g (i32.add (global.get $g) (i32.const 1))) (i64.const 7))
+        (func $s (drop (call $first)))
+        (start $s)
+        (func (export "direct") (result i64) (call $first))
+        (func (export "indirect") (result i64) (call_indirect (result i64) (i32.const 0)))
+        (func (export "ref") (result i32) (ref.is_null (ref.func $first)))
+        (export "first" (func $first)))`),
+      { imports: { env: { f: () => {} } } },
+    )
+    for (const name of ['direct', 'indirect', 'first']) {
+      expect(fn(name)()).toBe(7n)
+    }
+    expect(fn('ref')()).toBe(0)
+    expect(m.trap.value).toBe(0)
   })
 
   it('rejects memory64 and a component', async () => {

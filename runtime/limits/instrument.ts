@@ -7,7 +7,17 @@
  *
  * What it does to a module:
  * - appends three global imports from {@link METER_MODULE} (`fuel`, `trap`, `memory_cap`) at the
- *   end of the import section, so every defined global shifts by +3 (all references rewritten);
+ *   end of the import section, so every defined global shifts by +3 (all references rewritten),
+ *   and the function import `refuel` (type (i64) -> (i64), appended to the type section) after
+ *   the module's function imports, so every defined function shifts by +1 (exports, elements,
+ *   `ref.func`, `start`, calls rewritten);
+ * - hands the run's budget to the guest in slices: a fuel check that finds the count below 0
+ *   calls `refuel`, which adds the next slice or ends the run (fuel spent, deadline passed:
+ *   `refuel.ts`), with the same fuel at every point the host reads as with one budget. A loop
+ *   without parameters becomes `block bt; loop; block; loop bt … end; br 2; end; <refill>;
+ *   br 0; end; unreachable; end`: its header check leaves the loop to refill and re-enters it
+ *   (branch labels that cross the three added blocks are shifted), so no call merges back into
+ *   the loop's hot path (`instrument/code.ts`, `emitRefillTail`);
  * - charges fuel at the start of each basic block and checks it at function entry and loop headers
  *   (a small one-block loop pays for 4 iterations at once, with the same observable fuel: see
  *   `emitBatchedLoop` in `instrument/code.ts`);
@@ -104,6 +114,8 @@ export {
   MAX_FUNCTION_LOCALS,
   MEMORY_EXPORT_PREFIX,
   METER_MODULE,
+  REFUEL_IMPORT,
+  TRAP_DEADLINE,
   TRAP_FUEL,
   TRAP_MEMORY,
 } from './instrument/meter.js'

@@ -24,9 +24,21 @@ function rewrite(plain: Uint8Array, scheme: FuelScheme, batch: boolean): Uint8Ar
   return rewriteModule(plain, OPTS.maxMemoryPages, OPTS.maxTableElements, scheme, batch).bytes
 }
 
-function run(text: string, bytes: Uint8Array, calls: FuelCall[], fuel: bigint): FuelOutcome[] {
-  return runFuelProgram({ name: 'loop', wat: text, calls, fuel }, bytes)
+function run(
+  text: string,
+  bytes: Uint8Array,
+  calls: FuelCall[],
+  fuel: bigint,
+  slice?: bigint,
+): FuelOutcome[] {
+  return runFuelProgram({ name: 'loop', wat: text, calls, fuel }, bytes, slice)
 }
+
+/**
+ * Budgets handed out in slices this small refuel mid-batch, mid-iteration and at every check:
+ * the outcomes must be those of the single budget (`../refuel.ts`).
+ */
+const SLICES = [1n, 3n, 17n, 100n]
 
 /** Whether batching changed the module (some loop in it was batched). */
 function batched(plain: Uint8Array, scheme: FuelScheme = 'threaded'): boolean {
@@ -36,24 +48,33 @@ function batched(plain: Uint8Array, scheme: FuelScheme = 'threaded'): boolean {
 }
 
 /**
- * Runs `calls` with batched and per-iteration code, both schemes, at `fuel` and at every budget
- * in `budgets`, and expects the same outcomes; returns the outcomes at `fuel`.
+ * Runs `calls` with batched and per-iteration code, both schemes, at every budget in `budgets`,
+ * in one piece and in each of `slices`, and expects the outcomes of the per-iteration code with
+ * the single budget.
  */
 function expectSameFuel(
   text: string,
   plain: Uint8Array,
   calls: FuelCall[],
   budgets: bigint[],
+  slices: bigint[] = SLICES,
 ): void {
   for (const scheme of SCHEMES) {
     const on = rewrite(plain, scheme, true)
     const off = rewrite(plain, scheme, false)
     for (const fuel of budgets) {
-      expect({ scheme, fuel, out: run(text, on, calls, fuel) }).toEqual({
-        scheme,
-        fuel,
-        out: run(text, off, calls, fuel),
-      })
+      const expected = { scheme, fuel, out: run(text, off, calls, fuel) }
+      expect({ scheme, fuel, out: run(text, on, calls, fuel) }).toEqual(expected)
+      for (const slice of slices) {
+        expect({ scheme, fuel, slice, out: run(text, on, calls, fuel, slice) }).toEqual({
+          ...expected,
+          slice,
+        })
+        expect({ scheme, fuel, slice, out: run(text, off, calls, fuel, slice) }).toEqual({
+          ...expected,
+          slice,
+        })
+      }
     }
   }
 }
@@ -273,7 +294,8 @@ describe('batched loop charges', () => {
         placed,
         fc.array(fc.integer({ min: 0, max: 40 }), { minLength: 1, maxLength: 3 }),
         fc.bigInt({ min: 0n, max: 4000n }),
-        async ([code, where], ns, randomFuel) => {
+        fc.bigInt({ min: 1n, max: 200n }),
+        async ([code, where], ns, randomFuel, slice) => {
           const reset = '(local.set $i (i32.const 0))'
           const inner =
             where === 'twice'
@@ -303,7 +325,7 @@ describe('batched loop charges', () => {
           const off = rewrite(plain, 'threaded', false)
           const need = BigInt(run(text, off, calls, 1n << 40n).at(-1)!.fuelUsed)
           const budgets = [randomFuel, need - 1n, need, (need * 3n) / 4n, 0n].filter((f) => f >= 0n)
-          expectSameFuel(text, plain, calls, budgets)
+          expectSameFuel(text, plain, calls, budgets, [slice, 1n])
         },
       ),
       { numRuns: 150 },

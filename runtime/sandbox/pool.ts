@@ -4,9 +4,12 @@
  * - Compiled core modules reach workers by `postMessage` (V8 shares the compiled code).
  * - Host calls arrive over each worker's shared channel; the pool hands them to `onHostCall`
  *   and writes the answer back while the guest waits in `Atomics.wait`.
- * - A watchdog ends every run at its deadline: the worker is terminated, the run answers
- *   `timeout` at once, and a fresh worker is started in the background. `cancel` ends chosen
- *   runs (an app's, when it is disabled) the same way, and drops them from the queue.
+ * - Every run ends at its deadline with `timeout`. The guest ends it itself, at its first fuel
+ *   check past the deadline (`../limits/refuel.ts`), and its worker takes the next run. A
+ *   watchdog answers `timeout` at the deadline in any case; a worker that has not come back
+ *   {@link DEADLINE_GRACE_MS} later (stuck in a host call, in the host's own work) is
+ *   terminated and a fresh one started in the background. `cancel` ends chosen runs (an app's,
+ *   when it is disabled) by terminating their workers at once, and drops them from the queue.
  * - A worker that dies mid-run ends that run with `internal`; the pool heals itself.
  * - Nothing a worker sends is trusted: a malformed or forged message (unknown tag, wrong
  *   length, deep nesting, wrong shape) retires that worker and ends its run with `internal`.
@@ -153,10 +156,23 @@ export interface SandboxPoolOptions extends AppShareOptions {
   prepareDelayMs?: number
   /** @internal Tests only: start this module instead of `./worker` (a forged worker). */
   workerModule?: { from: string; name: string }
+  /** How long past its deadline a run's worker has to come back. Default {@link DEADLINE_GRACE_MS}. */
+  deadlineGraceMs?: number
+  /** @internal Fuel per slice of a run's budget (`../limits/refuel.ts`); tests use small ones. */
+  fuelSlice?: number
 }
 
 /** The default {@link SandboxPoolOptions.hogNice}: the lowest priority there is. */
 export const HOG_NICE = 19
+
+/**
+ * How long past a run's deadline its worker has to come back before it is terminated, in ms
+ * (the run has answered `timeout` already). A guest notices the deadline within one fuel
+ * slice of work (~2 ms of CPU, `../limits/refuel.ts`); a hog's worker runs at nice 19 and, on
+ * a busy machine, gets a small share of a vCPU, so it may need many times that in wall time.
+ * Until then its worker takes no other run.
+ */
+export const DEADLINE_GRACE_MS = 500
 
 /**
  * How long a worker waits after posting a result before it prepares the next instance
@@ -214,6 +230,12 @@ interface ActiveRun {
   calls?: Spinner
   /** The run has a listener: how many more decisions its worker may post live. */
   live?: { left: number }
+  /**
+   * The run answered `timeout` at its deadline and its worker has not come back yet: the slot
+   * takes no other run, host calls are refused, and the worker is terminated if it has not
+   * come back within the grace (`#onDeadline`).
+   */
+  overdue?: boolean
 }
 
 interface Slot {
@@ -336,7 +358,8 @@ export class SandboxPool implements Sandbox {
   cancel(match: RunMatch, error: SerializedError, scope: CancelScope = 'all'): number {
     const running: [Slot, ActiveRun][] = []
     for (const slot of scope === 'all' ? this.#slots : []) {
-      if (slot.current && match(slot.current.job.context)) {
+      // An overdue run has answered already; its worker goes at the end of its grace.
+      if (slot.current && !slot.current.overdue && match(slot.current.job.context)) {
         running.push([slot, slot.current])
       }
     }
@@ -395,6 +418,7 @@ export class SandboxPool implements Sandbox {
       spin: { response: this.#spin.response, job: this.#spin.job },
       ...(this.#options.prepareInstances === false ? { prepareInstances: false } : {}),
       prepareDelayMs: this.#options.prepareDelayMs ?? PREPARE_DELAY_MS,
+      ...(this.#options.fuelSlice ? { fuelSlice: this.#options.fuelSlice } : {}),
     }
     const entry = this.#options.workerModule ?? { from: import.meta.url, name: './worker' }
     const worker = startWorker(entry.from, entry.name, {
@@ -482,7 +506,10 @@ export class SandboxPool implements Sandbox {
           slot,
           msg.ok
             ? { ok: true, outcome: msg.outcome, value: msg.value, metering: msg.metering, wallMs }
-            : { ok: false, error: msg.error, metering: msg.metering, wallMs },
+            : msg.error.code === 'timeout'
+              ? // Ended in the guest at its deadline: answered as the watchdog answers.
+                this.#timedOut(run, msg.metering.hostCalls)
+              : { ok: false, error: msg.error, metering: msg.metering, wallMs },
         )
         if (slot.niced !== undefined && renice(slot.tid, slot.niced) === undefined) {
           // Left at a low priority, it would slow every app's runs: replace it.
@@ -522,11 +549,44 @@ export class SandboxPool implements Sandbox {
     }
   }
 
-  #onTimeout(slot: Slot, run: ActiveRun): void {
-    this.#abandon(slot, run, {
+  /**
+   * The deadline passed and the worker has not answered: the run answers `timeout` now, and
+   * the worker, which ends the run at its next fuel check, has the grace to come back before
+   * it is terminated.
+   */
+  #onDeadline(slot: Slot, run: ActiveRun): void {
+    if (slot.current !== run || run.overdue) {
+      return
+    }
+    run.overdue = true
+    // A hog's worker at nice 19 would wait long for the vCPU it needs to reach its next fuel
+    // check on a busy machine: give it back its priority (if that fails, the result retries
+    // and replaces the worker, as after any run).
+    if (slot.niced !== undefined && renice(slot.tid, slot.niced) !== undefined) {
+      slot.niced = undefined
+    }
+    const answer = run.resolve
+    run.resolve = () => {}
+    const result = this.#timedOut(run, Atomics.load(slot.channel.header, CHANNEL.CALLS))
+    answer(result)
+    run.timer = setTimeout(
+      () => this.#abandon(slot, run, result.error),
+      this.#options.deadlineGraceMs ?? DEADLINE_GRACE_MS,
+    )
+  }
+
+  /**
+   * The answer of a run ended at its deadline, by the guest or the watchdog alike: `timeout`,
+   * no metering (the worker's records of the run are dropped, as when it is killed) and the
+   * host calls it counted, clamped, since a worker's word is not proof.
+   */
+  #timedOut(run: ActiveRun, counted: number): Extract<PoolResult, { ok: false }> {
+    const error: SerializedError = {
       code: 'timeout',
       message: `the run passed its ${run.job.limits.timeoutMs} ms deadline`,
-    })
+    }
+    const hostCalls = Math.min(Math.max(counted, 0), run.job.limits.hostCalls + 1)
+    return { ...ended(error, performance.now() - run.startedAt), hostCalls }
   }
 
   /** End `run` with `error` now, whatever its worker is doing: the worker is killed. */
@@ -637,12 +697,13 @@ export class SandboxPool implements Sandbox {
     }
     slot.loaded.set(key, spinner)
     const id = this.#nextId++
+    const startedAt = performance.now()
     const run: ActiveRun = {
       id,
       job,
       resolve,
-      startedAt: performance.now(),
-      timer: setTimeout(() => this.#onTimeout(slot, run), job.limits.timeoutMs),
+      startedAt,
+      timer: setTimeout(() => this.#onDeadline(slot, run), job.limits.timeoutMs),
       ...(this.#spin.call > 0 ? { calls: new Spinner(this.#spin.call) } : {}),
       ...(job.context.onDecision ? { live: { left: liveDecisionCap(job.limits) } } : {}),
     }
@@ -671,6 +732,7 @@ export class SandboxPool implements Sandbox {
       args: job.args,
       limits: job.limits,
       grant: job.grant,
+      deadline: performance.timeOrigin + startedAt + job.limits.timeoutMs,
       ...(run.live ? { live: true } : {}),
     }
     // A job too large for the area follows its loads on the control port.
@@ -798,6 +860,13 @@ export class SandboxPool implements Sandbox {
       if (!run) {
         throw new WardenError('internal', 'host call outside of a run')
       }
+      if (run.overdue) {
+        // The run has answered: nothing more happens on its behalf.
+        throw new WardenError(
+          'timeout',
+          `the run passed its ${run.job.limits.timeoutMs} ms deadline`,
+        )
+      }
       response = this.#options.onHostCall(run.job.context, request)
     } catch (error) {
       response = { ok: false, fatal: toWardenError(error).toJSON() }
@@ -846,6 +915,10 @@ export class SandboxPool implements Sandbox {
     }
     const msg = checkLiveDecision(received)
     const run = slot.current
+    if (run?.overdue && msg?.id === run.id) {
+      // Its run has answered at its deadline: the listener hears of nothing after the result.
+      return
+    }
     if (!msg || !run?.live || run.id !== msg.id || run.live.left-- <= 0) {
       throw new TypeError('a forged live decision from a worker')
     }

@@ -57,6 +57,13 @@ export interface InvokeJob {
   limits: ResolvedLimits
   grant: WorkerGrant
   /**
+   * When the run's `timeoutMs` runs out, in epoch ms (`performance.timeOrigin +
+   * performance.now()`, comparable across threads): past it, the guest ends the run with
+   * `timeout` at its next refuel (`../limits/refuel.ts`) and the worker lives on. Absent: no
+   * deadline in the guest (the pool's watchdog only).
+   */
+  deadline?: number
+  /**
    * The run has a listener (`RunContext.onDecision`): the worker posts each decision it makes
    * on its live port as it records it ({@link LiveDecision}), at most
    * {@link liveDecisionCap} of them. Absent otherwise, and then the worker posts nothing.

@@ -20,7 +20,15 @@ import type { WorkerRunState } from '../../host-capabilities/types.js'
 import { createWasiImports } from '../../host-capabilities/wasi/worker.js'
 import { WardenError } from '../errors.js'
 import type { SerializedError } from '../errors.js'
-import { MEMORY_EXPORT_PREFIX, METER_MODULE, TRAP_FUEL, TRAP_MEMORY } from '../limits/instrument.js'
+import {
+  MEMORY_EXPORT_PREFIX,
+  METER_MODULE,
+  TRAP_DEADLINE,
+  TRAP_FUEL,
+  TRAP_MEMORY,
+} from '../limits/instrument.js'
+import { FUEL_SLICE, FuelMeter } from '../limits/refuel.js'
+import type { MeterImports } from '../limits/refuel.js'
 import { MAX_RUN_LIFT_BYTES, PAGES_PER_MB } from '../limits/limits.js'
 import type { ResolvedLimits } from '../limits/limits.js'
 import { Channel, ON_PORT, Spinner, stateSet } from './channel.js'
@@ -59,6 +67,8 @@ export interface SandboxWorkerData {
   prepareInstances?: boolean
   /** How long after a result a preparation waits, in ms (`pool.ts`, `PREPARE_DELAY_MS`). Default 0. */
   prepareDelayMs?: number
+  /** @internal Fuel per slice of a run's budget (`../limits/refuel.ts`). Default `FUEL_SLICE`. */
+  fuelSlice?: number
 }
 
 // jco glue: `instantiate(getCoreModule, imports, instantiateCore)`; `any` is the ABI boundary.
@@ -477,6 +487,13 @@ function classify(
       message: `the guest grew its memory past the ${state.limits.memoryMb} MiB cap`,
     }
   }
+  if (trap === TRAP_DEADLINE) {
+    // What the pool's watchdog answers (`pool.ts`, `#onDeadline`): the same error either way.
+    return {
+      code: 'timeout',
+      message: `the run passed its ${state.limits.timeoutMs} ms deadline`,
+    }
+  }
   if (error instanceof WardenError) {
     return error.toJSON()
   }
@@ -503,21 +520,28 @@ function classify(
   return { code: 'guest_trap', message: 'the guest produced an invalid value' }
 }
 
-// One run at a time per worker, so the meter's globals are reset, not recreated, per run.
-const fuelGlobal = new WebAssembly.Global({ value: 'i64', mutable: true }, 0n)
-const trapGlobal = new WebAssembly.Global({ value: 'i32', mutable: true }, 0)
+// One run at a time per worker, so the meter is reset, not recreated, per run: a prepared
+// instance holds the same imports and meets the budget and deadline of the run it serves.
+const fuelMeter = new FuelMeter(data.fuelSlice ? BigInt(data.fuelSlice) : FUEL_SLICE)
 const capGlobals = new Map<number, WebAssembly.Global>()
 
-function meterFor(limits: ResolvedLimits, fuel: bigint = BigInt(limits.fuel)) {
+/**
+ * The meter's imports for a run of `fuel`, ended in the guest at its first fuel check past
+ * `deadline` (epoch ms, `refuel.ts`); the pool's watchdog ends it otherwise.
+ */
+function meterFor(
+  limits: ResolvedLimits,
+  fuel: bigint = BigInt(limits.fuel),
+  deadline = Number.POSITIVE_INFINITY,
+): MeterImports {
   const capPages = limits.memoryMb * PAGES_PER_MB
   let cap = capGlobals.get(capPages)
   if (!cap) {
     cap = new WebAssembly.Global({ value: 'i32', mutable: false }, capPages)
     capGlobals.set(capPages, cap)
   }
-  fuelGlobal.value = fuel
-  trapGlobal.value = 0
-  return { fuel: fuelGlobal, trap: trapGlobal, memory_cap: cap }
+  fuelMeter.start(fuel, deadline)
+  return fuelMeter.imports(cap)
 }
 
 /** A fresh component instance and the memories its core modules defined. */
@@ -532,7 +556,7 @@ function instantiate(
   ready: ReadyComponent,
   imported: readonly string[],
   slot: RunSlot,
-  meter: ReturnType<typeof meterFor>,
+  meter: MeterImports,
 ): Made {
   const memories = new Set<WebAssembly.Memory>()
   let definedMemories = 0
@@ -603,7 +627,7 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
   lift.left = MAX_RUN_LIFT_BYTES
   try {
     const made = instantiate(ready, job.grant.imported, slot, meter)
-    const left = meter.fuel.value as bigint
+    const left = fuelMeter.left()
     if (slot.calledWhilePreparing) {
       ready.unpreparable = true
     } else if (left >= 0n && (meter.trap.value as number) === 0) {
@@ -680,17 +704,18 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
   const capPages = limits.memoryMb * PAGES_PER_MB
   const made = takePrepared(msg)
   let slot: RunSlot
-  let meter: ReturnType<typeof meterFor>
+  let meter: MeterImports
+  const deadline = msg.deadline ?? Number.POSITIVE_INFINITY
   if (made) {
     // The run starts now: its grant, limits and clock; its budget less what instantiating spent.
     slot = made.slot
     slot.state.limits = limits
     slot.granted = new Set(msg.grant.granted)
     slot.epoch.ns = hrtime.bigint()
-    meter = meterFor(limits, BigInt(limits.fuel) - made.fuelSpent)
+    meter = meterFor(limits, BigInt(limits.fuel) - made.fuelSpent, deadline)
   } else {
     slot = newSlot(limits, msg.grant.granted)
-    meter = meterFor(limits)
+    meter = meterFor(limits, BigInt(limits.fuel), deadline)
   }
   slot.live = msg.live ? { id: msg.id, left: liveDecisionCap(limits), seen: 0 } : undefined
   const { state } = slot
@@ -700,7 +725,7 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
     for (const memory of memories) {
       memoryPeakBytes += memory.buffer.byteLength
     }
-    const left = meter.fuel.value as bigint
+    const left = fuelMeter.left()
     const used = BigInt(limits.fuel) - left
     return {
       fuelUsed: Number(used > BigInt(limits.fuel) ? BigInt(limits.fuel) : used),
@@ -726,7 +751,7 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
       const fresh = instantiate(ready, msg.grant.imported, slot, meter)
       ready.instantiated = {
         ms: now() - started,
-        fuel: BigInt(limits.fuel) - (meter.fuel.value as bigint),
+        fuel: BigInt(limits.fuel) - fuelMeter.left(),
       }
       instance = fresh.instance
       memories = fresh.memories
@@ -760,7 +785,7 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
     }
     // Checks sit at function entries and loop headers; a run that overdrew its fuel on the
     // way out fails too, so the budget is exact: a run succeeds iff its cost fits.
-    if ((meter.fuel.value as bigint) < 0n) {
+    if (fuelMeter.left() < 0n) {
       meter.trap.value = TRAP_FUEL
       throw new WebAssembly.RuntimeError('fuel exhausted')
     }

@@ -7,7 +7,7 @@
 import { ByteWriter, decodeU32, lebEnd, lebLength } from './bytes.js'
 import { COST } from './cost-model.js'
 import { InstrumentError, REFUSED_FEATURES, malformed, refused, unsupported } from './errors.js'
-import { MAX_FUNCTION_LOCALS, TRAP_FUEL, TRAP_MEMORY } from './meter.js'
+import { MAX_FUNCTION_LOCALS, TRAP_MEMORY } from './meter.js'
 import {
   IMM,
   IMMEDIATES,
@@ -43,7 +43,10 @@ export interface CodeContext {
   typeCount: number
   /** Block type (`[] -> results`) of every type, encoded; used by threaded bodies. */
   resultBlockTypes: readonly Uint8Array[]
-  /** Imported functions: a function index below this is an import. */
+  /**
+   * Imported functions: a function index below this is an import. The `refuel` import comes
+   * next, at this index, and every defined function moves up by one.
+   */
   importedFuncs: number
   /** Type index of every defined function. */
   funcTypes: readonly number[]
@@ -76,6 +79,14 @@ const RW_RETURN_CALL = 4
 const RW_RETURN = 5
 /** A bulk memory or table op (inserted before it): value is the log2 of bytes/elements per fuel. */
 const RW_BULK = 6
+/** A defined function's index (`call`, `return_call`, `ref.func`), past the `refuel` import. */
+const RW_FUNC = 7
+/** A branch label past wrapped loops (see `wrapLoops`): value is the new label. */
+const RW_LABEL = 8
+/** Inserted before a wrapped `loop`: `block bt; loop; block` (value: where bt starts). */
+const RW_WRAP = 9
+/** Blocks the rewriter adds around a wrapped loop: `$done`, `$retry`, `$refill`. */
+const WRAP_BLOCKS = 3
 
 /**
  * Iterations a batched loop pays for at once. The memory-heavy kernel of `bench/fuel.bench.ts`
@@ -135,6 +146,14 @@ export class CodeRewriter {
   private localCount = 0
   /** Bytes batched loops may still add to the code section (see LOOP_BATCH_BUDGET_SHIFT). */
   private batchBytesLeft = 0
+  /**
+   * Per open block, by index (0: the function's): whether it is a loop the rewriter wrapped
+   * (see `emitRefillTail`) and its header's charge; `wrapBelow[k]`: how many wrapped loops
+   * have an index below k, for shifting branch labels that cross the wrappers.
+   */
+  private readonly wrapped: boolean[] = [false]
+  private readonly wrapCost: number[] = [0]
+  private readonly wrapBelow: number[] = [0, 0]
 
   private readonly rwStart: number[] = []
   private readonly rwEnd: number[] = []
@@ -144,14 +163,14 @@ export class CodeRewriter {
   constructor(bytes: Uint8Array, ctx: CodeContext) {
     this.b = bytes
     this.ctx = ctx
-    const w = new ByteWriter(32)
-    // global.get $fuel; i64.const 0; i64.lt_s; if; i32.const 1; global.set $trap; unreachable; end
+    const w = new ByteWriter(48)
+    // global.get $fuel; i64.const 0; i64.lt_s; if … refuel or trap … end
     w.byte(OP.globalGet)
     w.u32(ctx.fuelGlobal)
     w.byte(OP.i64Const)
     w.byte(0x00)
     w.byte(OP.i64LtS)
-    this.trapSequence(w, TRAP_FUEL, false)
+    this.refuelSequence(w, false)
     this.checkBytes = w.buf.slice(0, w.pos)
   }
 
@@ -262,7 +281,7 @@ export class CodeRewriter {
     w.byte(OP.globalGet)
     w.u32(fuelGlobal)
     w.byte(OP.call)
-    w.u32(importedFuncs + funcTypes.length + i)
+    w.u32(importedFuncs + 1 + funcTypes.length + i)
     w.byte(OP.globalSet)
     w.u32(fuelGlobal)
     w.byte(OP.end)
@@ -271,19 +290,73 @@ export class CodeRewriter {
   }
 
   /**
-   * `if; [local.get $f; global.set $fuel;] i32.const reason; global.set $trap; unreachable; end`:
-   * the flush (by default, in a cached function) leaves the exact fuel for the host to read.
+   * The out-of-line path of a fuel check (`fuel < 0` on the stack): the `refuel` import gets the
+   * count and returns it with the next slice of the run's budget added, or, when the budget is
+   * spent or the run is past its deadline, returns it still below 0 with the reason in `trap`;
+   * then the guest traps, with the count flushed to the global for the host to read.
+   * On `$f` (`onLocal`):
+   *
+   *     if  local.get $f; call $refuel; local.tee $f; i64.const 0; i64.lt_s
+   *         if  local.get $f; global.set $fuel; unreachable  end  end
+   *
+   * on the global: `if  global.get $fuel; call $refuel; global.set $fuel; global.get $fuel;
+   * i64.const 0; i64.lt_s; if unreachable end  end`.
+   *
+   * The guest goes on after the `if`: used at function entries, before bulk ops and at the
+   * header of a loop that takes parameters. A loop header's check in a function that meters on
+   * `$f` branches out of the loop instead (`emitRefillTail`): a call that merges back into a
+   * loop makes V8 keep the loop's values in memory on its hot path.
    */
-  private trapSequence(w: ByteWriter, reason: number, flush = this.cached): void {
-    w.ensure(28)
+  private refuelSequence(w: ByteWriter, onLocal: boolean): void {
+    w.ensure(2)
     w.byte(OP.if)
     w.byte(TYPE.empty)
-    if (flush) {
+    this.refuelOrTrap(w, onLocal)
+    w.byte(OP.end)
+  }
+
+  /**
+   * The count (of `$f` or the global) through `refuel`, and the trap if it is still below 0:
+   * `local.get $f; call $refuel; local.tee $f; i64.const 0; i64.lt_s; if local.get $f;
+   * global.set $fuel; unreachable end` (on the global: `global.get; call; global.set;
+   * global.get; …; if unreachable end`).
+   */
+  private refuelOrTrap(w: ByteWriter, onLocal: boolean): void {
+    const { fuelGlobal, importedFuncs } = this.ctx
+    w.ensure(40)
+    w.byte(onLocal ? OP.localGet : OP.globalGet)
+    w.u32(onLocal ? this.fuelLocal : fuelGlobal)
+    w.byte(OP.call)
+    w.u32(importedFuncs)
+    if (onLocal) {
+      w.byte(OP.localTee)
+      w.u32(this.fuelLocal)
+    } else {
+      w.byte(OP.globalSet)
+      w.u32(fuelGlobal)
+      w.byte(OP.globalGet)
+      w.u32(fuelGlobal)
+    }
+    w.byte(OP.i64Const)
+    w.byte(0x00)
+    w.byte(OP.i64LtS)
+    w.byte(OP.if)
+    w.byte(TYPE.empty)
+    if (onLocal) {
       w.byte(OP.localGet)
       w.u32(this.fuelLocal)
       w.byte(OP.globalSet)
-      w.u32(this.ctx.fuelGlobal)
+      w.u32(fuelGlobal)
     }
+    w.byte(OP.unreachable)
+    w.byte(OP.end)
+  }
+
+  /** `if; i32.const reason; global.set $trap; unreachable; end` (the memory cap). */
+  private trapSequence(w: ByteWriter, reason: number): void {
+    w.ensure(16)
+    w.byte(OP.if)
+    w.byte(TYPE.empty)
     w.byte(OP.i32Const)
     w.byte(reason)
     w.byte(OP.globalSet)
@@ -338,6 +411,8 @@ export class CodeRewriter {
     let cost = 0
     let depth = 1
     let usesGrow = false
+    // Index of the innermost block the current segment starts in (a loop header's: the loop).
+    let depthAtSegment = 0
 
     for (;;) {
       if (p >= end) {
@@ -402,8 +477,12 @@ export class CodeRewriter {
           continue
         case IMM.funcIndex: {
           const q = lebEnd(b, p, end, 5)
-          if (decodeU32(b, p, q) >= totalFuncs) {
+          const idx = decodeU32(b, p, q)
+          if (idx >= totalFuncs) {
             throw malformed('function index out of range', p)
+          }
+          if (idx >= importedFuncs) {
+            nrw = this.recordFunc(nrw, p, q, idx)
           }
           p = q
           continue
@@ -468,6 +547,8 @@ export class CodeRewriter {
       }
 
       let kind = 0
+      // This `end` closes a wrapped loop: its refill path follows (see emitRefillTail).
+      let closesWrap = false
       // Batch the loop whose header segment ends here (see emitBatchedLoop).
       let batch = false
       // Flush the fuel local to the global before this instruction (cached functions only).
@@ -478,11 +559,23 @@ export class CodeRewriter {
         case OP.block:
         case OP.loop:
         case OP.if:
-        case OP.try: // legacy exception handling
+        case OP.try: {
+          // (try: legacy exception handling)
           p = skipBlockType(b, p, end, typeCount)
+          const wrap = op === OP.loop && cached && this.noParams(opAt + 1)
+          if (wrap) {
+            rwStart[nrw] = opAt
+            rwEnd[nrw] = opAt
+            rwKind[nrw] = RW_WRAP
+            rwValue[nrw] = opAt + 1
+            nrw++
+          }
+          this.wrapped[depth] = wrap
+          this.wrapBelow[depth + 1] = this.wrapBelow[depth] + (wrap ? 1 : 0)
           depth++
           kind = K_BOUNDARY
           break
+        }
         case OP.tryTable:
         case OP.throwRef:
           throw refused(REFUSED_FEATURES.exnref, opAt)
@@ -511,10 +604,13 @@ export class CodeRewriter {
             rwStart[nrw] = opAt
             rwEnd[nrw] = q
             rwKind[nrw] = RW_CALL
-            rwValue[nrw] = callee + ctx.funcTypes.length
+            rwValue[nrw] = callee + 1 + ctx.funcTypes.length
             nrw++
           } else {
             // An import, or the cached scheme: the callee reads and charges the global.
+            if (callee >= importedFuncs) {
+              nrw = this.recordFunc(nrw, p, q, callee)
+            }
             flush = cached
             reload = cached
           }
@@ -525,6 +621,7 @@ export class CodeRewriter {
         case OP.brIf: {
           const q = lebEnd(b, p, end, 5)
           const label = this.label(p, q, depth)
+          nrw = this.shiftLabel(nrw, p, q, label, depth)
           flush = cached && !threaded && label === depth - 1
           p = q
           kind = K_BOUNDARY
@@ -548,7 +645,7 @@ export class CodeRewriter {
           if (--depth === 0) {
             throw malformed('delegate closes the function body', p)
           }
-          this.label(p, q, depth)
+          nrw = this.shiftLabel(nrw, p, q, this.label(p, q, depth), depth)
           p = q
           kind = K_BOUNDARY
           break
@@ -568,6 +665,7 @@ export class CodeRewriter {
             kind = K_FINAL
           } else {
             kind = K_BOUNDARY
+            closesWrap = this.wrapped[depth]
           }
           break
         case OP.unreachable:
@@ -587,11 +685,19 @@ export class CodeRewriter {
           kind = K_TERMINATOR
           break
         case OP.throw: // tagidx
-        case OP.rethrow: // depth
           p = lebEnd(b, p, end, 5)
           flush = cached
           kind = K_TERMINATOR
           break
+        case OP.rethrow: {
+          // depth (of the try whose catch it is in)
+          const q = lebEnd(b, p, end, 5)
+          nrw = this.shiftLabel(nrw, p, q, this.label(p, q, depth), depth)
+          p = q
+          flush = cached
+          kind = K_TERMINATOR
+          break
+        }
         case OP.returnCall: {
           // funcidx
           const q = lebEnd(b, p, end, 5)
@@ -606,9 +712,12 @@ export class CodeRewriter {
             rwStart[nrw] = opAt
             rwEnd[nrw] = q
             rwKind[nrw] = RW_RETURN_CALL
-            rwValue[nrw] = callee + ctx.funcTypes.length
+            rwValue[nrw] = callee + 1 + ctx.funcTypes.length
             nrw++
           } else {
+            if (callee >= importedFuncs) {
+              nrw = this.recordFunc(nrw, p, q, callee)
+            }
             flush = cached
           }
           p = q
@@ -618,6 +727,7 @@ export class CodeRewriter {
         case OP.br: {
           const q = lebEnd(b, p, end, 5)
           const label = this.label(p, q, depth)
+          nrw = this.shiftLabel(nrw, p, q, label, depth)
           flush = cached && !threaded && label === depth - 1
           p = q
           kind = K_TERMINATOR
@@ -641,6 +751,7 @@ export class CodeRewriter {
           for (let i = 0; i <= n; i++) {
             const r = lebEnd(b, p, end, 5)
             const label = this.label(p, r, depth)
+            nrw = this.shiftLabel(nrw, p, r, label, depth)
             p = r
             if (label === depth - 1) {
               flush = cached && !threaded
@@ -652,11 +763,29 @@ export class CodeRewriter {
       }
 
       // A basic block ends here: emit the segment (charge first, then check, then the code).
-      if (batch) {
-        this.emitBatchedLoop(segStart, opAt, p, nrw, cost)
-      } else {
-        this.emitSegment(segStart, opAt, p, nrw, live ? cost : -1, live && check, live && flush)
+      // A wrapped loop's header check branches out of the loop to refill (label 1: $refill).
+      const header = check && segStart !== start && this.wrapped[depthAtSegment]
+      if (header) {
+        this.wrapCost[depthAtSegment] = cost
       }
+      if (batch) {
+        this.emitBatchedLoop(segStart, opAt, p, nrw, cost, header)
+      } else {
+        this.emitSegment(
+          segStart,
+          opAt,
+          p,
+          nrw,
+          live ? cost : -1,
+          live && check,
+          live && flush,
+          header ? 1 : -1,
+        )
+      }
+      if (closesWrap) {
+        this.emitRefillTail(this.wrapCost[depth])
+      }
+      depthAtSegment = depth - 1
       nrw = 0
       segStart = p
       if (kind === K_FINAL) {
@@ -682,6 +811,18 @@ export class CodeRewriter {
       throw malformed('code after the end of the function body', p)
     }
     return usesGrow ? BODY_GROW : 0
+  }
+
+  /**
+   * Records rewrite number `nrw`: the defined function index `idx` at b[p, q) moves up by one,
+   * past the `refuel` import. Returns the new count of rewrites.
+   */
+  private recordFunc(nrw: number, p: number, q: number, idx: number): number {
+    this.rwStart[nrw] = p
+    this.rwEnd[nrw] = q
+    this.rwKind[nrw] = RW_FUNC
+    this.rwValue[nrw] = idx + 1
+    return nrw + 1
   }
 
   /**
@@ -720,6 +861,7 @@ export class CodeRewriter {
     cost: number,
     check: boolean,
     flush: boolean,
+    refill = -1,
   ): void {
     const fw = this.fw
     const fuelGlobal = this.ctx.fuelGlobal
@@ -748,12 +890,17 @@ export class CodeRewriter {
         fw.u32(f)
       }
       if (check) {
-        // i64.const 0; i64.lt_s; if; local.get $f; global.set $fuel; i32.const 1;
-        // global.set $trap; unreachable; end
+        // i64.const 0; i64.lt_s; if … refuel or trap … end
         fw.byte(OP.i64Const)
         fw.byte(0x00)
         fw.byte(OP.i64LtS)
-        this.trapSequence(fw, TRAP_FUEL)
+        if (refill >= 0) {
+          // A wrapped loop's header: out of the loop to its refill path (`emitRefillTail`).
+          fw.byte(OP.brIf)
+          fw.u32(refill)
+        } else {
+          this.refuelSequence(fw, true)
+        }
       }
     } else {
       if (cost > 0) {
@@ -771,32 +918,54 @@ export class CodeRewriter {
         fw.copy(this.checkBytes, 0, this.checkBytes.length)
       }
     }
-    const cur = this.copyRewritten(from, nrw)
     if (flush) {
-      fw.copy(this.b, cur, at)
+      // The rewrites before the block's last instruction, the flush, then that instruction
+      // (a call's or return_call's own index may be rewritten).
+      let first = nrw
+      while (first > 0 && this.rwStart[first - 1] >= at) {
+        first--
+      }
+      fw.copy(this.b, this.copyRewritten(from, 0, first), at)
       this.emitFlush()
-      fw.copy(this.b, at, to)
+      fw.copy(this.b, this.copyRewritten(at, first, nrw), to)
     } else {
-      fw.copy(this.b, cur, to)
+      fw.copy(this.b, this.copyRewritten(from, 0, nrw), to)
     }
   }
 
   /**
-   * Copies b from `from` to the end of the last of the `nrw` recorded rewrites, applying them;
-   * returns where the copy stopped (the caller copies the rest).
+   * Copies b from `from` to the end of the last of the recorded rewrites [first, last), applying
+   * them; returns where the copy stopped (the caller copies the rest).
    */
-  private copyRewritten(from: number, nrw: number): number {
+  private copyRewritten(from: number, first: number, last: number): number {
     const fw = this.fw
     const b = this.b
     let cur = from
-    for (let k = 0; k < nrw; k++) {
+    for (let k = first; k < last; k++) {
       fw.copy(b, cur, this.rwStart[k])
       const value = this.rwValue[k]
       switch (this.rwKind[k]) {
         case RW_GLOBAL:
         case RW_LOCAL:
+        case RW_FUNC:
+        case RW_LABEL:
           fw.u32(value)
           break
+        case RW_WRAP: {
+          // block bt; loop; block — `$done` (with the loop's results), `$retry`, `$refill`
+          let bt = value
+          while (b[bt] & 0x80) {
+            bt++
+          }
+          fw.ensure(16)
+          fw.byte(OP.block)
+          fw.copy(b, value, bt + 1)
+          fw.byte(OP.loop)
+          fw.byte(TYPE.empty)
+          fw.byte(OP.block)
+          fw.byte(TYPE.empty)
+          break
+        }
         case RW_GROW:
           this.emitGrow(value)
           break
@@ -831,11 +1000,73 @@ export class CodeRewriter {
     return cur
   }
 
+  /**
+   * After the `end` of a wrapped loop (`loop` became `block bt; loop; block; loop`, its header
+   * check `br_if $refill`): leave with the loop's results, else refill and re-enter it.
+   *
+   *       br $done  end                    ;; the loop ended: leave; $refill:
+   *       local.get $f; call $refuel; local.tee $f; i64.const 0; i64.lt_s
+   *       if  local.get $f; global.set $fuel; unreachable  end
+   *       $f += cost; br $retry            ;; the header charges `cost` again
+   *     end  unreachable
+   *   end
+   *
+   * A refill path that merged back into the loop made V8 keep the loop's values in memory on
+   * its hot path (a tight loop ran ×1.2–2.1 slower); out of the loop, it does not.
+   */
+  private emitRefillTail(cost: number): void {
+    const fw = this.fw
+    fw.ensure(4)
+    fw.byte(OP.br)
+    fw.byte(2) // $done
+    fw.byte(OP.end) // $refill
+    this.refuelOrTrap(fw, true)
+    fw.ensure(32)
+    if (cost > 0) {
+      this.emitAddFuel(cost, false)
+    }
+    fw.byte(OP.br)
+    fw.byte(0) // $retry
+    fw.byte(OP.end) // $retry
+    fw.byte(OP.unreachable)
+    fw.byte(OP.end) // $done
+  }
+
+  /**
+   * Records a branch label at b[p, q) that crosses wrapped loops (`label` of a branch at
+   * `depth`): each adds {@link WRAP_BLOCKS} blocks between the branch and its target. Returns
+   * the new count of rewrites.
+   */
+  private shiftLabel(nrw: number, p: number, q: number, label: number, depth: number): number {
+    const crossed = this.wrapBelow[depth] - this.wrapBelow[depth - label]
+    if (crossed === 0) {
+      return nrw
+    }
+    this.rwStart[nrw] = p
+    this.rwEnd[nrw] = q
+    this.rwKind[nrw] = RW_LABEL
+    this.rwValue[nrw] = label + WRAP_BLOCKS * crossed
+    return nrw + 1
+  }
+
+  /** Whether the block type at b[p] (already validated) takes no parameters. */
+  private noParams(p: number): boolean {
+    const t = this.b[p]
+    if (t >= 0x40 && t < 0x80) {
+      return true // [] or a single result type; else a type index (s33, not negative)
+    }
+    let end = p
+    while (this.b[end] & 0x80) {
+      end++
+    }
+    return this.ctx.paramCounts[decodeU32(this.b, p, end + 1)] === 0
+  }
+
   /** Whether the first `nrw` recorded rewrites only renumber locals and globals. */
   private onlyRenumbered(nrw: number): boolean {
     for (let k = 0; k < nrw; k++) {
       const kind = this.rwKind[k]
-      if (kind !== RW_LOCAL && kind !== RW_GLOBAL) {
+      if (kind !== RW_LOCAL && kind !== RW_GLOBAL && kind !== RW_FUNC) {
         return false
       }
     }
@@ -852,9 +1083,9 @@ export class CodeRewriter {
    *     block                            ;; $exit
    *       loop                           ;; $fast
    *         $f -= U·cost
-   *         if ($f < 0)                  ;; cannot pay for U: the per-iteration code, exactly
+   *         if ($f < 0)                  ;; cannot pay for U: one iteration's code, exactly
    *           $f += U·cost
-   *           loop  $f -= cost; check; S; br_if 0  end
+   *           $f -= cost; check; S; br_if $fast
    *           br $exit
    *         end
    *         S; i32.eqz; if  $f += (U-1)·cost; br $exit  end
@@ -866,12 +1097,20 @@ export class CodeRewriter {
    * (then the stream goes on with the `end` of the original loop, which no longer loops).
    * Exact: the fast path runs only when `$f` ≥ U·cost, where cost model 4 cannot trap in the
    * next U iterations either (each leaves `$f` ≥ 0), and leaves `$f` at what model 4 leaves after
-   * the same iterations; otherwise the per-iteration code runs, at most U - 1 iterations before
-   * the loop ends or fuel runs out. Within S nothing flushes `$f`, and a trap the engine raises
+   * the same iterations; otherwise one iteration runs with model 4's charge and check (whose
+   * refuel may add the next slice of the budget) and the next tries the batch again: at most
+   * U - 1 such iterations before the loop ends, fuel runs out or a refuel succeeds. Within S nothing flushes `$f`, and a trap the engine raises
    * in S is reported as the whole budget (the worker), so the host sees the same fuel at every
    * point it can look: flushes, the fuel trap, the export's return.
    */
-  private emitBatchedLoop(from: number, at: number, to: number, nrw: number, cost: number): void {
+  private emitBatchedLoop(
+    from: number,
+    at: number,
+    to: number,
+    nrw: number,
+    cost: number,
+    wrapped: boolean,
+  ): void {
     const fw = this.fw
     const start = fw.pos
     const batch = LOOP_BATCH * cost
@@ -886,15 +1125,17 @@ export class CodeRewriter {
     fw.byte(OP.if)
     fw.byte(TYPE.empty)
     this.emitAddFuel(batch, false)
-    fw.byte(OP.loop)
-    fw.byte(TYPE.empty)
-    this.emitSegment(from, at, to, nrw, cost, true, false)
-    fw.byte(OP.end)
+    // One iteration with its own charge and check (S without the br_if), then back to $fast.
+    // A refill leaves through the wrapped loop's `$refill` (if, $fast, $exit, the loop, $refill).
+    this.emitSegment(from, at, at, nrw, cost, true, false, wrapped ? 4 : -1)
+    fw.ensure(8)
+    fw.byte(OP.brIf)
+    fw.byte(1) // $fast: if, $fast
     fw.byte(OP.br)
     fw.byte(2) // $exit: if, $fast, $exit
     fw.byte(OP.end)
     for (let j = 1; j < LOOP_BATCH; j++) {
-      fw.copy(this.b, this.copyRewritten(from, nrw), at)
+      fw.copy(this.b, this.copyRewritten(from, 0, nrw), at)
       fw.byte(OP.i32Eqz)
       fw.byte(OP.if)
       fw.byte(TYPE.empty)
@@ -903,7 +1144,7 @@ export class CodeRewriter {
       fw.byte(2)
       fw.byte(OP.end)
     }
-    fw.copy(this.b, this.copyRewritten(from, nrw), at)
+    fw.copy(this.b, this.copyRewritten(from, 0, nrw), at)
     fw.byte(OP.brIf)
     fw.byte(0) // $fast
     fw.byte(OP.end)
@@ -1005,7 +1246,7 @@ export class CodeRewriter {
     fw.u32(this.ctx.capGlobal)
     fw.byte(OP.i64ExtendI32U)
     fw.byte(OP.i64GtU)
-    this.trapSequence(fw, TRAP_MEMORY, false)
+    this.trapSequence(fw, TRAP_MEMORY)
     fw.byte(OP.localGet) // $d
     fw.u32(d)
     fw.byte(OP.i32WrapI64)
@@ -1017,7 +1258,7 @@ export class CodeRewriter {
     fw.byte(OP.i64Const) // -1
     fw.byte(0x7f)
     fw.byte(OP.i64Eq)
-    this.trapSequence(fw, TRAP_MEMORY, false)
+    this.trapSequence(fw, TRAP_MEMORY)
     fw.byte(OP.localGet) // $d
     fw.u32(d)
     fw.byte(OP.i32WrapI64)

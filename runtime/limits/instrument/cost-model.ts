@@ -16,7 +16,9 @@
  * `catch_all` `delegate`), `br_if` and call; code after `br`, `br_table`, `return`,
  * `unreachable`, `throw`, `rethrow` and `return_call*` is dead up to the next such
  * instruction and gets no charge. Fuel is checked (`fuel < 0` → trap reason 1) after the charge at
- * function entry and at every loop header, so each iteration and each call is checked.
+ * function entry and at every loop header, so each iteration and each call is checked. (The
+ * guest holds its budget in slices: a check that finds its slice spent first asks the host for
+ * the next one, which makes no difference to any of the above: `../refuel.ts`.)
  *
  * That is what the host can observe; the code may get there another way. A small one-block loop
  * (`loop; S; br_if 0; end`, S straight-line, an iteration of at most 32 fuel; until such loops
@@ -37,8 +39,11 @@
  * 3: same amounts, fuel threaded through internal calls as an extra parameter and result.
  * 4: bulk memory and table ops also pay for their length (see the table above).
  * 5: same amounts; small one-block loops are charged once per batch of 4 iterations (above).
+ * 6: same amounts; the budget reaches the guest in slices: a check that finds the count below 0
+ *    calls the `refuel` import, which adds the next slice or ends the run (fuel spent, or past
+ *    the deadline: `../refuel.ts`); a defined function's index moves up by one past that import.
  */
-export const COST_MODEL_VERSION = 5
+export const COST_MODEL_VERSION = 6
 
 /** Fuel per instruction, by class. */
 export const COST = {

@@ -7,6 +7,19 @@ export const TRAP_FUEL = 1
 /** Value written to the `trap` global when `memory.grow` went past the cap or failed. */
 export const TRAP_MEMORY = 2
 /**
+ * Value the host writes to the `trap` global when its `refuel` finds the run past its deadline
+ * (the guest then hits `unreachable`): the run ends with `timeout` and its worker lives on.
+ */
+export const TRAP_DEADLINE = 3
+/**
+ * The function the rewriter imports from {@link METER_MODULE}, as the last function import:
+ * `(i64) -> i64`. A fuel check that finds the count below 0 calls it with the count; the host
+ * returns it with more of the run's budget added (the next slice), or, to end the run, returns
+ * it still below 0 having set `trap` to {@link TRAP_FUEL} (the budget is spent) or
+ * {@link TRAP_DEADLINE}. See `../refuel.ts`.
+ */
+export const REFUEL_IMPORT = 'refuel'
+/**
  * Most locals (parameters included) a function may have, as in V8. The rewriter adds one (the
  * fuel parameter or cached local, also the `memory.grow` scratch); a module with a function
  * already at the limit falls back to the cached scheme, where that function is metered on the
@@ -29,7 +42,10 @@ export interface InstrumentOptions {
 
 /** A rewritten module and what the loader needs to know about it. */
 export interface InstrumentedModule {
-  /** The instrumented core module; it imports `fuel`, `trap`, `memory_cap` from `warden:meter`. */
+  /**
+   * The instrumented core module; it imports the globals `fuel`, `trap`, `memory_cap` and the
+   * function `refuel` from `warden:meter`.
+   */
   bytes: Uint8Array
   /**
    * One entry per defined (not imported) memory, in index order: its exported name and min pages

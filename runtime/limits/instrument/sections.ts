@@ -7,7 +7,7 @@ import { ByteWriter, bytesEqual, decodeU32, lebEnd, utf8, utf8Decoder } from './
 import { CodeRewriter, FuelThreadingUnsupported } from './code.js'
 import { COST_MODEL_VERSION } from './cost-model.js'
 import { InstrumentError, REFUSED_FEATURES, malformed, refused, unsupported } from './errors.js'
-import { MEMORY_EXPORT_PREFIX, METER_MODULE } from './meter.js'
+import { MEMORY_EXPORT_PREFIX, METER_MODULE, REFUEL_IMPORT } from './meter.js'
 import type { InstrumentedModule } from './meter.js'
 import { EXTERNAL, OP, SECTION, TYPE, skipRefType, skipValType } from './opcodes.js'
 
@@ -34,6 +34,7 @@ const SECTION_RANK: Record<number, number> = {
   [SECTION.code]: 12,
   [SECTION.data]: 13,
 }
+const RANK_TYPE = SECTION_RANK[SECTION.type]
 const RANK_IMPORT = SECTION_RANK[SECTION.import]
 const RANK_EXPORT = SECTION_RANK[SECTION.export]
 
@@ -104,6 +105,7 @@ class ModuleRewriter {
   private importedGlobals = 0
   private importedMemories = 0
   private readonly definedMemories: { min: number; max: number }[] = []
+  private typesDone = false
   private importsDone = false
   private exportsDone = false
   private sawCode = false
@@ -166,6 +168,9 @@ class ModuleRewriter {
         throw malformed(`section ${id} is out of order or repeated`, p)
       }
       lastRank = rank
+      if (rank > RANK_TYPE && !this.typesDone) {
+        this.emitTypes(-1, -1)
+      }
       if (rank > RANK_IMPORT && !this.importsDone) {
         this.importSection(-1, -1)
       }
@@ -174,6 +179,9 @@ class ModuleRewriter {
       }
       this.section(id, p, start, end)
       p = end
+    }
+    if (!this.typesDone) {
+      this.emitTypes(-1, -1)
     }
     if (!this.importsDone) {
       this.importSection(-1, -1)
@@ -219,14 +227,11 @@ class ModuleRewriter {
     switch (id) {
       case SECTION.type:
         p = this.typeSection(start, end)
-        if (this.threaded) {
-          if (p !== end) {
-            throw malformed(`section ${id} size does not match its contents`, at)
-          }
-          this.emitThreadedTypes(start, end)
-          return
+        if (p !== end) {
+          throw malformed(`section ${id} size does not match its contents`, at)
         }
-        break
+        this.emitTypes(start, end)
+        return
       case SECTION.import:
         this.importSection(start, end)
         return
@@ -261,7 +266,7 @@ class ModuleRewriter {
       case SECTION.data:
         p = this.dataSection(start, end)
         break
-      case SECTION.start: // a function index, unchanged
+      case SECTION.start: // a function index
         p = this.funcIndex(start, end)
         break
       case SECTION.dataCount:
@@ -298,28 +303,41 @@ class ModuleRewriter {
   }
 
   /**
-   * Skips a function index, rejecting one past the input's functions: in the threaded scheme the
-   * indices past them belong to the added functions, which take fuel as a parameter.
+   * Rewrites a function index past the `refuel` import (a defined function's moves up by one),
+   * rejecting one past the input's functions: in the threaded scheme the indices past them
+   * belong to the added functions, which take fuel as a parameter.
    */
   private funcIndex(p: number, end: number): number {
     const [idx, q] = this.u32(p, end)
     if (idx >= this.importedFuncs + this.funcTypes.length) {
       throw malformed(`function index ${idx} out of range`, p)
     }
+    if (idx >= this.importedFuncs) {
+      this.copyTo(p)
+      this.sec.u32(idx + 1)
+      this.from = q
+    }
     return q
   }
 
   /**
-   * Threaded: the type section as it was, then per type T = (params) -> (results) its
-   * fuel-threaded form (params, i64) -> (results, i64), and for T with 2 or more results the
+   * The type section as it was (start < 0: there was none), then the type of the `refuel`
+   * import, (i64) -> (i64), at index `count`. Threaded: then per type T = (params) -> (results)
+   * its fuel-threaded form (params, i64) -> (results, i64), and for T with 2 or more results the
    * block type [] -> (results) of the body's outer block.
    */
-  private emitThreadedTypes(start: number, end: number): void {
+  private emitTypes(start: number, end: number): void {
+    this.typesDone = true
     const b = this.b
     const count = this.paramCounts.length
-    const added = new ByteWriter(end - start + count * 8)
-    let next = count
-    for (let t = 0; t < count; t++) {
+    const added = new ByteWriter((start < 0 ? 0 : end - start) + count * 8 + 8)
+    added.byte(TYPE.func)
+    added.byte(1)
+    added.byte(TYPE.i64)
+    added.byte(1)
+    added.byte(TYPE.i64)
+    let next = count + 1
+    for (let t = 0; t < count && this.threaded; t++) {
       const params = this.paramCounts[t]
       const results = this.resultCounts[t]
       if (params + 1 > V8_MAX_PARAMS || results + 1 > V8_MAX_RESULTS) {
@@ -351,12 +369,17 @@ class ModuleRewriter {
       }
     }
     if (next > V8_MAX_TYPES) {
-      throw new FuelThreadingUnsupported('too many types')
+      if (this.threaded) {
+        throw new FuelThreadingUnsupported('too many types')
+      }
+      throw new InstrumentError('too many types to add the refuel import')
     }
     const sec = this.sec
     sec.pos = 0
     sec.u32(next)
-    sec.copy(b, lebEnd(b, start, end, 5), end)
+    if (start >= 0) {
+      sec.copy(b, lebEnd(b, start, end, 5), end)
+    }
     sec.copy(added.buf, 0, added.pos)
     this.emitSection(SECTION.type)
   }
@@ -364,7 +387,7 @@ class ModuleRewriter {
   /** Threaded: the function section as it was, then the fuel-threaded form of each function. */
   private emitThreadedFunctions(start: number, end: number): void {
     const n = this.funcTypes.length
-    if (this.importedFuncs + 2 * n > V8_MAX_FUNCTIONS) {
+    if (this.importedFuncs + 1 + 2 * n > V8_MAX_FUNCTIONS) {
       throw new FuelThreadingUnsupported('too many functions')
     }
     const sec = this.sec
@@ -419,7 +442,7 @@ class ModuleRewriter {
     let p = start
     if (start >= 0) {
       ;[count, p] = this.u32(start, end)
-      sec.u32(count + METER_GLOBALS.length)
+      sec.u32(count + METER_GLOBALS.length + 1)
       this.from = p
       for (let i = 0; i < count; i++) {
         let len: number
@@ -481,7 +504,7 @@ class ModuleRewriter {
       }
       this.copyTo(end)
     } else {
-      sec.u32(METER_GLOBALS.length)
+      sec.u32(METER_GLOBALS.length + 1)
     }
     for (const [field, type, mut] of METER_GLOBALS) {
       sec.name(METER_MODULE)
@@ -490,6 +513,11 @@ class ModuleRewriter {
       sec.byte(type)
       sec.byte(mut)
     }
+    // The last function import: defined functions move up by one.
+    sec.name(METER_MODULE)
+    sec.name(REFUEL_IMPORT)
+    sec.byte(EXTERNAL.func)
+    sec.u32(this.paramCounts.length)
     this.emitSection(SECTION.import)
     this.importsDone = true
   }

@@ -9,7 +9,7 @@
 import { spawn } from 'node:child_process'
 import { mkdtemp, readFile, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import autocannon from 'autocannon'
 import { createRuntime } from '../runtime/index.js'
@@ -84,14 +84,18 @@ export interface ServerProcess {
 /**
  * `warden serve` (from dist/) in a child process on `dataDir`, pool of 2, rate limits raised.
  * With `cpu`, pinned to that CPU (`taskset -c`, which execs: the pid is the server's);
- * `nodeArgs` go to node before the script (`--cpu-prof`).
+ * `nodeArgs` go to node before the script (`--cpu-prof`); with `checkout`, the build in that
+ * directory's `dist/` instead of this tree's (`server-pair.ts`).
  */
 export async function startServer(
   dataDir: string,
   env: Record<string, string> = {},
-  options: { cpu?: number; nodeArgs?: readonly string[] } = {},
+  options: { cpu?: number; nodeArgs?: readonly string[]; checkout?: string } = {},
 ): Promise<ServerProcess> {
-  const main = fileURLToPath(new URL('../dist/sdk/cli/main.js', import.meta.url))
+  const main =
+    options.checkout === undefined
+      ? fileURLToPath(new URL('../dist/sdk/cli/main.js', import.meta.url))
+      : resolvePath(options.checkout, 'dist/sdk/cli/main.js')
   const argv = [...(options.nodeArgs ?? []), main, 'serve', '--port', '0']
   const [command, args] =
     options.cpu === undefined

@@ -92,6 +92,7 @@ describe('hasDotSegment (third outside attack)', () => {
       '/apps/x/?p=../..',
       '/apps/x/%2e%2e%2f',
       '/',
+      '/v1/apps/app-1f2e/invoke',
     ]) {
       expect(hasDotSegment(target), target).toBe(false)
     }

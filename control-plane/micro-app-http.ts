@@ -150,6 +150,10 @@ export function splitAppPath(pathname: string): { name: string; path: string } |
  * hasDotSegment('/apps/x/a.b/..c?q=..') // false
  */
 export function hasDotSegment(target: string): boolean {
+  if (!target.includes('.') && !target.includes('%')) {
+    // No `.` and no escape: no dot segment, and no regexps for every request's target.
+    return false
+  }
   // An absolute-form target ("http://host/path"): only its path counts.
   const path = target.replace(/^[a-z][a-z0-9+.-]*:\/\/[^/?#]*/i, '').split(/[?#]/, 1)[0]!
   return path.split('/').some((segment) => {

@@ -106,7 +106,8 @@ export interface InvokeOptions {
    * The caller's interest in the answer (an HTTP request's: aborted when its client hangs up).
    * Aborted while the run still waits for a sandbox, the run never starts and answers
    * `client_closed`; a run already running goes on to its end, within its limits (killing its
-   * sandbox would cost more than letting it finish).
+   * sandbox would cost more than letting it finish). Read only if the run has to wait (a getter
+   * may make it then).
    */
   signal?: AbortSignal
 }
@@ -280,6 +281,10 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     }
     const startedAt = new Date()
     const enqueued = performance.now()
+    const hungUp = () => pool.cancel((ctx) => ctx === context, CLIENT_CLOSED, 'queued')
+    // NB: `opts.signal` is read only when the run waits for a sandbox, the one time a hang-up
+    // changes anything: an HTTP request's signal is made when first read (~20 µs per request).
+    let signal: AbortSignal | undefined
     const running = pool.run({
       component: component.sandbox,
       exportName,
@@ -288,14 +293,15 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       grant: { imported: component.imports, granted: [...granted] },
       context,
       ...(opts.shareKey !== undefined ? { shareKey: opts.shareKey } : {}),
+      onQueued() {
+        signal = opts.signal
+        if (signal?.aborted) {
+          hungUp()
+        } else {
+          signal?.addEventListener('abort', hungUp, { once: true })
+        }
+      },
     })
-    const { signal } = opts
-    const hungUp = () => pool.cancel((ctx) => ctx === context, CLIENT_CLOSED, 'queued')
-    if (signal?.aborted) {
-      hungUp()
-    } else {
-      signal?.addEventListener('abort', hungUp, { once: true })
-    }
     const result = await running
     signal?.removeEventListener('abort', hungUp)
     abort?.abort()

@@ -163,7 +163,7 @@ export interface RunOptions {
   /**
    * The caller's interest in the answer: aborted while the run still waits for a sandbox, the
    * run never starts and answers `client_closed` (audited like any run); see
-   * `InvokeOptions.signal`.
+   * `InvokeOptions.signal` (read only if the run has to wait).
    */
   signal?: AbortSignal
 }
@@ -577,7 +577,10 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       ...(runOptions.onHostCall
         ? { onDecision: redactedListener(runOptions.onHostCall, redact) }
         : {}),
-      ...(runOptions.signal ? { signal: runOptions.signal } : {}),
+      // Passed on unread: the runtime reads it only if the run has to wait for a sandbox.
+      get signal() {
+        return runOptions.signal
+      },
     })
     const clean = redactInvocation(invocation, redact)
     if (quotas && clean.report.fuelUsed) {

@@ -164,6 +164,36 @@ describe.each<Isolation>(['thread', 'process'])('cancelApp (isolation: %s)', (is
     expect(done.output).toBe('gated first')
   })
 
+  it("reads its caller's signal only when the run has to wait for a sandbox", async () => {
+    waiting.length = 0
+    held = gate()
+    let reads = 0
+    const lazy = (controller: AbortController) => ({
+      appId: 'lazy-signal',
+      interfaces: [ECHO_INTERFACE],
+      limits: LONG,
+      get signal() {
+        reads++
+        return controller.signal
+      },
+    })
+    // Starts at once: its signal is never made (an HTTP request's is made when first read).
+    const quick = await rt.warden.invoke(caller, 'at once', lazy(new AbortController()))
+    expect(quick.output).toBe('at once')
+    expect(reads).toBe(0)
+    // Waits behind the app's running run: read, and a hang-up still ends it unstarted.
+    const first = rt.warden.invoke(caller, 'gated holder', lazy(new AbortController()))
+    await expect.poll(() => waiting.length, { timeout: 20_000 }).toBe(1)
+    expect(reads).toBe(0)
+    const queuedCaller = new AbortController()
+    const queued = rt.warden.invoke(caller, 'never runs', lazy(queuedCaller))
+    expect(reads).toBe(1)
+    queuedCaller.abort()
+    expect((await queued).error?.code).toBe('client_closed')
+    held.open()
+    expect((await first).output).toBe('gated holder')
+  })
+
   it('counts the host calls of a run ended before its worker could report them', async () => {
     const app = await rt.warden.load(await compileWat(logsThenLoops))
     const options = {

@@ -266,12 +266,14 @@ export function registerMicroAppRoutes(
       body: await readBodyCapped(c.req.raw, microApps.maxRequestBytes, 'the request body'),
     }
     const component = await buildOf(ctx, record)
-    const invocation = await countedRun(c, ctx, record, (signal) =>
+    const invocation = await countedRun(c, ctx, record, (incoming) =>
       warden.call(component, 'handler.handle', [request], {
         token: binding.token,
         appId: record.id,
         verified: claims,
-        signal,
+        get signal() {
+          return incoming.signal
+        },
       }),
     )
     const { invocationId } = invocation.report

@@ -9,6 +9,7 @@
  * existing `verify` checks what this writes unchanged.
  */
 import { createHash } from 'node:crypto'
+import { sha256 } from '../../core/sha256.js'
 import { canonicalJson } from './canonical.js'
 import type { AuditRecord } from './record.js'
 
@@ -136,10 +137,8 @@ export function sealRecord(body: Omit<AuditRecord, 'hash'>): SealedRecord {
   if (before === undefined || after === undefined) {
     return slow(body)
   }
-  const hash = createHash('sha256')
-    .update(body.prevHash)
-    .update(`{${before},${after}}`)
-    .digest('hex')
+  // One-shot: the same bytes as update(prevHash).update(json), without a Hash object (~2 µs).
+  const hash = sha256(`${body.prevHash}{${before},${after}}`, 'hex')
   return {
     record: Object.freeze({ ...body, hash }),
     line: `{${before},"hash":"${hash}",${after}}\n`,

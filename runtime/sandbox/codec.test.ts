@@ -49,6 +49,36 @@ describe('channel codec', () => {
     expect(Object.keys(back)).toEqual(['__proto__'])
   })
 
+  it('decodes every key as written, whatever keys came before (the key cache)', () => {
+    // 9,000 distinct short keys over the cache's 4,096 slots: many share a slot, and each is
+    // read after others took its slot, then again while it holds it.
+    const keys = Array.from({ length: 9000 }, (_, i) => `k${i.toString(36)}${'x'.repeat(i % 29)}`)
+    for (let round = 0; round < 2; round++) {
+      for (let i = 0; i < keys.length; i += 3) {
+        const value = {
+          [keys[i]!]: i,
+          [keys[(i + 1) % keys.length]!]: 'v',
+          é: 1,
+          ['y'.repeat(40)]: 2,
+        }
+        expect(roundTrip(value)).toStrictEqual(value)
+      }
+    }
+    fc.assert(
+      fc.property(
+        fc.array(fc.string({ unit: 'binary-ascii', maxLength: 34 }), {
+          minLength: 1,
+          maxLength: 8,
+        }),
+        (names) => {
+          const value = Object.fromEntries(names.map((name, i) => [name, i]))
+          expect(roundTrip(value)).toStrictEqual(value)
+        },
+      ),
+      { numRuns: 500 },
+    )
+  })
+
   it('returns bytes that do not alias the shared memory', () => {
     const bytes = encode({ blob: new Uint8Array([1, 2, 3]) })
     const shared = new Uint8Array(new SharedArrayBuffer(bytes.length))

@@ -275,7 +275,7 @@ function read(buf: Buffer, r: { at: number }, depth: number): unknown {
       r.at += 4
       const out: Record<string, unknown> = {}
       for (let i = 0; i < count; i++) {
-        const key = readString(buf, r)
+        const key = readKey(buf, r)
         const item = read(buf, r, depth + 1)
         if (key === '__proto__') {
           // NB: defineProperty, so a key named `__proto__` is data, not a prototype change.
@@ -300,18 +300,61 @@ function read(buf: Buffer, r: { at: number }, depth: number): unknown {
 
 function readString(buf: Buffer, r: { at: number }): string {
   const start = readSpan(buf, r)
-  if (r.at - start < 32) {
-    let out = ''
-    for (let i = start; i < r.at; i++) {
-      const c = buf[i]!
-      if (c > 0x7f) {
-        return buf.toString('utf8', start, r.at)
-      }
-      out += String.fromCharCode(c)
+  return r.at - start < 32 && isAscii(buf, start, r.at)
+    ? buf.toString('latin1', start, r.at)
+    : buf.toString('utf8', start, r.at)
+}
+
+function isAscii(buf: Buffer, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) {
+    if (buf[i]! > 0x7f) {
+      return false
     }
-    return out
   }
-  return buf.toString('utf8', start, r.at)
+  return true
+}
+
+/**
+ * Object keys decoded lately, by a hash of their bytes: a message's keys are nearly always the
+ * same few dozen names, and a key made afresh each time costs a string and its internalisation
+ * (V8's string table) when it is stored. Bounded (one key per slot, short ASCII keys only) and
+ * checked byte for byte on a hit, so a forged message can only miss, never read as another key.
+ */
+const KEY_SLOTS = 4096
+const MAX_CACHED_KEY = 32
+const keyCache: (string | undefined)[] = new Array<string | undefined>(KEY_SLOTS).fill(undefined)
+
+function readKey(buf: Buffer, r: { at: number }): string {
+  const start = readSpan(buf, r)
+  const end = r.at
+  const n = end - start
+  if (n > MAX_CACHED_KEY) {
+    return buf.toString('utf8', start, end)
+  }
+  let h = n
+  for (let i = start; i < end; i++) {
+    const c = buf[i]!
+    if (c > 0x7f) {
+      return buf.toString('utf8', start, end)
+    }
+    h = (Math.imul(h, 31) + c) | 0
+  }
+  const slot = h & (KEY_SLOTS - 1)
+  const hit = keyCache[slot]
+  if (hit !== undefined && hit.length === n) {
+    let i = 0
+    while (i < n && hit.charCodeAt(i) === buf[start + i]) {
+      i++
+    }
+    if (i === n) {
+      return hit
+    }
+  }
+  // NB: the key as V8's string table holds it (a property name is internalised), so a hit is
+  // a store without a table lookup.
+  const key = Object.keys({ [buf.toString('latin1', start, end)]: true })[0]!
+  keyCache[slot] = key
+  return key
 }
 
 /** A length-prefixed span: returns its start and moves `r.at` past its end. */

@@ -38,7 +38,7 @@ import type {
 } from './protocol.js'
 import { AppShares } from './fairness.js'
 import type { AppShareOptions } from './fairness.js'
-import { ended, takeMatching } from './sandbox.js'
+import { ended, enqueue, takeMatching } from './sandbox.js'
 import type { CancelScope, RunMatch, Sandbox } from './sandbox.js'
 import { checkFromWorker, checkHostCallRequest, checkLiveDecision } from './validate.js'
 import type { SandboxWorkerData } from './worker.js'
@@ -198,6 +198,11 @@ export interface PoolJob {
    * built-in JS sandbox is one app for every tenant, so its runs are shared per token family.
    */
   shareKey?: string
+  /**
+   * Called once, before `run` returns, when the job could not start at once and waits in the
+   * queue for a sandbox (or the pool's fair share): the caller watches for a hang-up only then.
+   */
+  onQueued?: () => void
 }
 
 /** The key a job's share of the pool is counted under. */
@@ -344,10 +349,12 @@ export class SandboxPool implements Sandbox {
     if (refusal) {
       return Promise.resolve(refusal)
     }
-    return new Promise((resolve) => {
-      this.#queue.push({ job, resolve: this.#shares.releasing(app, resolve) })
-      this.#pump()
-    })
+    return enqueue(
+      this.#queue,
+      job,
+      (resolve) => this.#shares.releasing(app, resolve),
+      () => this.#pump(),
+    )
   }
 
   /**

@@ -51,6 +51,34 @@ export function ended(error: SerializedError, wallMs = 0): Extract<PoolResult, {
   return { ok: false, error: { code: error.code, message: error.message }, metering: null, wallMs }
 }
 
+/** A queued job and how to answer it. */
+interface Queued {
+  job: PoolJob
+  resolve: (result: PoolResult) => void
+}
+
+/**
+ * What both pools' `run` do with an admitted job: queue it (its answer through `wrap`), start
+ * what can start (`pump`), and, if it was left waiting, tell it (`PoolJob.onQueued`).
+ */
+export function enqueue(
+  queue: Queued[],
+  job: PoolJob,
+  wrap: (resolve: (result: PoolResult) => void) => (result: PoolResult) => void,
+  pump: () => void,
+): Promise<PoolResult> {
+  let entry: Queued | undefined
+  const answer = new Promise<PoolResult>((resolve) => {
+    entry = { job, resolve: wrap(resolve) }
+    queue.push(entry)
+    pump()
+  })
+  if (job.onQueued && entry && queue.includes(entry)) {
+    job.onQueued()
+  }
+  return answer
+}
+
 /**
  * Remove the queued jobs that `match` from `queue` and return them; `match` is called on every
  * job before the queue changes, so a `match` that throws leaves the queue as it was.

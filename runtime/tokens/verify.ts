@@ -2,7 +2,7 @@
  * Token verification. Every failure is a WardenError with a fixed message: no message ever
  * contains the token or anything read from it, and no cause carries its claims.
  */
-import { createHash } from 'node:crypto'
+import { sha256 } from '../../core/sha256.js'
 import { decodeProtectedHeader, jwtVerify } from 'jose'
 import { deepFreeze } from '../../core/freeze.js'
 import { WardenError } from '../errors.js'
@@ -131,7 +131,7 @@ export async function verifyClaims(
   }
   const schema = tokenSchemas(options.capabilities).claims
   const cache = verifiedCache(keys)
-  const cacheKey = createHash('sha256').update(token).digest('base64url')
+  const cacheKey = sha256(token, 'base64url')
   const hit = cache.get(cacheKey)
   let claims: CapabilityClaims
   if (hit && hit.schema === schema && (await keys.verificationKey(hit.kid)) !== undefined) {

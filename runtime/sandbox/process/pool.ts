@@ -29,7 +29,7 @@ import type { AppShareOptions } from '../fairness.js'
 import type { PoolJob, PoolResult } from '../pool.js'
 import { liveDecisionCap } from '../protocol.js'
 import type { HostCallRequest, HostCallResponse } from '../protocol.js'
-import { ended, takeMatching } from '../sandbox.js'
+import { ended, enqueue, takeMatching } from '../sandbox.js'
 import type { CancelScope, RunMatch, Sandbox } from '../sandbox.js'
 import { checkChildBuilt, childCommand, childPaths, detectNetworkIsolation } from './launch.js'
 import type { ChildPaths, NetworkIsolation } from './launch.js'
@@ -201,10 +201,12 @@ export class ProcessSandboxPool implements Sandbox {
       return Promise.resolve(refusal)
     }
     this.#ensureChild()
-    return new Promise((resolve) => {
-      this.#queue.push({ job, resolve: this.#shares.releasing(app, resolve) })
-      this.#pump()
-    })
+    return enqueue(
+      this.#queue,
+      job,
+      (resolve) => this.#shares.releasing(app, resolve),
+      () => this.#pump(),
+    )
   }
 
   /**

@@ -1,8 +1,11 @@
 /**
  * Question: how many requests a second does an HTTP micro-app serve through `/apps/<name>/`
  * (issue 10: WAT ≥ 3,000 req/s, componentize-js ≥ 500 req/s)? `warden serve` runs in a child
- * process (pool of 2, default per-app share, rate limits raised); autocannon sends
- * `GET /apps/<name>/` from this process over loopback, 8 connections, 8 s, after a warm-up.
+ * process (pool of 2, default per-app share, which lets a lone app borrow the second worker;
+ * rate limits raised); autocannon sends `GET /apps/<name>/` from this process over loopback,
+ * 8 connections, 8 s, after a warm-up.
+ * With each load, the server's CPU per request (every thread of its process, from `/proc`):
+ * what req/s comes to when the machine is shared.
  * Baselines in the same run: each app's in-process floor (`runtime.call` of its handler, fresh
  * instance, no HTTP, no token), and `POST /v1/apps/:id/invoke` of the echo action (one log call)
  * on the same server, the API's own figure (bench/server.bench.ts). Last, what the route itself
@@ -19,7 +22,7 @@ import { buildJsGuest, JS_MICRO_APP_WORLD } from '../test/support/js-guest.js'
 import { compileWat, guestFile } from '../test/support/wat.js'
 import { api, load, startServer } from './server.bench.js'
 import type { Load } from './server.bench.js'
-import { load1, medians } from './support.js'
+import { load1, medians, processCpuMs } from './support.js'
 import type { Row } from './support.js'
 
 const QUESTION = 'HTTP micro-app through /apps/<name>/ (server child, pool 2, 8 connections)'
@@ -63,13 +66,24 @@ async function floors(apps: { wat: Uint8Array; js: Uint8Array }) {
   }
 }
 
+/** A load with the server's CPU per request (ms, every thread), when `/proc` tells. */
+type Served = Load & { cpuMs?: number }
+
 /** Both apps and the echo action behind one server; each loaded in turn. */
 async function served(apps: {
   wat: Uint8Array
   js: Uint8Array
-}): Promise<{ wat: Load; js: Load; invoke: Load }> {
+}): Promise<{ wat: Served; js: Served; invoke: Served }> {
   const dataDir = await mkdtemp(join(tmpdir(), 'warden-bench-micro-'))
   const server = await startServer(dataDir, { WARDEN_TRANSPILE_TIMEOUT_MS: '300000' })
+  const measured = async (url: string, token: string | undefined): Promise<Served> => {
+    const before = processCpuMs(server.pid)
+    const result = await load(url, token, { connections: CONNECTIONS })
+    const after = processCpuMs(server.pid)
+    return before === undefined || after === undefined || result.total === 0
+      ? result
+      : { ...result, cpuMs: (after - before) / result.total }
+  }
   try {
     const key = (await readFile(join(dataDir, 'admin.key'), 'utf8')).trim()
     const query = new URLSearchParams({ name: 'echo', owner: 'bench', purpose: 'baseline' })
@@ -85,7 +99,7 @@ async function served(apps: {
     })
     const invokeUrl = `${server.url}/v1/apps/${echo.id}/invoke`
     await load(invokeUrl, token, { connections: CONNECTIONS }) // warm-up
-    const invoke = await load(invokeUrl, token, { connections: CONNECTIONS })
+    const invoke = await measured(invokeUrl, token)
     const urls: Record<string, string> = {}
     for (const [name, bytes] of Object.entries(apps)) {
       const query = new URLSearchParams({ name: `hello-${name}`, owner: 'bench', purpose: 'load' })
@@ -101,10 +115,10 @@ async function served(apps: {
       })
       urls[name] = `${server.url}${route.path}`
     }
-    const out: Record<string, Load> = {}
+    const out: Record<string, Served> = {}
     for (const name of ['wat', 'js']) {
       await load(urls[name]!, undefined, { connections: CONNECTIONS }) // warm-up
-      out[name] = await load(urls[name]!, undefined, { connections: CONNECTIONS })
+      out[name] = await measured(urls[name]!, undefined)
     }
     return { wat: out.wat!, js: out.js!, invoke }
   } finally {
@@ -176,8 +190,9 @@ export async function run(): Promise<Row[]> {
   const before = load1()
   const figures = await served(apps)
   const loadavg = `load ${before} → ${load1()}`
-  const note = (l: Load) =>
-    `${Math.round(l.rps)} req/s, p99 ${l.p99Ms} ms, ${l.non2xx} non-2xx; ${loadavg}`
+  const note = (l: Served) =>
+    `${Math.round(l.rps)} req/s, p99 ${l.p99Ms} ms, ${l.non2xx} non-2xx` +
+    `${l.cpuMs === undefined ? '' : `, server CPU ${l.cpuMs.toFixed(2)} ms/request`}; ${loadavg}`
   const rows: Row[] = [
     {
       question: QUESTION,

@@ -27,8 +27,16 @@ export interface HostConfig {
    * (microseconds), default 100 µs.
    */
   clockResolutionNs: number
-  /** Runs of one app running at once. `WARDEN_MAX_RUNNING_PER_APP`, default every worker but one. */
+  /**
+   * Runs of one app running at once while other apps' runs wait. `WARDEN_MAX_RUNNING_PER_APP`,
+   * default every worker but one.
+   */
   maxRunningPerApp: number | undefined
+  /**
+   * A lone app may borrow idle workers past that while its recent runs took under this many ms
+   * and none ended at a limit. `WARDEN_BORROW_BELOW_MS`, default 50; 0 never.
+   */
+  borrowBelowMs: number | undefined
   /** Runs of one app waiting beyond those. `WARDEN_MAX_QUEUED_PER_APP`, default 4 × the pool size. */
   maxQueuedPerApp: number | undefined
   /** Transpile child processes. `WARDEN_TRANSPILE_WORKERS`, default 2. */
@@ -83,6 +91,7 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
       (positiveInt(env.WARDEN_CLOCK_RESOLUTION_US, 'WARDEN_CLOCK_RESOLUTION_US') ?? 100) * 1000,
     maxRunningPerApp: positiveInt(env.WARDEN_MAX_RUNNING_PER_APP, 'WARDEN_MAX_RUNNING_PER_APP'),
     maxQueuedPerApp: positiveInt(env.WARDEN_MAX_QUEUED_PER_APP, 'WARDEN_MAX_QUEUED_PER_APP'),
+    borrowBelowMs: nonNegativeInt(env.WARDEN_BORROW_BELOW_MS, 'WARDEN_BORROW_BELOW_MS'),
     transpileWorkers: positiveInt(env.WARDEN_TRANSPILE_WORKERS, 'WARDEN_TRANSPILE_WORKERS') ?? 2,
     transpileTimeoutMs:
       positiveInt(env.WARDEN_TRANSPILE_TIMEOUT_MS, 'WARDEN_TRANSPILE_TIMEOUT_MS') ?? 20_000,
@@ -153,12 +162,20 @@ function isolation(value: string | undefined): Isolation {
 }
 
 function positiveInt(value: string | undefined, name: string): number | undefined {
+  const n = nonNegativeInt(value, name)
+  if (n === 0) {
+    throw new TypeError(`${name} must be a positive integer, got ${JSON.stringify(value)}`)
+  }
+  return n
+}
+
+function nonNegativeInt(value: string | undefined, name: string): number | undefined {
   if (value === undefined || value === '') {
     return undefined
   }
   const n = Number(value)
-  if (!Number.isSafeInteger(n) || n <= 0) {
-    throw new TypeError(`${name} must be a positive integer, got ${JSON.stringify(value)}`)
+  if (!Number.isSafeInteger(n) || n < 0) {
+    throw new TypeError(`${name} must be a non-negative integer, got ${JSON.stringify(value)}`)
   }
   return n
 }

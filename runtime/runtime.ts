@@ -62,8 +62,13 @@ export interface RuntimeOptions {
   prepareInstances?: boolean
   /** @internal bench/ only: `SandboxPoolOptions.prepareDelayMs`. */
   prepareDelayMs?: number
-  /** Runs of one app running at once (`context.appId`). Default: every worker but one. */
+  /**
+   * Runs of one app running at once (`context.appId`) while other apps' runs wait. Default:
+   * every worker but one.
+   */
   maxRunningPerApp?: number
+  /** `AppShareOptions.borrowBelowMs`: when a lone app may borrow idle workers past that. */
+  borrowBelowMs?: number
   /** Runs of one app waiting beyond those; past it, `limit_exceeded` at once. Default: 4 × the pool size. */
   maxQueuedPerApp?: number
   /**
@@ -223,6 +228,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     ...(options.clockResolutionNs ? { clockResolutionNs: options.clockResolutionNs } : {}),
     ...(options.maxRunningPerApp ? { maxRunningPerApp: options.maxRunningPerApp } : {}),
     ...(options.maxQueuedPerApp ? { maxQueuedPerApp: options.maxQueuedPerApp } : {}),
+    ...(options.borrowBelowMs !== undefined ? { borrowBelowMs: options.borrowBelowMs } : {}),
     brokerInterfaces,
     onHostCall: (ctx: RunContext, request: HostCallRequest) =>
       onHostCall(ctx as BrokerRunContext, request),

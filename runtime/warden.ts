@@ -83,6 +83,7 @@ export interface WardenOptions
         | 'clockResolutionNs'
         | 'maxRunningPerApp'
         | 'maxQueuedPerApp'
+        | 'borrowBelowMs'
         | 'transpileWorkers'
         | 'transpileTimeoutMs'
         | 'loadedCacheMb'
@@ -432,6 +433,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     ...(options.clockResolutionNs ? { clockResolutionNs: options.clockResolutionNs } : {}),
     ...(options.maxRunningPerApp ? { maxRunningPerApp: options.maxRunningPerApp } : {}),
     ...(options.maxQueuedPerApp ? { maxQueuedPerApp: options.maxQueuedPerApp } : {}),
+    ...(options.borrowBelowMs !== undefined ? { borrowBelowMs: options.borrowBelowMs } : {}),
     ...(options.transpileWorkers ? { transpileWorkers: options.transpileWorkers } : {}),
     ...(options.transpileTimeoutMs
       ? { transpileBudget: { ...DEFAULT_TRANSPILE_BUDGET, timeoutMs: options.transpileTimeoutMs } }

@@ -9,8 +9,11 @@ import type { LoadedComponent } from '../runtime/loader/load.js'
 import { ownThread, SandboxPool } from '../runtime/sandbox/pool.js'
 import { checkFromWorker } from '../runtime/sandbox/validate.js'
 import type { PoolJob, PoolResult } from '../runtime/sandbox/pool.js'
+import type { RunContext } from '../host-capabilities/types.js'
+import type { HostCallResponse } from '../runtime/sandbox/protocol.js'
 import { fakeRunContext } from './support/context.js'
 import { growForever, infiniteLoop } from './support/guests.js'
+import { platformCaller } from './support/platform-guest.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
 import { compileWat, guestFile } from './support/wat.js'
@@ -20,12 +23,14 @@ let pool: SandboxPool
 let loop: LoadedComponent
 let hello: LoadedComponent
 let bomb: LoadedComponent
+let caller: LoadedComponent
 
 beforeAll(async () => {
   rt = await startTestRuntime({ poolSize: 1 })
   loop = await rt.warden.load(await compileWat(infiniteLoop))
   hello = await rt.warden.load(await guestFile('echo'))
   bomb = await rt.warden.load(await compileWat(growForever))
+  caller = await rt.warden.load(await platformCaller())
   pool = new SandboxPool({
     size: 3,
     maxRunningPerApp: 2,
@@ -45,6 +50,7 @@ function job(
   appId: string,
   timeoutMs: number,
   memoryMb?: number,
+  input = 'hi',
 ): PoolJob {
   const limits = resolveLimits({ fuel: 1e12, timeoutMs, ...(memoryMb ? { memoryMb } : {}) })
   const context = fakeRunContext({
@@ -56,7 +62,7 @@ function job(
   return {
     component: component.sandbox,
     exportName: 'run',
-    args: ['hi'],
+    args: [input],
     limits,
     grant: { imported: component.imports, granted: [] },
     context,
@@ -84,6 +90,64 @@ describe('per-app fairness', () => {
     expect(settled).toHaveLength(16)
     const all = await Promise.all(burst)
     expect(all.filter((r) => !r.ok && r.error.code === 'timeout')).toHaveLength(4)
+  })
+})
+
+describe('borrowed workers', () => {
+  it('lets a lone app run on every worker, and gives the first freed one to another app', async () => {
+    // Each run waits in a broker call until the test answers it: runs in calls at once are
+    // runs on workers at once.
+    const held: { app: string; answer: (r: HostCallResponse) => void }[] = []
+    const pool = new SandboxPool({
+      size: 2,
+      // The runs here wait on the test, and a worker's first run loads the component: not short.
+      borrowBelowMs: 60_000,
+      brokerInterfaces: {
+        'warden:platform/http': ['fetch'],
+        'warden:platform/secrets': ['hmac-sha256', 'reveal'],
+        'warden:platform/data': ['get'],
+      },
+      onHostCall: (ctx: RunContext) =>
+        new Promise<HostCallResponse>((answer) => held.push({ app: ctx.appId, answer })),
+    })
+    const denied: HostCallResponse = { ok: false, hostError: { tag: 'denied', val: 'no' } }
+    const until = async (check: () => boolean) => {
+      for (let i = 0; i < 500 && !check(); i++) {
+        await new Promise((resolve) => setTimeout(resolve, 10))
+      }
+      return check()
+    }
+    const get = (app: string) => {
+      const j = job(caller, app, 10_000, undefined, 'get|c|k')
+      j.grant.granted = ['warden:platform/data']
+      return pool.run(j)
+    }
+    try {
+      await pool.warm()
+      // One short run on record: the app may borrow from now on.
+      const first = get('lone')
+      expect(await until(() => held.length === 1)).toBe(true)
+      held.shift()!.answer(denied)
+      expect((await first).ok).toBe(true)
+      // Two runs of the lone app: both are in their calls at once, the second on the borrowed worker.
+      const runs = [get('lone'), get('lone')]
+      expect(await until(() => held.length === 2)).toBe(true)
+      // A third run of it and one of another app queue; the first worker freed goes to the other app.
+      runs.push(get('lone'))
+      const other = get('other')
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      held.shift()!.answer(denied)
+      expect(await until(() => held.length === 2)).toBe(true)
+      expect(held.map((h) => h.app).sort()).toEqual(['lone', 'other'])
+      while (held.length > 0 || (await until(() => held.length > 0))) {
+        held.shift()!.answer(denied)
+      }
+      for (const r of [...(await Promise.all(runs)), await other]) {
+        expect(r.ok).toBe(true)
+      }
+    } finally {
+      await pool.close()
+    }
   })
 })
 

@@ -107,6 +107,30 @@ describe.each<Isolation>(['thread', 'process'])('cancelApp (isolation: %s)', (is
     expect((await Promise.all(both)).map((r) => r.output)).toEqual(['gated c', 'gated d'])
   })
 
+  it("keeps a run answered at its deadline in its app's share until its worker is back (seventh outside attack)", async () => {
+    if (isolation === 'process') {
+      // The sandbox process is ended at the deadline: no grace, nothing held past the answer.
+      return
+    }
+    waiting.length = 0
+    held = gate()
+    const replacements = rt.warden.pool.replacements
+    // Blocked in a host call past its deadline: answered `timeout`, its worker held for the
+    // pool's grace, then terminated.
+    const late = await rt.warden.invoke(caller, 'gated late', {
+      appId: 'late',
+      interfaces: [ECHO_INTERFACE],
+      limits: { timeoutMs: 200, fuel: 1e12 },
+    })
+    expect(late.error?.code).toBe('timeout')
+    // The app may run on one worker of two: its next run starts only once that worker is back
+    // (here: terminated at the end of the grace), never beside it on the other one.
+    const next = await callEcho('late', 'after')
+    expect(next.output).toBe('after')
+    expect(rt.warden.pool.replacements).toBe(replacements + 1)
+    held.open()
+  })
+
   it('ends a guest spinning in a loop with huge fuel and a long deadline', async () => {
     const spinning = rt.warden.invoke(loop, 'x', { appId: 'spinner', limits: LONG })
     // Let it get going: it is dispatched at once, and the cancel finds it running.
@@ -181,9 +205,11 @@ describe.each<Isolation>(['thread', 'process'])('cancelApp (isolation: %s)', (is
     const quick = await rt.warden.invoke(caller, 'at once', lazy(new AbortController()))
     expect(quick.output).toBe('at once')
     expect(reads).toBe(0)
-    // Waits behind the app's running run: read, and a hang-up still ends it unstarted.
+    // Waits while both workers are busy (the app's run and another app's: an app with short
+    // runs may borrow a free worker): read, and a hang-up still ends it unstarted.
     const first = rt.warden.invoke(caller, 'gated holder', lazy(new AbortController()))
-    await expect.poll(() => waiting.length, { timeout: 20_000 }).toBe(1)
+    const other = callEcho('lazy-other', 'gated other')
+    await expect.poll(() => waiting.length, { timeout: 20_000 }).toBe(2)
     expect(reads).toBe(0)
     const queuedCaller = new AbortController()
     const queued = rt.warden.invoke(caller, 'never runs', lazy(queuedCaller))
@@ -192,6 +218,7 @@ describe.each<Isolation>(['thread', 'process'])('cancelApp (isolation: %s)', (is
     expect((await queued).error?.code).toBe('client_closed')
     held.open()
     expect((await first).output).toBe('gated holder')
+    expect((await other).output).toBe('gated other')
   })
 
   it('counts the host calls of a run ended before its worker could report them', async () => {

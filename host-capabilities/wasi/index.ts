@@ -4,5 +4,6 @@ export {
   GuestExit,
   MAX_BLOCKING_WRITE,
   MAX_RANDOM_BYTES,
+  MAX_RANDOM_BYTES_PER_RUN,
   WRITE_PERMIT,
 } from './worker.js'

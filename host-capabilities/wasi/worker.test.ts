@@ -10,7 +10,12 @@ import type { ResolvedLimits } from '../../runtime/limits/limits.js'
 import { MAX_LINE_BYTES } from '../logging/descriptor.js'
 import type { WorkerRunState } from '../types.js'
 import { isWasiBaselineVersion, WASI_BASELINE } from './descriptor.js'
-import { createWasiImports, GuestExit, MAX_RANDOM_BYTES } from './index.js'
+import {
+  createWasiImports,
+  GuestExit,
+  MAX_RANDOM_BYTES,
+  MAX_RANDOM_BYTES_PER_RUN,
+} from './index.js'
 
 // NB: the project's lib setting (ES2023, no DOM) has no WebAssembly types.
 interface WasmApi {
@@ -465,6 +470,22 @@ describe('random and clocks (end to end)', () => {
     const guest = run(newState())
     expect(() => guest.rand(BigInt(MAX_RANDOM_BYTES) + 1n)).toThrow(WardenError)
     expect(() => guest.rand(2n ** 64n - 1n)).toThrow(/at most 1048576 bytes/)
+  })
+
+  it('traps past the randomness a run may draw, secure and insecure together (seventh outside attack)', () => {
+    // A draw costs the guest a few fuel and the host ~1 ms of CPU per MiB: unbounded, a loop of
+    // draws went minutes between two fuel checks, past its deadline.
+    const guest = run(newState())
+    const calls = MAX_RANDOM_BYTES_PER_RUN / MAX_RANDOM_BYTES
+    for (let i = 0; i < calls - 1; i++) {
+      expect(guest.rand(BigInt(MAX_RANDOM_BYTES))).toHaveLength(MAX_RANDOM_BYTES)
+    }
+    expect(guest.insecureRand(BigInt(MAX_RANDOM_BYTES - 1))).toHaveLength(MAX_RANDOM_BYTES - 1)
+    expect(guest.rand(1n)).toHaveLength(1)
+    expect(() => guest.rand(1n)).toThrow(/at most 16777216 random bytes/)
+    expect(() => guest.insecureRand(0n + 1n)).toThrow(WardenError)
+    // Another run (another instance) draws afresh.
+    expect(run(newState()).rand(64n)).toHaveLength(64)
   })
 
   it('returns random u64s as bigints', () => {

@@ -27,6 +27,14 @@ import type { WorkerRunState } from '../types.js'
 /** Most bytes one `get-random-bytes` (or insecure) call may ask for; more traps the guest. */
 export const MAX_RANDOM_BYTES = 1024 * 1024
 
+/**
+ * Most random bytes one run (or one prepared instance) may draw in all; more traps the guest.
+ * A call costs the guest a few fuel but the host ~1 ms of CPU per MiB, work the fuel does not
+ * pace: unbounded, a guest drawing in a loop went minutes between two fuel checks, past its
+ * deadline and the pool's grace (seventh outside attack).
+ */
+export const MAX_RANDOM_BYTES_PER_RUN = 16 * 1024 * 1024
+
 /** Bytes `check-write` grants on every call. */
 export const WRITE_PERMIT = 64 * 1024
 
@@ -257,10 +265,15 @@ function lineSink(emit: (line: string) => void): Sink {
   }
 }
 
-function randomBytes(len: bigint): Uint8Array {
+function randomBytes(len: bigint, budget: { left: number }): Uint8Array {
   if (len > BigInt(MAX_RANDOM_BYTES)) {
     throw guestTrap(`a random-bytes call may ask for at most ${MAX_RANDOM_BYTES} bytes`)
   }
+  if (len > BigInt(budget.left)) {
+    budget.left = 0
+    throw guestTrap(`a run may draw at most ${MAX_RANDOM_BYTES_PER_RUN} random bytes`)
+  }
+  budget.left -= Number(len)
   const bytes = new Uint8Array(Number(len))
   for (let offset = 0; offset < bytes.length; offset += RANDOM_CHUNK) {
     getRandomValues(bytes.subarray(offset, offset + RANDOM_CHUNK))
@@ -324,6 +337,8 @@ export function createWasiImports(
     stderrLines(bytes)
   }
   let seed: readonly [bigint, bigint] | undefined
+  const random = { left: MAX_RANDOM_BYTES_PER_RUN }
+  const drawRandom = (len: bigint) => randomBytes(len, random)
 
   return {
     'wasi:clocks/wall-clock': Object.freeze({
@@ -353,11 +368,11 @@ export function createWasiImports(
       },
     }),
     'wasi:random/random': Object.freeze({
-      getRandomBytes: randomBytes,
+      getRandomBytes: drawRandom,
       getRandomU64: randomU64,
     }),
     'wasi:random/insecure': Object.freeze({
-      getInsecureRandomBytes: randomBytes,
+      getInsecureRandomBytes: drawRandom,
       getInsecureRandomU64: randomU64,
     }),
     'wasi:random/insecure-seed': Object.freeze({

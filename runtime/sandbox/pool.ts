@@ -230,7 +230,13 @@ interface ActiveRun {
   job: PoolJob
   startedAt: number
   timer: NodeJS.Timeout
+  /** Answers the caller. */
   resolve: (result: PoolResult) => void
+  /**
+   * Gives the run's place in its app's share back: when its worker is free again (or killed),
+   * which for a run answered at its deadline is later than its answer (see {@link overdue}).
+   */
+  freed: (result: PoolResult) => void
   /** How the main thread watches for the worker's next move after answering a host call. */
   calls?: Spinner
   /** The run has a listener: how many more decisions its worker may post live. */
@@ -238,9 +244,20 @@ interface ActiveRun {
   /**
    * The run answered `timeout` at its deadline and its worker has not come back yet: the slot
    * takes no other run, host calls are refused, and the worker is terminated if it has not
-   * come back within the grace (`#onDeadline`).
+   * come back within the grace (`#onDeadline`). The app's share stays taken meanwhile, so an
+   * app cannot hold more workers than its share by running into its deadline (seventh outside
+   * attack).
    */
-  overdue?: boolean
+  overdue?: PoolResult
+}
+
+/**
+ * A run's end: its share back (with the `timeout` it answered, if it answered at its deadline:
+ * that is what counts against its app) and its answer, unless it answered already.
+ */
+function settle(run: ActiveRun, result: PoolResult): void {
+  run.freed(run.overdue ?? result)
+  run.resolve(result)
 }
 
 interface Slot {
@@ -537,7 +554,7 @@ export class SandboxPool implements Sandbox {
     clearTimeout(run.timer)
     slot.current = undefined
     slot.freedAt = performance.now()
-    run.resolve(result)
+    settle(run, result)
   }
 
   #onCrash(slot: Slot, message = 'the sandbox worker stopped unexpectedly'): void {
@@ -547,7 +564,7 @@ export class SandboxPool implements Sandbox {
     const run = slot.current
     this.#retire(slot)
     if (run) {
-      run.resolve({
+      settle(run, {
         ok: false,
         error: { code: 'internal', message },
         metering: null,
@@ -565,16 +582,17 @@ export class SandboxPool implements Sandbox {
     if (slot.current !== run || run.overdue) {
       return
     }
-    run.overdue = true
+    const result = this.#timedOut(run, Atomics.load(slot.channel.header, CHANNEL.CALLS))
+    run.overdue = result
     // A hog's worker at nice 19 would wait long for the vCPU it needs to reach its next fuel
     // check on a busy machine: give it back its priority (if that fails, the result retries
     // and replaces the worker, as after any run).
     if (slot.niced !== undefined && renice(slot.tid, slot.niced) !== undefined) {
       slot.niced = undefined
     }
+    // Answered now; its share is given back when the worker is (`settle`).
     const answer = run.resolve
     run.resolve = () => {}
-    const result = this.#timedOut(run, Atomics.load(slot.channel.header, CHANNEL.CALLS))
     answer(result)
     run.timer = setTimeout(
       () => this.#abandon(slot, run, result.error),
@@ -608,7 +626,7 @@ export class SandboxPool implements Sandbox {
     const hostCalls = Math.min(Math.max(counted, 0), run.job.limits.hostCalls + 1)
     // Answer first; killing and replacing the worker happens off this run's critical path.
     this.#retire(slot, { deferred: true })
-    run.resolve({ ...ended(error, performance.now() - run.startedAt), hostCalls })
+    settle(run, { ...ended(error, performance.now() - run.startedAt), hostCalls })
   }
 
   /** Kill a worker and start its replacement, now or right after the current task. */
@@ -653,9 +671,8 @@ export class SandboxPool implements Sandbox {
       }
       this.#queue.splice(i, 1)
       this.#shares.start(app)
-      this.#start(slot, job, (result) => {
+      this.#start(slot, job, resolve, (result) => {
         this.#shares.finish(app, result)
-        resolve(result)
         // A worker may be free while runs of this app wait behind its cap.
         if (this.#queue.length > 0) {
           queueMicrotask(() => this.#pump())
@@ -687,7 +704,12 @@ export class SandboxPool implements Sandbox {
     return loaded ?? fallback
   }
 
-  #start(slot: Slot, job: PoolJob, resolve: (r: PoolResult) => void): void {
+  #start(
+    slot: Slot,
+    job: PoolJob,
+    resolve: (r: PoolResult) => void,
+    freed: (r: PoolResult) => void,
+  ): void {
     const key = job.component.key
     let spinner = slot.loaded.get(key)
     if (spinner) {
@@ -709,6 +731,7 @@ export class SandboxPool implements Sandbox {
       id,
       job,
       resolve,
+      freed,
       startedAt,
       timer: setTimeout(() => this.#onDeadline(slot, run), job.limits.timeoutMs),
       ...(this.#spin.call > 0 ? { calls: new Spinner(this.#spin.call) } : {}),

@@ -27,7 +27,7 @@ import {
   TRAP_FUEL,
   TRAP_MEMORY,
 } from '../limits/instrument.js'
-import { FUEL_SLICE, FuelMeter } from '../limits/refuel.js'
+import { epochNow, FUEL_SLICE, FuelMeter } from '../limits/refuel.js'
 import type { MeterImports } from '../limits/refuel.js'
 import { MAX_RUN_LIFT_BYTES, PAGES_PER_MB } from '../limits/limits.js'
 import type { ResolvedLimits } from '../limits/limits.js'
@@ -605,6 +605,9 @@ let prepared: Prepared | undefined
 /** Below this, a fresh instantiation is cheap enough: nothing is prepared. */
 const PREPARE_ABOVE_MS = 0.5
 
+/** The shortest deadline a preparation gets, in ms (see {@link prepareNext}). */
+const PREPARE_MIN_MS = 50
+
 /** How long a preparation waits after its result is posted (`SandboxPool`, `PREPARE_DELAY_MS`). */
 const prepareDelayMs = data.prepareDelayMs ?? 0
 
@@ -623,7 +626,10 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
   const slot = newSlot(job.limits, [])
   slot.preparing = true
   const budget = cost.fuel * 4n + 1_000_000n
-  const meter = meterFor(job.limits, budget)
+  // No watchdog watches a preparation (the pool sees the slot free), so it has a deadline of its
+  // own: four times the last fresh instantiation, at least PREPARE_MIN_MS, at most the run's.
+  const ms = Math.min(job.limits.timeoutMs, Math.max(PREPARE_MIN_MS, cost.ms * 4))
+  const meter = meterFor(job.limits, budget, epochNow() + ms)
   lift.left = MAX_RUN_LIFT_BYTES
   try {
     const made = instantiate(ready, job.grant.imported, slot, meter)
@@ -640,8 +646,9 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
       }
     }
   } catch {
-    // A trap, fuel spent, a refusal: the next run instantiates afresh and meets it there.
-    if (slot.calledWhilePreparing) {
+    // A trap, fuel spent, a refusal: the next run instantiates afresh and meets it there. One
+    // that made a host call or ran past its deadline is not prepared again.
+    if (slot.calledWhilePreparing || (meter.trap.value as number) === TRAP_DEADLINE) {
       ready.unpreparable = true
     }
   } finally {

@@ -92,6 +92,8 @@ interface ReadyComponent {
   instantiated?: { ms: number; fuel: bigint }
   /** Its instantiation made a host call: never prepared (see {@link prepareNext}). */
   unpreparable?: boolean
+  /** Preparations that ran past their deadline; {@link MAX_PREPARE_OVERRUNS} make it unpreparable. */
+  prepareOverruns?: number
 }
 
 /**
@@ -606,7 +608,10 @@ let prepared: Prepared | undefined
 const PREPARE_ABOVE_MS = 0.5
 
 /** The shortest deadline a preparation gets, in ms (see {@link prepareNext}). */
-const PREPARE_MIN_MS = 50
+const PREPARE_MIN_MS = 100
+
+/** Preparations of one component past their deadline before it is not prepared again. */
+const MAX_PREPARE_OVERRUNS = 3
 
 /** How long a preparation waits after its result is posted (`SandboxPool`, `PREPARE_DELAY_MS`). */
 const prepareDelayMs = data.prepareDelayMs ?? 0
@@ -648,8 +653,13 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
   } catch {
     // A trap, fuel spent, a refusal: the next run instantiates afresh and meets it there. One
     // that made a host call or ran past its deadline is not prepared again.
-    if (slot.calledWhilePreparing || (meter.trap.value as number) === TRAP_DEADLINE) {
+    if (slot.calledWhilePreparing) {
       ready.unpreparable = true
+    } else if ((meter.trap.value as number) === TRAP_DEADLINE) {
+      // A GC pause or a busy vCPU can stretch one; a start function that keeps doing so is not
+      // prepared again.
+      ready.prepareOverruns = (ready.prepareOverruns ?? 0) + 1
+      ready.unpreparable = ready.prepareOverruns >= MAX_PREPARE_OVERRUNS
     }
   } finally {
     slot.preparing = false

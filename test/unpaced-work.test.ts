@@ -10,6 +10,7 @@ import { MAX_RANDOM_BYTES_PER_RUN } from '../host-capabilities/wasi/index.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
 import { attackerWat } from './support/unpaced-guest.js'
+import { guestFile } from './support/wat.js'
 
 describe('host work the fuel does not pace', () => {
   let rt: TestRuntime
@@ -32,7 +33,6 @@ describe('host work the fuel does not pace', () => {
 
   it('serves another app after instances that draw randomness on start, prepared or not', async () => {
     const attacker = await rt.warden.load(await parse(attackerWat('coin')))
-    const { guestFile } = await import('./support/wat.js')
     const echo = await rt.warden.load(await guestFile('echo'))
     for (let i = 0; i < 12; i++) {
       // Each run may be followed by a preparation whose start function loops on draws: it is

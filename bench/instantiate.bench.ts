@@ -71,8 +71,19 @@ export async function run(): Promise<Row[]> {
           (m, i) => new WebAssembly.Instance(m, i),
         )
         .run('x')
+    // The loader has the module import its memory (`provideMemory`): a fresh one here, as in
+    // the floor (the pool's workers reuse reset ones: runtime/sandbox/memories.ts).
+    const provided = app.sandbox.providedMemory
     const jcoMetered = () => {
-      const meterImports = meter()
+      const meterImports = provided
+        ? {
+            ...meter(),
+            memory: new WebAssembly.Memory({
+              initial: provided.minPages,
+              maximum: provided.maxPages,
+            }),
+          }
+        : meter()
       return glue
         .instantiate(
           (n) => instrumented[n]!,

@@ -274,6 +274,7 @@ interface WasmApi {
   Module: new (bytes: Uint8Array) => object
   Instance: new (module: object, imports: object) => { exports: Record<string, unknown> }
   Global: new (desc: { value: string; mutable?: boolean }, v: unknown) => WasmGlobal
+  Memory: new (desc: { initial: number; maximum: number }) => object
 }
 const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
@@ -288,6 +289,8 @@ export function runFuelProgram(
   program: FuelProgram,
   bytes: Uint8Array,
   slice: bigint = 1n << 62n,
+  /** The module imports its memory (`provideMemory`): these limits, in pages. */
+  provided?: { minPages: number; maxPages: number },
 ): FuelOutcome[] {
   const start = program.fuel ?? 1_000_000n
   const meter = new FuelMeter(slice)
@@ -300,7 +303,12 @@ export function runFuelProgram(
   const cap = new Wasm.Global({ value: 'i32', mutable: false }, 4)
   exports = new Wasm.Instance(new Wasm.Module(bytes), {
     ...extra,
-    'warden:meter': meter.imports(cap as unknown as WebAssembly.Global),
+    'warden:meter': {
+      ...meter.imports(cap as unknown as WebAssembly.Global),
+      ...(provided
+        ? { memory: new Wasm.Memory({ initial: provided.minPages, maximum: provided.maxPages }) }
+        : {}),
+    },
   }).exports
   const outcomes: FuelOutcome[] = []
   for (const call of program.calls) {

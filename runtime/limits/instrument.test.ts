@@ -6,6 +6,7 @@ import {
   COST_MODEL_VERSION,
   InstrumentError,
   MAX_INSTRUMENTED_SIZE,
+  MEMORY_IMPORT,
   METER_MODULE,
   REFUSED_FEATURES,
   TRAP_FUEL,
@@ -14,6 +15,7 @@ import {
 } from './instrument.js'
 import type { InstrumentOptions } from './instrument.js'
 import { rewriteModule } from './instrument/sections.js'
+import { FUEL_PROGRAMS, runFuelProgram } from './fuel-programs.fixture.js'
 import { FuelMeter } from './refuel.js'
 import type { MeterImports } from './refuel.js'
 
@@ -32,11 +34,15 @@ interface WasmTable {
 }
 interface WasmApi {
   validate(bytes: Uint8Array): boolean
-  Module: new (bytes: Uint8Array) => object
+  Module: {
+    new (bytes: Uint8Array): object
+    imports(module: object): { module: string; name: string; kind: string }[]
+  }
   Instance: new (module: object, imports: object) => { exports: Record<string, unknown> }
   Global: new (desc: { value: string; mutable?: boolean }, v: unknown) => WasmGlobal
   Memory: new (desc: { initial: number; maximum?: number; shared?: boolean }) => WasmMemory
   RuntimeError: new (...args: unknown[]) => Error
+  LinkError: new (...args: unknown[]) => Error
 }
 const Wasm = (globalThis as unknown as { WebAssembly: WasmApi }).WebAssembly
 
@@ -617,7 +623,9 @@ describe('instrumentModule: memory', () => {
       {},
       { maxMemoryPages: 4, maxTableElements: 10 },
     )
-    expect(out.memories).toEqual([{ exportName: 'warden:memory:0', minPages: 1, maxPages: 4 }])
+    expect(out.memories).toEqual([
+      { exportName: 'warden:memory:0', minPages: 1, maxPages: 4, provided: false },
+    ])
     const mem = exports.mem as WasmMemory
     expect(exports['warden:memory:0']).toBe(mem)
     expect(mem.grow(3)).toBe(1)
@@ -673,6 +681,121 @@ describe('instrumentModule: memory', () => {
     expect(() => t.grow(1)).toThrow(RangeError)
     const big = await wat('(module (table 11 funcref))')
     expectInstrumentError(() => instrumentModule(big, { maxMemoryPages: 1, maxTableElements: 10 }))
+  })
+
+  describe('instrumentModule: provideMemory', () => {
+    const PROVIDE: InstrumentOptions = { ...OPTS, provideMemory: true }
+    const DATA_WAT = `(module
+    (memory (export "mem") 2 100)
+    (data (i32.const 70000) "warden")
+    (func (export "peek") (param i32) (result i32) (i32.load8_u (local.get 0)))
+    (func (export "poke") (param i32 i32) (i32.store8 (local.get 0) (local.get 1)))
+    (func (export "grow") (param i32) (result i32) (memory.grow (local.get 0)))
+    (func (export "size") (result i32) (memory.size)))`
+    const provided = (pages: { initial: number; maximum: number }) =>
+      new Wasm.Memory(pages) as unknown as WasmMemory
+
+    it('turns the defined memory into the import warden:meter memory, with the lowered limits', async () => {
+      const out = instrumentModule(await wat(DATA_WAT), { ...PROVIDE, maxMemoryPages: 4 })
+      expect(Wasm.validate(out.bytes)).toBe(true)
+      expect(sections(out.bytes)).not.toContain('5')
+      expect(out.memories).toEqual([
+        { exportName: 'warden:memory:0', minPages: 2, maxPages: 4, provided: true },
+      ])
+      const module = new Wasm.Module(out.bytes)
+      expect(
+        Wasm.Module.imports(module).filter((i: { kind: string }) => i.kind === 'memory'),
+      ).toEqual([{ module: METER_MODULE, name: MEMORY_IMPORT, kind: 'memory' }])
+      // Without it, or with one of other limits, the module does not instantiate.
+      expect(() => instantiate(out.bytes, { [METER_MODULE]: meter() })).toThrow(Wasm.LinkError)
+      const tooBig = provided({ initial: 2, maximum: 5 })
+      expect(() =>
+        instantiate(out.bytes, { [METER_MODULE]: { ...meter(), [MEMORY_IMPORT]: tooBig } }),
+      ).toThrow(Wasm.LinkError)
+    })
+
+    it('writes the data segments into the memory it is handed, which it exports and grows under the cap', async () => {
+      const out = instrumentModule(await wat(DATA_WAT), { ...PROVIDE, maxMemoryPages: 4 })
+      const mem = provided({ initial: 2, maximum: 4 })
+      const m = meter(1_000_000n, 3)
+      const exports = instantiate(out.bytes, { [METER_MODULE]: { ...m, [MEMORY_IMPORT]: mem } })
+      expect(exports['warden:memory:0']).toBe(mem)
+      expect(exports.mem).toBe(mem)
+      expect(new TextDecoder().decode(new Uint8Array(mem.buffer, 70000, 6))).toBe('warden')
+      const fn = (name: string) => exports[name] as Fn
+      expect(fn('grow')(1)).toBe(2)
+      expect(() => fn('grow')(1)).toThrow(Wasm.RuntimeError)
+      expect(m.trap.value).toBe(TRAP_MEMORY)
+      expect(fn('size')()).toBe(3)
+    })
+
+    it('a memory zeroed after a run and handed to a new instance reads as a fresh one', async () => {
+      const out = instrumentModule(await wat(DATA_WAT), PROVIDE)
+      const fresh = provided({ initial: 2, maximum: 64 })
+      instantiate(out.bytes, { [METER_MODULE]: { ...meter(), [MEMORY_IMPORT]: fresh } })
+      const reused = provided({ initial: 2, maximum: 64 })
+      const first = instantiate(out.bytes, {
+        [METER_MODULE]: { ...meter(), [MEMORY_IMPORT]: reused },
+      })
+      for (const at of [0, 70000, 70003, 131071]) {
+        ;(first.poke as Fn)(at, 0xa5)
+      }
+      new Uint8Array(reused.buffer).fill(0)
+      const second = instantiate(out.bytes, {
+        [METER_MODULE]: { ...meter(), [MEMORY_IMPORT]: reused },
+      })
+      expect(new Uint8Array(reused.buffer)).toEqual(new Uint8Array(fresh.buffer))
+      expect((second.peek as Fn)(70000)).toBe('w'.charCodeAt(0))
+      expect((second.peek as Fn)(131071)).toBe(0)
+    })
+
+    it('leaves modules without a defined memory as they would be without it', async () => {
+      const none = await wat('(module (func (export "f") (result i32) (i32.const 1)))')
+      const imported = await wat(
+        '(module (import "env" "memory" (memory 1)) (func (export "f") (result i32) (i32.load (i32.const 0))))',
+      )
+      for (const plain of [none, imported]) {
+        const a = instrumentModule(plain, OPTS)
+        const b = instrumentModule(plain, PROVIDE)
+        expect(Buffer.from(b.bytes).equals(Buffer.from(a.bytes))).toBe(true)
+        expect(b.memories).toEqual(a.memories)
+      }
+    })
+
+    it('refuses what it refuses without it: a memory above the ceiling, two memories, a shared one', async () => {
+      for (const text of [
+        '(module (memory 65))',
+        '(module (import "env" "m" (memory 1)) (memory 1))',
+        '(module (memory 1 2 shared))',
+      ]) {
+        const plain = await wat(text)
+        expect(() => instrumentModule(plain, OPTS)).toThrow(InstrumentError)
+        expect(() => instrumentModule(plain, PROVIDE)).toThrow(InstrumentError)
+      }
+    })
+
+    it('keeps every fuel program’s results and fuel', async () => {
+      for (const program of FUEL_PROGRAMS) {
+        const plain = await wat(program.wat)
+        const outcomes = [false, true].map((provide) => {
+          const out = rewriteModule(
+            plain,
+            OPTS.maxMemoryPages,
+            OPTS.maxTableElements,
+            'threaded',
+            true,
+            provide,
+          )
+          return runFuelProgram(
+            program,
+            out.bytes,
+            undefined,
+            out.memories.find((m) => m.provided),
+          )
+        })
+        expect(outcomes[1], program.name).toEqual(outcomes[0])
+      }
+    })
   })
 })
 
@@ -788,7 +911,9 @@ describe('instrumentModule: index shift and pass-through', () => {
     )
     expect(fn('atomic')()).toBe(42)
     expect(fn('grow')()).toBe(1)
-    expect(out.memories).toEqual([{ exportName: 'warden:memory:0', minPages: 1, maxPages: 2 }])
+    expect(out.memories).toEqual([
+      { exportName: 'warden:memory:0', minPages: 1, maxPages: 2, provided: false },
+    ])
   })
 
   it('passes multi-value blocks and functions through', async () => {
@@ -818,7 +943,9 @@ describe('instrumentModule: index shift and pass-through', () => {
   it('adds an import and an export section when the module had none', async () => {
     const out = instrumentModule(await wat('(module (memory 2) (func))'), OPTS)
     expect(sections(out.bytes)).toEqual(['1', '2', '3', '5', '7', '10'])
-    expect(out.memories).toEqual([{ exportName: 'warden:memory:0', minPages: 2, maxPages: 64 }])
+    expect(out.memories).toEqual([
+      { exportName: 'warden:memory:0', minPages: 2, maxPages: 64, provided: false },
+    ])
     expect(Wasm.validate(out.bytes)).toBe(true)
   })
 

@@ -23,7 +23,9 @@
  *   `emitBatchedLoop` in `instrument/code.ts`);
  * - replaces `memory.grow` with a version that traps past the run's cap (`memory_cap`);
  * - lowers every memory's and table's maximum to the host ceilings;
- * - exports every defined memory as `warden:memory:N` and drops the `name` custom section.
+ * - exports every defined memory as `warden:memory:N` and drops the `name` custom section;
+ * - with `provideMemory`, turns the defined memory into the import `warden:meter` `memory` (same
+ *   limits), so the host can hand a run a memory it reset instead of a fresh one.
  *
  * The cost model (what each instruction costs, where blocks start, where fuel is checked) and
  * {@link COST_MODEL_VERSION} are documented in one place, `instrument/cost-model.ts`.
@@ -113,6 +115,7 @@ export { InstrumentError, REFUSED_FEATURES } from './instrument/errors.js'
 export {
   MAX_FUNCTION_LOCALS,
   MEMORY_EXPORT_PREFIX,
+  MEMORY_IMPORT,
   METER_MODULE,
   REFUEL_IMPORT,
   TRAP_DEADLINE,
@@ -156,7 +159,14 @@ export function instrumentModule(
   ) {
     throw new TypeError('instrumentModule: maxTableElements must be an integer in [0, 2^32-1]')
   }
-  const out = rewriteModule(bytes, maxMemoryPages, maxTableElements, 'threaded')
+  const out = rewriteModule(
+    bytes,
+    maxMemoryPages,
+    maxTableElements,
+    'threaded',
+    true,
+    options.provideMemory === true,
+  )
   const bound = bytes.byteLength * MAX_INSTRUMENTED_SIZE.factor + MAX_INSTRUMENTED_SIZE.slackBytes
   if (out.bytes.byteLength > bound) {
     throw new InstrumentError(

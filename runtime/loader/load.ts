@@ -12,8 +12,8 @@ import type { CapabilityDescriptor } from '../../host-capabilities/types.js'
 import { WardenError } from '../errors.js'
 import { COST_MODEL_VERSION } from '../limits/instrument.js'
 import { readCacheEntry, writeCacheEntry } from '../transpile-cache/cache.js'
-import type { CacheEntry } from '../transpile-cache/cache.js'
-import type { LoadedComponentMessage } from '../sandbox/protocol.js'
+import type { CacheEntry, ModuleManifest } from '../transpile-cache/cache.js'
+import type { LoadedComponentMessage, ProvidedMemory } from '../sandbox/protocol.js'
 import { checkComponentStructure } from './component-binary.js'
 import {
   checkComponentBytes,
@@ -330,6 +330,7 @@ export class ComponentLoader {
           ? { moduleBytes: Object.fromEntries(entry.modules.map((m) => [m.name, m.bytes])) }
           : {}),
         minMemoryPages: entry.modules.reduce((sum, m) => sum + m.minMemoryPages, 0),
+        ...providedMemory(entry.modules),
       },
     }
     return { component, size }
@@ -356,10 +357,16 @@ export class ComponentLoader {
         digest,
         variant: this.#variant,
         wit: out.wit,
-        modules: out.modules.map(({ name, minMemoryPages }) => ({ name, minMemoryPages })),
+        modules: out.modules.map(({ bytes: _, ...manifest }) => manifest),
       },
       out.glue,
       out.modules,
     )
   }
+}
+
+/** The memory the sandbox hands the component's modules, if one of them imports it. */
+function providedMemory(modules: readonly ModuleManifest[]): { providedMemory?: ProvidedMemory } {
+  const provided = modules.find((m) => m.providedMemory !== undefined)?.providedMemory
+  return provided ? { providedMemory: provided } : {}
 }

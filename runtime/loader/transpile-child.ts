@@ -64,15 +64,20 @@ async function transpileOne(
       instrumented = instrumentModule(content, {
         maxMemoryPages: request.maxMemoryPages,
         maxTableElements: request.maxTableElements,
+        provideMemory: true,
       })
     } catch (error) {
       return { ok: false, code: 'invalid_component', message: `${name}: ${firstLine(error)}` }
     }
     memories += instrumented.memories.length
     await writeFile(join(dir, transpiledModuleFile(out.modules.length)), instrumented.bytes)
+    const provided = instrumented.memories.find((m) => m.provided)
     out.modules.push({
       name,
       minMemoryPages: instrumented.memories.reduce((sum, m) => sum + m.minPages, 0),
+      ...(provided
+        ? { providedMemory: { minPages: provided.minPages, maxPages: provided.maxPages } }
+        : {}),
     })
   }
   // The memory cap is checked per memory, and canonical options name one: a second memory

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import { WARDEN_ERROR_CODES, WardenError } from '../errors.js'
 import type { WardenErrorCode } from '../errors.js'
 import { forkChild } from '../internal/child.js'
+import type { ModuleManifest } from '../transpile-cache/cache.js'
 
 /** Job folders in the OS temp folder: `warden-transpile-<host pid>-<uuid>`. */
 export const JOB_DIR_PREFIX = 'warden-transpile-'
@@ -105,7 +106,7 @@ export type TranspileResponse =
       ok: true
       wit: string
       glue: string
-      modules: { name: string; bytes: Uint8Array<ArrayBuffer>; minMemoryPages: number }[]
+      modules: (ModuleManifest & { bytes: Uint8Array<ArrayBuffer> })[]
     }
   | { ok: false; code: WardenErrorCode; message: string }
 
@@ -130,7 +131,7 @@ export type ChildTranspileResponse =
       ok: true
       wit: string
       glue: string
-      modules: { name: string; minMemoryPages: number }[]
+      modules: ModuleManifest[]
     }
   | { ok: false; code: WardenErrorCode; message: string }
 
@@ -282,6 +283,7 @@ export class Transpiler {
           // A file this large is read into a buffer of its own, never Node's shared pool.
           bytes: new Uint8Array(content.buffer, content.byteOffset, content.byteLength),
           minMemoryPages: m.minMemoryPages,
+          ...(m.providedMemory ? { providedMemory: m.providedMemory } : {}),
         })
       }
       return { ok: true, wit: out.wit, glue: out.glue, modules }
@@ -655,7 +657,10 @@ function parseAnswer(raw: unknown): FromTranspileChild | undefined {
             Array.isArray(response.modules) &&
             response.modules.every(
               (m: unknown) =>
-                isRecord(m) && typeof m.name === 'string' && Number.isSafeInteger(m.minMemoryPages),
+                isRecord(m) &&
+                typeof m.name === 'string' &&
+                Number.isSafeInteger(m.minMemoryPages) &&
+                (m.providedMemory === undefined || isProvidedMemory(m.providedMemory)),
             )
           : response.bytes instanceof Uint8Array)
   return ok ? (raw as FromTranspileChild) : undefined
@@ -663,6 +668,17 @@ function parseAnswer(raw: unknown): FromTranspileChild | undefined {
 
 function isRecord(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null
+}
+
+function isProvidedMemory(value: unknown): boolean {
+  return (
+    isRecord(value) &&
+    Number.isSafeInteger(value.minPages) &&
+    Number.isSafeInteger(value.maxPages) &&
+    (value.minPages as number) >= 0 &&
+    (value.minPages as number) <= (value.maxPages as number) &&
+    (value.maxPages as number) <= 65_536
+  )
 }
 
 function positive(n: number, name: string): number {

@@ -81,6 +81,14 @@ class TextEncoder {
 }
 globalThis.TextDecoder = TextDecoder
 globalThis.TextEncoder = TextEncoder
+// jco registers guest-owned resources for finalization: a callback that calls the guest's
+// destructor, on an instance whose run is over and whose memory may serve the next run
+// (memories.ts). The worker never returns to its event loop, so none would run; here none
+// can: registering is accepted and does nothing (the instance is dropped whole anyway).
+globalThis.FinalizationRegistry = class FinalizationRegistry {
+  register() {}
+  unregister() { return false }
+}
 for (const name of ['console', 'Atomics', 'SharedArrayBuffer', 'eval', 'escape', 'unescape']) {
   delete globalThis[name]
 }

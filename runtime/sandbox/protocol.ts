@@ -32,6 +32,18 @@ export interface LoadedComponentMessage {
   moduleBytes?: Record<string, Uint8Array>
   /** Minimum pages of each defined memory, to refuse a run whose cap is below them. */
   minMemoryPages: number
+  /**
+   * The component's memory, when its module imports it from `warden:meter` (the loader's
+   * instrumenter always does this for the one memory a component may define): the worker
+   * hands each instance a memory of these limits, fresh or reset to zeros.
+   */
+  providedMemory?: ProvidedMemory
+}
+
+/** The limits of a memory the sandbox hands a core module, in 64 KiB pages. */
+export interface ProvidedMemory {
+  minPages: number
+  maxPages: number
 }
 
 /** The per-run view of the grant that the worker may apply without a round trip. */

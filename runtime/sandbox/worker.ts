@@ -22,6 +22,7 @@ import { WardenError } from '../errors.js'
 import type { SerializedError } from '../errors.js'
 import {
   MEMORY_EXPORT_PREFIX,
+  MEMORY_IMPORT,
   METER_MODULE,
   TRAP_DEADLINE,
   TRAP_FUEL,
@@ -36,6 +37,7 @@ import { adoptRealm } from './codec.js'
 import { createGlueRealm } from './glue-realm.js'
 import type { GlueRealm, RealmIntrinsics, RealmHost } from './glue-realm.js'
 import { lockDownWorkerRealm } from './lockdown.js'
+import { MemoryShelf } from './memories.js'
 import { CHANNEL, liveDecisionCap } from './protocol.js'
 import type {
   FromWorker,
@@ -44,6 +46,7 @@ import type {
   InvokeJob,
   LiveDecision,
   LoadedComponentMessage,
+  ProvidedMemory,
   ToWorkerControl,
   WorkerMetering,
 } from './protocol.js'
@@ -88,6 +91,8 @@ interface ReadyComponent {
   realm: RealmIntrinsics
   modules: Record<string, WebAssembly.Module>
   minMemoryPages: number
+  /** Its memory's limits, when the worker hands its module the memory (see `memories.ts`). */
+  providedMemory?: ProvidedMemory
   /** What its last fresh instantiation cost: whether an instance is worth preparing. */
   instantiated?: { ms: number; fuel: bigint }
   /** Its instantiation made a host call: never prepared (see {@link prepareNext}). */
@@ -444,6 +449,7 @@ function load(component: LoadedComponentMessage): ReadyComponent {
     realm: realm.intrinsics,
     modules: component.modules,
     minMemoryPages: component.minMemoryPages,
+    ...(component.providedMemory ? { providedMemory: component.providedMemory } : {}),
   }
 }
 
@@ -551,6 +557,25 @@ interface Made {
   // biome-ignore lint/suspicious/noExplicitAny: the ABI boundary (STYLE.md §7)
   instance: Record<string, any>
   memories: Set<WebAssembly.Memory>
+  /** The memory the worker handed it (`ReadyComponent.providedMemory`), back on the shelf after its run. */
+  provided?: WebAssembly.Memory
+}
+
+/** Memories of earlier runs, reset, for the next instance of the same component. */
+const shelf = new MemoryShelf<ReadyComponent>()
+
+/** The memory the last run was handed, for {@link shelveUsed} once its result is posted. */
+let used: { ready: ReadyComponent; memory: WebAssembly.Memory } | undefined
+
+/**
+ * After a run's result was posted: reset its memory and keep it for the next instance of its
+ * component (`memories.ts` says why no later run can see what it held).
+ */
+function shelveUsed(): void {
+  if (used !== undefined) {
+    shelf.give(used.ready, used.ready.providedMemory!, used.memory)
+    used = undefined
+  }
 }
 
 /** Instantiate `ready` with imports that read `slot`, metered by `meter`. */
@@ -562,11 +587,16 @@ function instantiate(
 ): Made {
   const memories = new Set<WebAssembly.Memory>()
   let definedMemories = 0
+  const provided = ready.providedMemory ? shelf.take(ready, ready.providedMemory) : undefined
+  const meterImports = provided ? { ...meter, [MEMORY_IMPORT]: provided } : meter
   const instance = ready.instantiate(
     (name) => ready.modules[name]!,
     buildImports(imported, slot),
     (module, moduleImports) => {
-      const core = new WebAssembly.Instance(module, { ...moduleImports, [METER_MODULE]: meter })
+      const core = new WebAssembly.Instance(module, {
+        ...moduleImports,
+        [METER_MODULE]: meterImports,
+      })
       for (const [name, value] of Object.entries(core.exports)) {
         if (value instanceof WebAssembly.Memory) {
           memories.add(value)
@@ -584,7 +614,7 @@ function instantiate(
       return core
     },
   )
-  return { instance, memories }
+  return provided ? { instance, memories, provided } : { instance, memories }
 }
 
 /**
@@ -763,6 +793,7 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
     let instance: Made['instance']
     if (made) {
       instance = made.instance
+      used = made.provided ? { ready, memory: made.provided } : undefined
     } else {
       const started = now()
       const fresh = instantiate(ready, msg.grant.imported, slot, meter)
@@ -772,6 +803,7 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
       }
       instance = fresh.instance
       memories = fresh.memories
+      used = fresh.provided ? { ready, memory: fresh.provided } : undefined
     }
     let target: unknown = instance
     for (const part of msg.exportName.split('.')) {
@@ -839,12 +871,17 @@ function postResult(message: FromWorker): void {
 
 function handleControl(msg: ToWorkerControl): void {
   switch (msg.type) {
-    case 'unload':
+    case 'unload': {
+      const ready = components.get(msg.key)
+      if (ready !== undefined && !(ready instanceof Error)) {
+        shelf.drop(ready)
+      }
       components.delete(msg.key)
       if (prepared?.key === msg.key) {
         prepared = undefined
       }
       return
+    }
     case 'load': {
       const key = msg.component.key
       try {
@@ -942,6 +979,7 @@ for (;;) {
       result.preparing = true
     }
     postResult(result)
+    shelveUsed()
     if (prepare) {
       if (prepareDelayMs > 0) {
         // A job arriving meanwhile ends the wait; prepareNext then leaves it to run fresh.

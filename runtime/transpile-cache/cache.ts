@@ -10,12 +10,27 @@
 import { randomBytes } from 'node:crypto'
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { ProvidedMemory } from '../sandbox/protocol.js'
 
 /**
  * Bump when the layout or the manifest changes, or when the load refuses what it accepted
- * before (2: shared memories, multiple memories and flag-only proposals are refused).
+ * before (2: shared memories, multiple memories and flag-only proposals are refused; 3: a module
+ * that defines its memory imports it instead, and says so in `providedMemory`).
  */
-export const CACHE_FORMAT = 2
+export const CACHE_FORMAT = 3
+
+/** One instrumented core module, as the manifest describes it. */
+export interface ModuleManifest {
+  /** The file name jco's glue asks for. */
+  name: string
+  /** Minimum pages of the memory it defines (0 if none). */
+  minMemoryPages: number
+  /**
+   * Set when its memory is imported from the host (`InstrumentOptions.provideMemory`): the
+   * limits of the memory the sandbox hands it.
+   */
+  providedMemory?: ProvidedMemory
+}
 
 /** What is stored beside the files. */
 export interface CacheManifest {
@@ -23,7 +38,7 @@ export interface CacheManifest {
   digest: string
   variant: string
   wit: string
-  modules: { name: string; minMemoryPages: number }[]
+  modules: ModuleManifest[]
 }
 
 /** One cached component, as read back. */
@@ -32,7 +47,7 @@ export interface CacheEntry {
   manifest: CacheManifest
   gluePath: string
   glue: string
-  modules: { name: string; bytes: Uint8Array<ArrayBuffer>; minMemoryPages: number }[]
+  modules: (ModuleManifest & { bytes: Uint8Array<ArrayBuffer> })[]
 }
 
 /** The folder of one entry. */
@@ -74,7 +89,7 @@ export async function writeCacheEntry(
   dataDir: string,
   manifest: Omit<CacheManifest, 'format'>,
   glue: string,
-  modules: { name: string; bytes: Uint8Array<ArrayBuffer>; minMemoryPages: number }[],
+  modules: (ModuleManifest & { bytes: Uint8Array<ArrayBuffer> })[],
 ): Promise<CacheEntry> {
   const dir = cacheEntryDir(dataDir, manifest.digest, manifest.variant)
   const tmp = `${dir}.tmp-${randomBytes(6).toString('hex')}`

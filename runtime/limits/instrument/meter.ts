@@ -28,6 +28,11 @@ export const REFUEL_IMPORT = 'refuel'
 export const MAX_FUNCTION_LOCALS = 50_000
 /** Prefix of the names under which every defined memory is exported: `warden:memory:0`, … */
 export const MEMORY_EXPORT_PREFIX = 'warden:memory:'
+/**
+ * With {@link InstrumentOptions.provideMemory}, the import from {@link METER_MODULE} that takes
+ * the place of the memory a module defines: the host hands it a memory of the declared limits.
+ */
+export const MEMORY_IMPORT = 'memory'
 
 /** Host ceilings applied while instrumenting. */
 export interface InstrumentOptions {
@@ -38,6 +43,14 @@ export interface InstrumentOptions {
   maxMemoryPages: number
   /** Host-wide ceiling for every table, in elements. */
   maxTableElements: number
+  /**
+   * Turn the memory the module defines, if it defines one, into the import
+   * {@link METER_MODULE} {@link MEMORY_IMPORT} with the same limits (after the rewrite), still
+   * exported as `warden:memory:0`. The host then chooses the memory: a fresh one, or one it has
+   * reset to zeros, which an instance cannot tell apart (its data segments are written at
+   * instantiation either way). Default false.
+   */
+  provideMemory?: boolean
 }
 
 /** A rewritten module and what the loader needs to know about it. */
@@ -51,7 +64,7 @@ export interface InstrumentedModule {
    * One entry per defined (not imported) memory, in index order: its exported name and min pages
    * after rewrite.
    */
-  memories: { exportName: string; minPages: number; maxPages: number }[]
+  memories: { exportName: string; minPages: number; maxPages: number; provided: boolean }[]
   /**
    * {@link COST_MODEL_VERSION}: bumped when the cost model or the metering code changes (used as a
    * cache key).

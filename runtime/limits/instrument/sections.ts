@@ -7,7 +7,7 @@ import { ByteWriter, bytesEqual, decodeU32, lebEnd, utf8, utf8Decoder } from './
 import { CodeRewriter, FuelThreadingUnsupported } from './code.js'
 import { COST_MODEL_VERSION } from './cost-model.js'
 import { InstrumentError, REFUSED_FEATURES, malformed, refused, unsupported } from './errors.js'
-import { MEMORY_EXPORT_PREFIX, METER_MODULE, REFUEL_IMPORT } from './meter.js'
+import { MEMORY_EXPORT_PREFIX, MEMORY_IMPORT, METER_MODULE, REFUEL_IMPORT } from './meter.js'
 import type { InstrumentedModule } from './meter.js'
 import { EXTERNAL, OP, SECTION, TYPE, skipRefType, skipValType } from './opcodes.js'
 
@@ -58,6 +58,7 @@ export type FuelScheme = 'threaded' | 'cached'
  * Rewrites a module with the given scheme. Internal: {@link instrumentModule} validates the
  * options and uses `threaded` with loops batched; tests compare the schemes, and batched loops
  * with the per-iteration code (`batchLoops: false`, the code of cost model 4).
+ * `provideMemory`: see `InstrumentOptions.provideMemory`.
  */
 export function rewriteModule(
   bytes: Uint8Array,
@@ -65,17 +66,27 @@ export function rewriteModule(
   maxTableElements: number,
   scheme: FuelScheme,
   batchLoops = true,
+  provideMemory = false,
 ): InstrumentedModule {
+  const make = (threaded: boolean) =>
+    new ModuleRewriter(
+      bytes,
+      maxMemoryPages,
+      maxTableElements,
+      threaded,
+      batchLoops,
+      provideMemory,
+    ).run()
   if (scheme === 'threaded') {
     try {
-      return new ModuleRewriter(bytes, maxMemoryPages, maxTableElements, true, batchLoops).run()
+      return make(true)
     } catch (err) {
       if (!(err instanceof FuelThreadingUnsupported)) {
         throw err
       }
     }
   }
-  return new ModuleRewriter(bytes, maxMemoryPages, maxTableElements, false, batchLoops).run()
+  return make(false)
 }
 
 class ModuleRewriter {
@@ -86,6 +97,11 @@ class ModuleRewriter {
   private readonly threaded: boolean
   /** Charge small one-block loops once per batch of iterations (see `CodeContext`). */
   private readonly batchLoops: boolean
+  /**
+   * The module's one defined memory becomes an import (`InstrumentOptions.provideMemory`): its
+   * limits after the rewrite, found before the walk reaches the import section; else undefined.
+   */
+  private provided: { min: number; max: number } | undefined
   private readonly out: ByteWriter
   private readonly sec = new ByteWriter(1 << 16)
   /** Start of the not yet copied input in the current section (see copyTo). */
@@ -119,12 +135,14 @@ class ModuleRewriter {
     maxTableElements: number,
     threaded: boolean,
     batchLoops: boolean,
+    provideMemory: boolean,
   ) {
     this.b = bytes
     this.maxMemoryPages = maxMemoryPages
     this.maxTableElements = maxTableElements
     this.threaded = threaded
     this.batchLoops = batchLoops
+    this.provided = provideMemory ? this.findDefinedMemory() : undefined
     this.out = new ByteWriter(Math.ceil(bytes.length * 1.3) + 1024)
   }
 
@@ -197,6 +215,7 @@ class ModuleRewriter {
       exportName: MEMORY_EXPORT_PREFIX + String(this.importedMemories + i),
       minPages: m.min,
       maxPages: m.max,
+      provided: this.provided !== undefined,
     }))
     return {
       bytes: this.out.buf.slice(0, this.out.pos),
@@ -250,6 +269,13 @@ class ModuleRewriter {
         break
       case SECTION.memory:
         p = this.memorySection(start, end)
+        if (this.provided !== undefined) {
+          // Checked like any other, then left out: the memory is the import added above.
+          if (p !== end) {
+            throw malformed(`section ${id} size does not match its contents`, at)
+          }
+          return
+        }
         break
       case SECTION.global:
         p = this.globalSection(start, end)
@@ -442,7 +468,7 @@ class ModuleRewriter {
     let p = start
     if (start >= 0) {
       ;[count, p] = this.u32(start, end)
-      sec.u32(count + METER_GLOBALS.length + 1)
+      sec.u32(count + METER_GLOBALS.length + 1 + (this.provided ? 1 : 0))
       this.from = p
       for (let i = 0; i < count; i++) {
         let len: number
@@ -504,7 +530,7 @@ class ModuleRewriter {
       }
       this.copyTo(end)
     } else {
-      sec.u32(METER_GLOBALS.length + 1)
+      sec.u32(METER_GLOBALS.length + 1 + (this.provided ? 1 : 0))
     }
     for (const [field, type, mut] of METER_GLOBALS) {
       sec.name(METER_MODULE)
@@ -518,8 +544,70 @@ class ModuleRewriter {
     sec.name(REFUEL_IMPORT)
     sec.byte(EXTERNAL.func)
     sec.u32(this.paramCounts.length)
+    if (this.provided) {
+      // Memory index 0 either way: a module that defines its memory imports none.
+      sec.name(METER_MODULE)
+      sec.name(MEMORY_IMPORT)
+      sec.byte(EXTERNAL.memory)
+      sec.byte(0x01)
+      sec.u32(this.provided.min)
+      sec.u32(this.provided.max)
+    }
     this.emitSection(SECTION.import)
     this.importsDone = true
+  }
+
+  /**
+   * Before the walk: the limits, after the rewrite, of the one memory the module defines, if it
+   * defines exactly one. Looks at section headers and the memory section only; anything
+   * malformed or refused answers undefined and is reported by the walk itself, which reads the
+   * same bytes the same way (and refuses the module, or finds this very memory).
+   */
+  private findDefinedMemory(): { min: number; max: number } | undefined {
+    try {
+      return this.scanForMemory()
+    } catch (err) {
+      if (err instanceof InstrumentError) {
+        return undefined
+      }
+      throw err
+    }
+  }
+
+  private scanForMemory(): { min: number; max: number } | undefined {
+    const b = this.b
+    let p = 8
+    while (p < b.length) {
+      const id = b[p]
+      const sizeEnd = lebEnd(b, p + 1, b.length, 5)
+      const start = sizeEnd
+      const end = start + decodeU32(b, p + 1, sizeEnd)
+      if (end > b.length) {
+        return undefined
+      }
+      if (id === SECTION.memory) {
+        const countEnd = lebEnd(b, start, end, 5)
+        if (decodeU32(b, start, countEnd) !== 1 || countEnd >= end) {
+          return undefined
+        }
+        const flags = b[countEnd]
+        if (flags > 0x01) {
+          return undefined // shared or memory64 (refused by the walk) or unknown
+        }
+        const minEnd = lebEnd(b, countEnd + 1, end, 5)
+        const min = decodeU32(b, countEnd + 1, minEnd)
+        let max = Number.POSITIVE_INFINITY
+        if (flags === 0x01) {
+          const maxEnd = lebEnd(b, minEnd, end, 5)
+          max = decodeU32(b, minEnd, maxEnd)
+        }
+        return min > this.maxMemoryPages
+          ? undefined
+          : { min, max: Math.min(max, this.maxMemoryPages) }
+      }
+      p = end
+    }
+    return undefined
   }
 
   /** Rewrites the limits at p to the host ceiling; returns the end of the original limits. */

@@ -47,6 +47,7 @@ async function compile(component: ComponentBytesMessage): Promise<LoadedComponen
     glueFile: component.glueFile,
     modules,
     minMemoryPages: component.minMemoryPages,
+    ...(component.providedMemory ? { providedMemory: component.providedMemory } : {}),
   }
 }
 

@@ -516,6 +516,7 @@ export class ProcessSandboxPool implements Sandbox {
             glueFile: component.glueFile,
             moduleBytes: component.moduleBytes!,
             minMemoryPages: component.minMemoryPages,
+            ...(component.providedMemory ? { providedMemory: component.providedMemory } : {}),
           },
         })
       } catch {

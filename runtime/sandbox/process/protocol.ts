@@ -15,12 +15,13 @@ import type {
   HostCallRequest,
   HostCallResponse,
   LogLine,
+  ProvidedMemory,
   WorkerGrant,
   WorkerMetering,
 } from '../protocol.js'
 
 /** Bumped on any change below: a child built from an older `dist/` is refused at its handshake. */
-export const PROCESS_PROTOCOL_VERSION = 3
+export const PROCESS_PROTOCOL_VERSION = 4
 
 /** Largest frame the host accepts from the child: 256 MiB (a run's value, a host call). */
 export const MAX_CHILD_FRAME_BYTES = 256 * 1024 * 1024
@@ -32,6 +33,7 @@ export interface ComponentBytesMessage {
   glueFile: string
   moduleBytes: Record<string, Uint8Array>
   minMemoryPages: number
+  providedMemory?: ProvidedMemory
 }
 
 /** Host → child. */

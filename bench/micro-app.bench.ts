@@ -192,6 +192,7 @@ export async function run(): Promise<Row[]> {
   const loadavg = `load ${before} → ${load1()}`
   const note = (l: Served) =>
     `${Math.round(l.rps)} req/s, p99 ${l.p99Ms} ms, ${l.non2xx} non-2xx` +
+    (l.non2xxStatuses ? ` (${l.non2xxStatuses})` : '') +
     `${l.cpuMs === undefined ? '' : `, server CPU ${l.cpuMs.toFixed(2)} ms/request`}; ${loadavg}`
   const rows: Row[] = [
     {

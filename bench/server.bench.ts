@@ -30,6 +30,8 @@ export interface Load {
   p50Ms: number
   p99Ms: number
   non2xx: number
+  /** The statuses of the answers that were not 2xx, with counts (`429×3 503×1`), or ''. */
+  non2xxStatuses: string
 }
 
 /**
@@ -67,6 +69,13 @@ export function load(
           p50Ms: result.latency.p50,
           p99Ms: result.latency.p99,
           non2xx: result.non2xx,
+          non2xxStatuses: Object.entries(
+            (result as { statusCodeStats?: Record<string, { count: number }> }).statusCodeStats ??
+              {},
+          )
+            .filter(([status]) => !status.startsWith('2'))
+            .map(([status, { count }]) => `${status}×${count}`)
+            .join(' '),
         })
       },
     )
@@ -215,7 +224,8 @@ export async function run(): Promise<Row[]> {
       load(loop.invoke, loop.token, { connections: 4, overallRate: hostileRate }),
       load(bomb.invoke, bomb.token, { connections: 4, overallRate: hostileRate }),
     ])
-    const note = (l: Load) => `${Math.round(l.rps)} req/s, p99 ${l.p99Ms} ms, ${l.non2xx} non-2xx`
+    const note = (l: Load) =>
+      `${Math.round(l.rps)} req/s, p99 ${l.p99Ms} ms, ${l.non2xx} non-2xx${l.non2xxStatuses ? ` (${l.non2xxStatuses})` : ''}`
     return [
       { question: QUESTION, name: 'warden.invoke in process (floor, median)', medianUs: floorUs },
       {

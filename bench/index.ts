@@ -14,6 +14,7 @@ import { run as instantiate } from './instantiate.bench.js'
 import { run as isolation } from './isolation.bench.js'
 import { run as jsRuns } from './js-runs.bench.js'
 import { run as latency } from './latency.bench.js'
+import { run as memoryReset } from './memory-reset.bench.js'
 import { run as microApp } from './micro-app.bench.js'
 import { run as peers } from './peers.bench.js'
 import { run as redis } from './redis.bench.js'
@@ -25,6 +26,7 @@ import { run as wardenRun } from './warden-run.bench.js'
 
 const questions: [string, () => Promise<Row[]>][] = [
   ['instantiate', instantiate],
+  ['memory-reset', memoryReset],
   ['host-calls', hostCalls],
   ['fuel', fuel],
   ['timeout', timeout],

@@ -205,8 +205,8 @@ export interface PoolJob {
   onQueued?: () => void
 }
 
-/** The key a job's share of the pool is counted under. */
-function shareOf(job: PoolJob): string {
+/** The key a job's share of the pool is counted under (both sandboxes: threads and process). */
+export function shareOf(job: PoolJob): string {
   return job.shareKey ?? job.context.appId
 }
 

@@ -26,6 +26,7 @@ import type { SerializedError } from '../../errors.js'
 import { decode, encode } from '../codec.js'
 import { AppShares } from '../fairness.js'
 import type { AppShareOptions } from '../fairness.js'
+import { shareOf } from '../pool.js'
 import type { PoolJob, PoolResult } from '../pool.js'
 import { liveDecisionCap } from '../protocol.js'
 import type { HostCallRequest, HostCallResponse } from '../protocol.js'
@@ -195,7 +196,7 @@ export class ProcessSandboxPool implements Sandbox {
         failure('internal', 'the component was loaded without its module bytes'),
       )
     }
-    const app = job.context.appId
+    const app = shareOf(job)
     const refusal = this.#shares.admit(app)
     if (refusal) {
       return Promise.resolve(refusal)
@@ -483,12 +484,12 @@ export class ProcessSandboxPool implements Sandbox {
     // A cancelled run holds its place until the child has let it go.
     const busy = () => child.runs.size + child.cancelled.size
     while (this.#queue.length > 0 && busy() < this.size) {
-      const i = this.#shares.pickNext(this.#queue.map((q) => q.job.context.appId))
+      const i = this.#shares.pickNext(this.#queue.map((q) => shareOf(q.job)))
       if (i < 0) {
         return
       }
       const { job, resolve } = this.#queue[i]!
-      const app = job.context.appId
+      const app = shareOf(job)
       this.#queue.splice(i, 1)
       this.#shares.start(app)
       this.#start(child, job, (result) => {

@@ -10,7 +10,8 @@
  *    spent. It returns count + reserve, which the guest flushes to the global before it traps:
  *    exactly what the global would hold with the whole budget in it;
  * 2. else ends the run with `trap` = {@link TRAP_DEADLINE} when the clock is past the run's
- *    deadline, returning the count unchanged (still below 0);
+ *    deadline or the host asked the run to stop (a kill switch), returning the count unchanged
+ *    (still below 0);
  * 3. else moves the next slice, max(slice, -count) capped at the reserve, from the reserve into
  *    the count, which leaves it at 0 or above, and adds it to the global too: the guest goes on.
  *
@@ -65,16 +66,26 @@ export class FuelMeter {
   readonly trap = new WebAssembly.Global({ value: 'i32', mutable: true }, 0)
   readonly #slice: bigint
   readonly #clock: () => number
+  readonly #stopped: () => boolean
   #reserve = 0n
   #deadline = Number.POSITIVE_INFINITY
 
-  /** `slice`: fuel per refuel (tests use small ones); `clock`: epoch ms, for the deadline. */
-  constructor(slice: bigint = FUEL_SLICE, clock: () => number = epochNow) {
+  /**
+   * `slice`: fuel per refuel (tests use small ones); `clock`: epoch ms, for the deadline;
+   * `stopped`: whether the host wants the run ended now (read at each refuel, so it must not
+   * throw: a sandbox worker reads a word of its shared channel).
+   */
+  constructor(
+    slice: bigint = FUEL_SLICE,
+    clock: () => number = epochNow,
+    stopped: () => boolean = () => false,
+  ) {
     if (slice < 1n) {
       throw new RangeError('the fuel slice must be at least 1')
     }
     this.#slice = slice
     this.#clock = clock
+    this.#stopped = stopped
   }
 
   /** A new run with `budget` fuel, ended in the guest past `deadline` (epoch ms). */
@@ -102,7 +113,7 @@ export class FuelMeter {
       this.trap.value = TRAP_FUEL
       return total
     }
-    if (this.#clock() >= this.#deadline) {
+    if (this.#clock() >= this.#deadline || this.#stopped()) {
       this.trap.value = TRAP_DEADLINE
       return count
     }

@@ -242,11 +242,11 @@ interface ActiveRun {
   /** The run has a listener: how many more decisions its worker may post live. */
   live?: { left: number }
   /**
-   * The run answered `timeout` at its deadline and its worker has not come back yet: the slot
-   * takes no other run, host calls are refused, and the worker is terminated if it has not
-   * come back within the grace (`#onDeadline`). The app's share stays taken meanwhile, so an
-   * app cannot hold more workers than its share by running into its deadline (seventh outside
-   * attack).
+   * The run answered before its worker came back (`timeout` at its deadline, or a cancel's
+   * error): the slot takes no other run, host calls are refused, and the worker is terminated if
+   * it has not come back within the grace (`#answerEarly`). The app's share stays taken
+   * meanwhile, so an app cannot hold more workers than its share by running into its deadline
+   * (seventh outside attack).
    */
   overdue?: PoolResult
 }
@@ -376,8 +376,10 @@ export class SandboxPool implements Sandbox {
 
   /**
    * End every queued or running job whose context `match`es with `error`: queued ones never
-   * start, running ones end as at their deadline (the worker is terminated, even in a host
-   * call, and replaced in the background). Returns how many jobs were ended.
+   * start; running ones answer `error` now and end as at their deadline: the guest at its next
+   * refuel (`CHANNEL.STOP`), after which its worker takes the next run, or, if the worker is
+   * not back within the grace (a host call in flight, work the fuel does not pace), by
+   * terminating it. Returns how many jobs were ended.
    */
   cancel(match: RunMatch, error: SerializedError, scope: CancelScope = 'all'): number {
     const running: [Slot, ActiveRun][] = []
@@ -392,7 +394,9 @@ export class SandboxPool implements Sandbox {
       resolve(ended(error))
     }
     for (const [slot, run] of running) {
-      this.#abandon(slot, run, error)
+      clearTimeout(run.timer)
+      Atomics.store(slot.channel.header, CHANNEL.STOP, 1)
+      this.#answerEarly(slot, run, this.#endedNow(slot, run, error))
     }
     return queued.length + running.length
   }
@@ -582,7 +586,20 @@ export class SandboxPool implements Sandbox {
     if (slot.current !== run || run.overdue) {
       return
     }
-    const result = this.#timedOut(run, Atomics.load(slot.channel.header, CHANNEL.CALLS))
+    this.#answerEarly(
+      slot,
+      run,
+      this.#timedOut(run, Atomics.load(slot.channel.header, CHANNEL.CALLS)),
+    )
+  }
+
+  /**
+   * `run` answers `result` now, before its worker is back (a deadline, a cancel): the worker
+   * ends the run in the guest at its next refuel and takes the next one, or is terminated if it
+   * is not back within the grace. Until then the slot takes no other run and the app's share
+   * stays taken (`ActiveRun.overdue`).
+   */
+  #answerEarly(slot: Slot, run: ActiveRun, result: Extract<PoolResult, { ok: false }>): void {
     run.overdue = result
     // A hog's worker at nice 19 would wait long for the vCPU it needs to reach its next fuel
     // check on a busy machine: give it back its priority (if that fails, the result retries
@@ -620,13 +637,24 @@ export class SandboxPool implements Sandbox {
       return
     }
     clearTimeout(run.timer)
+    // Read before the worker is killed.
+    const result = this.#endedNow(slot, run, error)
     slot.current = undefined
-    // Read before the worker is killed; clamped, since a worker's word is not proof.
-    const counted = Atomics.load(slot.channel.header, CHANNEL.CALLS)
-    const hostCalls = Math.min(Math.max(counted, 0), run.job.limits.hostCalls + 1)
     // Answer first; killing and replacing the worker happens off this run's critical path.
     this.#retire(slot, { deferred: true })
-    settle(run, { ...ended(error, performance.now() - run.startedAt), hostCalls })
+    settle(run, result)
+  }
+
+  /** `run` ended with `error` now: no metering, the host calls its worker counted, clamped. */
+  #endedNow(
+    slot: Slot,
+    run: ActiveRun,
+    error: SerializedError,
+  ): Extract<PoolResult, { ok: false }> {
+    // A worker's word is not proof: clamped to what the run may make.
+    const counted = Atomics.load(slot.channel.header, CHANNEL.CALLS)
+    const hostCalls = Math.min(Math.max(counted, 0), run.job.limits.hostCalls + 1)
+    return { ...ended(error, performance.now() - run.startedAt), hostCalls }
   }
 
   /** Kill a worker and start its replacement, now or right after the current task. */
@@ -767,6 +795,7 @@ export class SandboxPool implements Sandbox {
     }
     // A job too large for the area follows its loads on the control port.
     Atomics.store(slot.channel.header, CHANNEL.CALLS, 0)
+    Atomics.store(slot.channel.header, CHANNEL.STOP, 0)
     slot.channel.send(CHANNEL.JOB, invoke, () => slot.controlPort.postMessage(invoke))
     if (roomy && spinner.us > 0) {
       // Watch for the result on this thread rather than park (a parked vCPU wakes slowly),
@@ -890,12 +919,9 @@ export class SandboxPool implements Sandbox {
       if (!run) {
         throw new WardenError('internal', 'host call outside of a run')
       }
-      if (run.overdue) {
-        // The run has answered: nothing more happens on its behalf.
-        throw new WardenError(
-          'timeout',
-          `the run passed its ${run.job.limits.timeoutMs} ms deadline`,
-        )
+      if (run.overdue && !run.overdue.ok) {
+        // The run has answered (a deadline, a cancel): nothing more happens on its behalf.
+        throw WardenError.fromJSON(run.overdue.error)
       }
       response = this.#options.onHostCall(run.job.context, request)
     } catch (error) {

@@ -184,7 +184,13 @@ export const CHANNEL = {
    * job): what a run ended before its worker could report (deadline, cancel) still shows.
    */
   CALLS: 3,
-  HEADER_BYTES: 16,
+  /**
+   * Set to 1 by the pool when the run in flight is cancelled (a kill switch), to 0 with each
+   * job: the worker's `refuel` then ends the run in the guest at its next slice, as at a
+   * deadline, and the worker lives on (`../limits/refuel.ts`).
+   */
+  STOP: 4,
+  HEADER_BYTES: 32,
   IDLE: 0,
   REQUEST: 1,
   RESPONSE: 2,

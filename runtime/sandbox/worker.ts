@@ -530,7 +530,16 @@ function classify(
 
 // One run at a time per worker, so the meter is reset, not recreated, per run: a prepared
 // instance holds the same imports and meets the budget and deadline of the run it serves.
-const fuelMeter = new FuelMeter(data.fuelSlice ? BigInt(data.fuelSlice) : FUEL_SLICE)
+const fuelMeter = new FuelMeter(
+  data.fuelSlice ? BigInt(data.fuelSlice) : FUEL_SLICE,
+  epochNow,
+  // A cancelled run (the kill switch) ends at its next refuel, as at its deadline; a
+  // preparation, which serves no run yet, never reads the word.
+  () => running && Atomics.load(channel.header, CHANNEL.STOP) !== 0,
+)
+
+/** A job's run is in flight (not a preparation): `CHANNEL.STOP` concerns it. */
+let running = false
 const capGlobals = new Map<number, WebAssembly.Global>()
 
 /**
@@ -972,7 +981,9 @@ for (;;) {
   channel.settle(CHANNEL.IDLE)
   ran = job !== undefined
   if (job) {
+    running = true
     const result = runJob(job)
+    running = false
     const ready = components.get(job.key)
     const prepare = ready !== undefined && !(ready instanceof Error) && worthPreparing(ready)
     if (prepare && result.type === 'result') {

@@ -1,5 +1,6 @@
 /**
- * A sandbox worker. It instantiates a fresh component per run, answers worker-side
+ * A sandbox worker. It instantiates a fresh component per run (with a fresh memory, or the
+ * memory of its component's last run here, zeroed: `memories.ts`), answers worker-side
  * capabilities (log, WASI baseline, early denials) in place, and turns every other import
  * call into one synchronous round trip to the broker over the shared channel.
  *

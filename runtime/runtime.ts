@@ -62,6 +62,8 @@ export interface RuntimeOptions {
   prepareInstances?: boolean
   /** @internal bench/ only: `SandboxPoolOptions.prepareDelayMs`. */
   prepareDelayMs?: number
+  /** @internal Tests only: `SandboxPoolOptions.prepareBelowMs`. */
+  prepareBelowMs?: number
   /**
    * Runs of one app running at once (`context.appId`) while other apps' runs wait. Default:
    * every worker but one.
@@ -247,6 +249,7 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
       ...poolOptions,
       ...(options.prepareInstances === false ? { prepareInstances: false } : {}),
       ...(options.prepareDelayMs !== undefined ? { prepareDelayMs: options.prepareDelayMs } : {}),
+      ...(options.prepareBelowMs !== undefined ? { prepareBelowMs: options.prepareBelowMs } : {}),
       ...(options.workerHeapMb
         ? { resourceLimits: { maxOldGenerationSizeMb: options.workerHeapMb } }
         : {}),

@@ -154,6 +154,12 @@ export interface SandboxPoolOptions extends AppShareOptions {
    * {@link PREPARE_DELAY_MS}; bench/ compares settings.
    */
   prepareDelayMs?: number
+  /**
+   * @internal Tests only: prepare components whose fresh instantiation took at most this, in
+   * ms (`worker.ts`, `PREPARE_BELOW_MS`, default 50): a test of a preparation's giving way to a
+   * job lifts it.
+   */
+  prepareBelowMs?: number
   /** @internal Tests only: start this module instead of `./worker` (a forged worker). */
   workerModule?: { from: string; name: string }
   /** How long past its deadline a run's worker has to come back. Default {@link DEADLINE_GRACE_MS}. */
@@ -446,6 +452,9 @@ export class SandboxPool implements Sandbox {
       spin: { response: this.#spin.response, job: this.#spin.job },
       ...(this.#options.prepareInstances === false ? { prepareInstances: false } : {}),
       prepareDelayMs: this.#options.prepareDelayMs ?? PREPARE_DELAY_MS,
+      ...(this.#options.prepareBelowMs !== undefined
+        ? { prepareBelowMs: this.#options.prepareBelowMs }
+        : {}),
       ...(this.#options.fuelSlice ? { fuelSlice: this.#options.fuelSlice } : {}),
     }
     const entry = this.#options.workerModule ?? { from: import.meta.url, name: './worker' }
@@ -724,8 +733,10 @@ export class SandboxPool implements Sandbox {
           ) {
             loaded = slot
           }
-        } else {
-          fallback ??= slot
+        } else if (!fallback || (fallback.preparing && !slot.preparing)) {
+          // Another component's run: a worker that is not preparing takes it at once (one that
+          // is gives way at its next refuel, `worker.ts`).
+          fallback = slot
         }
       }
     }

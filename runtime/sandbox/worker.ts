@@ -71,6 +71,8 @@ export interface SandboxWorkerData {
   prepareInstances?: boolean
   /** How long after a result a preparation waits, in ms (`pool.ts`, `PREPARE_DELAY_MS`). Default 0. */
   prepareDelayMs?: number
+  /** @internal Tests only: {@link PREPARE_BELOW_MS} instead of its default. */
+  prepareBelowMs?: number
   /** @internal Fuel per slice of a run's budget (`../limits/refuel.ts`). Default `FUEL_SLICE`. */
   fuelSlice?: number
 }
@@ -534,9 +536,14 @@ function classify(
 const fuelMeter = new FuelMeter(
   data.fuelSlice ? BigInt(data.fuelSlice) : FUEL_SLICE,
   epochNow,
-  // A cancelled run (the kill switch) ends at its next refuel, as at its deadline; a
-  // preparation, which serves no run yet, never reads the word.
-  () => running && Atomics.load(channel.header, CHANNEL.STOP) !== 0,
+  // A cancelled run (the kill switch) ends at its next refuel, as at its deadline. A
+  // preparation serves no run yet: it gives way to a job as soon as one is waiting, within a
+  // slice of its work (eighth outside attack: a start function made it hide seconds of work
+  // in front of another app's run, whose deadline had started).
+  () =>
+    running
+      ? Atomics.load(channel.header, CHANNEL.STOP) !== 0
+      : Atomics.load(channel.header, CHANNEL.STATE) === CHANNEL.JOB,
 )
 
 /** A job's run is in flight (not a preparation): `CHANNEL.STOP` concerns it. */
@@ -647,6 +654,13 @@ let prepared: Prepared | undefined
 /** Below this, a fresh instantiation is cheap enough: nothing is prepared. */
 const PREPARE_ABOVE_MS = 0.5
 
+/**
+ * Above this, a fresh instantiation is the component's own business: it is paid in its runs,
+ * never prepared in the worker's idle time, where the pool does not count it (a JS guest's is
+ * 1–10 ms). So a preparation lasts at most four times this.
+ */
+const PREPARE_BELOW_MS = data.prepareBelowMs ?? 50
+
 /** The shortest deadline a preparation gets, in ms (see {@link prepareNext}). */
 const PREPARE_MIN_MS = 100
 
@@ -672,8 +686,10 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
   slot.preparing = true
   const budget = cost.fuel * 4n + 1_000_000n
   // No watchdog watches a preparation (the pool sees the slot free), so it has a deadline of its
-  // own: four times the last fresh instantiation, at least PREPARE_MIN_MS, at most the run's.
-  const ms = Math.min(job.limits.timeoutMs, Math.max(PREPARE_MIN_MS, cost.ms * 4))
+  // own: four times the last fresh instantiation, at least PREPARE_MIN_MS (so at most
+  // 4 × PREPARE_BELOW_MS). Not the run's timeout: a tenant of a shared app (`js`) with a 1 ms
+  // timeout would make its preparations overrun, and the app unpreparable for every tenant.
+  const ms = Math.max(PREPARE_MIN_MS, cost.ms * 4)
   const meter = meterFor(job.limits, budget, epochNow() + ms)
   lift.left = MAX_RUN_LIFT_BYTES
   try {
@@ -695,7 +711,11 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
     // that made a host call or ran past its deadline is not prepared again.
     if (slot.calledWhilePreparing) {
       ready.unpreparable = true
-    } else if ((meter.trap.value as number) === TRAP_DEADLINE) {
+    } else if (
+      (meter.trap.value as number) === TRAP_DEADLINE &&
+      Atomics.load(channel.header, CHANNEL.STATE) !== CHANNEL.JOB
+    ) {
+      // Past its deadline, not ended by a job that came (that is not the component's fault).
       // A GC pause or a busy vCPU can stretch one; a start function that keeps doing so is not
       // prepared again.
       ready.prepareOverruns = (ready.prepareOverruns ?? 0) + 1
@@ -714,7 +734,8 @@ function worthPreparing(ready: ReadyComponent): boolean {
     data.prepareInstances !== false &&
     !ready.unpreparable &&
     ready.instantiated !== undefined &&
-    ready.instantiated.ms >= PREPARE_ABOVE_MS
+    ready.instantiated.ms >= PREPARE_ABOVE_MS &&
+    ready.instantiated.ms <= PREPARE_BELOW_MS
   )
 }
 

@@ -5,5 +5,6 @@ export {
   MAX_BLOCKING_WRITE,
   MAX_RANDOM_BYTES,
   MAX_RANDOM_BYTES_PER_RUN,
+  WASI_CALL_FUEL,
   WRITE_PERMIT,
 } from './worker.js'

@@ -15,6 +15,7 @@ import {
   GuestExit,
   MAX_RANDOM_BYTES,
   MAX_RANDOM_BYTES_PER_RUN,
+  WASI_CALL_FUEL,
 } from './index.js'
 
 // NB: the project's lib setting (ES2023, no DOM) has no WebAssembly types.
@@ -640,5 +641,31 @@ describe('import objects (called as the glue would)', () => {
     for (const name of Object.keys(a)) {
       expect(a[name]).not.toBe(b[name])
     }
+  })
+})
+
+describe('WASI calls cost fuel', () => {
+  it('charges WASI_CALL_FUEL for every call of a function, and nothing for resource classes', () => {
+    const charges: number[] = []
+    const imports = createWasiImports(newState(), () => {}, {
+      charge: (fuel) => charges.push(fuel),
+    }) as Record<string, Record<string, unknown>>
+    const random = imports['wasi:random/random']!
+    ;(random.getRandomU64 as () => bigint)()
+    ;(random.getRandomBytes as (n: bigint) => Uint8Array)(4n)
+    ;(imports['wasi:clocks/monotonic-clock']!.now as () => bigint)()
+    expect(charges).toEqual([WASI_CALL_FUEL, WASI_CALL_FUEL, WASI_CALL_FUEL])
+    // Classes stay classes: the glue checks handles with `instanceof` and constructs none.
+    const poll = imports['wasi:io/poll']!
+    const pollable = (
+      imports['wasi:clocks/monotonic-clock']!.subscribeDuration as (d: bigint) => object
+    )(1n)
+    expect(pollable).toBeInstanceOf(poll.Pollable as new () => object)
+    expect(Object.isFrozen(random)).toBe(true)
+  })
+
+  it('charges nothing without a charge hook', () => {
+    const imports = createWasiImports(newState()) as Record<string, Record<string, unknown>>
+    expect(typeof imports['wasi:random/random']!.getRandomU64).toBe('function')
   })
 })

@@ -291,6 +291,17 @@ function randomU64(): bigint {
  */
 export type StreamWriteHook = (stream: 'wasi:cli/stdout' | 'wasi:cli/stderr', bytes: number) => void
 
+/**
+ * Fuel each call of a WASI function costs the guest, on top of the call's own instructions: a
+ * call costs the host 0.2–3 µs (a clock read, `getRandomValues`, a BigInt), work the fuel does
+ * not otherwise pace. Without it a loop of `get-random-u64` ran ~1 s between two fuel checks,
+ * past its deadline and the pool's grace, so its worker was killed on every run (ninth outside
+ * attack). At 1,000 a 2^20-fuel slice holds ~1,000 calls, a few ms of host work. Methods of the
+ * resources (streams, pollables) are not charged: a write is a host call (counted against the
+ * run's limit), the rest cost ~0.1–0.3 µs.
+ */
+export const WASI_CALL_FUEL = 1_000
+
 /** Default resolution of a guest's monotonic clock: 100 µs, in nanoseconds. */
 export const DEFAULT_CLOCK_RESOLUTION_NS = 100_000
 
@@ -308,6 +319,11 @@ export interface WasiOptions {
    * that its clock still starts at 0 when the run does. Default: a holder set when this is called.
    */
   epoch?: { ns: bigint }
+  /**
+   * Charges the run `fuel` ({@link WASI_CALL_FUEL} per call of a function): the sandbox takes it
+   * from the guest's fuel, which the guest reloads when the call returns. Default: nothing.
+   */
+  charge?: (fuel: number) => void
 }
 
 /**
@@ -340,7 +356,7 @@ export function createWasiImports(
   const random = { left: MAX_RANDOM_BYTES_PER_RUN }
   const drawRandom = (len: bigint) => randomBytes(len, random)
 
-  return {
+  return charged(options.charge, {
     'wasi:clocks/wall-clock': Object.freeze({
       now() {
         const ms = Date.now()
@@ -435,5 +451,33 @@ export function createWasiImports(
     'wasi:io/error': Object.freeze({ Error: IoError }),
     'wasi:io/poll': Object.freeze({ Pollable, poll }),
     'wasi:io/streams': Object.freeze({ InputStream, OutputStream }),
+  })
+}
+
+/**
+ * The interfaces with every function (a camelCase member; PascalCase members are resource
+ * classes, left as they are) charging {@link WASI_CALL_FUEL} before it runs.
+ */
+function charged(
+  charge: ((fuel: number) => void) | undefined,
+  interfaces: Record<string, Readonly<Record<string, unknown>>>,
+): Record<string, object> {
+  if (charge === undefined) {
+    return interfaces
   }
+  const out: Record<string, object> = {}
+  for (const [name, members] of Object.entries(interfaces)) {
+    const wrapped: Record<string, unknown> = {}
+    for (const [key, value] of Object.entries(members)) {
+      wrapped[key] =
+        typeof value === 'function' && /^[a-z]/.test(key)
+          ? (...args: unknown[]) => {
+              charge(WASI_CALL_FUEL)
+              return (value as (...a: unknown[]) => unknown)(...args)
+            }
+          : value
+    }
+    out[name] = Object.freeze(wrapped)
+  }
+  return out
 }

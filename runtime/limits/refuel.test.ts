@@ -60,4 +60,14 @@ describe('FuelMeter.refuel', () => {
     expect(meter.refuel(0n)).toBe(0n)
     expect(meter.refuel(5n)).toBe(5n)
   })
+
+  it('takes the slice of the run when start names one', () => {
+    const meter = new FuelMeter(1_000n, () => 0)
+    meter.start(100n, Number.POSITIVE_INFINITY, 10n)
+    expect(meter.fuel.value).toBe(10n)
+    expect(check(meter, -1n)).toBe(9n)
+    expect(meter.left()).toBe(89n)
+    meter.start(100n)
+    expect(meter.fuel.value).toBe(100n)
+  })
 })

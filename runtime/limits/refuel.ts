@@ -65,6 +65,8 @@ export class FuelMeter {
   readonly fuel = new WebAssembly.Global({ value: 'i64', mutable: true }, 0n)
   readonly trap = new WebAssembly.Global({ value: 'i32', mutable: true }, 0)
   readonly #slice: bigint
+  /** The slice of the current run: {@link FuelMeter.start}'s, or the meter's. */
+  #runSlice: bigint
   readonly #clock: () => number
   readonly #stopped: () => boolean
   #reserve = 0n
@@ -84,13 +86,23 @@ export class FuelMeter {
       throw new RangeError('the fuel slice must be at least 1')
     }
     this.#slice = slice
+    this.#runSlice = slice
     this.#clock = clock
     this.#stopped = stopped
   }
 
-  /** A new run with `budget` fuel, ended in the guest past `deadline` (epoch ms). */
-  start(budget: bigint, deadline = Number.POSITIVE_INFINITY): void {
-    const first = budget > this.#slice ? this.#slice : budget
+  /**
+   * A new run with `budget` fuel, ended in the guest past `deadline` (epoch ms), in slices of
+   * `slice` (default the meter's). A budget that fits in one slice is never refuelled, so its
+   * deadline and stop are read only when it is spent: work that must notice them soon (a
+   * preparation, whose budget is small) takes a small slice.
+   */
+  start(budget: bigint, deadline = Number.POSITIVE_INFINITY, slice = this.#slice): void {
+    if (slice < 1n) {
+      throw new RangeError('the fuel slice must be at least 1')
+    }
+    this.#runSlice = slice
+    const first = budget > slice ? slice : budget
     this.fuel.value = first
     this.#reserve = budget - first
     this.#deadline = deadline
@@ -118,7 +130,7 @@ export class FuelMeter {
       return count
     }
     // biome-ignore lint/complexity/useMathMinMax: Math.max throws on bigints
-    let add = -count > this.#slice ? -count : this.#slice
+    let add = -count > this.#runSlice ? -count : this.#runSlice
     if (add > this.#reserve) {
       add = this.#reserve
     }

@@ -316,6 +316,14 @@ function announce(slot: RunSlot): void {
 const PREPARING = new Error('host call while the instance was prepared')
 
 /** Count one host call of the slot's run (see {@link countHostCall}). */
+/**
+ * Takes `fuel` from the run's budget (a WASI call's fee, `WASI_CALL_FUEL`): the guest flushed its
+ * count to the global before the call and reloads it after, so its next check sees the charge.
+ */
+function chargeFuel(fuel: number): void {
+  fuelMeter.fuel.value = (fuelMeter.fuel.value as bigint) - BigInt(fuel)
+}
+
 function countCall(slot: RunSlot): void {
   if (slot.preparing) {
     slot.calledWhilePreparing = true
@@ -359,7 +367,7 @@ function buildImports(imported: readonly string[], slot: RunSlot): Record<string
           })
           announce(slot)
         },
-        { clockResolutionNs: data.clockResolutionNs, epoch: slot.epoch },
+        { clockResolutionNs: data.clockResolutionNs, epoch: slot.epoch, charge: chargeFuel },
       )
       imports[name] = wasi[name] ?? {}
     } else if (name in data.brokerInterfaces) {
@@ -558,6 +566,7 @@ function meterFor(
   limits: ResolvedLimits,
   fuel: bigint = BigInt(limits.fuel),
   deadline = Number.POSITIVE_INFINITY,
+  slice?: bigint,
 ): MeterImports {
   const capPages = limits.memoryMb * PAGES_PER_MB
   let cap = capGlobals.get(capPages)
@@ -565,7 +574,7 @@ function meterFor(
     cap = new WebAssembly.Global({ value: 'i32', mutable: false }, capPages)
     capGlobals.set(capPages, cap)
   }
-  fuelMeter.start(fuel, deadline)
+  fuelMeter.start(fuel, deadline, slice)
   return fuelMeter.imports(cap)
 }
 
@@ -661,6 +670,9 @@ const PREPARE_ABOVE_MS = 0.5
  */
 const PREPARE_BELOW_MS = data.prepareBelowMs ?? 50
 
+/** Fuel per slice of a preparation: its deadline and a waiting job are read at each refuel. */
+const PREPARE_SLICE = 1n << 14n
+
 /** The shortest deadline a preparation gets, in ms (see {@link prepareNext}). */
 const PREPARE_MIN_MS = 100
 
@@ -690,7 +702,9 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
   // 4 × PREPARE_BELOW_MS). Not the run's timeout: a tenant of a shared app (`js`) with a 1 ms
   // timeout would make its preparations overrun, and the app unpreparable for every tenant.
   const ms = Math.max(PREPARE_MIN_MS, cost.ms * 4)
-  const meter = meterFor(job.limits, budget, epochNow() + ms)
+  // Small slices: the preparation's deadline, and a job that comes, are noticed within ~16k
+  // fuel of work (its whole budget often fits in one run's slice; ninth outside attack).
+  const meter = meterFor(job.limits, budget, epochNow() + ms, PREPARE_SLICE)
   lift.left = MAX_RUN_LIFT_BYTES
   try {
     const made = instantiate(ready, job.grant.imported, slot, meter)
@@ -712,12 +726,13 @@ function prepareNext(ready: ReadyComponent, job: InvokeJob): void {
     if (slot.calledWhilePreparing) {
       ready.unpreparable = true
     } else if (
-      (meter.trap.value as number) === TRAP_DEADLINE &&
-      Atomics.load(channel.header, CHANNEL.STATE) !== CHANNEL.JOB
+      (meter.trap.value === TRAP_DEADLINE &&
+        Atomics.load(channel.header, CHANNEL.STATE) !== CHANNEL.JOB) ||
+      meter.trap.value === TRAP_FUEL
     ) {
-      // Past its deadline, not ended by a job that came (that is not the component's fault).
-      // A GC pause or a busy vCPU can stretch one; a start function that keeps doing so is not
-      // prepared again.
+      // Past its deadline, not ended by a job that came (that is not the component's fault), or
+      // past four times the fuel of its last fresh instantiation. A GC pause or a busy vCPU can
+      // stretch one; a start function that keeps doing either is not prepared again.
       ready.prepareOverruns = (ready.prepareOverruns ?? 0) + 1
       ready.unpreparable = ready.prepareOverruns >= MAX_PREPARE_OVERRUNS
     }

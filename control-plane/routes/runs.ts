@@ -14,12 +14,21 @@ import {
   agentAnswer,
   agentRequest,
   MAX_AGENT_SOURCE_CHARS,
+  toWardenError,
   WardenError,
 } from '../../runtime/index.js'
 import type { Invocation } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
 import type { ControlPlaneEnv } from '../auth.js'
-import { answerRunError, inputJson, outputValue, runApp, verifyBearer } from './run-app.js'
+import {
+  answerRunError,
+  inputJson,
+  jsonAnswer,
+  outputJson,
+  RawJson,
+  runApp,
+  verifyBearer,
+} from './run-app.js'
 import { errorResponses, json, jsonBody } from './schemas.js'
 
 const input = z.unknown().openapi({ description: 'the input, any JSON (the script sees `input`)' })
@@ -83,19 +92,27 @@ export function registerRunRoutes(
           bearer,
           input: () => inputJson(body.input),
         })
-        if (invocation.ok) {
-          return answer(c, outputValue(invocation.output), invocation) as never
-        }
         if (invocation.error) {
           return answerRunError(c, WardenError.fromJSON(invocation.error), invocation, {
             logs: invocation.logs,
           }) as never
         }
+        let value: RawJson
+        try {
+          value = outputJson(invocation.ok ? invocation.output : invocation.guestError)
+        } catch (error) {
+          return answerRunError(c, toWardenError(error), invocation, {
+            logs: invocation.logs,
+          }) as never
+        }
+        if (invocation.ok) {
+          return answer(c, value, invocation) as never
+        }
         return answerRunError(
           c,
           new WardenError('guest_error', 'the app returned an error'),
           invocation,
-          { guestError: outputValue(invocation.guestError), logs: invocation.logs },
+          { guestError: value, logs: invocation.logs },
         ) as never
       }
       if (!ctx.agent) {
@@ -112,7 +129,8 @@ export function registerRunRoutes(
       })
       const outcome = agentAnswer(invocation)
       if (outcome.ok) {
-        return answer(c, outcome.value, invocation) as never
+        // Parsed from at most 1 MiB by agentAnswer; sent as JSON again.
+        return answer(c, new RawJson(JSON.stringify(outcome.value) ?? 'null'), invocation) as never
       }
       if ('scriptError' in outcome) {
         const { message, stack } = outcome.scriptError
@@ -131,14 +149,15 @@ export function registerRunRoutes(
   )
 }
 
-function answer(c: Context<ControlPlaneEnv>, output: unknown, invocation: Invocation) {
-  return c.json(
+function answer(c: Context<ControlPlaneEnv>, output: RawJson, invocation: Invocation) {
+  return jsonAnswer(
+    c,
     {
       output,
       logs: invocation.logs,
       report: invocation.report,
       invocationId: invocation.report.invocationId,
-    } as never,
+    },
     200,
   )
 }

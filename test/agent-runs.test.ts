@@ -434,6 +434,22 @@ describe('limits end runs with Warden codes; the host stays up', () => {
     expect(error.report?.outcome).toBe('ok')
   })
 
+  it("sends a script's value as the sandbox wrote it, and cannot be made to forge the answer around it", async () => {
+    const token = await tokenFor()
+    expect(
+      (await admin.runJs('return { a: [1.5, "é"], b: null }', undefined, token)).output,
+    ).toEqual({
+      a: [1.5, 'é'],
+      b: null,
+    })
+    // The answer's text comes from the sandbox: a script that replaces JSON.stringify writes
+    // what it likes there, but only one JSON value of the expected shape goes out as it is.
+    const forged = `JSON.stringify = () => '{"ok":1},"report":{"forged":true},"x":{"y":2}'; return 1`
+    const error = await refused(admin.runJs(forged, undefined, token))
+    expect(error.code).toBe('guest_trap')
+    expect(JSON.stringify(error.report)).not.toContain('forged')
+  })
+
   it('carries no state from one run to the next, 200 runs in a row', async () => {
     const token = await tokenFor()
     const source = `

@@ -105,5 +105,3 @@ export {
   prepareAgentComponent,
 } from './agent/index.js'
 export type { AgentAnswer, AgentBuildOptions, AgentScriptError } from './agent/index.js'
-// A run's output goes into HTTP answers as the guest wrote it when it is JSON (control-plane).
-export { isJsonText, MAX_JSON_DEPTH } from '../core/json-text.js'

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { adminKeyPath, startServer } from '../control-plane/index.js'
 import type { RunningServer } from '../control-plane/index.js'
-import { MAX_JSON_DEPTH } from '../runtime/index.js'
+import { MAX_JSON_DEPTH } from '../control-plane/json-text.js'
 import { resolveHostConfig } from '../runtime/index.js'
 import { actionWat, compileWat } from './support/wat.js'
 

@@ -5,14 +5,10 @@
  * run as JSON, with the metering report beside an error.
  */
 import type { Context } from 'hono'
-import {
-  isJsonText,
-  MAX_AGENT_OUTPUT_BYTES,
-  toWardenError,
-  WardenError,
-} from '../../runtime/index.js'
+import { MAX_AGENT_OUTPUT_BYTES, toWardenError, WardenError } from '../../runtime/index.js'
 import type { CapabilityClaims, Invocation, LoadedComponent, Warden } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
+import { isJsonText } from '../json-text.js'
 import { requireToken } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import { familyOf } from '../rate-limit.js'

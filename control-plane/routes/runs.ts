@@ -13,7 +13,6 @@ import {
   AGENT_APP_NAME,
   agentAnswer,
   agentRequest,
-  isJsonText,
   MAX_AGENT_OUTPUT_BYTES,
   MAX_AGENT_SOURCE_CHARS,
   toWardenError,
@@ -22,6 +21,7 @@ import {
 import type { Invocation } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
 import type { ControlPlaneEnv } from '../auth.js'
+import { isJsonText } from '../json-text.js'
 import {
   answerRunError,
   inputJson,

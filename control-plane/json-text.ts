@@ -6,7 +6,7 @@
  * serialising them again on the main thread cost ~45 ms per MiB of `[{},{},…]` and blocked every
  * other request meanwhile (ninth outside attack); checking it costs a few ms per MiB, after which
  * the text itself goes into the answer. So this must accept nothing `JSON.parse` refuses: a text
- * it accepted would be spliced into the answer as it is (`core/json-text.test.ts` compares the
+ * it accepted would be spliced into the answer as it is (`control-plane/json-text.test.ts` compares the
  * two on generated and mutated texts).
  */
 

@@ -19,18 +19,28 @@ describe('MemoryShelf', () => {
     expect(() => memory.grow(1)).toThrow(RangeError)
   })
 
-  it('zeroes a memory given back and hands it to the same owner only, once', () => {
+  it('hands a memory given back to the same owner only, once, zeroed as it is taken', () => {
     const shelf = new MemoryShelf<object>()
     const owner = {}
     const other = {}
     const memory = scribbled()
     expect(shelf.give(owner, LIMITS, memory)).toBe(true)
     expect(shelf.bytes).toBe(2 * PAGE)
-    expect(new Uint8Array(memory.buffer).every((b) => b === 0)).toBe(true)
+    // Giving back touches nothing: the zeroing is the taker's, in its own time.
+    expect(new Uint8Array(memory.buffer)[PAGE]).toBe(0xa5)
     expect(shelf.take(other, LIMITS)).not.toBe(memory)
     expect(shelf.take(owner, LIMITS)).toBe(memory)
+    expect(new Uint8Array(memory.buffer).every((b) => b === 0)).toBe(true)
     expect(shelf.bytes).toBe(0)
     expect(shelf.take(owner, LIMITS)).not.toBe(memory)
+  })
+
+  it('keeps no memory larger than the largest kept', () => {
+    const shelf = new MemoryShelf<object>(64 * PAGE, 2 * PAGE)
+    const big = { minPages: 3, maxPages: 8 }
+    const memory = new WebAssembly.Memory({ initial: 3, maximum: 8 })
+    expect(shelf.give({}, big, memory)).toBe(false)
+    expect(shelf.give({}, LIMITS, scribbled())).toBe(true)
   })
 
   it('never keeps a memory that grew: the next instance would see a larger memory.size', () => {

@@ -594,8 +594,8 @@ const shelf = new MemoryShelf<ReadyComponent>()
 let used: { ready: ReadyComponent; memory: WebAssembly.Memory } | undefined
 
 /**
- * After a run's result was posted: reset its memory and keep it for the next instance of its
- * component (`memories.ts` says why no later run can see what it held).
+ * After a run's result was posted: keep its memory for the next instance of its component,
+ * which zeroes it when it takes it (`memories.ts` says why no later run can see what it held).
  */
 function shelveUsed(): void {
   if (used !== undefined) {

@@ -109,6 +109,15 @@ export class FuelMeter {
     this.trap.value = 0
   }
 
+  /**
+   * Whether the run should end now, whatever its fuel: its deadline passed, or the host asked it
+   * to stop. `refuel` reads it; so does the sandbox between core instantiations, work the fuel
+   * does not pace.
+   */
+  due(): boolean {
+    return this.#clock() >= this.#deadline || this.#stopped()
+  }
+
   /** Fuel left in the run: what the `fuel` global would hold with the whole budget in it. */
   left(): bigint {
     return (this.fuel.value as bigint) + this.#reserve
@@ -125,7 +134,7 @@ export class FuelMeter {
       this.trap.value = TRAP_FUEL
       return total
     }
-    if (this.#clock() >= this.#deadline || this.#stopped()) {
+    if (this.due()) {
       this.trap.value = TRAP_DEADLINE
       return count
     }

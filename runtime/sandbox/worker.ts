@@ -619,6 +619,13 @@ function instantiate(
     (name) => ready.modules[name]!,
     buildImports(imported, slot),
     (module, moduleImports) => {
+      // Making a core instance (tables, element and data segments) is work the fuel does not
+      // pace, and a component may make hundreds: the deadline, the kill switch and, for a
+      // preparation, a waiting job are read before each one (eleventh outside attack).
+      if (fuelMeter.due()) {
+        meter.trap.value = TRAP_DEADLINE
+        throw new WebAssembly.RuntimeError('the run passed its deadline while instantiating')
+      }
       const core = new WebAssembly.Instance(module, {
         ...moduleImports,
         [METER_MODULE]: meterImports,

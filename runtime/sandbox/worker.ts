@@ -315,7 +315,6 @@ function announce(slot: RunSlot): void {
 /** Thrown by a host call during a preparation: the instance is dropped, never used. */
 const PREPARING = new Error('host call while the instance was prepared')
 
-/** Count one host call of the slot's run (see {@link countHostCall}). */
 /**
  * Takes `fuel` from the run's budget (a WASI call's fee, `WASI_CALL_FUEL`): the guest flushed its
  * count to the global before the call and reloads it after, so its next check sees the charge.
@@ -324,6 +323,7 @@ function chargeFuel(fuel: number): void {
   fuelMeter.fuel.value = (fuelMeter.fuel.value as bigint) - BigInt(fuel)
 }
 
+/** Count one host call of the slot's run (see {@link countHostCall}). */
 function countCall(slot: RunSlot): void {
   if (slot.preparing) {
     slot.calledWhilePreparing = true
@@ -587,7 +587,7 @@ interface Made {
   provided?: WebAssembly.Memory
 }
 
-/** Memories of earlier runs, reset, for the next instance of the same component. */
+/** Memories of earlier runs, kept for the next instance of the same component (`memories.ts`). */
 const shelf = new MemoryShelf<ReadyComponent>()
 
 /** The memory the last run was handed, for {@link shelveUsed} once its result is posted. */

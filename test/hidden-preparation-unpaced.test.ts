@@ -22,7 +22,7 @@ import { parse } from '@bytecodealliance/jco'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
-import { guestFile } from './support/wat.js'
+import { guestFile, LIFT_RUN } from './support/wat.js'
 
 /**
  * The attacker. Its start function draws 1,000 random u64s (~1–2 ms: worth preparing), and
@@ -71,10 +71,7 @@ function attackerWat(heavyFrom: number): string {
     (with "env" (instance $memory-i))
     (with "r" (instance (export "u64" (func $u64))))
     (with "c" (instance (export "now" (func $now))))))
-  (func (export "run") (param "input" string) (result (result string (error string)))
-    (canon lift (core func $main-i "run") (memory $memory-i "memory")
-      (realloc (func $main-i "cabi_realloc")) string-encoding=utf8))
-)`
+${LIFT_RUN})`
 }
 
 let rt: TestRuntime

@@ -12,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { LoadedComponent } from '../runtime/index.js'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
-import { actionWat, compileWat } from './support/wat.js'
+import { actionWat, compileWat, LIFT_RUN } from './support/wat.js'
 
 /**
  * The attacker: a start function that spends ~0.5 s on `n` fills of its 64 MiB memory (1 fuel per
@@ -37,10 +37,7 @@ function slowStart(n: number): string {
       (i32.store (i32.const 24) (i32.const 0))
       (i32.const 16)))
   (core instance $main-i (instantiate $main (with "env" (instance $memory-i))))
-  (func (export "run") (param "input" string) (result (result string (error string)))
-    (canon lift (core func $main-i "run") (memory $memory-i "memory")
-      (realloc (func $main-i "cabi_realloc")) string-encoding=utf8))
-)`
+${LIFT_RUN})`
 }
 
 /**

@@ -22,7 +22,7 @@ import { parse } from '@bytecodealliance/jco'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
-import { guestFile } from './support/wat.js'
+import { guestFile, LIFT_RUN } from './support/wat.js'
 
 const K = 990
 const SEG_MIB = 48
@@ -46,10 +46,7 @@ function component(): string {
     (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32) (i32.const 4096))
     (func (export "run") (param i32 i32) (result i32) (i32.const 16)))
   (core instance $main-i (instantiate $main (with "env" (instance $memory-i))))
-  (func (export "run") (param "input" string) (result (result string (error string)))
-    (canon lift (core func $main-i "run") (memory $memory-i "memory")
-      (realloc (func $main-i "cabi_realloc")) string-encoding=utf8))
-)`
+${LIFT_RUN})`
 }
 
 let rt: TestRuntime

@@ -17,7 +17,7 @@ import { parse } from '@bytecodealliance/jco'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestRuntime } from './support/runtime.js'
 import type { TestRuntime } from './support/runtime.js'
-import { guestFile } from './support/wat.js'
+import { guestFile, LIFT_RUN } from './support/wat.js'
 
 /** `run`: calls `fn` forever, 256 calls per loop iteration (2 fuel a call). */
 function u64Looper(fn: string, iface: string): string {
@@ -40,10 +40,7 @@ function u64Looper(fn: string, iface: string): string {
   (core instance $main-i (instantiate $main
     (with "env" (instance $memory-i))
     (with "r" (instance (export "u64" (func $u64))))))
-  (func (export "run") (param "input" string) (result (result string (error string)))
-    (canon lift (core func $main-i "run") (memory $memory-i "memory")
-      (realloc (func $main-i "cabi_realloc")) string-encoding=utf8))
-)`
+${LIFT_RUN})`
 }
 
 let rt: TestRuntime

@@ -24,6 +24,15 @@ export async function guestFile(name: string): Promise<Uint8Array> {
 }
 
 /**
+ * The component's `run` export of every action guest: `run: func(input: string) ->
+ * result<string, string>`, lifted from core instance `$main-i` over `$memory-i`'s memory.
+ */
+export const LIFT_RUN = `  (func (export "run") (param "input" string) (result (result string (error string)))
+    (canon lift (core func $main-i "run") (memory $memory-i "memory")
+      (realloc (func $main-i "cabi_realloc")) string-encoding=utf8))
+`
+
+/**
  * An `action` component around a core-module fragment. The fragment is spliced into the
  * main core module, which already has:
  * - `(import "env" "memory" (memory 1))`, the component's only memory;
@@ -65,8 +74,5 @@ export function actionWat(fragment: string, options: { extraModules?: string } =
   (core instance $main-i (instantiate $main
     (with "env" (instance $memory-i))
     (with "log" (instance (export "write" (func $write))))))
-  (func (export "run") (param "input" string) (result (result string (error string)))
-    (canon lift (core func $main-i "run") (memory $memory-i "memory")
-      (realloc (func $main-i "cabi_realloc")) string-encoding=utf8))
-)`
+${LIFT_RUN})`
 }

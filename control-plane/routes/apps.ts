@@ -12,15 +12,7 @@ import type { ControlPlaneEnv } from '../auth.js'
 import { APP_NAME, APP_OWNER, APP_PURPOSE, APP_STATUSES } from '../registry.js'
 import type { AppRecord } from '../registry.js'
 import { assessRisk, RISK_TIERS } from '../risk.js'
-import {
-  answerRunError,
-  inputJson,
-  jsonAnswer,
-  outputJson,
-  runApp,
-  verifyBearer,
-} from './run-app.js'
-import type { RawJson } from './run-app.js'
+import { answerAppRun, inputJson, runApp, verifyBearer } from './run-app.js'
 import { errorResponses, json, jsonBody, pageQuery } from './schemas.js'
 
 const uploadQuery = z.strictObject({
@@ -389,30 +381,8 @@ export function registerAppRoutes(
         bearer,
         input: () => inputJson(c.req.valid('json').input),
       })
-      const { report } = invocation
-      if (invocation.error) {
-        // Typed as never: the error answers carry the report beside the error body.
-        return answerRunError(c, WardenError.fromJSON(invocation.error), invocation) as never
-      }
-      let value: RawJson
-      try {
-        value = outputJson(invocation.ok ? invocation.output : invocation.guestError)
-      } catch (error) {
-        return answerRunError(c, toWardenError(error), invocation) as never
-      }
-      if (invocation.ok) {
-        return jsonAnswer(
-          c,
-          { output: value, report, invocationId: report.invocationId },
-          200,
-        ) as never
-      }
-      return answerRunError(
-        c,
-        new WardenError('guest_error', 'the app returned an error'),
-        invocation,
-        { guestError: value },
-      ) as never
+      // Typed as never: the error answers carry the report beside the error body.
+      return answerAppRun(c, invocation) as never
     },
   )
 }

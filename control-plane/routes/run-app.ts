@@ -112,6 +112,41 @@ export function outputJson(output: unknown): RawJson {
 }
 
 /**
+ * The answer to a run of a deployed app (`POST /v1/apps/:id/invoke`, `POST /v1/runs {app}`):
+ * its output (200), its own error (422 `guest_error`), or Warden's error, each with the run's
+ * report and `extra` fields (the logs, on `/v1/runs`).
+ */
+export function answerAppRun(
+  c: Context<ControlPlaneEnv>,
+  invocation: Invocation,
+  extra: Record<string, unknown> = {},
+): Response {
+  if (invocation.error) {
+    return answerRunError(c, WardenError.fromJSON(invocation.error), invocation, extra)
+  }
+  let value: RawJson
+  try {
+    value = outputJson(invocation.ok ? invocation.output : invocation.guestError)
+  } catch (error) {
+    return answerRunError(c, toWardenError(error), invocation, extra)
+  }
+  const { report } = invocation
+  if (invocation.ok) {
+    return jsonAnswer(
+      c,
+      { output: value, ...extra, report, invocationId: report.invocationId },
+      200,
+    )
+  }
+  return answerRunError(
+    c,
+    new WardenError('guest_error', 'the app returned an error'),
+    invocation,
+    { guestError: value, ...extra },
+  )
+}
+
+/**
  * A JSON answer whose fields are serialised in order, each {@link RawJson} as its text: the
  * guest's JSON goes out as it came, with no parse and no second serialisation.
  */

@@ -15,7 +15,6 @@ import {
   agentRequest,
   MAX_AGENT_OUTPUT_BYTES,
   MAX_AGENT_SOURCE_CHARS,
-  toWardenError,
   WardenError,
 } from '../../runtime/index.js'
 import type { Invocation } from '../../runtime/index.js'
@@ -23,10 +22,10 @@ import type { ControlPlaneContext } from '../app.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import { isJsonText } from '../json-text.js'
 import {
+  answerAppRun,
   answerRunError,
   inputJson,
   jsonAnswer,
-  outputJson,
   RawJson,
   runApp,
   verifyBearer,
@@ -94,28 +93,7 @@ export function registerRunRoutes(
           bearer,
           input: () => inputJson(body.input),
         })
-        if (invocation.error) {
-          return answerRunError(c, WardenError.fromJSON(invocation.error), invocation, {
-            logs: invocation.logs,
-          }) as never
-        }
-        let value: RawJson
-        try {
-          value = outputJson(invocation.ok ? invocation.output : invocation.guestError)
-        } catch (error) {
-          return answerRunError(c, toWardenError(error), invocation, {
-            logs: invocation.logs,
-          }) as never
-        }
-        if (invocation.ok) {
-          return answer(c, value, invocation) as never
-        }
-        return answerRunError(
-          c,
-          new WardenError('guest_error', 'the app returned an error'),
-          invocation,
-          { guestError: value, logs: invocation.logs },
-        ) as never
+        return answerAppRun(c, invocation, { logs: invocation.logs }) as never
       }
       if (!ctx.agent) {
         throw new WardenError('not_found', 'this server has no built-in JS sandbox')

@@ -46,6 +46,12 @@ export interface RuntimeOptions {
   /** Loaded components kept in memory, in bytes (the disk cache keeps the rest). Default 256 MiB. */
   maxLoadedBytes?: number
   /**
+   * Cap on one component's instantiation work: bytes of data and elements copied and table
+   * entries (64 bytes each) allocated, over every core instance it makes. Default 128 MiB;
+   * past it, the load is refused with `invalid_component`.
+   */
+  maxInstantiationBytes?: number
+  /**
    * Where runs are contained. `thread`: worker threads of this process. `process`: those
    * threads in a child process under Node's permission model, with an empty environment and,
    * on Linux where allowed, no network; the broker, secrets and stores stay here, and host
@@ -212,6 +218,9 @@ export async function createRuntime(options: RuntimeOptions): Promise<WardenRunt
     ...(options.transpileBudget ? { budget: options.transpileBudget } : {}),
     ...(options.transpileWorkers ? { transpileWorkers: options.transpileWorkers } : {}),
     ...(options.maxLoadedBytes ? { maxMemoBytes: options.maxLoadedBytes } : {}),
+    ...(options.maxInstantiationBytes !== undefined
+      ? { maxInstantiationBytes: options.maxInstantiationBytes }
+      : {}),
     keepModuleBytes: isolation === 'process',
   })
   const brokerInterfaces: Record<string, readonly string[]> = {}

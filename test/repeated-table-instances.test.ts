@@ -10,7 +10,11 @@
  *
  * Fixed: the sandbox reads the deadline and the kill switch (and, in a preparation, a waiting
  * job) before each core instantiation (`runtime/sandbox/worker.ts`, `instantiate`), so such a run
- * ends within one instance's work and its worker takes the next run.
+ * ends within one instance's work and its worker takes the next run. And since then, the load
+ * refuses it (`invalid_component`): a component's instantiation work, summed over every core
+ * instance, is capped (`DEFAULT_MAX_INSTANTIATION_BYTES`, 128 MiB, in
+ * `runtime/loader/component-binary.ts`). The run-time defence is tested here on a runtime whose
+ * host lifted that cap (`maxInstantiationBytes: Infinity`).
  */
 import { parse } from '@bytecodealliance/jco'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -40,13 +44,24 @@ ${LIFT_RUN})`
 }
 
 let rt: TestRuntime
+let strict: TestRuntime
 beforeAll(async () => {
-  rt = await startTestRuntime({ poolSize: 1 })
+  ;[rt, strict] = await Promise.all([
+    startTestRuntime({ poolSize: 1, maxInstantiationBytes: Number.POSITIVE_INFINITY }),
+    startTestRuntime({ poolSize: 1 }),
+  ])
 }, 60_000)
-afterAll(() => rt?.close())
+afterAll(() => Promise.all([rt?.close(), strict?.close()]))
 
 describe('one table-defining core module instantiated many times', () => {
-  it('is refused or ends by its limits, without a worker replaced', async () => {
+  it('is refused at load under the default cap on instantiation work', async () => {
+    await expect(strict.warden.load(await parse(component()))).rejects.toMatchObject({
+      code: 'invalid_component',
+      message: expect.stringContaining('instantiating the component would copy'),
+    })
+  })
+
+  it('ends by its limits, without a worker replaced (cap lifted)', async () => {
     const app = await rt.warden.load(await parse(component()))
     const echo = await rt.warden.load(await guestFile('echo'))
     const before = rt.warden.pool.replacements

@@ -6,12 +6,14 @@ import { platformCaller } from '../../test/support/platform-guest.js'
 import { WardenError } from '../errors.js'
 import {
   checkComponentStructure,
+  DEFAULT_MAX_INSTANTIATION_BYTES,
   MAX_COMPONENT_DEPTH,
   MAX_CORE_MODULES,
   MAX_SECTIONS,
   MAX_FLATTENED_DEFINITIONS,
   MAX_NAMES,
   MAX_TYPE_DEPTH,
+  TABLE_ENTRY_BYTES,
 } from './component-binary.js'
 import { isAllowedName, MAX_NAME_BYTES } from './names.js'
 
@@ -125,13 +127,15 @@ function viaComponent(a: number, b: number): string {
     (import "f" (func (param "x" $v${b - 1}))))`
 }
 
-function walk(bytes: Bytes | Uint8Array) {
-  return checkComponentStructure(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes))
+function walk(bytes: Bytes | Uint8Array, maxInstantiationBytes?: number) {
+  return checkComponentStructure(bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes), {
+    maxInstantiationBytes,
+  })
 }
 
-function refusal(bytes: Bytes | Uint8Array): WardenError {
+function refusal(bytes: Bytes | Uint8Array, maxInstantiationBytes?: number): WardenError {
   try {
-    walk(bytes)
+    walk(bytes, maxInstantiationBytes)
   } catch (error) {
     expect(error).toBeInstanceOf(WardenError)
     return error as WardenError
@@ -169,6 +173,9 @@ describe('real components', () => {
   it('walks a componentize-js build', async () => {
     const { counts, names } = walk(await buildJsGuest('bridge'))
     expect(counts.components).toBeGreaterThanOrEqual(1)
+    // Its instantiation work is its engine's data, once (~3 MB): far inside the cap.
+    expect(counts.instantiationBytes).toBeGreaterThan(1_000_000)
+    expect(counts.instantiationBytes).toBeLessThan(DEFAULT_MAX_INSTANTIATION_BYTES / 10)
     expect(names.map((n) => n.name)).toContain('$imports')
     for (const n of names) {
       expect(isAllowedName(n.kind, n.name)).toBe(true)
@@ -465,5 +472,124 @@ describe('structural limits', () => {
     expect(refusal(component(section(4, middle))).code).toBe('invalid_component')
     const few = component(section(4, inner), section(4, middle), instantiate(10, 1))
     expect(walk(few).counts.flattened).toBe(10 * (1 + 400 * 2))
+  })
+})
+
+// --- Instantiation work ----------------------------------------------------------------------
+
+describe('instantiation work', () => {
+  /** `(core module (table <entries> funcref))`, with data and element sections of `filler` bytes. */
+  const tableModule = (entries: number, filler = 0): Bytes =>
+    coreModule(
+      section(4, vec([[0x70, 0x00, ...leb(entries)]])),
+      ...(filler
+        ? [section(9, Array<number>(filler).fill(0)), section(11, Array<number>(filler).fill(0))]
+        : []),
+    )
+  /** `n` core instantiations of module `index`, with no arguments. */
+  const instantiateCore = (n: number, index: number) =>
+    section(2, vec(times(n, [0x00, ...leb(index), 0x00])))
+  /** `n` instantiations of component `index`, with the given arguments. */
+  const instantiate = (n: number, index: number, args: Bytes[] = []) =>
+    section(5, vec(times(n, [0x00, ...leb(index), ...vec(args)])))
+
+  it('counts data and element bytes and table entries, per core instance', () => {
+    const bytes = component(section(1, tableModule(10, 100)), instantiateCore(3, 0))
+    // Each section body: a 1-byte length prefix is not counted; the body is `filler` bytes.
+    expect(walk(bytes).counts.instantiationBytes).toBe(3 * (10 * TABLE_ENTRY_BYTES + 200))
+    // A module nobody instantiates costs nothing.
+    expect(walk(component(section(1, tableModule(10, 100)))).counts.instantiationBytes).toBe(0)
+  })
+
+  it("refuses the eleventh attack's few KB: a 100,000-entry table instantiated 990 times", () => {
+    const bytes = component(section(1, tableModule(100_000)), instantiateCore(990, 0))
+    expect(bytes.length).toBeLessThan(5_000)
+    const error = refusal(bytes)
+    expect(error.code).toBe('invalid_component')
+    expect(error.message).toContain(`more than ${DEFAULT_MAX_INSTANTIATION_BYTES} bytes`)
+    // 20 of them are 128 MB of entries: still refused; 2 are not.
+    expect(refusal(component(section(1, tableModule(100_000)), instantiateCore(21, 0))).code).toBe(
+      'invalid_component',
+    )
+    expect(
+      walk(component(section(1, tableModule(100_000)), instantiateCore(2, 0))).counts
+        .instantiationBytes,
+    ).toBe(2 * 100_000 * TABLE_ENTRY_BYTES)
+  })
+
+  it('refuses exactly past the cap, at any multiplicity (property)', () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 0, max: 5_000 }),
+        fc.integer({ min: 0, max: 50 }),
+        fc.integer({ min: 0, max: 1_000_000 }),
+        (entries, k, cap) => {
+          const bytes = component(section(1, tableModule(entries)), instantiateCore(k, 0))
+          const cost = k * entries * TABLE_ENTRY_BYTES
+          if (cost > cap) {
+            expect(refusal(bytes, cap).code).toBe('invalid_component')
+          } else {
+            expect(walk(bytes, cap).counts.instantiationBytes).toBe(cost)
+          }
+        },
+      ),
+      { numRuns: 300 },
+    )
+  })
+
+  it('multiplies through nested component instantiations', () => {
+    const inner = component(section(1, tableModule(1_000)), instantiateCore(2, 0))
+    const middle = component(section(4, inner), instantiate(10, 0))
+    const outer = component(section(4, middle), instantiate(10, 0))
+    expect(walk(middle).counts.instantiationBytes).toBe(10 * 2 * 1_000 * TABLE_ENTRY_BYTES)
+    // 200 instances of a 1,000-entry table: 12.8 MB, inside the default cap …
+    expect(walk(outer).counts.instantiationBytes).toBe(100 * 2 * 1_000 * TABLE_ENTRY_BYTES)
+    // … and refused under a cap one byte smaller.
+    expect(refusal(outer, 100 * 2 * 1_000 * TABLE_ENTRY_BYTES - 1).code).toBe('invalid_component')
+  })
+
+  it('counts an imported module as the costliest in the upload, even one defined later', () => {
+    // The inner component imports a core module "m" and instantiates it 50 times; the outer
+    // defines the costly module after the inner component and passes it in.
+    const importModule = section(10, vec([[0x00, ...str('m'), 0x00, 0x11, 0x00]]))
+    const inner = component(importModule, instantiateCore(50, 0))
+    const bytes = component(
+      section(4, inner),
+      section(1, tableModule(100_000)),
+      instantiate(1, 0, [[...str('m'), 0x00, 0x11, 0x00]]),
+    )
+    expect(refusal(bytes).code).toBe('invalid_component')
+    const cheap = component(
+      section(4, inner),
+      section(1, tableModule(10)),
+      instantiate(1, 0, [[...str('m'), 0x00, 0x11, 0x00]]),
+    )
+    expect(walk(cheap).counts.instantiationBytes).toBe(50 * 10 * TABLE_ENTRY_BYTES)
+  })
+
+  it('follows a module through an outer alias and an export', () => {
+    // The inner component aliases the outer module 0 and instantiates it 30 times.
+    const outerAlias = section(6, vec([[0x00, 0x11, 0x02, 0x01, 0x00]]))
+    const inner = component(outerAlias, instantiateCore(30, 0))
+    const viaAlias = component(section(1, tableModule(1_000)), section(4, inner), instantiate(1, 0))
+    expect(walk(viaAlias).counts.instantiationBytes).toBe(30 * 1_000 * TABLE_ENTRY_BYTES)
+    // An exported module is a new index in the module space, with the same cost.
+    const exported = component(
+      section(1, tableModule(1_000)),
+      section(11, vec([[0x00, ...str('m'), 0x00, 0x11, 0x00, 0x00]])),
+      instantiateCore(4, 1),
+    )
+    expect(walk(exported).counts.instantiationBytes).toBe(4 * 1_000 * TABLE_ENTRY_BYTES)
+  })
+
+  it('reads table64 minimums and refuses tables with initialiser expressions', () => {
+    const table64 = coreModule(section(4, vec([[0x70, 0x04, ...leb(3_000_000)]])))
+    expect(refusal(component(section(1, table64), instantiateCore(1, 0))).code).toBe(
+      'invalid_component',
+    )
+    const initialised = coreModule(
+      section(4, vec([[0x40, 0x00, 0x70, 0x00, 0x01, 0xd2, 0x00, 0x0b]])),
+    )
+    expect(refusal(component(section(1, initialised))).message).toContain('initialiser')
   })
 })

@@ -55,6 +55,23 @@ export const MAX_FLATTENED_DEFINITIONS = 100_000
  * custom sections cost jco seconds while this walk skips them (found by npm run fuzz).
  */
 export const MAX_SECTIONS = 10_000
+/**
+ * What making every core instance of the component may cost V8, in bytes: each instantiation
+ * of a core module counts its data and element sections' sizes (the bytes it copies) and
+ * {@link TABLE_ENTRY_BYTES} per entry of the tables it defines, summed over the instantiations
+ * once nested ones are unrolled. A few KB that instantiate a 100,000-entry table 990 times
+ * cost V8 1.3 s, in tables outside the memory cap (the eleventh outside attack); real builds
+ * cost their data once (a componentize-js build, the built-in JS agent among them, ~3 MB).
+ * Twice the default upload cap: ~0.1 s of V8's time at most. A host may set its own
+ * (`RuntimeOptions.maxInstantiationBytes`).
+ */
+export const DEFAULT_MAX_INSTANTIATION_BYTES = 128 * 1024 * 1024
+/**
+ * A table entry, as instantiation work: V8 fills a slot and, for `funcref`, a dispatch entry
+ * per entry. Measured (node 20, 2 × AMD EPYC): a million-entry table costs 24–34 ms to
+ * instantiate, 16 MB of data 10–12 ms, so an entry costs what 34–48 bytes of data cost.
+ */
+export const TABLE_ENTRY_BYTES = 64
 
 /** What {@link checkComponentStructure} counted. */
 export interface ComponentCounts {
@@ -69,6 +86,12 @@ export interface ComponentCounts {
   names: number
   /** Instances and canonical definitions with nested instantiations unrolled (root only). */
   flattened: number
+  /**
+   * Bytes of instantiation work, unrolled (see {@link DEFAULT_MAX_INSTANTIATION_BYTES}); a core
+   * instance of a module the walk cannot see (imported, or an instance's export) counts as
+   * the largest module in the upload.
+   */
+  instantiationBytes: number
 }
 
 /** One name found in the component, with where it was found. */
@@ -84,7 +107,7 @@ export interface ComponentStructure {
   names: ComponentName[]
 }
 
-type CountedKey = Exclude<keyof ComponentCounts, 'flattened'>
+type CountedKey = Exclude<keyof ComponentCounts, 'flattened' | 'instantiationBytes'>
 
 const WHAT: Readonly<Record<CountedKey, string>> = {
   sections: 'sections',
@@ -120,11 +143,15 @@ const CAPS: Readonly<Record<CountedKey, number>> = {
  * checkComponentBytes(bytes)
  * const { counts } = checkComponentStructure(bytes)
  */
-export function checkComponentStructure(bytes: Uint8Array): ComponentStructure {
-  const w = new Walk()
+export function checkComponentStructure(
+  bytes: Uint8Array,
+  options: { maxInstantiationBytes?: number | undefined } = {},
+): ComponentStructure {
+  const w = new Walk(options.maxInstantiationBytes ?? DEFAULT_MAX_INSTANTIATION_BYTES)
   try {
     const root = component(w, new ByteReader(bytes, 0, bytes.length), 1, undefined)
-    return { counts: { ...w.counts, flattened: root.weight }, names: w.names }
+    const instantiationBytes = w.instantiationBytes(root, bytes.length)
+    return { counts: { ...w.counts, flattened: root.weight, instantiationBytes }, names: w.names }
   } catch (error) {
     if (error instanceof WardenError) {
       throw error
@@ -193,16 +220,18 @@ export class ByteReader {
     throw invalid(`${what}: integer too long`, at)
   }
 
-  /** Unsigned LEB128 of at most 10 bytes, skipped (memory64 and table64 limits). */
-  u64(what: string): void {
+  /** Unsigned LEB128 of at most 10 bytes (memory64 and table64 limits); past 2^53, rounded. */
+  u64(what: string): number {
     const at = this.pos
+    let value = 0
     for (let i = 0; i < 10; i++) {
       const b = this.byte(what)
       if (i === 9 && b > 0x01) {
         throw invalid(`${what}: integer too long or too large`, at)
       }
+      value += (b & 0x7f) * 2 ** (7 * i)
       if (b < 0x80) {
-        return
+        return value
       }
     }
     throw invalid(`${what}: integer too long`, at)
@@ -354,6 +383,10 @@ interface Item {
   depth: number
   /** Components: their definitions once nested instantiations are unrolled. */
   weight: number
+  /** Components: the instantiation work of the core modules the walk sees, unrolled. */
+  bytes: number
+  /** Components: core instances of modules the walk cannot see, unrolled. */
+  opaque: number
   /** Instances, components and instance or component types: their exports, by name. */
   exports: ReadonlyMap<string, Item> | undefined
 }
@@ -369,7 +402,11 @@ class Scope {
   readonly instances: Item[] = []
   readonly components: Item[] = []
   readonly exports = new Map<string, Item>()
+  /** The core module index space: each module's instantiation work, if the walk sees it. */
+  readonly modules: (number | undefined)[] = []
   weight = 0
+  bytes = 0
+  opaque = 0
 
   constructor(label: string, parent: Scope | undefined) {
     this.label = label
@@ -412,6 +449,14 @@ class Walk {
   }
   readonly names: ComponentName[] = []
   deepest = 0
+  /** The instantiation work of the costliest core module in the upload. */
+  largestModule = 0
+  /** The cap on the root's instantiation work. */
+  readonly maxInstantiationBytes: number
+
+  constructor(maxInstantiationBytes: number) {
+    this.maxInstantiationBytes = maxInstantiationBytes
+  }
 
   count(key: CountedKey, at: number): void {
     if (++this.counts[key] > CAPS[key]) {
@@ -443,7 +488,7 @@ class Walk {
    * than any use of it, so the deepest type so far bounds its depth.
    */
   unknown(): Item {
-    return { depth: this.deepest, weight: 0, exports: undefined }
+    return item({ depth: this.deepest })
   }
 
   /** Entry `index` of a sort's index space; a component must exist (its weight matters). */
@@ -471,6 +516,28 @@ class Walk {
     }
   }
 
+  /**
+   * Add to a scope's unrolled instantiation work: `bytes` seen, and `opaque` core instances
+   * of modules not seen. Saturates just past the cap, refusing once what is seen passes it.
+   */
+  instantiate(scope: Scope, bytes: number, opaque: number, at: number): void {
+    const cap = this.maxInstantiationBytes
+    scope.bytes = Math.min(scope.bytes + bytes, cap + 1)
+    scope.opaque = Math.min(scope.opaque + opaque, MAX_FLATTENED_DEFINITIONS + 1)
+    if (scope.bytes > cap) {
+      throw tooCostly(cap, at)
+    }
+  }
+
+  /** The root's instantiation work, unseen modules counted as the costliest; refused past the cap. */
+  instantiationBytes(root: Item, at: number): number {
+    const total = root.bytes + root.opaque * this.largestModule
+    if (total > this.maxInstantiationBytes) {
+      throw tooCostly(this.maxInstantiationBytes, at)
+    }
+    return total
+  }
+
   /** A value type `depth` deep was defined. */
   deepen(depth: number, at: number): number {
     if (depth > MAX_TYPE_DEPTH) {
@@ -485,7 +552,15 @@ class Walk {
 }
 
 function item(fields: Partial<Item>): Item {
-  return { depth: 0, weight: 0, exports: undefined, ...fields }
+  return { depth: 0, weight: 0, bytes: 0, opaque: 0, exports: undefined, ...fields }
+}
+
+function tooCostly(cap: number, at: number): WardenError {
+  return new WardenError(
+    'invalid_component',
+    `instantiating the component would copy or allocate more than ${cap} bytes of data, ` +
+      `elements and tables (at byte ${at})`,
+  )
 }
 
 // --- Components and their sections ----------------------------------------------------------
@@ -508,7 +583,12 @@ function component(w: Walk, r: ByteReader, depth: number, parent: Scope | undefi
     section(w, id, body, depth, scope)
     body.expectEnd(`section ${id} of ${scope.label}`)
   }
-  return item({ weight: scope.weight, exports: scope.exports })
+  return item({
+    weight: scope.weight,
+    bytes: scope.bytes,
+    opaque: scope.opaque,
+    exports: scope.exports,
+  })
 }
 
 function section(w: Walk, id: number, r: ByteReader, depth: number, scope: Scope): void {
@@ -517,8 +597,12 @@ function section(w: Walk, id: number, r: ByteReader, depth: number, scope: Scope
     case 0: // custom: jco writes nothing from it into the glue
       r.pos = r.end
       return
-    case 1:
-      return coreModule(w, r)
+    case 1: {
+      const bytes = coreModule(w, r)
+      w.largestModule = Math.max(w.largestModule, bytes)
+      scope.modules.push(bytes)
+      return
+    }
     case 2:
       return w.vec(r, `core instances of ${c}`, () => coreInstance(w, r, scope))
     case 3:
@@ -549,7 +633,8 @@ function coreInstance(w: Walk, r: ByteReader, scope: Scope): void {
   w.count('instances', at)
   const form = r.byte('core instance')
   if (form === 0x00) {
-    r.u32('core module index')
+    const bytes = scope.modules[r.u32('core module index')]
+    w.instantiate(scope, bytes ?? 0, bytes === undefined ? 1 : 0, at)
     w.vec(r, 'core instantiation arguments', () => {
       w.name(r, 'core', `core instantiation argument name in ${scope.label}`)
       if (r.byte('core instantiation argument kind') !== 0x12) {
@@ -582,6 +667,7 @@ function instance(w: Walk, r: ByteReader, scope: Scope): void {
     })
     scope.instances.push(item({ exports: instantiated.exports }))
     w.weigh(scope, 1 + instantiated.weight, at)
+    w.instantiate(scope, instantiated.bytes, instantiated.opaque, at)
   } else if (form === 0x01) {
     const exports = new Map<string, Item>()
     w.vec(r, 'inline exports', () => {
@@ -612,6 +698,9 @@ function alias(w: Walk, r: ByteReader, scope: Scope): void {
     }
     const from = w.lookup(scope, SORT_INSTANCE, r.u32('instance index'), at)!
     const name = w.name(r, 'extern', `alias export name in ${scope.label}`)
+    if (s === 0x00) {
+      scope.modules.push(undefined)
+    }
     scope.space(s)?.push(from.exports?.get(name) ?? w.unknown())
   } else if (target === 0x01) {
     if (s !== 0x00 || coreSort > CORE_EXTERNAL_KIND_MAX) {
@@ -629,7 +718,9 @@ function alias(w: Walk, r: ByteReader, scope: Scope): void {
     }
     const outer = scope.outer(r.u32('outer alias count'))
     const index = r.u32('outer alias index')
-    if (s !== 0x00) {
+    if (coreSort === CORE_MODULE_SORT) {
+      scope.modules.push(outer?.modules[index])
+    } else if (s !== 0x00) {
       if (!outer) {
         throw invalid('outer alias past the outermost component', at)
       }
@@ -691,6 +782,9 @@ function importDecl(w: Walk, r: ByteReader, scope: Scope, where: string): [strin
   w.count('importsExports', r.pos)
   const name = externName(w, r, where)
   const [s, imported] = externType(w, r, scope)
+  if (s === 0x00) {
+    scope.modules.push(undefined)
+  }
   if (imported) {
     scope.space(s)?.push(imported)
   }
@@ -702,7 +796,11 @@ function exportDef(w: Walk, r: ByteReader, scope: Scope): void {
   w.count('importsExports', at)
   const name = externName(w, r, `export name of ${scope.label}`)
   const s = sort(r)
-  const exported = w.lookup(scope, s, r.u32('export index'), at)
+  const index = r.u32('export index')
+  const exported = w.lookup(scope, s, index, at)
+  if (s === 0x00) {
+    scope.modules.push(scope.modules[index])
+  }
   const ascribed = r.byte('export type flag')
   if (ascribed === 0x01) {
     externType(w, r, scope)
@@ -1036,9 +1134,11 @@ function coreTypeRef(r: ByteReader): void {
       return
     case 0x01: // table: reftype, limits (max, shared, table64)
       refType(r)
-      return limits(r, 0b111, 0b100, false)
+      limits(r, 0b111, 0b100, false)
+      return
     case 0x02: // memory: limits (max, shared, memory64, page size)
-      return limits(r, 0b1111, 0b100, true)
+      limits(r, 0b1111, 0b100, true)
+      return
     case 0x03: // global
       coreValType(r)
       if (r.byte('global mutability') > 0x01) {
@@ -1053,27 +1153,46 @@ function coreTypeRef(r: ByteReader): void {
   }
 }
 
-function limits(r: ByteReader, allowed: number, wide: number, pageSize: boolean): void {
+/** Limits: their flags, bounds and page size, checked; returns the minimum. */
+function limits(r: ByteReader, allowed: number, wide: number, pageSize: boolean): number {
   const flags = r.byte('limits')
   if ((flags & ~allowed) !== 0) {
     throw invalid(`bad limits flags ${hex(flags)}`, r.pos - 1)
   }
-  const bound = flags & wide ? () => r.u64('limit') : () => void r.u32('limit')
-  bound()
+  const bound = flags & wide ? () => r.u64('limit') : () => r.u32('limit')
+  const minimum = bound()
   if (flags & 0b1) {
     bound()
   }
   if (pageSize && flags & 0b1000) {
     r.u32('page size')
   }
+  return minimum
+}
+
+/** A table section: each table type, checked; returns their minimum entries, summed. */
+function tableEntries(r: ByteReader, m: string): number {
+  let entries = 0
+  for (let n = r.count(`tables of ${m}`); n > 0; n--) {
+    if (r.peek('table type') === 0x40) {
+      // A table with an initialiser expression (function references): V8 in Node 20 does
+      // not compile it without a flag, and its expression would need a reader of its own.
+      throw invalid(`a table with an initialiser in ${m}`, r.pos)
+    }
+    refType(r)
+    entries += limits(r, 0b111, 0b100, false)
+  }
+  return entries
 }
 
 /**
- * A nested core module: its import and export names are checked, every other section is
- * skipped by its size (the fuel rewriter in `limits/instrument.ts` reads the code later).
+ * A nested core module: its import and export names and its table types are checked, every
+ * other section is skipped by its size (the fuel rewriter in `limits/instrument.ts` reads the
+ * code later). Returns what one instantiation of it costs (see {@link DEFAULT_MAX_INSTANTIATION_BYTES}).
  */
-function coreModule(w: Walk, r: ByteReader): void {
+function coreModule(w: Walk, r: ByteReader): number {
   w.count('coreModules', r.pos)
+  let bytes = 0
   const m = `module ${w.counts.coreModules - 1}`
   r.header(0, `core ${m}`)
   while (!r.done) {
@@ -1094,11 +1213,17 @@ function coreModule(w: Walk, r: ByteReader): void {
         coreExternalKind(body)
         body.u32('export index')
       })
+    } else if (id === 4) {
+      bytes += TABLE_ENTRY_BYTES * tableEntries(body, m)
     } else if (id > 13) {
       throw invalid(`unknown core section id ${id} in ${m}`, body.pos)
     } else {
+      if (id === 9 || id === 11) {
+        bytes += body.end - body.pos // elements, data: what instantiation copies
+      }
       body.pos = body.end
     }
     body.expectEnd(`core section ${id} of ${m}`)
   }
+  return bytes
 }

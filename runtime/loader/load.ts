@@ -74,6 +74,11 @@ export interface ComponentLoaderOptions {
   maxTableElements?: number
   /** Upload cap in bytes. Default 64 MiB. */
   maxComponentBytes?: number
+  /**
+   * Cap on a component's instantiation work, in bytes of data, elements and tables over every
+   * core instance (see `DEFAULT_MAX_INSTANTIATION_BYTES`). Default 128 MiB.
+   */
+  maxInstantiationBytes?: number
   /** Transpile budget. Default 20 s and 1 GiB of heap per job. */
   budget?: TranspileBudget
   /** Transpile child processes. Default 2. */
@@ -173,7 +178,7 @@ export class ComponentLoader {
     checkComponentBytes(bytes, this.#options.maxComponentBytes ?? DEFAULT_MAX_COMPONENT_BYTES)
     // Every name jco would paste into the glue, and the nesting and counts jco's time grows
     // with, are checked before anything else reads the bytes (issue 6).
-    checkComponentStructure(bytes)
+    checkComponentStructure(bytes, { maxInstantiationBytes: this.#options.maxInstantiationBytes })
     // The world it implements and what it imports, with their types, against wit/; for
     // cached builds too, so a contract change applies to them (issue 7).
     const kind = checkComponentContract(

@@ -116,34 +116,49 @@ const MAX_LIFT_BYTES = 16 * 1024 * 1024
 /** The largest host call payload (strings and byte lists, summed), checked before encoding. */
 const MAX_HOST_CALL_BYTES = 16 * 1024 * 1024
 
-/** Bytes of strings and byte lists in a host call's arguments, walking at most `depth` levels. */
-function payloadBytes(value: unknown, depth = 0): number {
+/**
+ * The most values (strings, numbers, lists, records, …) a host call's arguments or a run's
+ * answer may carry to the main thread, which decodes every one of them: a micro-app answering
+ * a million empty headers held the main thread 1.3–2.1 s per request, and an `http.fetch` of a
+ * million headers 0.5–0.6 s, before either was refused (twelfth outside attack). Real ones
+ * carry tens; 16,384 decode in a few milliseconds.
+ */
+const MAX_PAYLOAD_VALUES = 16_384
+
+/** Bytes of strings and byte lists, and values, in a payload; walks ≤ 32 levels, stops past a cap. */
+function payloadSize(value: unknown, size = { bytes: 0, values: 0 }, depth = 0) {
+  size.values++
   if (typeof value === 'string') {
-    return value.length
-  }
-  if (ArrayBuffer.isView(value)) {
+    size.bytes += value.length
+  } else if (ArrayBuffer.isView(value)) {
     // Any realm's typed array: the glue's realm makes the ones a guest passes.
-    return value.byteLength
-  }
-  if (depth > 32 || value === null || typeof value !== 'object') {
-    return 0
-  }
-  let total = 0
-  for (const item of Array.isArray(value) ? value : Object.values(value)) {
-    total += payloadBytes(item, depth + 1)
-    if (total > MAX_HOST_CALL_BYTES) {
-      break
+    size.bytes += value.byteLength
+  } else if (depth <= 32 && value !== null && typeof value === 'object') {
+    for (const item of Array.isArray(value) ? value : Object.values(value)) {
+      payloadSize(item, size, depth + 1)
+      if (size.bytes > MAX_HOST_CALL_BYTES || size.values > MAX_PAYLOAD_VALUES) {
+        break
+      }
     }
   }
-  return total
+  return size
 }
 
 /** What one lifted list element is charged against the run's lift budget. */
 const LIFTED_ELEMENT_BYTES = 64
 
+/**
+ * Lift charges between two reads of the deadline and the kill switch: 256 KiB, 4,096 list
+ * elements. Lifting is work the fuel does not pace (it runs in the glue, after or between the
+ * guest's calls): a list of a million header tuples took ~1.5 s to lift, past the deadline and
+ * the pool's grace (twelfth outside attack).
+ */
+const LIFT_CHECK_BYTES = 256 * 1024
+
 /** What the current run may still lift (unbounded between runs), and its refusal if spent. */
-const lift: { left: number; exceeded: WardenError | undefined } = {
+const lift: { left: number; unchecked: number; exceeded: WardenError | undefined } = {
   left: Infinity,
+  unchecked: 0,
   exceeded: undefined,
 }
 
@@ -156,6 +171,16 @@ function chargeLift(bytes: number): void {
       `the run copied more than ${MAX_RUN_LIFT_BYTES} bytes out of guest memory`,
     )
     throw lift.exceeded
+  }
+  lift.unchecked += bytes
+  if (lift.unchecked >= LIFT_CHECK_BYTES) {
+    lift.unchecked = 0
+    if (fuelMeter.due()) {
+      // As at a refuel: the run ends `timeout`; kept, so that a glue catching it cannot hide it.
+      fuelMeter.trap.value = TRAP_DEADLINE
+      lift.exceeded ??= new WardenError('timeout', 'the run passed its deadline')
+      throw lift.exceeded
+    }
   }
 }
 
@@ -416,10 +441,11 @@ function bridgeCall(slot: RunSlot, capability: string, fn: string, args: unknown
     state.denial = { thrown, capability }
     throw thrown
   }
-  if (payloadBytes(args) > MAX_HOST_CALL_BYTES) {
+  const size = payloadSize(args)
+  if (size.bytes > MAX_HOST_CALL_BYTES || size.values > MAX_PAYLOAD_VALUES) {
     state.fatal = new WardenError(
       'limit_exceeded',
-      `a host call carried more than ${MAX_HOST_CALL_BYTES} bytes`,
+      `a host call carried more than ${MAX_HOST_CALL_BYTES} bytes or ${MAX_PAYLOAD_VALUES} values`,
     )
     throw state.fatal
   }
@@ -778,6 +804,7 @@ function takePrepared(msg: InvokeJob): Prepared | undefined {
 
 function invoke(ready: ReadyComponent, msg: InvokeJob): FromWorker {
   lift.left = MAX_RUN_LIFT_BYTES
+  lift.unchecked = 0
   lift.exceeded = undefined
   try {
     const result = invokeOnce(ready, msg)
@@ -890,6 +917,12 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
     if (fuelMeter.left() < 0n) {
       meter.trap.value = TRAP_FUEL
       throw new WebAssembly.RuntimeError('fuel exhausted')
+    }
+    if (payloadSize(value).values > MAX_PAYLOAD_VALUES) {
+      throw new WardenError(
+        'limit_exceeded',
+        `the guest answered more than ${MAX_PAYLOAD_VALUES} values (strings, numbers, list elements, fields)`,
+      )
     }
     return { type: 'result', id: msg.id, ok: true, outcome, value, metering: metering() }
   } catch (error) {

@@ -76,3 +76,25 @@ export function actionWat(fragment: string, options: { extraModules?: string } =
     (with "log" (instance (export "write" (func $write))))))
 ${LIFT_RUN})`
 }
+
+/**
+ * The hello-http micro-app (`examples/hello-http/hello-http.wat`) with its handler's body
+ * replaced by `body`: WAT that leaves the address of an `outgoing-response` on the stack. The
+ * handler's parameters are `$mp $ml $pp $pl $qp $ql $hp $hl $bp $bl` (method, path, query,
+ * headers, body) and `$alloc` is the module's allocator.
+ */
+export async function helloHttpWith(locals: string, body: string): Promise<string> {
+  const hello = await readFile(
+    new URL('../../examples/hello-http/hello-http.wat', import.meta.url),
+    'utf8',
+  )
+  const start = hello.indexOf('    (func (export "warden:platform/handler@0.1.0#handle")')
+  const end = hello.indexOf('  (core instance $main-i (instantiate $main))')
+  const handle = `    (func (export "warden:platform/handler@0.1.0#handle")
+      (param $mp i32) (param $ml i32) (param $pp i32) (param $pl i32) (param $qp i32) (param $ql i32)
+      (param $hp i32) (param $hl i32) (param $bp i32) (param $bl i32) (result i32)
+      ${locals}
+${body}))
+`
+  return hello.slice(0, start) + handle + hello.slice(end)
+}

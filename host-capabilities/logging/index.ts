@@ -1,2 +1,2 @@
 export { logDescriptor, LOG_INTERFACE, MAX_LINE_BYTES } from './descriptor.js'
-export { createLogImports, keepLogLine } from './worker.js'
+export { createLogImports, keepLogLine, logBudgetSpent } from './worker.js'

@@ -19,15 +19,24 @@ export function keepLogLine(
   level: LogLine['level'],
   message: string,
 ): number {
+  if (logBudgetSpent(state)) {
+    state.logsDropped++
+    return -1
+  }
   const text = truncate(message, MAX_LINE_BYTES)
   const size = Buffer.byteLength(text)
-  if (state.logs.length >= state.limits.logLines || state.logBytes + size > state.limits.logBytes) {
+  if (state.logBytes + size > state.limits.logBytes) {
     state.logsDropped++
     return -1
   }
   state.logBytes += size
   state.logs.push({ level, message: text })
   return size
+}
+
+/** Whether the run's log budget can keep no more lines: its line count or its bytes are spent. */
+export function logBudgetSpent(state: WorkerRunState): boolean {
+  return state.logs.length >= state.limits.logLines || state.logBytes >= state.limits.logBytes
 }
 
 /** Create the `warden:platform/log` import object for one run. */

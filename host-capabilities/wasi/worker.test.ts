@@ -402,6 +402,24 @@ describe('stdout and stderr (end to end)', () => {
     expect(state.logsDropped).toBe(1)
   })
 
+  it('counts the lines past a spent budget without making them, across writes', () => {
+    const state = newState({ logLines: 2 })
+    const guest = run(state)
+    // Spent in the middle of a write: the rest of it, a pending half line and later writes.
+    guest.out('a\nb\nc\nd\npartial')
+    expect(state.logs.map((l) => l.message)).toEqual(['a', 'b'])
+    expect(state.logsDropped).toBe(2)
+    guest.out('\n\n\n')
+    guest.err('e\r\nf\n')
+    expect(state.logsDropped).toBe(2 + 3 + 2)
+    // A budget spent by its bytes counts the same way (an empty line included).
+    const bytesSpent = newState({ logBytes: 4 })
+    const other = run(bytesSpent)
+    other.out('abcd\n\nx\n')
+    expect(bytesSpent.logs.map((l) => l.message)).toEqual(['abcd'])
+    expect(bytesSpent.logsDropped).toBe(2)
+  })
+
   it('supports check-write, write and blocking-flush', () => {
     const state = newState()
     const guest = run(state)

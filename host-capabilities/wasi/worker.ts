@@ -21,7 +21,7 @@ import { getRandomValues } from 'node:crypto'
 import { hrtime } from 'node:process'
 import { WardenError } from '../../core/errors.js'
 import { MAX_LINE_BYTES } from '../logging/descriptor.js'
-import { keepLogLine } from '../logging/worker.js'
+import { keepLogLine, logBudgetSpent } from '../logging/worker.js'
 import type { WorkerRunState } from '../types.js'
 
 /** Most bytes one `get-random-bytes` (or insecure) call may ask for; more traps the guest. */
@@ -244,25 +244,71 @@ class TerminalInput {}
 /** `wasi:cli/terminal-output.terminal-output`: never handed out. */
 class TerminalOutput {}
 
+/** What a line sink does with lines: keep one, tell whether any more can be kept, drop some. */
+interface LineLog {
+  keep(line: string): void
+  spent(): boolean
+  drop(lines: number): void
+}
+
+/** The run's log at `level`, as a {@link LineLog}. */
+function lineLog(state: WorkerRunState, level: 'info' | 'error'): LineLog {
+  return {
+    keep: (line) => void keepLogLine(state, level, line),
+    spent: () => logBudgetSpent(state),
+    drop: (lines) => {
+      state.logsDropped += lines
+    },
+  }
+}
+
 /**
  * A sink that decodes UTF-8 and hands each complete line (split on `\n`, a trailing `\r`
- * dropped) to `emit`. A partial line waits for its newline; it is capped so a guest that never
+ * dropped) to the log. A partial line waits for its newline; it is capped so a guest that never
  * writes one cannot grow it: the log cuts lines at {@link MAX_LINE_BYTES} anyway, and each
  * UTF-16 unit is at least one UTF-8 byte, so the kept prefix is what the log would keep.
+ * Once the log can keep no more, lines are only counted, never made: a 64 KiB write of
+ * newlines was 65,536 lines made and dropped one by one, seconds of unpaced work over a run's
+ * thousand writes (twelfth outside attack).
  */
-function lineSink(emit: (line: string) => void): Sink {
+function lineSink(log: LineLog): Sink {
   const decoder = new TextDecoder()
   let pending = ''
   return (bytes) => {
+    if (log.spent()) {
+      pending = ''
+      log.drop(newlinesIn(bytes))
+      return
+    }
     const text = pending + decoder.decode(bytes, { stream: true })
     let start = 0
     for (let nl = text.indexOf('\n'); nl !== -1; nl = text.indexOf('\n', start)) {
       const line = text.slice(start, nl)
-      emit(line.endsWith('\r') ? line.slice(0, -1) : line)
+      log.keep(line.endsWith('\r') ? line.slice(0, -1) : line)
       start = nl + 1
+      if (log.spent()) {
+        pending = ''
+        log.drop(newlinesIn(text, start))
+        return
+      }
     }
     pending = text.slice(start, start + MAX_LINE_BYTES + 1)
   }
+}
+
+/** How many `\n` are in `bytes`, or in `text` from `start`. */
+function newlinesIn(input: Uint8Array | string, start = 0): number {
+  let n = 0
+  if (typeof input === 'string') {
+    for (let i = start; i < input.length; i++) {
+      n += input.charCodeAt(i) === 10 ? 1 : 0
+    }
+  } else {
+    for (let i = start; i < input.length; i++) {
+      n += input[i] === 10 ? 1 : 0
+    }
+  }
+  return n
 }
 
 function randomBytes(len: bigint, budget: { left: number }): Uint8Array {
@@ -342,8 +388,8 @@ export function createWasiImports(
     Math.max(1, Math.floor(options.clockResolutionNs ?? DEFAULT_CLOCK_RESOLUTION_NS)),
   )
   const epoch = options.epoch ?? { ns: hrtime.bigint() }
-  const stdoutLines = lineSink((line) => keepLogLine(state, 'info', line))
-  const stderrLines = lineSink((line) => keepLogLine(state, 'error', line))
+  const stdoutLines = lineSink(lineLog(state, 'info'))
+  const stderrLines = lineSink(lineLog(state, 'error'))
   const stdout: Sink = (bytes) => {
     onWrite('wasi:cli/stdout', bytes.byteLength)
     stdoutLines(bytes)

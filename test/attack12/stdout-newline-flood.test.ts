@@ -11,6 +11,9 @@
  * within the pool's 500 ms grace, and its worker is terminated and replaced on every run (the
  * class of problem the seventh, ninth and eleventh rounds fixed for other host work).
  *
+ * Fixed: once the run's log budget is spent, a write's lines are counted, never made
+ * (`lineSink` in `host-capabilities/wasi/worker.ts`).
+ *
  * Deterministic check: no worker replaced across four runs with a 100 ms deadline (the same
  * check as test/unpaced-random-u64.test.ts); the figures printed are for the report.
  */

@@ -182,7 +182,13 @@ export function createControlPlane(
       // capability token goes on to its own check, which fails closed too, on the record.
       throw lost
     }
-    if (credential?.startsWith('wdn_')) {
+    if (credential === undefined) {
+      // Every /v1 route needs a credential: a request without one is refused by its route's
+      // middleware, before any validator reads its body, and counted against its sender here,
+      // as a wrong key is (twelfth outside attack: anonymous floods were counted nowhere).
+      await ctx.refusals.record(c, 'unauthorized')
+      await limiter.check({ kind: 'client', address: clientOf(c) })
+    } else if (credential.startsWith('wdn_')) {
       const key = deps.keys.authenticate(credential)
       if (key) {
         await limiter.check({ kind: 'key', id: key.id })
@@ -192,9 +198,9 @@ export function createControlPlane(
         await limiter.check({ kind: 'client', address: clientOf(c) })
       }
     }
-    // A capability token is counted where its route verifies it (`verifyPresentedToken`): by
-    // its family once verified, else against its sender. Counting it by its string here would
-    // give each forged string a fresh budget (the fifth outside attack).
+    // A capability token is counted where its route verifies it (`tokenFirst`, before the
+    // route's validators): by its family once verified, else against its sender. Counting it
+    // by its string here would give each forged string a fresh budget (fifth outside attack).
     await next()
   })
   const jsonCap = capBody(maxJson)

@@ -4,21 +4,24 @@
  * unknown or revoked key: `unauthorized`. A live key of another role: `forbidden`.
  */
 import { createMiddleware } from 'hono/factory'
-import { WardenError } from '../runtime/index.js'
+import { MAX_TOKEN_LENGTH, WardenError } from '../runtime/index.js'
 import type { ApiKeyInfo, ApiKeyStore, ApiRole } from './api-keys.js'
-import type { WardenErrorCode } from '../runtime/index.js'
+import type { CapabilityClaims, WardenErrorCode } from '../runtime/index.js'
 
 /** Hono's environment for the control plane's routes. */
 export interface ControlPlaneEnv {
   Variables: {
     /** The authenticated API key, on routes that take one. */
     principal: ApiKeyInfo
+    /** The verified capability token, on routes that take one (`tokenFirst`). */
+    bearer: { token: string; claims: CapabilityClaims }
     /** The code of the error this request was answered with (`answerError`), for its span. */
     errorCode: WardenErrorCode
   }
 }
 
-const BEARER = /^Bearer ([\x21-\x7e]{1,4096})$/
+// A credential: an API key, or a capability token of at most MAX_TOKEN_LENGTH characters.
+const BEARER = new RegExp(`^Bearer ([\\x21-\\x7e]{1,${MAX_TOKEN_LENGTH}})$`)
 
 /** The bearer credential of a request, or undefined. */
 export function bearerOf(header: string | undefined): string | undefined {

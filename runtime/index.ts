@@ -70,6 +70,7 @@ export {
   grantsSchema,
   jtiSchema,
   limitsRequestSchema,
+  MAX_TOKEN_LENGTH,
   TOKEN_TYPE,
 } from './tokens/index.js'
 export type {

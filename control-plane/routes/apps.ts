@@ -12,7 +12,7 @@ import type { ControlPlaneEnv } from '../auth.js'
 import { APP_NAME, APP_OWNER, APP_PURPOSE, APP_STATUSES } from '../registry.js'
 import type { AppRecord } from '../registry.js'
 import { assessRisk, RISK_TIERS } from '../risk.js'
-import { answerAppRun, inputJson, runApp, verifyBearer } from './run-app.js'
+import { answerAppRun, inputJson, runApp, tokenFirst } from './run-app.js'
 import { errorResponses, json, jsonBody, pageQuery } from './schemas.js'
 
 const uploadQuery = z.strictObject({
@@ -366,6 +366,7 @@ export function registerAppRoutes(
       path: '/v1/apps/{id}/invoke',
       summary: 'Run an action once, under the capability token sent as bearer',
       security: [{ capabilityToken: [] }],
+      middleware: [tokenFirst(ctx)] as const,
       request: { params: idParam, ...jsonBody(z.strictObject({ input: z.unknown() })) },
       responses: {
         200: json(invokeAnswer, 'the output and the metering report'),
@@ -375,7 +376,7 @@ export function registerAppRoutes(
     async (c) => {
       // The token first: whoever holds no valid token for this app learns nothing about it
       // (exists, pending, disabled), and nothing of theirs is serialised.
-      const bearer = await verifyBearer(c, ctx)
+      const bearer = c.get('bearer')
       const { invocation } = await runApp(c, ctx, {
         app: c.req.valid('param').id,
         bearer,

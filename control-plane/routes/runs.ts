@@ -28,7 +28,7 @@ import {
   jsonAnswer,
   RawJson,
   runApp,
-  verifyBearer,
+  tokenFirst,
 } from './run-app.js'
 import { errorResponses, json, jsonBody } from './schemas.js'
 
@@ -77,6 +77,7 @@ export function registerRunRoutes(
         'Bearer: a capability token for the built-in app `js` (with `source`) or for the action (with `app`). ' +
         'A script that throws answers 422 `guest_error` with its message and stack (lines of the source).',
       security: [{ capabilityToken: [] }],
+      middleware: [tokenFirst(ctx)] as const,
       request: jsonBody(runRequest),
       responses: {
         200: json(runAnswer, 'the output, logs and metering report'),
@@ -84,7 +85,7 @@ export function registerRunRoutes(
       },
     }),
     async (c) => {
-      const bearer = await verifyBearer(c, ctx)
+      const bearer = c.get('bearer')
       const body = c.req.valid('json')
       if ('app' in body) {
         // `{"app":"js"}` is refused by runApp: the sandbox takes scripts as `source` only.

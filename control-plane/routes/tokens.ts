@@ -8,12 +8,12 @@ import type { OpenAPIHono } from '@hono/zod-openapi'
 import { grantsSchema, jtiSchema, limitsRequestSchema, WardenError } from '../../runtime/index.js'
 import type { GrantsInput, LimitsRequest, MintedToken } from '../../runtime/index.js'
 import type { ControlPlaneContext } from '../app.js'
-import { actorOf, requireRole, requireToken } from '../auth.js'
+import { actorOf, requireRole } from '../auth.js'
 import type { ControlPlaneEnv } from '../auth.js'
 import type { AppRecord } from '../registry.js'
 import { tokenEntrySchema } from '../token-index.js'
 import type { TokenEntry } from '../token-index.js'
-import { verifyPresentedToken } from './run-app.js'
+import { tokenFirst } from './run-app.js'
 import { errorResponses, json, jsonBody } from './schemas.js'
 
 /** Most live (unexpired, unrevoked) children one token may have. */
@@ -170,6 +170,7 @@ export function registerTokenRoutes(
       path: '/v1/tokens/attenuate',
       summary: 'Derive a narrower child of the token sent as bearer',
       security: [{ capabilityToken: [] }],
+      middleware: [tokenFirst(ctx)] as const,
       request: jsonBody(
         z.strictObject({
           grants: grantsSchema.optional(),
@@ -180,9 +181,8 @@ export function registerTokenRoutes(
       responses: { 201: json(mintedSchema, 'the child token, once'), ...errorResponses() },
     }),
     async (c) => {
-      const parent = requireToken(c.req.header('authorization'))
+      const { token: parent, claims } = c.get('bearer')
       const body = c.req.valid('json')
-      const claims = await verifyPresentedToken(c, ctx, parent)
       // Each child is recorded in the token index: a holder must not grow it without bound.
       const root = claims.chain[0] ?? claims.jti
       const parentKey = `parent:${claims.jti}`

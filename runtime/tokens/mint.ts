@@ -17,6 +17,7 @@ import {
 import type { CapabilityClaims, GrantsInput, LimitsRequest } from './claims.js'
 import type { KeyStore } from './keys.js'
 import { findAttenuationWidening } from './subset.js'
+import { MAX_TOKEN_LENGTH } from './verify.js'
 
 /**
  * `forbidden`: a would-be child token is wider than its parent. `path` names what is wider:
@@ -151,6 +152,12 @@ export async function mintToken(
     }
   }
   const token = await keys.sign({ ...claims }, TOKEN_TYPE)
+  if (token.length > MAX_TOKEN_LENGTH) {
+    throw new WardenError(
+      'invalid_request',
+      `the token would be ${token.length} characters long; a token may have at most ${MAX_TOKEN_LENGTH}: grant fewer or shorter entries`,
+    )
+  }
   return { token, claims }
 }
 

@@ -9,13 +9,15 @@
  * holder of one ordinary token makes the file tens of MB, and then every token operation of
  * every tenant (an admin's grant included) costs a tens-of-MB serialisation and write.
  *
- * What fails while the problem exists: the size of `tokens.json` after one holder's
- * attenuations (no timing asserted), and the main thread's stall while an admin mints one
- * token (measured by event-loop delay in the server's own process; a generous margin).
+ * Measured: one ordinary http token made a 14.6 MB file; an admin's mint then took 140–199 ms.
+ *
+ * Fixed: a token longer than `MAX_TOKEN_LENGTH` (8 KiB: what an `Authorization` header
+ * carries) is never minted (`invalid_request`): such children could never be presented anyway.
+ * What this checks, without timing anything: the fat child is refused, and a holder making the
+ * largest children that fit, 100 expired and 100 live, leaves the index under 2 MB.
  */
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
-import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestServer } from '../support/server.js'
 import type { TestServer } from '../support/server.js'
@@ -44,12 +46,12 @@ afterAll(async () => {
   await host?.close()
 })
 
-/** 64 distinct http entries, each a 2,040-character path prefix under `/`. */
-function fatGrants(salt: number) {
+/** `n` distinct http entries under `/`, each a path prefix of `length` characters. */
+function fatGrants(salt: number, n = 64, length = 2_040) {
   return {
-    http: Array.from({ length: 64 }, (_, i) => ({
+    http: Array.from({ length: n }, (_, i) => ({
       host: 'api.example.com',
-      pathPrefix: `/${String(salt).padStart(6, '0')}-${String(i).padStart(2, '0')}-${'a'.repeat(2030)}`,
+      pathPrefix: `/${String(salt).padStart(6, '0')}-${String(i).padStart(2, '0')}-${'a'.repeat(length - 10)}`,
     })),
   }
 }
@@ -73,107 +75,34 @@ describe('the token index against one holder', () => {
     expect(granted.status).toBe(201)
     const token = granted.body.token as string
 
-    // 100 expired children (ttl 1 s), each with ~140 KB of grants: the index keeps them.
-    let made = 0
-    for (let round = 0; round < 1; round++) {
-      for (let i = 0; i < (round === 0 ? 100 : 99); i++) {
-        const child = await api('POST', '/v1/tokens/attenuate', token, {
-          grants: fatGrants(round * 1000 + i),
-          ttlSeconds: round === 0 ? 1 : 3000,
-        })
-        if (child.status === 201) {
-          made++
-        } else if (child.status === 429) {
-          await new Promise((r) => setTimeout(r, 1100))
-          i--
-        } else {
-          throw new Error(`attenuate: ${child.status} ${JSON.stringify(child.body)}`)
-        }
-      }
-      if (round === 0) {
-        await new Promise((r) => setTimeout(r, 2100))
-      }
+    // ~140 KB of grants: never minted.
+    const fat = await api('POST', '/v1/tokens/attenuate', token, {
+      grants: fatGrants(0),
+      ttlSeconds: 1,
+    })
+    expect(fat.status).toBe(400)
+    expect(fat.body.error.code).toBe('invalid_request')
+    expect(fat.body.error.message).toContain('at most 8192')
+
+    // The largest that fit (4 prefixes of 1,200 characters: a ~7.8 KB token), 100 that expire
+    // at once and 100 live ones: what the index keeps of one family at most.
+    const attenuate = async (salt: number, ttlSeconds: number) => {
+      const child = await api('POST', '/v1/tokens/attenuate', token, {
+        grants: fatGrants(salt, 4, 1_200),
+        ttlSeconds,
+      })
+      expect(child.status, JSON.stringify(child.body)).toBe(201)
+      expect(child.body.token.length).toBeGreaterThan(7_000)
+    }
+    for (let i = 0; i < 100; i++) {
+      await attenuate(i, 1)
+    }
+    await new Promise((r) => setTimeout(r, 2100))
+    for (let i = 100; i < 199; i++) {
+      await attenuate(i, 3000)
     }
     const size = (await stat(join(host.dataDir, 'tokens.json'))).size
-    console.log(`children made ${made}, tokens.json ${(size / 1e6).toFixed(1)} MB`)
-
-    // Now an admin mints one token for another tenant: the whole file is serialised again on
-    // the main thread. Measure the main thread's longest stall while it does.
-    const histogram = monitorEventLoopDelay({ resolution: 5 })
-    histogram.enable()
-    const t0 = performance.now()
-    const other = await api('POST', '/v1/tokens', host.adminKey, {
-      app: app.id,
-      grants: { log: true },
-      ttlSeconds: 600,
-    })
-    const ms = performance.now() - t0
-    histogram.disable()
-    expect(other.status).toBe(201)
-    console.log(
-      `one admin mint: ${ms.toFixed(0)} ms, main thread max stall ${(histogram.max / 1e6).toFixed(0)} ms`,
-    )
-
-    // Reading the app's record (admin, publisher or auditor: `warden apps show`) clones every
-    // token entry of the app and serialises the newest 100.
-    {
-      const stall = monitorEventLoopDelay({ resolution: 5 })
-      stall.enable()
-      const t = performance.now()
-      const shown = await fetch(`${host.server.url}/v1/apps/${app.id}`, {
-        headers: { authorization: `Bearer ${host.adminKey}` },
-      })
-      const bytes = (await shown.arrayBuffer()).byteLength
-      stall.disable()
-      console.log(
-        `GET /v1/apps/:id: ${shown.status}, ${(bytes / 1e6).toFixed(1)} MB in ${(performance.now() - t).toFixed(0)} ms, main thread max stall ${(stall.max / 1e6).toFixed(0)} ms`,
-      )
-    }
-
-    // Then the holder keeps attenuating with ttl 1 (each child replaces an expired one) while
-    // a benign tenant invokes its app: figures printed, not asserted (timing).
-    const benign = await api('POST', '/v1/tokens', host.adminKey, {
-      app: app.id,
-      grants: { log: true },
-      ttlSeconds: 600,
-    })
-    const invoke = async () => {
-      const t = performance.now()
-      const r = await api('POST', `/v1/apps/${app.id}/invoke`, benign.body.token, { input: {} })
-      expect(r.status).toBe(200)
-      return performance.now() - t
-    }
-    const quiet: number[] = []
-    for (let i = 0; i < 10; i++) quiet.push(await invoke())
-    let stop = false
-    let floods = 0
-    const refused = new Set<number>()
-    const attacker = async (w: number) => {
-      for (let i = 0; !stop; i++) {
-        const r = await api('POST', '/v1/tokens/attenuate', token, {
-          grants: fatGrants(5000 + w * 1000 + i),
-          ttlSeconds: 1,
-        })
-        if (r.status === 201) floods++
-        else refused.add(r.status)
-      }
-    }
-    const attackers = [0, 1].map(attacker)
-    await new Promise((r) => setTimeout(r, 500))
-    const loud: number[] = []
-    const stall = monitorEventLoopDelay({ resolution: 5 })
-    stall.enable()
-    for (let i = 0; i < 10; i++) loud.push(await invoke())
-    stall.disable()
-    stop = true
-    await Promise.all(attackers)
-    const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1]!
-    console.log(
-      `benign invoke median: quiet ${median(quiet).toFixed(1)} ms, beside the holder ${median(loud).toFixed(1)} ms (max ${Math.max(...loud).toFixed(0)} ms); ${floods} attenuations (refused: ${[...refused]}); main thread max stall ${(stall.max / 1e6).toFixed(0)} ms`,
-    )
-
-    // The file a holder controls should stay bounded by something close to what a token's
-    // own size cap (16 KiB) allows per entry: 100 entries x 16 KiB = 1.6 MB. It is ~15 MB.
+    console.log(`tokens.json ${(size / 1e6).toFixed(2)} MB`)
     expect(size).toBeLessThan(2_000_000)
-  }, 600_000)
+  }, 120_000)
 })

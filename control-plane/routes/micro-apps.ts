@@ -30,6 +30,7 @@ import { readBodyCapped } from '../body.js'
 import {
   checkGuestResponse,
   MICRO_APP_CSP,
+  MICRO_APP_DEFAULTS,
   requestHeadersForGuest,
   splitAppPath,
 } from '../micro-app-http.js'
@@ -271,6 +272,15 @@ export function registerMicroAppRoutes(
         token: binding.token,
         appId: record.id,
         verified: claims,
+        // A body over the cap is refused before the answer is redacted (`RunOptions.outputCap`);
+        // the headers' own caps are checked after, with the rest of the response.
+        outputCap: {
+          bytes: microApps.maxResponseBytes + MICRO_APP_DEFAULTS.maxHeaderBytes,
+          error: {
+            code: 'invalid_response',
+            message: `the micro-app's response is over the cap of ${microApps.maxResponseBytes} bytes`,
+          },
+        },
         get signal() {
           return incoming.signal
         },

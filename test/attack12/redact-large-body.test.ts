@@ -12,40 +12,32 @@
  * growing with the number of secrets an admin stores (the cost is per secret). An action's
  * output (up to the worker's 16 MiB string cap) is likewise redacted before the 1 MiB cap.
  *
- * Timing is inherent: with 50 secrets stored, the test asserts the main thread's longest stall
- * during one such request stays under 400 ms (observed well over a second; the same request
- * with no secret stored stalls it ~150 ms, which is itself the copy of an over-cap body).
+ * Fixed: `openWarden`'s `run`/`call` take an `outputCap` that is checked before redaction, and
+ * the micro-app route (and invoke, `/v1/runs`) pass theirs: an over-cap answer is dropped
+ * unread. What this checks, without timing anything: the refusal is the cap's, not the
+ * response check's that runs after redaction.
  */
-import { readFile } from 'node:fs/promises'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { parse } from '@bytecodealliance/jco'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestServer } from '../support/server.js'
 import type { TestServer } from '../support/server.js'
+import { helloHttpWith } from '../support/wat.js'
 
 const BODY_MIB = 56
 
-async function bigBodyWat(): Promise<string> {
-  const hello = await readFile(
-    new URL('../../examples/hello-http/hello-http.wat', import.meta.url),
-    'utf8',
-  )
-  const start = hello.indexOf('    (func (export "warden:platform/handler@0.1.0#handle")')
-  const end = hello.indexOf('  (core instance $main-i (instantiate $main))')
-  const handle = `    (func (export "warden:platform/handler@0.1.0#handle")
-      (param $mp i32) (param $ml i32) (param $pp i32) (param $pl i32) (param $qp i32) (param $ql i32)
-      (param $hp i32) (param $hl i32) (param $bp i32) (param $bl i32) (result i32)
-      (local $body i32)
-      (local.set $body (call $alloc (i32.const 1) (i32.const ${BODY_MIB * 1024 * 1024})))
+function bigBodyWat(): Promise<string> {
+  return helloHttpWith(
+    '(local $body i32)',
+    `      (local.set $body (call $alloc (i32.const 1) (i32.const ${BODY_MIB * 1024 * 1024})))
       (memory.fill (local.get $body) (i32.const 97) (i32.const ${BODY_MIB * 1024 * 1024}))
       (i32.store16 (i32.const 128) (i32.const 200))
       (i32.store (i32.const 132) (i32.const 0))
       (i32.store (i32.const 136) (i32.const 0))
       (i32.store (i32.const 140) (local.get $body))
       (i32.store (i32.const 144) (i32.const ${BODY_MIB * 1024 * 1024}))
-      (i32.const 128)))
-`
-  return hello.slice(0, start) + handle + hello.slice(end)
+      (i32.const 128)`,
+  )
 }
 
 let host: TestServer
@@ -87,20 +79,26 @@ async function once(label: string) {
   console.log(
     `${label}: ${r.status} in ${(performance.now() - t).toFixed(0)} ms, main-thread max stall ${(stall.max / 1e6).toFixed(0)} ms ${text.slice(0, 120)}`,
   )
-  return stall.max / 1e6
+  return { status: r.status, error: JSON.parse(text).error }
 }
 
 describe('a micro-app body over the cap', () => {
   it('is refused before the main thread redacts it', async () => {
-    await once('no secrets')
-    await once('no secrets')
     for (let i = 0; i < 50; i++) {
       const put = await admin('PUT', `/v1/secrets/api_key_${i}`, {
         value: `sk-live-${i}-${'x'.repeat(24)}${i}`,
       })
       expect(put.status).toBeLessThan(300)
     }
-    const worst = Math.max(await once('50 secrets'), await once('50 secrets'))
-    expect(worst).toBeLessThan(400)
+    // Refused by the run's output cap (`RunOptions.outputCap`), which reads no byte of the
+    // body, not by the response check after redaction ("body is over the cap"): the stall is
+    // printed for the figures (1.6 s before the fix with 50 secrets), not asserted.
+    expect(await once('50 secrets')).toEqual({
+      status: 502,
+      error: {
+        code: 'invalid_response',
+        message: `the micro-app's response is over the cap of ${5 * 1024 * 1024} bytes`,
+      },
+    })
   }, 300_000)
 })

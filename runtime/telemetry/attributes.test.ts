@@ -20,7 +20,15 @@ const JWT = 'eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJhcHA6eCJ9.c2lnbmF0dXJlLXNpZ25hdHVyZ
 describe('urlPath', () => {
   it('keeps an ordinary path and drops the query and fragment', () => {
     expect(urlPath('/v1/apps/app-0123/invoke', keep)).toBe('/v1/apps/app-0123/invoke')
-    expect(urlPath('/apps/shop/cart?token=abc#x', keep)).toBe('/apps/shop/cart')
+    expect(urlPath('/v1/apps/shop/route?token=abc#x', keep)).toBe('/v1/apps/shop/route')
+  })
+
+  it("masks a data key and a micro-app's own path: run inputs, often a person's name", () => {
+    expect(urlPath('/v1/data/crm/alice%40example.com', keep)).toBe('/v1/data/crm/[masked]')
+    expect(urlPath('/v1/data/crm/contacts/alice', keep)).toBe('/v1/data/crm/[masked]')
+    expect(urlPath('/v1/data/crm/schema', keep)).toBe('/v1/data/crm/schema')
+    expect(urlPath('/apps/shop/cart/alice?x=1', keep)).toBe('/apps/shop/[masked]')
+    expect(urlPath('/apps/shop/', keep)).toBe('/apps/shop/')
   })
 
   it('masks an API key, a token and a long opaque segment, also percent-encoded', () => {
@@ -34,7 +42,7 @@ describe('urlPath', () => {
 
   it('redacts stored secret values and cuts long paths', () => {
     const redact = (text: string) => text.replaceAll('hunter2', '[redacted:pw]')
-    expect(urlPath('/apps/x/hunter2/y', redact)).toBe('/apps/x/[redacted:pw]/y')
+    expect(urlPath('/v1/secrets/hunter2/y', redact)).toBe('/v1/secrets/[redacted:pw]/y')
     expect(urlPath(`/${'a/'.repeat(500)}`, keep)).toHaveLength(MAX_ATTRIBUTE_CHARS)
   })
 
@@ -197,6 +205,29 @@ describe('auditAttributes', () => {
     prevHash: 'a'.repeat(64),
     hash: 'b'.repeat(64),
   }
+
+  it('exports an http target without its path and a data target without its key', () => {
+    const http = auditAttributes({
+      ...base,
+      kind: 'host-call',
+      capability: 'warden:platform/http',
+      op: 'fetch',
+      target: 'GET https://api.example.com:443/users/alice?q=1 → 93.184.216.34',
+    })
+    expect(http['warden.audit.target']).toBe('GET https://api.example.com:443')
+    const read = auditAttributes({
+      ...base,
+      kind: 'host-call',
+      capability: 'warden:platform/data',
+      op: 'get',
+      target: 'crm/contacts/alice@example.com',
+    })
+    expect(read['warden.audit.target']).toBe('crm/[masked]')
+    const write = auditAttributes({ ...base, kind: 'admin', op: 'data.put', target: 'crm/bob' })
+    expect(write['warden.audit.target']).toBe('crm/[masked]')
+    const other = auditAttributes({ ...base, kind: 'admin', op: 'app.approve', target: 'app-1' })
+    expect(other['warden.audit.target']).toBe('app-1')
+  })
 
   it("carries the record's own fields, leaving out nulls", () => {
     const attributes = auditAttributes(base)

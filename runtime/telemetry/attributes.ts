@@ -47,16 +47,26 @@ export function cut(text: string): string {
 // to be a credential that a client pasted into a path.
 const CREDENTIAL = /^(wdn_|eyJ)|^[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.|^[A-Za-z0-9+/_=-]{48,}$/
 
+// A data key (`/v1/data/<collection>/<key>`, but the schema route) and a micro-app's own path
+// (`/apps/<name>/<path>`, its request: a run's input) are never recorded: a key often names a
+// person (`contacts/alice@example.com`; found by the thirteenth outside attack).
+const DATA_KEY = /^(\/v1\/data\/[^/]+\/)(?!schema$).+$/
+const APP_PATH = /^(\/apps\/[^/]+\/).+$/
+
 /**
- * `url.path` of a request: the path as sent (never the query), each segment that looks like a
- * credential (an API key, a token, a long opaque string) replaced by `[masked]`, then every
- * stored secret value redacted and the whole cut to {@link MAX_ATTRIBUTE_CHARS}.
+ * `url.path` of a request: the path as sent (never the query), a data key or a micro-app's own
+ * path replaced by `[masked]`, each segment that looks like a credential (an API key, a token, a
+ * long opaque string) too, then every stored secret value redacted and the whole cut to
+ * {@link MAX_ATTRIBUTE_CHARS}.
  *
  * @example
  * urlPath('/v1/tokens/wdn_0123_abc', redact) // '/v1/tokens/[masked]'
+ * urlPath('/v1/data/crm/alice%40example.com', redact) // '/v1/data/crm/[masked]'
  */
 export function urlPath(path: string, redact: (text: string) => string): string {
-  const withoutQuery = path.split(/[?#]/, 1)[0] ?? ''
+  const withoutQuery = (path.split(/[?#]/, 1)[0] ?? '')
+    .replace(DATA_KEY, '$1[masked]')
+    .replace(APP_PATH, '$1[masked]')
   const masked = withoutQuery
     .split('/')
     .map((segment) =>
@@ -125,6 +135,25 @@ export interface HttpTarget {
   port: number
   /** The address the connection reached, once it did. */
   address: string | undefined
+}
+
+/**
+ * An audit record's target as telemetry may carry it: an http call's without its path (`GET
+ * https://api.example.com:443`), a data call's or data write's collection only
+ * (`crm/[masked]`): the paths of egress URLs and data keys are never exported (the audit log
+ * itself keeps them, for its readers).
+ */
+function exportedTarget(target: string, record: Pick<AuditRecord, 'capability' | 'op'>): string {
+  const http = parseHttpTarget(target)
+  if (http) {
+    const host = http.host.includes(':') ? `[${http.host}]` : http.host
+    return `${http.method} ${http.scheme}://${host}:${http.port}`
+  }
+  if (record.capability?.endsWith('/data') || record.op?.startsWith('data.')) {
+    const slash = target.indexOf('/')
+    return slash < 0 ? target : `${target.slice(0, slash)}/[masked]`
+  }
+  return target
 }
 
 /** Parse the http capability's audit target; undefined when it is not one. */
@@ -238,6 +267,9 @@ export function auditAttributes(record: AuditRecord): Attributes {
     if (typeof value === 'string' || typeof value === 'number') {
       attributes[`warden.audit.${key}`] = value
     }
+  }
+  if (typeof record.target === 'string') {
+    attributes['warden.audit.target'] = exportedTarget(record.target, record)
   }
   if (record.meter) {
     for (const [key, value] of Object.entries(record.meter)) {

@@ -38,7 +38,8 @@ import {
 } from '../audit/checkpoint.js'
 import type { AuditSigningKey } from '../audit/checkpoint.js'
 import { acquireAuditLock } from '../audit/lock.js'
-import { checkQuery } from '../audit/log.js'
+import { checkQuery, MAX_CONCURRENT_SCANS } from '../audit/log.js'
+import { createLimit } from '../audit/limit.js'
 import { matchesQuery } from '../audit/query.js'
 import type { AuditLog, AuditQuery } from '../audit/log.js'
 import { GENESIS_HASH, buildRecord, computeRecordHash } from '../audit/record.js'
@@ -517,6 +518,11 @@ export async function openRedisAuditLog(options: RedisAuditLogOptions): Promise<
     }
   }
 
+  // As the file log (`MAX_CONCURRENT_SCANS`): every scan reads the one stream all hosts share
+  // and parses it on this main thread; an auditor's concurrent unindexed queries were each a
+  // full scan (thirteenth outside attack).
+  const scans = createLimit(MAX_CONCURRENT_SCANS)
+
   /** Records matching `query` by reading the stream from `fromSeq` (no index serves it). */
   async function scan(query: AuditQuery): Promise<AuditRecord[]> {
     const { fromSeq, limit } = checkQuery(query)
@@ -591,7 +597,7 @@ export async function openRedisAuditLog(options: RedisAuditLogOptions): Promise<
     read(query: AuditQuery = {}) {
       checkQuery(query)
       const name = indexFor(query)
-      return name === undefined ? scan(query) : readIndexed(name, query)
+      return name === undefined ? scans(() => scan(query)) : readIndexed(name, query)
     },
     verify(verifyOptions = {}) {
       if (Object.keys(verifyOptions).length === 0) {

@@ -12,8 +12,13 @@ import { ensurePrivateDir, WardenError, writeFileAtomic } from '../runtime/index
 export interface JsonFile<T> {
   /** The document; change it, then {@link JsonFile.save}. */
   readonly data: T
-  /** Write the document as it is now. Rejects with `store_unavailable` when the write fails. */
-  save(): Promise<void>
+  /**
+   * Write the document as it is now. Rejects with `store_unavailable` when the write fails.
+   * `changed`: the ids of the only items changed or added since the last save (items taken out
+   * are found without it), so that a store which writes items one by one (Redis) serialises
+   * those alone; a file is written whole either way.
+   */
+  save(changed?: readonly string[]): Promise<void>
 }
 
 /**

@@ -187,14 +187,20 @@ export async function openRedisDoc<T extends object, K extends keyof T>(
   })
 
   // One save at a time: each writes what changed since the last one (the file store's rule).
+  // With `changed`, only those items are serialised: finding what changed by serialising every
+  // item made one attenuation cost the whole deployment's token index (thirteenth outside
+  // attack: 10.7 M characters per attenuation with 20,000 tokens).
   let saving: Promise<void> = Promise.resolve()
-  async function saveNow(): Promise<void> {
+  async function saveNow(changed?: ReadonlySet<string>): Promise<void> {
     const args: string[] = []
     const writes: [string, string][] = []
     const present = new Set<string>()
     for (const item of list()) {
       const id = shape.idOf(item)
       present.add(id)
+      if (changed !== undefined && !changed.has(id) && seen.has(id)) {
+        continue
+      }
       const json = stored(item)
       if (seen.get(id) !== json) {
         args.push(id, seen.get(id) ?? '', json, shape.uniqueOf?.(item) ?? '')
@@ -243,8 +249,10 @@ export async function openRedisDoc<T extends object, K extends keyof T>(
 
   return {
     data,
-    save() {
-      const next = saving.then(saveNow, saveNow)
+    save(changed) {
+      const ids = changed === undefined ? undefined : new Set(changed)
+      const run = () => saveNow(ids)
+      const next = saving.then(run, run)
       saving = next.catch(() => undefined)
       return next
     },

@@ -162,7 +162,7 @@ export async function openTokenIndex(
     async add(entry) {
       ensureRoom()
       doc.data.tokens.push(structuredClone(entry))
-      await doc.save()
+      await doc.save([entry.jti])
     },
     ensureRoom,
     descendantsOf(root) {
@@ -191,7 +191,7 @@ export async function openTokenIndex(
       if (entry && entry.revokedAt === undefined) {
         entry.revokedAt = new Date().toISOString()
         entry.revokedBy = actor
-        await doc.save()
+        await doc.save([jti])
       }
     },
   }

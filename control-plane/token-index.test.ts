@@ -1,8 +1,8 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, expect, it } from 'vitest'
-import { openTokenIndex } from './token-index.js'
+import { openTokenIndex, readTokenEntries } from './token-index.js'
 import type { TokenEntry, TokenIndex } from './token-index.js'
 
 let dir: string
@@ -76,8 +76,7 @@ it('drops entries expired for more than a day on write, not only on open', async
   await daily.add(entry('ancient', undefined, 'ancient', t - 86_401))
   await daily.add(entry('fresh', undefined, 'fresh', t + 600))
   expect(daily.get('ancient')).toBeUndefined()
-  const file = JSON.parse(await readFile(join(dataDir, 'tokens.json'), 'utf8'))
-  expect(file.tokens.map((e: TokenEntry) => e.jti)).toEqual(['fresh'])
+  expect((await readTokenEntries(dataDir)).map((e: TokenEntry) => e.jti)).toEqual(['fresh'])
 })
 
 it('holds at most maxEntries: expired and revoked ones make room first, then minting is refused', async () => {

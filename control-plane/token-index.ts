@@ -4,12 +4,11 @@
  * revoke every token of an app. Revocation itself is the runtime's revocation list; this index
  * only remembers that it happened.
  */
-import { join } from 'node:path'
 import { z } from 'zod'
 import { WardenError } from '../runtime/index.js'
 import type { RedisConnection } from '../runtime/index.js'
-import { openJsonFile } from './json-file.js'
 import { openRedisDoc } from './redis-doc.js'
+import { openTokenLog, readTokenLog } from './token-file.js'
 
 /** One granted token, as the index keeps it and `GET /v1/tokens` shows it. */
 export const tokenEntrySchema = z.strictObject({
@@ -31,6 +30,11 @@ const fileSchema = z.strictObject({ version: z.literal(1), tokens: z.array(token
 
 /** One granted token, without its string. */
 export type TokenEntry = z.output<typeof tokenEntrySchema>
+
+/** The entries a data dir's token index holds on disk (a read: for tests and tools). */
+export function readTokenEntries(dataDir: string): Promise<TokenEntry[]> {
+  return readTokenLog(dataDir, tokenEntrySchema, (t) => t.jti)
+}
 
 /** Expired entries are listed for up to this long after their `exp`, then dropped. */
 export const KEEP_EXPIRED_SECONDS = 86_400
@@ -71,7 +75,7 @@ export interface TokenIndex {
 }
 
 /**
- * Open `tokens.json` of a data dir (or, in Redis mode, the `tokens` hash). Expired entries are
+ * Open `tokens.jsonl` of a data dir (`token-file.ts`; or, in Redis mode, the `tokens` hash). Expired entries are
  * dropped a day after their `exp`, on open and on every write; a family keeps its newest
  * {@link DEFAULT_MAX_EXPIRED_PER_FAMILY} expired attenuated entries only; the whole index at
  * most {@link DEFAULT_MAX_TOKEN_ENTRIES} entries (expired ones go first, then minting is
@@ -101,7 +105,7 @@ export async function openTokenIndex(
         // As the file's: entries expired for more than a day go (on every host's start).
         prune: (t) => t.exp <= nowSeconds() - KEEP_EXPIRED_SECONDS,
       })
-    : await openJsonFile(join(dataDir, 'tokens.json'), fileSchema, empty, 'the token index')
+    : await openTokenLog(dataDir, tokenEntrySchema, (t) => t.jti, fileSchema)
   /** Keep the entries `keep` says, in order, in place (the Redis doc holds on to the array). */
   const retain = (keep: (t: TokenEntry, i: number) => boolean) => {
     const tokens = doc.data.tokens

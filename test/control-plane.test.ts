@@ -10,6 +10,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { adminKeyPath, startServer } from '../control-plane/index.js'
 import type { RunningServer } from '../control-plane/index.js'
+import { readTokenEntries } from '../control-plane/token-index.js'
 import { auditKeyId } from '../runtime/audit/index.js'
 import { lineReads } from '../runtime/audit/lines.js'
 import { resolveHostConfig, verifyAuditFile } from '../runtime/index.js'
@@ -683,8 +684,7 @@ describe('tokens, invoke and the audit trail', () => {
     expect(second.every((jti) => listed.has(jti))).toBe(true)
     expect(first.some((jti) => listed.has(jti))).toBe(false)
     // From the file too, not just from the listing.
-    const file = JSON.parse(await readFile(join(dataDir, 'tokens.json'), 'utf8'))
-    const stored = file.tokens.filter((t: { parent?: string }) => t.parent === granted.jti)
+    const stored = (await readTokenEntries(dataDir)).filter((t) => t.parent === granted.jti)
     expect(stored).toHaveLength(101)
   }, 30_000)
 

@@ -1,6 +1,6 @@
 /**
  * Attack 12: a capability token's holder bloats the file token index. `POST
- * /v1/tokens/attenuate` stores each child's whole `grants` in `tokens.json`, and every mint,
+ * /v1/tokens/attenuate` stored each child's whole `grants` in `tokens.json`, and every mint,
  * attenuation or revocation (anyone's) rewrites the whole file with `JSON.stringify(…, null,
  * 2)` on the server's main thread. A child may carry 64 http entries of 2,048-character path
  * prefixes (each within a parent entry with `pathPrefix: "/"`): ~140 KB of grants per entry.
@@ -101,8 +101,8 @@ describe('the token index against one holder', () => {
     for (let i = 100; i < 199; i++) {
       await attenuate(i, 3000)
     }
-    const size = (await stat(join(host.dataDir, 'tokens.json'))).size
-    console.log(`tokens.json ${(size / 1e6).toFixed(2)} MB`)
+    const size = (await stat(join(host.dataDir, 'tokens.jsonl'))).size
+    console.log(`tokens.jsonl ${(size / 1e6).toFixed(2)} MB`)
     expect(size).toBeLessThan(2_000_000)
   }, 120_000)
 })

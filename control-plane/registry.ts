@@ -146,6 +146,14 @@ export const RESERVED_NAMES: readonly string[] = [AGENT_APP_NAME]
 /** Who registers Warden's built-in apps (the `js` agent sandbox): no key, no person. */
 export const BUILTIN_PUBLISHER = 'builtin'
 
+/**
+ * Bytes of uploads one publisher may keep (`openAppRegistry`'s `publisherQuotaBytes`,
+ * `WARDEN_PUBLISHER_QUOTA_MB`): 2 GiB, over every version of its apps that are not
+ * decommissioned. Without it one key kept ~75 GB an hour of 50 MiB versions that differed in
+ * a custom section (thirteenth outside attack).
+ */
+export const DEFAULT_PUBLISHER_QUOTA_BYTES = 2 * 1024 * 1024 * 1024
+
 /** What a built-in app registers: its build's facts; owner, purpose and approval are Warden's. */
 export type BuiltinRegistration = Omit<
   Registration,
@@ -168,6 +176,11 @@ export interface AppRegistry {
   get(idOrName: string): AppRecord | undefined
   list(filter?: AppFilter): AppRecord[]
   register(registration: Registration): Promise<{ record: AppRecord; outcome: RegistrationOutcome }>
+  /**
+   * Throws `limit_exceeded` when keeping `sizeBytes` more for `publisher` (a build not among
+   * its apps' versions yet) would pass its quota; `register` checks the same.
+   */
+  checkQuota(publisher: string, digest: string, sizeBytes: number): void
   /**
    * Register (or move to a new build) one of Warden's built-in apps: published by
    * {@link BUILTIN_PUBLISHER}, each build approved by it, so its digest changes only when the
@@ -268,9 +281,10 @@ function notFound(): WardenError {
  */
 export async function openAppRegistry(
   dataDir: string,
-  options: { redis?: RedisConnection } = {},
+  options: { redis?: RedisConnection; publisherQuotaBytes?: number } = {},
 ): Promise<AppRegistry> {
   const { redis } = options
+  const quota = options.publisherQuotaBytes ?? DEFAULT_PUBLISHER_QUOTA_BYTES
   const empty = () => ({ version: 1 as const, apps: [] as StoredApp[] })
   const doc: JsonFile<z.output<typeof fileSchema>> = redis
     ? await openRedisDoc(redis, {
@@ -289,6 +303,26 @@ export async function openAppRegistry(
   // copy. Every change here goes through `save`, which drops them all; a copy from Redis is a
   // new object, so it has none. A run only moves `lastRunAt` (`ranAt`), and swaps the one
   // snapshot.
+  const checkQuota = (publisher: string, digest: string, sizeBytes: number) => {
+    let kept = 0
+    for (const app of doc.data.apps) {
+      if (app.publisher !== publisher || app.decommissionedAt) {
+        continue
+      }
+      for (const v of app.versions) {
+        if (v.digest === digest) {
+          return // kept already: a new name or version of the same bytes costs nothing more
+        }
+        kept += v.sizeBytes
+      }
+    }
+    if (kept + sizeBytes > quota) {
+      throw new WardenError(
+        'limit_exceeded',
+        `the publisher's uploads would pass its quota of ${Math.floor(quota / 1024 / 1024)} MiB: an admin may decommission apps it no longer needs`,
+      )
+    }
+  }
   let views = new WeakMap<StoredApp, AppRecord>()
   const view = (app: StoredApp): AppRecord => {
     let record = views.get(app)
@@ -376,6 +410,7 @@ export async function openAppRegistry(
             (filter.owner === undefined || a.owner === filter.owner),
         )
     },
+    checkQuota,
     async register(r) {
       const now = new Date().toISOString()
       const version = versionOf(r, r.actor, now)
@@ -387,6 +422,7 @@ export async function openAppRegistry(
       }
       const existing = doc.data.apps.find((a) => a.name === r.name)
       if (!existing) {
+        checkQuota(r.actor, r.digest, r.sizeBytes)
         if (version.riskTier === 'low') {
           version.approvedAt = now
           version.approvedBy = 'policy:low-risk'
@@ -417,6 +453,7 @@ export async function openAppRegistry(
       if (existing.versions.some((v) => v.digest === r.digest)) {
         return { record: view(existing), outcome: 'unchanged' }
       }
+      checkQuota(existing.publisher, r.digest, r.sizeBytes)
       // Only a low-risk build is approved without review: an admin approves every medium or
       // high build by its digest, so no build runs that nobody looked at.
       if (version.riskTier === 'low') {

@@ -85,7 +85,10 @@ export async function startServer(options: ServeOptions): Promise<RunningServer>
   let warden: Warden
   let registry: AppRegistry
   try {
-    registry = await openAppRegistry(dataDir, shared)
+    registry = await openAppRegistry(dataDir, {
+      ...shared,
+      publisherQuotaBytes: config.publisherQuotaMb * 1024 * 1024,
+    })
     const stopped = registry
       .list()
       .filter((a) => a.status === 'disabled' || a.status === 'decommissioned')

@@ -71,6 +71,11 @@ export interface HostConfig {
    * `<dataDir>/master.key`, created on first start (see host-capabilities/secrets/store.ts).
    */
   masterKey: string | undefined
+  /**
+   * Bytes of uploads one publisher key may keep in the registry, over every version of its apps
+   * that are not decommissioned, in MiB. `WARDEN_PUBLISHER_QUOTA_MB`, default 2,048.
+   */
+  publisherQuotaMb: number
   /** Longest capability token lifetime, in seconds. `WARDEN_MAX_TOKEN_TTL_S`, default 7 days. */
   maxTokenLifetimeSeconds: number
   /**
@@ -117,6 +122,8 @@ export function resolveHostConfig(env: NodeJS.ProcessEnv = process.env): Readonl
     masterKey: env.WARDEN_MASTER_KEY || undefined,
     maxTokenLifetimeSeconds:
       positiveInt(env.WARDEN_MAX_TOKEN_TTL_S, 'WARDEN_MAX_TOKEN_TTL_S') ?? 7 * 24 * 3600,
+    publisherQuotaMb:
+      positiveInt(env.WARDEN_PUBLISHER_QUOTA_MB, 'WARDEN_PUBLISHER_QUOTA_MB') ?? 2048,
     otel: Object.freeze({ enabled: telemetryEnabled(env) }),
   })
 }

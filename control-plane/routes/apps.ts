@@ -151,6 +151,13 @@ export function registerAppRoutes(
         const bytes = await readUpload(c.req.raw, ctx.maxUploadBytes)
         const component = await warden.load(bytes, { uploader: actor })
         const risk = assessRisk(component.imports, await warden.piiCollections())
+        // Before the bytes are kept; `register` checks it again (an upload in between).
+        const owner = registry.get(meta.name)
+        registry.checkQuota(
+          owner && owner.status !== 'decommissioned' ? owner.publisher : actor,
+          component.digest,
+          bytes.byteLength,
+        )
         await registry.putBlob(component.digest, bytes)
         const { record, outcome } = await registry.register({
           ...meta,

@@ -17,17 +17,20 @@ export interface TestServer {
 
 /**
  * Start a server on `127.0.0.1:0` with a pool of 2 (without the built-in JS sandbox unless
- * `agent` is true).
+ * `agent` is true), configured as `env` says (`WARDEN_*` variables) where a test needs it.
  *
  * @example
  * const { server, adminKey, close } = await startTestServer('warden-client-')
  */
 export async function startTestServer(
   prefix: string,
-  options: Pick<ServeOptions, 'agent' | 'warden'> = {},
+  options: Pick<ServeOptions, 'agent' | 'warden'> & { env?: Record<string, string> } = {},
 ): Promise<TestServer> {
   const dataDir = await mkdtemp(join(tmpdir(), prefix))
-  const config = { ...resolveHostConfig({ WARDEN_DATA_DIR: dataDir }), poolSize: 2 }
+  const config = {
+    ...resolveHostConfig({ ...options.env, WARDEN_DATA_DIR: dataDir }),
+    poolSize: 2,
+  }
   const server = await startServer({
     config,
     port: 0,

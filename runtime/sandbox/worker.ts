@@ -125,7 +125,10 @@ const MAX_HOST_CALL_BYTES = 16 * 1024 * 1024
  */
 const MAX_PAYLOAD_VALUES = 16_384
 
-/** Bytes of strings and byte lists, and values, in a payload; walks ≤ 32 levels, stops past a cap. */
+/**
+ * Bytes of strings and byte lists, and values, in a payload; stops past a cap. A list or record
+ * nested deeper than 32 (no world's types are) counts as past the cap on values.
+ */
 function payloadSize(value: unknown, size = { bytes: 0, values: 0 }, depth = 0) {
   size.values++
   if (typeof value === 'string') {
@@ -133,7 +136,9 @@ function payloadSize(value: unknown, size = { bytes: 0, values: 0 }, depth = 0) 
   } else if (ArrayBuffer.isView(value)) {
     // Any realm's typed array: the glue's realm makes the ones a guest passes.
     size.bytes += value.byteLength
-  } else if (depth <= 32 && value !== null && typeof value === 'object') {
+  } else if (value !== null && typeof value === 'object' && depth > 32) {
+    size.values = Number.POSITIVE_INFINITY
+  } else if (value !== null && typeof value === 'object') {
     for (const item of Array.isArray(value) ? value : Object.values(value)) {
       payloadSize(item, size, depth + 1)
       if (size.bytes > MAX_HOST_CALL_BYTES || size.values > MAX_PAYLOAD_VALUES) {

@@ -22,7 +22,6 @@
  * one attenuation (a ~1 KB answer and a ~1 KB entry), against 1 MiB. The effect on a benign
  * tenant while a separate process attenuates is printed.
  */
-import { execFile } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -32,6 +31,7 @@ import { adminKeyPath, startServer } from '../../control-plane/index.js'
 import type { RunningServer } from '../../control-plane/index.js'
 import { resolveHostConfig } from '../../runtime/index.js'
 import { WardenClient } from '../../sdk/client/index.js'
+import { attenuate, attenuationFlood } from '../support/attenuation-flood.js'
 import { compileWat } from '../support/wat.js'
 
 const OTHER_TOKENS = 20_000
@@ -90,16 +90,6 @@ afterAll(async () => {
   await rm(dataDir, { recursive: true, force: true })
 })
 
-async function attenuate(token: string) {
-  const r = await fetch(`${server.url}/v1/tokens/attenuate`, {
-    method: 'POST',
-    headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-    body: JSON.stringify({ ttlSeconds: 2 }),
-  })
-  await r.text()
-  return r.status
-}
-
 describe('the token index under attenuation', () => {
   it("one attenuation does not serialise every tenant's tokens", async () => {
     const wat = await readFile(new URL('../../examples/hello/hello.wat', import.meta.url), 'utf8')
@@ -126,7 +116,7 @@ describe('the token index under attenuation', () => {
     }) as typeof original
     let status: number
     try {
-      status = await attenuate(attacker)
+      status = await attenuate(server.url, attacker)
     } finally {
       JSON.stringify = original
     }
@@ -135,49 +125,7 @@ describe('the token index under attenuation', () => {
     )
     expect(status).toBe(201)
 
-    const invoke = async () => {
-      const t0 = performance.now()
-      const r = await fetch(`${server.url}/v1/apps/${app.id}/invoke`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${victim}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ input: 'hi' }),
-      })
-      await r.text()
-      expect(r.status).toBe(200)
-      return performance.now() - t0
-    }
-    const victimAttenuate = async () => {
-      const t0 = performance.now()
-      expect(await attenuate(victim)).toBe(201)
-      return performance.now() - t0
-    }
-    const quiet: number[] = []
-    const quietAtt: number[] = []
-    for (let i = 0; i < 5; i++) quiet.push(await invoke())
-    for (let i = 0; i < 3; i++) quietAtt.push(await victimAttenuate())
-    const script =
-      'const [url,tok,n,ms]=process.argv.slice(1);const end=Date.now()+Number(ms);const codes={};' +
-      "const loop=async()=>{while(Date.now()<end){const r=await fetch(url+'/v1/tokens/attenuate',{method:'POST'," +
-      "headers:{authorization:'Bearer '+tok,'content-type':'application/json'},body:JSON.stringify({ttlSeconds:2})});" +
-      'await r.text();codes[r.status]=(codes[r.status]||0)+1}};' +
-      'Promise.all(Array.from({length:Number(n)},loop)).then(()=>console.log(JSON.stringify(codes)))'
-    const flood = new Promise<Record<string, number>>((resolve, reject) => {
-      execFile(
-        process.execPath,
-        ['-e', script, server.url, attacker, '8', '4000'],
-        (error, stdout) => (error ? reject(error) : resolve(JSON.parse(stdout))),
-      )
-    })
-    await new Promise((r) => setTimeout(r, 1000))
-    const busy: number[] = []
-    const busyAtt: number[] = []
-    for (let i = 0; i < 5; i++) busy.push(await invoke())
-    for (let i = 0; i < 3; i++) busyAtt.push(await victimAttenuate())
-    const codes = await flood
-    const f = (a: number[]) => a.map((t) => t.toFixed(0)).join(',')
-    console.log(
-      `victim invoke ms quiet ${f(quiet)} during ${f(busy)}; attacker's attenuations in 4 s: ${JSON.stringify(codes)} (~${((codes['201'] ?? 0) * 17.8).toFixed(0)} MB written); victim's own attenuation ms quiet ${f(quietAtt)} during ${f(busyAtt)}`,
-    )
+    console.log(await attenuationFlood(server.url, app.id, attacker, victim))
     expect(produced).toBeLessThan(1024 * 1024)
   }, 300_000)
 })

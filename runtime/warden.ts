@@ -25,7 +25,7 @@ import {
   deriveSubkey,
   resolveMasterKey,
 } from '../host-capabilities/secrets/index.js'
-import type { Redactor, SecretStore } from '../host-capabilities/secrets/index.js'
+import type { RedactedSecret, Redactor, SecretStore } from '../host-capabilities/secrets/index.js'
 import type { Capability, CapabilityHost } from '../host-capabilities/types.js'
 import { openAuditLog } from './audit/index.js'
 import { groupHostCalls } from './audit/host-calls.js'
@@ -392,15 +392,30 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     disabled.add(id)
   }
 
-  // One redactor over every stored secret, rebuilt on every write: log lines, errors, outputs
-  // and audit records are all cleaned with it, whatever the run was granted.
+  // One redactor over every stored secret, rebuilt on every write: audit records, telemetry and
+  // host errors are cleaned with it. What a run answers (its output, logs, errors, decisions)
+  // is cleaned of the secrets its token grants only (`runRedact`): cleaning it of every stored
+  // secret told whoever could make a guest echo a string which of its candidates was another
+  // tenant's secret (fourteenth outside attack: a PIN found in 4 runs by a token granted
+  // nothing; a 6-digit one through an echoing micro-app's route by anyone).
   let redactor: Redactor = createRedactor([])
+  let stored: RedactedSecret[] = []
   const rebuildRedactor = async () => {
     const all = await secrets.list()
     const values = await Promise.all(
       all.map(async ({ name }) => ({ name, value: (await secrets.read(name)) ?? '' })),
     )
-    redactor = createRedactor(values.filter((v) => v.value !== ''))
+    stored = values.filter((v) => v.value !== '')
+    redactor = createRedactor(stored)
+  }
+  /** The redactor of a run's answer: the secrets `claims` grant, the only ones it may hold. */
+  const runRedact = (claims: CapabilityClaims): ((text: string) => string) => {
+    const granted = new Set(claims.grants.secrets.map((e) => e.name))
+    if (granted.size === 0) {
+      return (text) => text
+    }
+    const own = createRedactor(stored.filter((v) => granted.has(v.name)))
+    return (text) => own.text(text)
   }
   await rebuildRedactor()
   // Another host's secret must be redacted here too.
@@ -581,6 +596,7 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
       throw new WardenError(APP_DISABLED.code, APP_DISABLED.message)
     }
     const effective = effectiveGrant(app.imports, claims, capabilities)
+    const redactRun = runRedact(claims)
     const invocation = await runtime.call(app, exportName, args, {
       interfaces: effective.granted,
       compiledGrants: compileGrants(effective, claims, capabilities),
@@ -591,14 +607,14 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
         ? { shareKey: `${claims.app.id}#${claims.chain[0] ?? claims.jti}` }
         : {}),
       ...(runOptions.onHostCall
-        ? { onDecision: redactedListener(runOptions.onHostCall, redact) }
+        ? { onDecision: redactedListener(runOptions.onHostCall, redactRun) }
         : {}),
       // Passed on unread: the runtime reads it only if the run has to wait for a sandbox.
       get signal() {
         return runOptions.signal
       },
     })
-    const clean = redactInvocation(capOutput(invocation, runOptions.outputCap), redact)
+    const clean = redactInvocation(capOutput(invocation, runOptions.outputCap), redactRun)
     if (quotas && clean.report.fuelUsed) {
       // After the run: a store lost meanwhile costs this run's count, not its answer.
       await quotas.addFuel(claims.app.id, claims.jti, clean.report.fuelUsed).catch(() => undefined)

@@ -270,7 +270,20 @@ export function registerAuditRoutes(
       if (!recent && records.length === 0) {
         throw new WardenError('not_found', 'no such invocation')
       }
-      const text = JSON.stringify({ invocationId: id, report: recent ?? null, records })
+      const text = JSON.stringify({
+        invocationId: id,
+        report: recent ?? null,
+        // To the token that ran it, its host calls without their targets and reasons: the log
+        // cleans those of every stored secret, which would tell the token which of the strings
+        // its guest wrote there is one (fourteenth outside attack); its run's answer had them,
+        // cleaned of its own secrets only.
+        records:
+          tokenJti === undefined
+            ? records
+            : records.map((r) =>
+                r.kind === 'host-call' ? { ...r, target: null, reason: null } : r,
+              ),
+      })
       if (tokenJti !== undefined && run) {
         // Finished: its records are all written (with the run's, in one group) and never change.
         keep(id, tokenJti, text)

@@ -13,7 +13,8 @@
  * Fixed: a finished run's answer to the token that ran it is kept (by invocation id, 32 MiB at
  * most, least recently asked first out), so asking again reads nothing. What this checks,
  * without timing anything: repeated lookups by the token read the audit log once; another
- * token still gets `not_found`; an admin's lookup still reads the log.
+ * token still gets `not_found`; an admin's lookup still reads the log. And, since the
+ * fourteenth round, the token's answer leaves out its host calls' targets and reasons.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { startTestServer } from '../support/server.js'
@@ -76,7 +77,15 @@ describe("a token's lookups of its own run", () => {
     expect(reads).toBe(1)
     // Another token learns nothing, kept or not; an admin reads the log as before.
     expect((await api('GET', `/v1/invocations/${id}`, other)).status).toBe(404)
-    expect((await api('GET', `/v1/invocations/${id}`, host.adminKey)).status).toBe(200)
+    const asAdmin = await api('GET', `/v1/invocations/${id}`, host.adminKey)
+    expect(asAdmin.status).toBe(200)
     expect(reads).toBe(2)
+    // The token sees its host calls without their targets and reasons, which the log cleans of
+    // every stored secret (an oracle: fourteenth outside attack); an admin sees them.
+    const calls = (body: { records: { kind: string; target: unknown }[] }) =>
+      body.records.filter((r) => r.kind === 'host-call')
+    expect(calls(asAdmin.body).some((r) => r.target !== null)).toBe(true)
+    expect(calls(answers[0]!.body)).toHaveLength(calls(asAdmin.body).length)
+    expect(calls(answers[0]!.body).every((r) => r.target === null)).toBe(true)
   })
 })

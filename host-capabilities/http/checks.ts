@@ -39,8 +39,8 @@ export interface AuthorisedRequest {
   /** The secrets the request's placeholders name, each where its binding says. */
   readonly secrets: readonly string[]
   /**
-   * Every secret the run could ever have sent (each bound to some origin): all are read, and
-   * all redacted from the answer.
+   * Every secret the run could ever have sent to this request's origin (bound to it): all are
+   * read, and all redacted from the answer.
    */
   readonly reachable: readonly string[]
 }
@@ -166,9 +166,12 @@ export function authoriseRequest(
   checkHeaderBytes(req.headers, maxRequestHeaderBytes)
   const secrets = checkPlaceholders(req.headers, secretsGrant, url)
   // An upstream may keep a secret from an earlier call and hand it back to a later one that
-  // carried none.
+  // carried none: every secret bound to this origin, the only one it can have been sent to.
+  // Not those bound elsewhere: redacting them from this origin's answer told a script which of
+  // the candidates it had an allowed echo host send back was a secret (fourteenth outside
+  // attack: a PIN bound to another origin, found in one fetch).
   const reachable = (secretsGrant?.entries ?? [])
-    .filter((e) => e.bindings.length > 0)
+    .filter((e) => secretBindingsFor(secretsGrant, e.name, url).length > 0)
     .map((e) => e.name)
   if (reachable.length > 0 && req.headers.some((h) => /^(?:range|if-range)$/i.test(h.name))) {
     // Slices of an echoed secret would each escape whole-value redaction.

@@ -449,7 +449,15 @@ function exchange(
       }
       charge(responseHeaderBytes)
       const encoding = (res.headers['content-encoding'] ?? 'identity').trim().toLowerCase()
-      if (x.plainBytesOnly && encoding !== 'identity' && encoding !== '') {
+      // Transfer codings too: Node undoes `chunked` only, and hands on the bytes of any other
+      // (`gzip, chunked` carried a compressed echo of a secret past redaction; fourteenth
+      // outside attack).
+      const transfer = (res.headers['transfer-encoding'] ?? 'chunked').trim().toLowerCase()
+      if (
+        x.plainBytesOnly &&
+        ((encoding !== 'identity' && encoding !== '') ||
+          (transfer !== 'chunked' && transfer !== ''))
+      ) {
         // Redaction searches plain bytes; a compressed echo of a secret would slip through.
         fail(upstream(`${url.origin} sent a compressed response on a run that uses secrets`))
         return

@@ -65,6 +65,22 @@ describe('createRedactor', () => {
     )
   })
 
+  it('redacts the HTML-escaped forms too: named and numeric references, mixed', () => {
+    const value = `Xk9<pQ&r"s'T`
+    const r = createRedactor([{ name: 'pw', value }])
+    const named = value
+      .replaceAll('&', '&amp;')
+      .replaceAll('<', '&lt;')
+      .replaceAll('"', '&quot;')
+      .replaceAll("'", '&#39;')
+    expect(r.text(`<b>invalid token: ${named}</b>`)).toBe('<b>invalid token: [redacted:pw]</b>')
+    const numeric = [...value].map((c) => `&#x${c.codePointAt(0)!.toString(16).toUpperCase()};`)
+    expect(r.text(`=${numeric.join('')}=`)).toBe('=[redacted:pw]=')
+    expect(r.bytes(Buffer.from(`${value.replaceAll('<', '&#60;')}`))).toEqual(
+      new Uint8Array(Buffer.from('[redacted:pw]')),
+    )
+  })
+
   it('returns its input when nothing matches, else a fresh unpooled array', () => {
     const r = createRedactor([{ name: 'k', value: 'secret-value' }])
     const clean = utf8('nothing here')

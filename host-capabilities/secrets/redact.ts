@@ -191,6 +191,15 @@ const JSON_SHORT: Readonly<Record<string, string>> = {
  * `raw` are its own spellings in the domain searched (the UTF-16 units in a string; the UTF-8,
  * and maybe Latin-1, bytes read as Latin-1). Longest first, so a match takes the whole escape.
  */
+/** The named HTML character references an escaper writes. */
+const HTML_NAMED: Readonly<Record<string, string>> = {
+  '&': '&amp;',
+  '<': '&lt;',
+  '>': '&gt;',
+  '"': '&quot;',
+  "'": '&apos;',
+}
+
 function codePointPattern(cp: string, raw: readonly string[]): string {
   const alternatives = new Map<string, number>()
   for (const r of raw) {
@@ -214,6 +223,21 @@ function codePointPattern(cp: string, raw: readonly string[]): string {
   }
   if (cp === ' ') {
     alternatives.set(literal('+'), 1)
+  }
+  // HTML: a character reference, named or numeric (an honest error page that escapes what it
+  // echoes handed a secret with `&` or `<` in it to the script; fourteenth outside attack).
+  const code = cp.codePointAt(0)!
+  const hex = code.toString(16)
+  const references = [`&#${code};`]
+  for (const x of ['x', 'X']) {
+    references.push(`&#${x}${hex};`, `&#${x}${hex.toUpperCase()};`)
+  }
+  const named = HTML_NAMED[cp]
+  if (named !== undefined) {
+    references.push(named)
+  }
+  for (const reference of references) {
+    alternatives.set(literal(reference), reference.length)
   }
   const sorted = [...alternatives].sort((a, b) => b[1] - a[1]).map(([source]) => source)
   return `(?:${sorted.join('|')})`

@@ -400,6 +400,8 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
   // nothing; a 6-digit one through an echoing micro-app's route by anyone).
   let redactor: Redactor = createRedactor([])
   let stored: RedactedSecret[] = []
+  // By the names a grant holds: building one compiles its secrets' patterns.
+  const runRedactors = new Map<string, (text: string) => string>()
   const rebuildRedactor = async () => {
     const all = await secrets.list()
     const values = await Promise.all(
@@ -407,15 +409,26 @@ export async function openWarden(options: WardenOptions): Promise<Warden> {
     )
     stored = values.filter((v) => v.value !== '')
     redactor = createRedactor(stored)
+    runRedactors.clear()
   }
+  const keep = (text: string) => text
   /** The redactor of a run's answer: the secrets `claims` grant, the only ones it may hold. */
   const runRedact = (claims: CapabilityClaims): ((text: string) => string) => {
-    const granted = new Set(claims.grants.secrets.map((e) => e.name))
-    if (granted.size === 0) {
-      return (text) => text
+    const granted = [...new Set(claims.grants.secrets.map((e) => e.name))].sort()
+    if (granted.length === 0) {
+      return keep
     }
-    const own = createRedactor(stored.filter((v) => granted.has(v.name)))
-    return (text) => own.text(text)
+    const key = granted.join('\n')
+    let redactRun = runRedactors.get(key)
+    if (redactRun === undefined) {
+      const own = createRedactor(stored.filter((v) => granted.includes(v.name)))
+      redactRun = (text) => own.text(text)
+      if (runRedactors.size >= 1_000) {
+        runRedactors.clear()
+      }
+      runRedactors.set(key, redactRun)
+    }
+    return redactRun
   }
   await rebuildRedactor()
   // Another host's secret must be redacted here too.

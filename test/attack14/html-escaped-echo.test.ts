@@ -10,9 +10,9 @@
  */
 import { createServer } from 'node:http'
 import type { Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { WardenClient } from '../../sdk/client/index.js'
+import { listenLoopback, loopbackHttp } from '../support/loopback.js'
 import { startTestServer } from '../support/server.js'
 import type { TestServer } from '../support/server.js'
 
@@ -38,8 +38,7 @@ beforeAll(async () => {
     res.setHeader('content-type', 'text/html')
     res.end(`<p>invalid token: <b>${escapeHtml(String(req.headers['x-api-key'] ?? ''))}</b></p>`)
   })
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-  port = (upstream.address() as AddressInfo).port
+  port = await listenLoopback(upstream)
   host = await startTestServer('warden-a14-html-', { agent: true })
   admin = new WardenClient({ server: host.server.url, key: host.adminKey })
   await admin.secrets.set('api_key', SECRET)
@@ -55,16 +54,7 @@ describe('an HTML-escaped echo', () => {
     const { token } = await admin.grantToken({
       app: 'js',
       grants: {
-        http: [
-          {
-            scheme: 'http',
-            host: '127.0.0.1',
-            port,
-            methods: ['GET'],
-            pathPrefix: '/',
-            allowPrivate: true,
-          },
-        ],
+        http: [loopbackHttp(port, ['GET'], '/')],
         secrets: [{ name: 'api_key', hosts: [`http://127.0.0.1:${port}`], header: 'x-api-key' }],
       },
       ttlSeconds: 600,

@@ -18,9 +18,9 @@
  */
 import { createServer } from 'node:http'
 import type { Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { WardenClient } from '../../sdk/client/index.js'
+import { listenLoopback, loopbackHttp } from '../support/loopback.js'
 import { startTestServer } from '../support/server.js'
 import type { TestServer } from '../support/server.js'
 
@@ -44,8 +44,7 @@ beforeAll(async () => {
       res.end(body)
     })
   })
-  await new Promise<void>((resolve) => echo.listen(0, '127.0.0.1', resolve))
-  port = (echo.address() as AddressInfo).port
+  port = await listenLoopback(echo)
   host = await startTestServer('warden-a14-oracle-', { agent: true })
   admin = new WardenClient({ server: host.server.url, key: host.adminKey })
   await admin.secrets.set('door_pin', SECRET)
@@ -61,16 +60,7 @@ describe('redaction of upstream answers', () => {
     const { token } = await admin.grantToken({
       app: 'js',
       grants: {
-        http: [
-          {
-            scheme: 'http',
-            host: '127.0.0.1',
-            port,
-            methods: ['POST'],
-            pathPrefix: '/echo/',
-            allowPrivate: true,
-          },
-        ],
+        http: [loopbackHttp(port, ['POST'], '/echo/')],
         // Bound to an origin the script never calls: it is only ever sent there.
         secrets: [{ name: 'door_pin', hosts: ['https://door.example.com'] }],
       },

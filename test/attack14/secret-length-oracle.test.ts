@@ -13,9 +13,9 @@
  */
 import { createServer } from 'node:http'
 import type { Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { WardenClient } from '../../sdk/client/index.js'
+import { listenLoopback, loopbackHttp } from '../support/loopback.js'
 import { startTestServer } from '../support/server.js'
 import type { TestServer } from '../support/server.js'
 
@@ -28,8 +28,7 @@ let port: number
 
 beforeAll(async () => {
   upstream = createServer((_req, res) => res.end('ok'))
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-  port = (upstream.address() as AddressInfo).port
+  port = await listenLoopback(upstream)
   host = await startTestServer('warden-a14-length-', { agent: true })
   admin = new WardenClient({ server: host.server.url, key: host.adminKey })
   await admin.secrets.set('api_key', SECRET)
@@ -45,16 +44,7 @@ describe('the header size check after substitution', () => {
     const { token } = await admin.grantToken({
       app: 'js',
       grants: {
-        http: [
-          {
-            scheme: 'http',
-            host: '127.0.0.1',
-            port,
-            methods: ['GET'],
-            pathPrefix: '/',
-            allowPrivate: true,
-          },
-        ],
+        http: [loopbackHttp(port, ['GET'], '/')],
         secrets: [{ name: 'api_key', hosts: [`http://127.0.0.1:${port}`] }],
       },
       limits: { fuel: 100_000_000_000, timeoutMs: 60_000 },

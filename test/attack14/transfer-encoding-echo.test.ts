@@ -13,10 +13,10 @@
  */
 import { createServer } from 'node:net'
 import type { Server } from 'node:net'
-import type { AddressInfo } from 'node:net'
 import { gunzipSync, gzipSync } from 'node:zlib'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { WardenClient } from '../../sdk/client/index.js'
+import { listenLoopback, loopbackHttp } from '../support/loopback.js'
 import { startTestServer } from '../support/server.js'
 import type { TestServer } from '../support/server.js'
 
@@ -46,8 +46,7 @@ beforeAll(async () => {
     })
     socket.on('error', () => {})
   })
-  await new Promise<void>((resolve) => upstream.listen(0, '127.0.0.1', resolve))
-  port = (upstream.address() as AddressInfo).port
+  port = await listenLoopback(upstream)
   host = await startTestServer('warden-a14-te-', { agent: true })
   admin = new WardenClient({ server: host.server.url, key: host.adminKey })
   await admin.secrets.set('api_key', SECRET)
@@ -63,16 +62,7 @@ describe('an echo compressed as a transfer coding', () => {
     const { token } = await admin.grantToken({
       app: 'js',
       grants: {
-        http: [
-          {
-            scheme: 'http',
-            host: '127.0.0.1',
-            port,
-            methods: ['GET'],
-            pathPrefix: '/',
-            allowPrivate: true,
-          },
-        ],
+        http: [loopbackHttp(port, ['GET'], '/')],
         secrets: [{ name: 'api_key', hosts: [`http://127.0.0.1:${port}`] }],
       },
       ttlSeconds: 600,

@@ -45,6 +45,7 @@ import {
 import type { RedisConnection } from './redis/index.js'
 import type { AuditEntry, AuditLog, AuditRecord } from './audit/index.js'
 import { toWardenError, WardenError } from './errors.js'
+import { payloadSize } from './payload-size.js'
 import type { SerializedError } from './errors.js'
 import type { HostConfig } from './host-config.js'
 import { APP_DISABLED, createRuntime } from './runtime.js'
@@ -897,37 +898,17 @@ function redactedListener(
  * bytes than the cap.
  */
 function capOutput(invocation: Invocation, cap: RunOptions['outputCap']): Invocation {
+  const stop = { bytes: cap?.bytes ?? 0, values: Number.POSITIVE_INFINITY }
   if (
     cap === undefined ||
-    (outputBytes(invocation.output, cap.bytes) <= cap.bytes &&
-      outputBytes(invocation.guestError, cap.bytes) <= cap.bytes)
+    (payloadSize(invocation.output, stop).bytes <= cap.bytes &&
+      payloadSize(invocation.guestError, stop).bytes <= cap.bytes)
   ) {
     return invocation
   }
   // The report stays the run's (it ran, and its outcome is in it); the answer is the refusal.
   const { output: _output, guestError: _guestError, ...rest } = invocation
   return { ...rest, ok: false, error: cap.error }
-}
-
-/** Bytes of strings and byte lists in `value`, counted until past `stop`. */
-function outputBytes(value: unknown, stop: number, depth = 0): number {
-  if (typeof value === 'string') {
-    return value.length
-  }
-  if (ArrayBuffer.isView(value)) {
-    return value.byteLength
-  }
-  if (depth > 64 || value === null || typeof value !== 'object') {
-    return 0
-  }
-  let total = 0
-  for (const item of Array.isArray(value) ? value : Object.values(value)) {
-    total += outputBytes(item, stop, depth + 1)
-    if (total > stop) {
-      break
-    }
-  }
-  return total
 }
 
 /** The invocation with every secret value replaced in everything that leaves the host. */

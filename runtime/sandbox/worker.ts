@@ -20,6 +20,7 @@ import { createLogImports, LOG_INTERFACE } from '../../host-capabilities/logging
 import type { WorkerRunState } from '../../host-capabilities/types.js'
 import { createWasiImports } from '../../host-capabilities/wasi/worker.js'
 import { WardenError } from '../errors.js'
+import { payloadSize } from '../payload-size.js'
 import type { SerializedError } from '../errors.js'
 import {
   MEMORY_EXPORT_PREFIX,
@@ -125,29 +126,8 @@ const MAX_HOST_CALL_BYTES = 16 * 1024 * 1024
  */
 const MAX_PAYLOAD_VALUES = 16_384
 
-/**
- * Bytes of strings and byte lists, and values, in a payload; stops past a cap. A list or record
- * nested deeper than 32 (no world's types are) counts as past the cap on values.
- */
-function payloadSize(value: unknown, size = { bytes: 0, values: 0 }, depth = 0) {
-  size.values++
-  if (typeof value === 'string') {
-    size.bytes += value.length
-  } else if (ArrayBuffer.isView(value)) {
-    // Any realm's typed array: the glue's realm makes the ones a guest passes.
-    size.bytes += value.byteLength
-  } else if (value !== null && typeof value === 'object' && depth > 32) {
-    size.values = Number.POSITIVE_INFINITY
-  } else if (value !== null && typeof value === 'object') {
-    for (const item of Array.isArray(value) ? value : Object.values(value)) {
-      payloadSize(item, size, depth + 1)
-      if (size.bytes > MAX_HOST_CALL_BYTES || size.values > MAX_PAYLOAD_VALUES) {
-        break
-      }
-    }
-  }
-  return size
-}
+/** The caps {@link payloadSize} stops at, for a host call's arguments and a run's answer. */
+const PAYLOAD_STOP = { bytes: MAX_HOST_CALL_BYTES, values: MAX_PAYLOAD_VALUES }
 
 /** What one lifted list element is charged against the run's lift budget. */
 const LIFTED_ELEMENT_BYTES = 64
@@ -446,7 +426,7 @@ function bridgeCall(slot: RunSlot, capability: string, fn: string, args: unknown
     state.denial = { thrown, capability }
     throw thrown
   }
-  const size = payloadSize(args)
+  const size = payloadSize(args, PAYLOAD_STOP)
   if (size.bytes > MAX_HOST_CALL_BYTES || size.values > MAX_PAYLOAD_VALUES) {
     state.fatal = new WardenError(
       'limit_exceeded',
@@ -923,7 +903,7 @@ function invokeOnce(ready: ReadyComponent, msg: InvokeJob): FromWorker {
       meter.trap.value = TRAP_FUEL
       throw new WebAssembly.RuntimeError('fuel exhausted')
     }
-    if (payloadSize(value).values > MAX_PAYLOAD_VALUES) {
+    if (payloadSize(value, PAYLOAD_STOP).values > MAX_PAYLOAD_VALUES) {
       throw new WardenError(
         'limit_exceeded',
         `the guest answered more than ${MAX_PAYLOAD_VALUES} values (strings, numbers, list elements, fields)`,
